@@ -1,0 +1,582 @@
+package config
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"crypto/tls"
+	"encoding/asn1"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+func TestSplitWords(t *testing.T) {
+	tests := []struct {
+		name, in string
+		want     []string
+		err      bool
+	}{
+		{"plain", "remote a.example 1194", []string{"remote", "a.example", "1194"}, false},
+		{"tabs and CR", "remote\ta.example  1194\r", []string{"remote", "a.example", "1194"}, false},
+		{"hash comment", "# remote x", nil, false},
+		{"semicolon comment after space", "remote x ;comment", []string{"remote", "x"}, false},
+		{"hash inside word", "verify-x509-name a#b", []string{"verify-x509-name", "a#b"}, false},
+		{"double quotes", `ca "my keys/ca.crt"`, []string{"ca", "my keys/ca.crt"}, false},
+		{"single quotes keep backslash", `ca 'a\b c'`, []string{"ca", `a\b c`}, false},
+		{"backslash space", `ca my\ keys/ca.crt`, []string{"ca", "my keys/ca.crt"}, false},
+		{"escaped quote in double quotes", `x "a\"b"`, []string{"x", `a"b`}, false},
+		{"escaped backslash", `x a\\b`, []string{"x", `a\b`}, false},
+		{"empty quoted word", `x ""`, []string{"x", ""}, false},
+		{"hash in quotes", `x "#not a comment"`, []string{"x", "#not a comment"}, false},
+		{"unterminated", `x "abc`, nil, true},
+		{"trailing backslash", `x abc\`, nil, true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := splitWords(tc.in)
+			if (err != nil) != tc.err {
+				t.Fatalf("err = %v, want error %v", err, tc.err)
+			}
+			if diff := cmp.Diff(tc.want, got); diff != "" {
+				t.Errorf("words (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+// TestDirectives checks the effect of each supported directive on the model.
+func TestDirectives(t *testing.T) {
+	sha := sha256.Sum256(nil)
+	_ = sha
+	tests := []struct {
+		name  string
+		extra string
+		check func(t *testing.T, c *Config)
+	}{
+		{"defaults", "", func(t *testing.T, c *Config) {
+			cn := c.Connections[0]
+			if cn.Port != 1194 || cn.Proto != ProtoUDP || cn.ConnectRetry != time.Second || cn.ConnectRetryMaxWait != 300*time.Second ||
+				cn.ConnectTimeout != 120*time.Second || !cn.Bind || cn.LocalPort != 1194 {
+				t.Errorf("connection defaults: %+v", cn)
+			}
+			if !c.TLSClient || !c.Pull || c.Auth != "SHA1" || c.RenegInterval != time.Hour || c.HandWindow != time.Minute ||
+				c.TLSVersionMin.Version != tls.VersionTLS12 || c.PingTimeout != 120*time.Second || c.Net.Topology != TopologyNet30 ||
+				c.ResolvRetry != ResolvRetryInfinite || c.TunMTU != 1500 || c.Verb != 1 || c.ReplayWindow != 64 {
+				t.Errorf("defaults: %+v", c)
+			}
+			if diff := cmp.Diff([]string{"AES-256-GCM", "AES-128-GCM", "CHACHA20-POLY1305"}, c.DataCiphers); diff != "" {
+				t.Error(diff)
+			}
+		}},
+		{"remotes and proto", "remote b.example 443 tcp6\nproto udp4\nrport 1195\nnobind\n", func(t *testing.T, c *Config) {
+			if len(c.Connections) != 2 {
+				t.Fatalf("%d connections", len(c.Connections))
+			}
+			a, b := c.Connections[0], c.Connections[1]
+			if a.Port != 1194 || a.Proto != ProtoUDP || a.Family != FamilyIPv4 || a.Bind {
+				t.Errorf("first: %+v", a)
+			}
+			if b.Remote != "b.example" || b.Port != 443 || b.Proto != ProtoTCP || b.Family != FamilyIPv6 {
+				t.Errorf("second: %+v", b)
+			}
+		}},
+		{"port then rport", "rport 2000\nport 3000\n", func(t *testing.T, c *Config) {
+			// remote names 1194 explicitly, so only lport changes.
+			if c.Connections[0].Port != 1194 || c.Connections[0].LocalPort != 3000 {
+				t.Errorf("%+v", c.Connections[0])
+			}
+		}},
+		{"tcp does not bind", "proto tcp\n", func(t *testing.T, c *Config) {
+			if c.Connections[0].Bind || c.Connections[0].LocalPort != 0 {
+				t.Errorf("%+v", c.Connections[0])
+			}
+		}},
+		{"lport binds tcp", "proto tcp\nlport 5000\nlocal 192.0.2.1\n", func(t *testing.T, c *Config) {
+			cn := c.Connections[0]
+			if !cn.Bind || cn.LocalPort != 5000 || cn.Local != "192.0.2.1" {
+				t.Errorf("%+v", cn)
+			}
+		}},
+		{"retry settings", "connect-retry 5 60\nconnect-retry-max 3\nserver-poll-timeout 10\nexplicit-exit-notify\n", func(t *testing.T, c *Config) {
+			cn := c.Connections[0]
+			if cn.ConnectRetry != 5*time.Second || cn.ConnectRetryMaxWait != time.Minute || cn.ConnectRetryMax != 3 || cn.ConnectTimeout != 10*time.Second || cn.ExplicitExitNotify != 1 {
+				t.Errorf("%+v", cn)
+			}
+		}},
+		{"keepalive", "keepalive 10 60\n", func(t *testing.T, c *Config) {
+			if c.Ping != 10*time.Second || c.PingTimeout != time.Minute || c.PingTimeoutAction != PingRestart {
+				t.Errorf("ping %v timeout %v", c.Ping, c.PingTimeout)
+			}
+		}},
+		{"ping-exit", "ping 5\nping-exit 30\n", func(t *testing.T, c *Config) {
+			if c.Ping != 5*time.Second || c.PingTimeout != 30*time.Second || c.PingTimeoutAction != PingExit {
+				t.Errorf("ping %v timeout %v", c.Ping, c.PingTimeout)
+			}
+		}},
+		{"timers", "reneg-sec 600\nreneg-bytes 1000\nreneg-pkts 50\nhand-window 30\ntran-window 60\ntls-timeout 4\nreplay-window 512 60\nresolv-retry 30\n", func(t *testing.T, c *Config) {
+			if c.RenegInterval != 10*time.Minute || c.RenegBytes != 1000 || c.RenegPkts != 50 || c.HandWindow != 30*time.Second ||
+				c.TranWindow != time.Minute || c.TLSTimeout != 4*time.Second || c.ReplayWindow != 512 || c.ReplayTime != time.Minute || c.ResolvRetry != 30*time.Second {
+				t.Errorf("%+v", c)
+			}
+		}},
+		{"ciphers", "data-ciphers aes-128-gcm:CHACHA20-POLY1305\ndata-ciphers-fallback AES-256-CBC\ncipher AES-256-GCM\nauth sha256\n", func(t *testing.T, c *Config) {
+			if diff := cmp.Diff([]string{"AES-128-GCM", "CHACHA20-POLY1305", "AES-256-GCM"}, c.DataCiphers); diff != "" {
+				t.Error(diff)
+			}
+			if c.DataCiphersFallback != "AES-256-CBC" || c.Auth != "SHA256" {
+				t.Errorf("fallback %q auth %q", c.DataCiphersFallback, c.Auth)
+			}
+		}},
+		{"tls options", "tls-version-min 1.3 or-highest\ntls-version-max 1.3\ntls-cipher A:B\ntls-ciphersuites TLS_AES_128_GCM_SHA256\ntls-cert-profile preferred\n", func(t *testing.T, c *Config) {
+			if c.TLSVersionMin != (TLSVersion{tls.VersionTLS13, true}) || c.TLSVersionMax.Version != tls.VersionTLS13 ||
+				c.TLSCipher != "A:B" || c.TLSCipherSuites != "TLS_AES_128_GCM_SHA256" || c.TLSCertProfile != "preferred" {
+				t.Errorf("%+v", c)
+			}
+		}},
+		{"server verification", "verify-x509-name 'CN=vpn, O=x' subject\nremote-cert-tls server\nremote-cert-ku a0 88\n", func(t *testing.T, c *Config) {
+			if *c.VerifyX509Name != (VerifyX509Name{"CN=vpn, O=x", "subject"}) || c.RemoteCertTLS != "server" {
+				t.Errorf("%+v %q", c.VerifyX509Name, c.RemoteCertTLS)
+			}
+			if diff := cmp.Diff([]uint16{0xa0, 0x88}, c.RemoteCertKU); diff != "" {
+				t.Error(diff)
+			}
+		}},
+		{"peer fingerprint", "peer-fingerprint " + strings.Repeat("AB:", 31) + "CD\n", func(t *testing.T, c *Config) {
+			if len(c.PeerFingerprints) != 1 || c.PeerFingerprints[0][0] != 0xAB || c.PeerFingerprints[0][31] != 0xCD {
+				t.Errorf("%x", c.PeerFingerprints)
+			}
+		}},
+		{"comp-lzo", "comp-lzo\nallow-compression asym\n", func(t *testing.T, c *Config) {
+			if c.Compression != (Compression{Mode: CompressCompLZO, CompLZO: "adaptive", Allow: AllowAsym}) {
+				t.Errorf("%+v", c.Compression)
+			}
+		}},
+		{"compress lz4-v2", "compress lz4-v2\n", func(t *testing.T, c *Config) {
+			if c.Compression.Mode != CompressLZ4V2 || c.Compression.Allow != AllowNo {
+				t.Errorf("%+v", c.Compression)
+			}
+		}},
+		{"network", "route 10.0.0.0 255.0.0.0 vpn_gateway 5\nroute net_gateway\nroute-ipv6 2001:db8:1::/48 2001:db8::1 7\nroute-gateway 10.8.0.1\nroute-metric 20\n" +
+			"redirect-gateway def1 bypass-dhcp ipv6\nifconfig 10.8.0.2 255.255.255.0\nifconfig-ipv6 2001:db8::2/64 2001:db8::1\ntopology subnet\nblock-ipv6\n" +
+			"dhcp-option DNS 10.8.0.1\ndhcp-option DNS6 2001:db8::53\ndhcp-option DOMAIN corp.example\ndhcp-option DOMAIN-SEARCH a.example b.example\n" +
+			"route-nopull\nroute-noexec\nifconfig-noexec\nroute-delay 2 10\n", func(t *testing.T, c *Config) {
+			n := c.Net
+			want := []Route{
+				{Network: "10.0.0.0", Netmask: netip.MustParseAddr("255.0.0.0"), Gateway: "vpn_gateway", Metric: 5},
+				{Network: "net_gateway", Netmask: netip.MustParseAddr("255.255.255.255"), Metric: -1},
+			}
+			if diff := cmp.Diff(want, n.Routes, cmp.Comparer(func(a, b netip.Addr) bool { return a == b })); diff != "" {
+				t.Error(diff)
+			}
+			if len(n.RoutesIPv6) != 1 || n.RoutesIPv6[0].Prefix.String() != "2001:db8:1::/48" || n.RoutesIPv6[0].Metric != 7 {
+				t.Errorf("%+v", n.RoutesIPv6)
+			}
+			if n.RouteGateway.Addr.String() != "10.8.0.1" || n.RouteMetric != 20 || !n.RedirectGateway.Def1 || !n.RedirectGateway.IPv6 ||
+				!n.RedirectGateway.BypassDHCP || n.Ifconfig.Remote.String() != "255.255.255.0" || n.IfconfigIPv6.Local.String() != "2001:db8::2/64" ||
+				n.Topology != TopologySubnet || !n.BlockIPv6 {
+				t.Errorf("%+v", n)
+			}
+			if got := n.DNSServers(); len(got) != 2 {
+				t.Errorf("DNS servers %v", got)
+			}
+			if diff := cmp.Diff([]string{"corp.example", "a.example b.example"}, n.SearchDomains()); diff != "" {
+				t.Error(diff)
+			}
+			if !c.RouteNoPull || !c.RouteNoExec || !c.IfconfigNoExec || c.RouteDelay != 2*time.Second {
+				t.Errorf("flags %+v", c)
+			}
+		}},
+		{"dns option", "dns search-domains a.example\ndns server 2 address 10.0.0.53 [2001:db8::53]:853\ndns server 1 address 10.0.0.1\ndns server 2 transport DoT\ndns server 2 sni dns.example\ndns server 2 dnssec yes\ndns server 1 resolve-domains corp.example\n", func(t *testing.T, c *Config) {
+			d := c.Net.DNS
+			if len(d.Servers) != 2 || d.Servers[0].Priority != 1 || d.Servers[1].Transport != "DoT" || d.Servers[1].Addresses[1].Port() != 853 ||
+				d.Servers[1].SNI != "dns.example" || d.Servers[1].DNSSEC != "yes" || d.Servers[0].ResolveDomains[0] != "corp.example" {
+				t.Errorf("%+v", d)
+			}
+		}},
+		{"pull-filter", "pull-filter ignore \"route \"\npull-filter reject redirect-gateway\n", func(t *testing.T, c *Config) {
+			want := []PullFilter{{FilterIgnore, "route "}, {FilterReject, "redirect-gateway"}}
+			if diff := cmp.Diff(want, c.PullFilters); diff != "" {
+				t.Error(diff)
+			}
+		}},
+		{"misc flags", "float\npersist-tun\npersist-key\nremote-random\nauth-nocache\nauth-retry interact\nverb 4\nverb 5\nmssfix 1400 mtu\ntun-mtu 1400\n", func(t *testing.T, c *Config) {
+			if !c.Float || !c.PersistTun || !c.PersistKey || !c.RemoteRandom || !c.AuthNoCache || c.AuthRetry != AuthRetryInteract ||
+				c.Verb != 5 || c.MSSFix != 1400 || !c.MSSFixMTU || c.TunMTU != 1400 {
+				t.Errorf("%+v", c)
+			}
+		}},
+		{"tls-auth with key-direction", "tls-auth ta.key\nkey-direction 1\n", func(t *testing.T, c *Config) {
+			if c.TLSWrap.Mode != WrapTLSAuth || c.TLSWrap.Direction != KeyDir1 || len(c.TLSWrap.Key) != 256 {
+				t.Errorf("%+v", c.TLSWrap)
+			}
+		}},
+		{"tls-auth direction argument", "tls-auth ta.key 0\n", func(t *testing.T, c *Config) {
+			if c.TLSWrap.Direction != KeyDir0 {
+				t.Errorf("%+v", c.TLSWrap)
+			}
+		}},
+		{"tls-crypt", "tls-crypt ta.key\n", func(t *testing.T, c *Config) {
+			if c.TLSWrap.Mode != WrapTLSCrypt || len(c.TLSWrap.Key) != 256 {
+				t.Errorf("%+v", c.TLSWrap)
+			}
+		}},
+		{"tls-crypt-v2", "tls-crypt-v2 tc2-client.key\n", func(t *testing.T, c *Config) {
+			w := c.TLSWrap
+			if w.Mode != WrapTLSCryptV2 || len(w.Key) != 256 || len(w.WKc) < v2MinWKc || !bytes.Contains(w.PEM, []byte(v2ClientType)) {
+				t.Errorf("mode %v key %d wkc %d", w.Mode, len(w.Key), len(w.WKc))
+			}
+		}},
+		{"cert and key", "cert client.crt\nkey client.key\nextra-certs ca.crt\n", func(t *testing.T, c *Config) {
+			if c.Cert == nil || c.Cert.Leaf.Subject.CommonName != "client1" || len(c.Cert.Certificate) != 2 || len(c.ExtraCerts) != 1 {
+				t.Errorf("%+v", c.Cert)
+			}
+		}},
+		{"rsa pkcs1 key", "cert rsa-client.crt\nkey rsa-client.key\n", func(t *testing.T, c *Config) {
+			if c.Cert == nil || c.Cert.Leaf.Subject.CommonName != "client2" {
+				t.Errorf("%+v", c.Cert)
+			}
+		}},
+		{"auth-user-pass file with CRLF", "auth-user-pass user.txt\n", func(t *testing.T, c *Config) {
+			if *c.AuthUserPass != (AuthUserPass{Username: "alice", Password: "s3cret pass"}) {
+				t.Errorf("%+v", c.AuthUserPass)
+			}
+		}},
+		{"dev name with dev-type", "dev vpn0\ndev-type tun\n", func(t *testing.T, c *Config) {
+			if c.Dev != "vpn0" || c.DevType != DevTUN {
+				t.Errorf("%q", c.Dev)
+			}
+		}},
+		{"dev null", "dev null\n", func(t *testing.T, c *Config) {
+			if c.DevType != DevNull {
+				t.Errorf("%v", c.DevType)
+			}
+		}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			text := base + tc.extra
+			if strings.Contains(tc.extra, "auth-user-pass ") {
+				text = strings.Replace(base, "auth-user-pass\n", "", 1) + tc.extra
+			}
+			if strings.HasPrefix(tc.extra, "dev ") {
+				text = strings.Replace(text, "dev tun\n", "", 1)
+			}
+			c, _, err := parseText(t, text)
+			if err != nil {
+				t.Fatalf("unexpected error:\n%s", errText(err))
+			}
+			tc.check(t, c)
+			// Every configuration must print to a fixpoint.
+			checkFixpoint(t, c)
+		})
+	}
+}
+
+func checkFixpoint(t *testing.T, c *Config) {
+	t.Helper()
+	out := c.Format()
+	c2, _, err := ParseInline("printed", out)
+	if err != nil {
+		t.Fatalf("printed profile does not parse:\n%s\n---\n%s", errText(err), out)
+	}
+	if out2 := c2.Format(); !bytes.Equal(out, out2) {
+		t.Fatalf("printing is not a fixpoint:\n%s", cmp.Diff(string(out), string(out2)))
+	}
+}
+
+// TestErrors checks error messages, including those that name both lines of a conflict.
+func TestErrors(t *testing.T) {
+	tests := []struct {
+		name, text, want string
+	}{
+		{"unknown directive", base + "frobnicate\n", "test.conf:6: unknown directive \"frobnicate\""},
+		{"ignore-unknown-option", base + "ignore-unknown-option frob\nfrob 1\nfrab\n", "test.conf:8: unknown directive \"frab\""},
+		{"wrong arg count", base + "ping\n", "test.conf:6: ping: wrong number of arguments; usage: ping SECONDS"},
+		{"bad number", base + "ping x\n", "test.conf:6: ping: \"x\" is not a number"},
+		{"two devs", base + "dev tun1\n", "test.conf:6: dev tun1 conflicts with dev tun on line 2"},
+		{"same dev twice is fine but different proto is not", base + "dev tun\nproto udp\nproto tcp\n", "test.conf:8: proto tcp conflicts with proto udp on line 7"},
+		{"tls-auth and tls-crypt", base + "tls-auth ta.key 1\ntls-crypt ta.key\n", "test.conf:7: tls-crypt ta.key conflicts with tls-auth ta.key 1 on line 6"},
+		{"keepalive and ping", base + "keepalive 10 60\nping 20\n", "test.conf:7: ping 20 conflicts with keepalive 10 60 on line 6"},
+		{"ping-restart and ping-exit", base + "ping-restart 60\nping-exit 60\n", "test.conf:7: ping-exit 60 conflicts with ping-restart 60 on line 6"},
+		{"comp-lzo and compress", base + "comp-lzo no\ncompress lz4\n", "test.conf:7: compress lz4 conflicts with comp-lzo no on line 6"},
+		{"nobind and bind", base + "nobind\nbind\n", "test.conf:7: bind conflicts with nobind on line 6"},
+		{"key-direction conflict", base + "tls-auth ta.key 0\nkey-direction 1\n", "test.conf:7: key-direction 1 conflicts with the direction 0 given by tls-auth on line 6"},
+		{"cert without key", base + "cert client.crt\n", "test.conf:6: cert given without key"},
+		{"key mismatch", base + "cert client.crt\nkey other.key\n", "test.conf:7: key other.key does not match the certificate client.crt on line 6"},
+		{"pkcs12 and cert", base + "pkcs12 client.p12\ncert client.crt\nkey client.key\n", "test.conf:7: cert conflicts with pkcs12 on line 6"},
+		{"wrong pem for key", base + "cert client.crt\nkey ca.crt\n", "test.conf:7: key: ca.crt: PEM type is \"CERTIFICATE\", want a private key"},
+		{"static key for tls-crypt-v2", base + "tls-crypt-v2 ta.key\n", "test.conf:6: tls-crypt-v2: ta.key: PEM type is \"OpenVPN Static key V1\""},
+		{"v2 key as tls-auth", base + "tls-auth tc2-client.key\n", "test.conf:6: tls-auth: tc2-client.key: this is a tls-crypt-v2 client key"},
+		{"missing file", base + "cert nope.crt\nkey client.key\n", "test.conf:6: cert: nope.crt: file does not exist"},
+		{"remote-cert-tls and eku", base + "remote-cert-tls server\nremote-cert-eku 1.2.3\n", "test.conf:7: remote-cert-eku conflicts with remote-cert-tls on line 6"},
+		{"tap", base + "dev-type tap\n", "test.conf:6: dev-type: tap devices"},
+		{"server proto", base + "proto tcp-server\n", "test.conf:6: proto: tcp-server is a server mode"},
+		{"unsupported cipher", base + "data-ciphers BF-CBC\n", "test.conf:6: data-ciphers: cipher \"BF-CBC\" is not supported"},
+		{"bad route", base + "route 10.0.0.0 255.0.255.0\n", "test.conf:6: route: netmask 255.0.255.0 is not contiguous"},
+		{"bad dhcp option", base + "dhcp-option DNS nope\n", "test.conf:6: dhcp-option: DNS \"nope\" is not an IP address"},
+		{"connection block with global only directive", base2() + "<connection>\nremote a.example\nverb 3\n</connection>\n", "test.conf:7: verb is not allowed inside <connection>"},
+		{"nested connection", base2() + "<connection>\nremote a.example\n<connection>\nremote b\n</connection>\n</connection>\n", "inline block <connection> has no closing"},
+		{"connection without remote", base2() + "<connection>\nproto tcp\n</connection>\n", "test.conf:5: <connection> block must contain exactly one remote, found 0"},
+		{"inline without block", base + "tls-crypt [inline]\n", "test.conf:6: tls-crypt [inline] but no <tls-crypt> block follows"},
+		{"unknown block", base + "<foo>\nx\n</foo>\n", "test.conf:6: unknown inline block <foo>"},
+		{"stray close", base + "</ca>\n", "test.conf:6: </ca> without an opening block"},
+		{"inline for non-inline directive", base + "<secret>\nx\n</secret>\n", "test.conf:6: secret is not supported"},
+		{"not a client", "dev tun\nremote a\nca ca.crt\nauth-user-pass\n", "test.conf: not a client profile"},
+		{"no dev", "client\nremote a\nca ca.crt\nauth-user-pass\n", "test.conf: no device"},
+		{"no credentials", "client\ndev tun\nremote a\nca ca.crt\n", "test.conf: no client credentials"},
+		{"custom dev needs type", "client\ndev vpn0\nremote a\nca ca.crt\nauth-user-pass\n", "test.conf:2: cannot tell the type of device \"vpn0\""},
+		{"bad fingerprint", base + "peer-fingerprint AB:CD\n", "test.conf:6: peer-fingerprint: fingerprint \"AB:CD\" is not 32"},
+		{"encrypted key", base + "cert client.crt\n<key>\n-----BEGIN ENCRYPTED PRIVATE KEY-----\nAAAA\n-----END ENCRYPTED PRIVATE KEY-----\n</key>\n", "encrypted private keys are not supported"},
+		{"removed option", base + "ns-cert-type server\n", "test.conf:6: ns-cert-type is not supported: removed in OpenVPN 2.5"},
+		{"tls-version-max too low", base + "tls-version-max 1.1\n", "test.conf:6: tls-version-max: TLS 1.1 is below"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c, _, err := parseText(t, tc.text)
+			if err == nil {
+				t.Fatalf("no error; config %+v", c)
+			}
+			if c != nil {
+				t.Error("config returned with an error")
+			}
+			if !strings.Contains(errText(err), tc.want) {
+				t.Errorf("errors:\n%s\nwant one containing:\n%s", errText(err), tc.want)
+			}
+			for _, e := range Errors(err) {
+				if _, ok := e.(*Error); !ok {
+					t.Errorf("error %v is %T, want *Error", e, e)
+				}
+			}
+		})
+	}
+}
+
+func base2() string { return "client\ndev tun\nca ca.crt\nauth-user-pass\n" }
+
+func TestWarnings(t *testing.T) {
+	tests := []struct{ name, extra, want string }{
+		{"script", "script-security 2\n", "test.conf:6: warning: ignoring script-security: ovpnd never runs scripts"},
+		{"up", "up /etc/openvpn/up.sh\n", "test.conf:6: warning: ignoring up:"},
+		{"windows", "block-outside-dns\n", "test.conf:6: warning: ignoring block-outside-dns: Windows only"},
+		{"legacy cipher appended", "cipher AES-256-CBC\n", "test.conf:6: warning: cipher AES-256-CBC is not in data-ciphers; appending it"},
+		{"unknown cipher", "cipher BF-CBC\n", "test.conf:6: warning: cipher BF-CBC is not supported by ovpnd"},
+		{"compression", "comp-lzo yes\n", "test.conf:6: warning: comp-lzo yes: ovpnd never compresses"},
+		{"tls-auth bidi", "tls-auth ta.key\n", "test.conf:6: warning: tls-auth without a key direction"},
+		{"key-direction with tls-crypt", "tls-crypt ta.key\nkey-direction 1\n", "test.conf:7: warning: key-direction has no effect with tls-crypt"},
+		{"ignore-unknown-option", "ignore-unknown-option frob\nfrob 1\n", "test.conf:7: warning: ignoring unknown directive \"frob\""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, w, err := parseText(t, base+tc.extra)
+			if err != nil {
+				t.Fatal(errText(err))
+			}
+			if !strings.Contains(warnText(w), tc.want) {
+				t.Errorf("warnings:\n%s\nwant:\n%s", warnText(w), tc.want)
+			}
+		})
+	}
+}
+
+func TestConnectionBlocks(t *testing.T) {
+	text := base2() + "connect-retry 3\nproto tcp\n<connection>\nremote a.example 1000\n</connection>\n<connection>\nremote b.example\nproto udp6\nconnect-retry 9 90\nnobind\n</connection>\n"
+	c, _, err := parseText(t, text)
+	if err != nil {
+		t.Fatal(errText(err))
+	}
+	want := []Connection{
+		{Remote: "a.example", Port: 1000, Proto: ProtoTCP, ConnectRetry: 3 * time.Second, ConnectRetryMaxWait: 300 * time.Second, ConnectTimeout: 120 * time.Second},
+		{Remote: "b.example", Port: 1194, Proto: ProtoUDP, Family: FamilyIPv6, ConnectRetry: 9 * time.Second, ConnectRetryMaxWait: 90 * time.Second, ConnectTimeout: 120 * time.Second},
+	}
+	if diff := cmp.Diff(want, c.Connections); diff != "" {
+		t.Errorf("connections (-want +got):\n%s", diff)
+	}
+	checkFixpoint(t, c)
+}
+
+func TestInlineBinding(t *testing.T) {
+	ta := readKey(t, "ta.key")
+	text := base + "tls-auth [inline] 1\n<tls-auth>\r\n" + strings.ReplaceAll(ta, "\n", "\r\n") + "</tls-auth>\r\n"
+	c, _, err := parseText(t, text)
+	if err != nil {
+		t.Fatal(errText(err))
+	}
+	if c.TLSWrap.Mode != WrapTLSAuth || c.TLSWrap.Direction != KeyDir1 {
+		t.Errorf("%+v", c.TLSWrap)
+	}
+}
+
+func TestParseInlineRefusesFiles(t *testing.T) {
+	_, _, err := ParseInline("daemon", []byte(base))
+	want := `daemon:4: ca: names the file "ca.crt"; only inline blocks are accepted here`
+	if err == nil || !strings.Contains(errText(err), want) {
+		t.Fatalf("err = %v, want %q", err, want)
+	}
+}
+
+func TestLimits(t *testing.T) {
+	tests := []struct{ name, text, want string }{
+		{"file size", base + strings.Repeat("# filler\n", MaxConfigSize/9+1), "configuration is larger than"},
+		{"line length", base + "verify-x509-name " + strings.Repeat("a", MaxLineLength) + "\n", "test.conf:6: line is longer than"},
+		{"inline size", base + "<ca>\n" + strings.Repeat("A", 64) + strings.Repeat("\n"+strings.Repeat("A", 64), MaxInlineSize/65+1) + "\n</ca>\n", "test.conf:6: inline block <ca> is larger than"},
+		{"args", base + "route" + strings.Repeat(" x", MaxArgs+1) + "\n", "test.conf:6: route: more than 16 arguments"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, _, err := parseText(t, tc.text)
+			if err == nil || !strings.Contains(errText(err), tc.want) {
+				t.Fatalf("err = %v, want %q", errText(err), tc.want)
+			}
+		})
+	}
+}
+
+// TestCorpusValid loads every profile in testdata/valid from disk (so relative paths resolve
+// against the profile's folder) and checks that printing is a fixpoint.
+func TestCorpusValid(t *testing.T) {
+	files, _ := filepath.Glob("testdata/valid/*")
+	if len(files) == 0 {
+		t.Fatal("empty corpus")
+	}
+	for _, f := range files {
+		t.Run(filepath.Base(f), func(t *testing.T) {
+			c, _, err := Load(f)
+			if err != nil {
+				t.Fatal(errText(err))
+			}
+			checkFixpoint(t, c)
+		})
+	}
+}
+
+// TestCorpusInvalid loads every profile in testdata/invalid; each lists the errors it must
+// produce as "# want: LINE: text" comments.
+func TestCorpusInvalid(t *testing.T) {
+	files, _ := filepath.Glob("testdata/invalid/*")
+	for _, f := range files {
+		t.Run(filepath.Base(f), func(t *testing.T) {
+			data, err := os.ReadFile(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, _, err = Load(f)
+			if err == nil {
+				t.Fatal("no error")
+			}
+			got := errText(err)
+			n := 0
+			for _, l := range strings.Split(string(data), "\n") {
+				want, ok := strings.CutPrefix(l, "# want: ")
+				if !ok {
+					continue
+				}
+				n++
+				line, msg, _ := strings.Cut(want, ": ")
+				prefix := f + ":" + line + ": "
+				if line == "0" {
+					prefix = f + ": "
+				}
+				if !strings.Contains(got, prefix+msg) {
+					t.Errorf("errors:\n%s\nwant:\n%s%s", got, prefix, msg)
+				}
+			}
+			if n == 0 {
+				t.Fatal("no # want: lines")
+			}
+			if c := len(Errors(err)); c != n {
+				t.Errorf("%d errors, want %d:\n%s", c, n, got)
+			}
+		})
+	}
+}
+
+// TestDebianSampleClient parses the client.conf shipped with Debian's openvpn package, with
+// its ca.crt, client.crt and client.key supplied from the test keys.
+func TestDebianSampleClient(t *testing.T) {
+	const path = "/usr/share/doc/openvpn/examples/sample-config-files/client.conf"
+	data, err := os.ReadFile(path)
+	if os.IsNotExist(err) {
+		t.Skip(path + " is absent (install the openvpn package)")
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, w, err := Parse(path, data, FSOpener(material(t)))
+	if err != nil {
+		t.Fatal(errText(err))
+	}
+	if len(c.Connections) != 1 || c.Connections[0].Remote != "my-server-1" || c.Connections[0].Bind || c.RemoteCertTLS != "server" || c.Cert == nil {
+		t.Errorf("%+v", c)
+	}
+	t.Log(warnText(w))
+	checkFixpoint(t, c)
+}
+
+func TestLoadResolvesAgainstConfigDir(t *testing.T) {
+	dir := t.TempDir()
+	sub := filepath.Join(dir, "my profiles")
+	if err := os.MkdirAll(sub, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(sub, "ca.crt"), []byte(readKey(t, "ca.crt")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(sub, "a.conf")
+	if err := os.WriteFile(p, []byte(base), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Chdir(dir) // the working directory has no ca.crt
+	if _, _, err := Load(p); err != nil {
+		t.Fatal(errText(err))
+	}
+}
+
+func TestPKCS12IterationLimit(t *testing.T) {
+	der, err := os.ReadFile(filepath.Join(keyDir, "client.p12"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := checkPKCS12Work(der); err != nil {
+		t.Fatalf("real bundle refused: %v", err)
+	}
+	type digestInfo struct {
+		Alg    asn1.ObjectIdentifier
+		Digest []byte
+	}
+	type macData struct {
+		Mac  digestInfo
+		Salt []byte
+		Iter int
+	}
+	type pbe struct {
+		Salt []byte
+		Iter int
+	}
+	for _, tc := range []struct {
+		name string
+		v    any
+		ok   bool
+	}{
+		{"mac ok", struct{ V, M any }{3, macData{digestInfo{asn1.ObjectIdentifier{1, 3}, []byte{1}}, []byte{2}, 2048}}, true},
+		{"mac huge", struct{ V, M any }{3, macData{digestInfo{asn1.ObjectIdentifier{1, 3}, []byte{1}}, []byte{2}, 1 << 31}}, false},
+		{"pbe huge", struct{ A, P any }{asn1.ObjectIdentifier{1, 2}, pbe{[]byte{1, 2}, maxPKCS12Iterations + 1}}, false},
+		{"pbe ok", struct{ A, P any }{asn1.ObjectIdentifier{1, 2}, pbe{[]byte{1, 2}, maxPKCS12Iterations}}, true},
+	} {
+		der, err := asn1.Marshal(tc.v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Also wrapped in an OCTET STRING, as ContentInfo data is.
+		wrapped, _ := asn1.Marshal(der)
+		for _, d := range [][]byte{der, wrapped} {
+			if err := checkPKCS12Work(d); (err == nil) != tc.ok {
+				t.Errorf("%s: err = %v", tc.name, err)
+			}
+		}
+	}
+}

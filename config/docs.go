@@ -1,0 +1,33 @@
+package config
+
+import (
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+)
+
+// Markers around the generated part of docs/config.md.
+const (
+	docsBegin = "<!-- BEGIN DIRECTIVES (generated from config/directives.go by `go test ./config -run TestDocs -update`) -->"
+	docsEnd   = "<!-- END DIRECTIVES -->"
+)
+
+// writeDirectiveDocs renders the directive table as Markdown, sorted by name.
+func writeDirectiveDocs(w io.Writer) {
+	ds := append([]*directive(nil), directiveList...)
+	sort.Slice(ds, func(i, j int) bool { return ds[i].name < ds[j].name })
+	fmt.Fprintln(w, "| Directive | Status | Inline | In `<connection>` | Pushable | Syntax | Meaning |")
+	fmt.Fprintln(w, "|---|---|---|---|---|---|---|")
+	yes := func(b bool) string {
+		if b {
+			return "yes"
+		}
+		return ""
+	}
+	for _, d := range ds {
+		_, push := pushHandlers[d.name]
+		fmt.Fprintf(w, "| `%s` | %s | %s | %s | %s | `%s` | %s |\n", d.name, statusNames[d.status], yes(d.inline), yes(d.conn), yes(push),
+			strings.ReplaceAll(d.syntax, "|", "\\|"), strings.ReplaceAll(d.doc, "|", "\\|"))
+	}
+}

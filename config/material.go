@@ -1,0 +1,239 @@
+package config
+
+import (
+	"bytes"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/rsa"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"strings"
+
+	"software.sslmate.com/src/go-pkcs12"
+)
+
+// parseCerts reads one or more PEM certificates. Any other PEM type is an error so that a key
+// given as ca (a frequent mix-up) is reported rather than skipped.
+func parseCerts(data []byte) ([]*x509.Certificate, error) {
+	var certs []*x509.Certificate
+	rest := data
+	for {
+		var b *pem.Block
+		b, rest = pem.Decode(rest)
+		if b == nil {
+			break
+		}
+		if b.Type != "CERTIFICATE" {
+			return nil, fmt.Errorf("PEM block %d is %q, want CERTIFICATE", len(certs)+1, b.Type)
+		}
+		c, err := x509.ParseCertificate(b.Bytes)
+		if err != nil {
+			return nil, fmt.Errorf("certificate %d: %w", len(certs)+1, err)
+		}
+		certs = append(certs, c)
+	}
+	if len(certs) == 0 {
+		return nil, errors.New("no PEM CERTIFICATE block")
+	}
+	if len(bytes.TrimSpace(rest)) != 0 && bytes.Contains(rest, []byte("-----BEGIN")) {
+		return nil, errors.New("malformed PEM block after the certificates")
+	}
+	return certs, nil
+}
+
+func encodeCerts(certs []*x509.Certificate) []byte {
+	var b bytes.Buffer
+	for _, c := range certs {
+		_ = pem.Encode(&b, &pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})
+	}
+	return b.Bytes()
+}
+
+// parseKey reads a PEM private key in PKCS#8, PKCS#1 or SEC 1 form. It returns the key and the
+// normalized PKCS#8 PEM.
+func parseKey(data []byte) (crypto.Signer, []byte, error) {
+	rest := data
+	for {
+		var b *pem.Block
+		b, rest = pem.Decode(rest)
+		if b == nil {
+			return nil, nil, errors.New("no PEM private key block")
+		}
+		if b.Type == "EC PARAMETERS" {
+			continue
+		}
+		if _, enc := b.Headers["Proc-Type"]; enc || b.Type == "ENCRYPTED PRIVATE KEY" {
+			return nil, nil, errors.New("encrypted private keys are not supported; decrypt it with openssl pkey")
+		}
+		var k any
+		var err error
+		switch b.Type {
+		case "PRIVATE KEY":
+			k, err = x509.ParsePKCS8PrivateKey(b.Bytes)
+		case "RSA PRIVATE KEY":
+			k, err = x509.ParsePKCS1PrivateKey(b.Bytes)
+		case "EC PRIVATE KEY":
+			k, err = x509.ParseECPrivateKey(b.Bytes)
+		default:
+			return nil, nil, fmt.Errorf("PEM type is %q, want a private key", b.Type)
+		}
+		if err != nil {
+			return nil, nil, fmt.Errorf("%s: %w", b.Type, err)
+		}
+		signer, err := checkSigner(k)
+		if err != nil {
+			return nil, nil, err
+		}
+		norm, err := encodeKey(signer)
+		if err != nil {
+			return nil, nil, err
+		}
+		return signer, norm, nil
+	}
+}
+
+func checkSigner(k any) (crypto.Signer, error) {
+	switch k := k.(type) {
+	case *rsa.PrivateKey:
+		return k, nil
+	case *ecdsa.PrivateKey:
+		return k, nil
+	case ed25519.PrivateKey:
+		return k, nil
+	}
+	return nil, fmt.Errorf("unsupported private key type %T", k)
+}
+
+func encodeKey(k crypto.Signer) ([]byte, error) {
+	der, err := x509.MarshalPKCS8PrivateKey(k)
+	if err != nil {
+		return nil, fmt.Errorf("encoding private key: %w", err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), nil
+}
+
+// keyMatches reports whether the private key belongs to the certificate.
+func keyMatches(cert *x509.Certificate, key crypto.Signer) bool {
+	pub, ok := key.Public().(interface{ Equal(crypto.PublicKey) bool })
+	return ok && pub.Equal(cert.PublicKey)
+}
+
+// buildCert assembles the client's tls.Certificate.
+func buildCert(chain []*x509.Certificate, extra []*x509.Certificate, key crypto.Signer) *tls.Certificate {
+	c := &tls.Certificate{PrivateKey: key, Leaf: chain[0]}
+	for _, x := range chain {
+		c.Certificate = append(c.Certificate, x.Raw)
+	}
+	for _, x := range extra {
+		c.Certificate = append(c.Certificate, x.Raw)
+	}
+	return c
+}
+
+// parsePKCS12 decodes a PKCS#12 bundle without a password (OpenVPN would prompt; ovpnd's
+// profiles must be usable unattended).
+func parsePKCS12(der []byte) (crypto.Signer, *x509.Certificate, []*x509.Certificate, error) {
+	if err := checkPKCS12Work(der); err != nil {
+		return nil, nil, nil, err
+	}
+	k, cert, cas, err := pkcs12.DecodeChain(der, "")
+	if err != nil {
+		if errors.Is(err, pkcs12.ErrIncorrectPassword) {
+			return nil, nil, nil, errors.New("PKCS#12 bundle is password-protected; password-protected bundles are not supported, export it without a password")
+		}
+		return nil, nil, nil, fmt.Errorf("decoding PKCS#12: %w", err)
+	}
+	signer, err := checkSigner(k)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	if !keyMatches(cert, signer) {
+		return nil, nil, nil, errors.New("PKCS#12 private key does not match its certificate")
+	}
+	return signer, cert, cas, nil
+}
+
+// decodeInlinePKCS12 reads the base64 text of an inline <pkcs12> block.
+func decodeInlinePKCS12(data []byte) ([]byte, error) {
+	der, err := base64.StdEncoding.DecodeString(strings.Join(strings.Fields(string(data)), ""))
+	if err != nil {
+		return nil, fmt.Errorf("inline pkcs12 is not base64: %w", err)
+	}
+	return der, nil
+}
+
+// parseFingerprint reads a SHA-256 fingerprint written as 32 colon-separated hex bytes.
+func parseFingerprint(s string) ([32]byte, error) {
+	var fp [32]byte
+	parts := strings.Split(s, ":")
+	if len(parts) != 32 {
+		return fp, fmt.Errorf("fingerprint %q is not 32 colon-separated hex bytes (SHA-256)", s)
+	}
+	for i, p := range parts {
+		b, err := hex.DecodeString(p)
+		if err != nil || len(b) != 1 {
+			return fp, fmt.Errorf("fingerprint %q: byte %d is not two hex digits", s, i+1)
+		}
+		fp[i] = b[0]
+	}
+	return fp, nil
+}
+
+func formatFingerprint(fp [32]byte) string {
+	var b strings.Builder
+	for i, x := range fp {
+		if i > 0 {
+			b.WriteByte(':')
+		}
+		fmt.Fprintf(&b, "%02X", x)
+	}
+	return b.String()
+}
+
+// parseFingerprintBlock reads an inline <peer-fingerprint> block: one fingerprint per line,
+// # and ; comment lines allowed.
+func parseFingerprintBlock(data []byte) ([][32]byte, error) {
+	var out [][32]byte
+	for _, line := range strings.Split(string(data), "\n") {
+		line = strings.TrimSpace(line)
+		if line == "" || line[0] == '#' || line[0] == ';' {
+			continue
+		}
+		fp, err := parseFingerprint(line)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, fp)
+	}
+	if len(out) == 0 {
+		return nil, errors.New("peer-fingerprint block lists no fingerprint")
+	}
+	return out, nil
+}
+
+// parseUserPass reads an auth-user-pass file: the username on the first line, the password on
+// the second.
+func parseUserPass(data []byte) (*AuthUserPass, error) {
+	lines := strings.Split(strings.ReplaceAll(string(data), "\r\n", "\n"), "\n")
+	if len(lines) == 0 || strings.TrimSpace(lines[0]) == "" {
+		return nil, errors.New("auth-user-pass file has no username on its first line")
+	}
+	a := &AuthUserPass{Username: strings.TrimRight(lines[0], "\r")}
+	if len(lines) > 1 && lines[1] != "" {
+		a.Password = strings.TrimRight(lines[1], "\r")
+	} else {
+		a.PasswordMissing = true
+	}
+	for _, l := range lines[2:] {
+		if strings.TrimSpace(l) != "" {
+			return nil, errors.New("auth-user-pass file has more than two lines")
+		}
+	}
+	return a, nil
+}
