@@ -25,6 +25,7 @@
 package datachannel
 
 import (
+	"bytes"
 	"crypto/aes"
 	"crypto/cipher"
 	"crypto/hmac"
@@ -327,8 +328,10 @@ func (k *Keys) initCBC(name, digest string, kb *kdf.KeyBlock, sendDir, recvDir i
 	if newHash != nil {
 		k.macLen = newHash().Size()
 	}
-	sendMACKey := kb.HMAC(sendDir)[:k.macLen]
-	recvMACKey := kb.HMAC(recvDir)[:k.macLen]
+	// Copies: the pool builds new send states long after NewKeys returned, and the caller may
+	// wipe its key block by then.
+	sendMACKey := bytes.Clone(kb.HMAC(sendDir)[:k.macLen])
+	recvMACKey := bytes.Clone(kb.HMAC(recvDir)[:k.macLen])
 
 	var err error
 	if k.recv, err = newState(recvBlock, recvMACKey, true); err != nil {

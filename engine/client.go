@@ -1,0 +1,1155 @@
+// Package engine is the sans-IO OpenVPN 2.x client state machine.
+//
+// A Client never touches a socket, a clock or the OS: the session feeds it received packets
+// and the current time (HandlePacket, HandleTimeout), arms one timer for NextDeadline and
+// drains NextEvent for packets to send, data keys, pushed options and state changes. The shape
+// follows tls.QUICConn. A Client is not safe for concurrent use.
+//
+// Pipeline of one connection (OpenVPN ssl.c, ssl_pkt.c, push.c):
+//
+//	HARD_RESET_CLIENT_V2/V3 ⇄ HARD_RESET_SERVER_V2 (session ids, reliable ids 0)
+//	TLS over P_CONTROL_V1 (crypto/tls over tlspipe, chunked to tls-mtu, engine/reliable)
+//	key-method 2 records both ways → PUSH_REQUEST ⇄ PUSH_REPLY (NCP, peer-id, tls-ekm)
+//	data keys (TLS-EKM or TLS-1.0 PRF) → EventKeys → Connected
+//	SOFT_RESET (key id 1..7) with a fresh TLS session per key; the old key retires after
+//	tran-window.
+package engine
+
+import (
+	"crypto/tls"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/ovpnd/ovpnd/engine/datachannel"
+	"github.com/ovpnd/ovpnd/engine/kdf"
+	"github.com/ovpnd/ovpnd/engine/reliable"
+	"github.com/ovpnd/ovpnd/engine/wire"
+	"github.com/ovpnd/ovpnd/engine/wrap"
+)
+
+// controlHeaderMax is the largest unwrapped control header: op, session id, ack count, four
+// piggybacked acks, remote session id, message id.
+const controlHeaderMax = 1 + 8 + 1 + 4*reliable.DefaultMaxAcksPiggyback + 8 + 4
+
+// maxControlMessage bounds one control-channel message (PUSH_REPLY parts are ≤ ~1 KB; OpenVPN's
+// TLS plaintext buffer is 2 KB larger than that at most).
+const maxControlMessage = 8192
+
+// maxPushOptions bounds the options collected over push continuations.
+const maxPushOptions = 4096
+
+// ksState is the progress of one key state.
+type ksState int
+
+const (
+	ksPreStart ksState = iota // our reset is queued or in flight
+	ksTLS                     // TLS handshake and key-method 2 running
+	ksActive                  // data keys installed (or, for key 0, waiting for the push)
+)
+
+// keyState is one TLS session with its own key id and reliability state (OpenVPN key_state).
+type keyState struct {
+	id      uint8
+	state   ksState
+	rel     *reliable.Layer
+	started time.Time
+
+	tls      *tlsSession
+	tlsIn    [][]byte // ciphertext received before TLS started
+	pending  []byte   // TLS ciphertext waiting for send-window space
+	km2Sent  bool
+	km2Recv  bool
+	src      clientKeySource
+	server   serverRecord
+	keys     *datachannel.Keys
+	sent     int       // messages queued so far; the next message id
+	mustDie  time.Time // for the retiring key: end of the transition window
+	baseByte uint64    // activity totals when the keys were installed, for reneg-bytes/pkts
+	basePkt  uint64
+	estab    time.Time
+}
+
+// Client is one OpenVPN client connection's protocol state. Each TLS session runs crypto/tls in
+// a goroutine that only works while a Client method waits for it; those goroutines end when
+// the Client reports StateReconnecting, StateExiting or StateClosed, so a session that drops a
+// Client in any other state must call Shutdown first.
+type Client struct {
+	cfg  Config
+	rand io.Reader
+	now  atomic.Int64 // current step time (UnixNano) for crypto/tls's Config.Time
+	ver  verifier
+
+	wrapper   wrap.Wrapper
+	localSID  wire.SessionID
+	remoteSID wire.SessionID
+	haveSID   bool
+	resendWKc bool // tls-crypt-v2 early negotiation asked for P_CONTROL_WKC_V1
+
+	started, dead, closed bool
+	state                 State
+	events                []Event
+
+	primary, retiring *keyState
+
+	// Credentials and auth-token.
+	user, pass      string
+	askedCreds      bool
+	token           string
+	tokenUser       string
+	usedToken       bool
+	authPendingUntl time.Time
+
+	// Push state.
+	pushDone     bool
+	pushOpts     []string
+	pushNext     time.Time
+	pushDeadline time.Time
+	pushStarted  bool
+
+	// Negotiated from the push.
+	cipher      string
+	peerID      uint32
+	useEKM      bool
+	ccExit      bool
+	compression datachannel.Compression
+
+	// Keepalive.
+	ping, pingRestart, pingExit time.Duration
+	lastRecv, lastSent          time.Time
+	act                         Activity
+	slowBytes, slowPkts         uint64
+
+	// Shutdown.
+	exiting     bool
+	exitStart   time.Time
+	exitNextOCC time.Time
+	exitCC      *keyState
+
+	scratch []byte
+}
+
+// NewClient validates cfg and returns a Client ready for Start.
+func NewClient(cfg *Config) (*Client, error) {
+	n, err := cfg.normalize()
+	if err != nil {
+		return nil, err
+	}
+	c := &Client{
+		cfg:         n,
+		rand:        &lockedReader{r: n.Rand},
+		peerID:      wire.NoPeerID,
+		compression: n.Compression,
+		ping:        n.Ping,
+		pingRestart: n.PingRestart,
+		pingExit:    n.PingExit,
+		user:        n.Username,
+		pass:        n.Password,
+		token:       n.AuthToken,
+		tokenUser:   n.AuthTokenUser,
+	}
+	c.ver = verifier{
+		roots:        n.RootCAs,
+		x509Type:     n.VerifyX509Type,
+		x509Name:     n.VerifyX509Name,
+		certTLS:      n.RemoteCertTLSServer,
+		eku:          n.RemoteCertEKU,
+		fingerprints: n.PeerFingerprints,
+		now:          c.timeNow,
+	}
+	switch n.Wrap {
+	case WrapNone:
+		c.wrapper = wrap.NewNone()
+	case WrapTLSAuth:
+		c.wrapper, err = wrap.NewTLSAuth(n.WrapKey, n.KeyDirection, n.Auth)
+	case WrapTLSCrypt:
+		c.wrapper, err = wrap.NewTLSCrypt(n.WrapKey, true)
+	case WrapTLSCryptV2:
+		c.wrapper, err = wrap.NewTLSCryptV2Client(n.TLSCryptV2)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("engine: setting up control-channel wrapping: %w", err)
+	}
+	return c, nil
+}
+
+// lockedReader serialises reads because the TLS goroutine and the data path may share Rand.
+type lockedReader struct {
+	mu sync.Mutex
+	r  io.Reader
+}
+
+func (l *lockedReader) Read(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.r.Read(p)
+}
+
+func (c *Client) setNow(now time.Time) { c.now.Store(now.UnixNano()) }
+
+func (c *Client) timeNow() time.Time { return time.Unix(0, c.now.Load()) }
+
+func (c *Client) emit(e Event) { c.events = append(c.events, e) }
+
+func (c *Client) warn(format string, args ...any) {
+	c.emit(EventError{Err: fmt.Errorf(format, args...)})
+}
+
+func (c *Client) setState(s State, reason string) {
+	c.state = s
+	c.emit(EventState{State: s, Reason: reason})
+}
+
+// fatal ends the connection: the session reconnects (or exits) after draining the events.
+func (c *Client) fatal(next State, reason string, err error) {
+	if c.dead {
+		return
+	}
+	if err != nil {
+		c.emit(EventError{Err: err, Fatal: true})
+	}
+	c.dead = true
+	c.closeAll()
+	c.setState(next, reason)
+}
+
+func (c *Client) closeAll() {
+	for _, ks := range []*keyState{c.primary, c.retiring} {
+		if ks != nil && ks.tls != nil {
+			ks.tls.close()
+		}
+	}
+}
+
+// NextEvent returns the next pending event, or nil.
+func (c *Client) NextEvent() Event {
+	if len(c.events) == 0 {
+		return nil
+	}
+	e := c.events[0]
+	c.events[0] = nil
+	c.events = c.events[1:]
+	if len(c.events) == 0 {
+		c.events = c.events[:0:0]
+	}
+	return e
+}
+
+// Start queues the hard reset that opens the connection.
+func (c *Client) Start(now time.Time) {
+	if c.started {
+		return
+	}
+	c.started = true
+	c.setNow(now)
+	if _, err := io.ReadFull(c.rand, c.localSID[:]); err != nil {
+		c.fatal(StateExiting, "rng-failure", fmt.Errorf("generating session id: %w", err))
+		return
+	}
+	c.lastRecv, c.lastSent = now, now
+	c.setState(StateConnecting, "")
+	op := wire.OpHardResetClientV2
+	if c.cfg.Wrap == WrapTLSCryptV2 {
+		op = wire.OpHardResetClientV3
+	}
+	ks, err := c.newKeyState(now, 0)
+	if err != nil {
+		c.fatal(StateExiting, "rng-failure", err)
+		return
+	}
+	c.primary = ks
+	if _, err := ks.rel.Send(now, uint8(op), nil); err != nil {
+		c.fatal(StateReconnecting, "internal-error", fmt.Errorf("queueing hard reset: %w", err))
+		return
+	}
+	ks.sent++
+	c.flush(now)
+}
+
+func (c *Client) newKeyState(now time.Time, id uint8) (*keyState, error) {
+	ks := &keyState{
+		id:      id,
+		started: now,
+		rel:     reliable.New(reliable.Config{Timeout: c.cfg.TLSTimeout}),
+	}
+	if _, err := io.ReadFull(c.rand, ks.src.preMaster[:]); err != nil {
+		return nil, fmt.Errorf("generating key source: %w", err)
+	}
+	if _, err := io.ReadFull(c.rand, ks.src.random1[:]); err != nil {
+		return nil, fmt.Errorf("generating key source: %w", err)
+	}
+	if _, err := io.ReadFull(c.rand, ks.src.random2[:]); err != nil {
+		return nil, fmt.Errorf("generating key source: %w", err)
+	}
+	return ks, nil
+}
+
+// nextKeyID is OpenVPN's key id sequence: 0 only for the first session, then 1..7, 1, ...
+func nextKeyID(id uint8) uint8 {
+	id = (id + 1) & wire.MaxKeyID
+	if id == 0 {
+		id = 1
+	}
+	return id
+}
+
+// SetCredentials answers EventNeedCredentials.
+func (c *Client) SetCredentials(user, pass string) {
+	c.user, c.pass = user, pass
+	if c.dead || c.closed || !c.started {
+		return
+	}
+	now := c.timeNow()
+	c.advanceAll(now)
+	c.flush(now)
+}
+
+// NoteDataActivity records what the fast data path saw; it feeds keepalive and reneg-bytes.
+func (c *Client) NoteDataActivity(now time.Time, a Activity) {
+	c.act = a
+	if a.LastRecv.After(c.lastRecv) {
+		c.lastRecv = a.LastRecv
+	}
+	if a.LastSent.After(c.lastSent) {
+		c.lastSent = a.LastSent
+	}
+	if c.dead || c.closed || !c.started {
+		return
+	}
+	// reneg-bytes/pkts and packet-id exhaustion depend on these counters, not on a deadline.
+	if c.renegDue(now) {
+		c.setNow(now)
+		if c.softReset(now) {
+			c.flush(now)
+		}
+	}
+}
+
+// HandlePacket processes one received OpenVPN packet. Bad packets are dropped with an
+// EventError warning; pkt is not retained.
+func (c *Client) HandlePacket(now time.Time, pkt []byte) {
+	if c.dead || c.closed || !c.started {
+		return
+	}
+	c.setNow(now)
+	op, keyID, err := wire.ParseHeader(pkt)
+	if err != nil {
+		c.warn("dropping packet: %w", err)
+		return
+	}
+	if op.IsData() {
+		c.handleData(now, keyID, pkt)
+		return
+	}
+	c.handleControl(now, pkt)
+	if !c.dead {
+		c.advanceAll(now)
+		if c.exiting {
+			c.exitTimers(now)
+		}
+	}
+	if !c.dead && !c.closed {
+		c.flush(now)
+	}
+}
+
+func (c *Client) handleControl(now time.Time, pkt []byte) {
+	p, err := c.wrapper.Unwrap(pkt, now)
+	if err != nil {
+		c.warn("dropping control packet: %w", err)
+		return
+	}
+	switch p.Opcode {
+	case wire.OpHardResetServerV2, wire.OpControlV1, wire.OpAckV1, wire.OpSoftResetV1:
+	default:
+		c.warn("dropping unexpected %v packet", p.Opcode)
+		return
+	}
+	if !c.haveSID {
+		if p.Opcode != wire.OpHardResetServerV2 || p.KeyID != 0 {
+			c.warn("dropping %v before the server's reset", p.Opcode)
+			return
+		}
+		if len(p.Acks) > 0 && p.RemoteSessionID != c.localSID {
+			c.warn("dropping server reset acking another session")
+			return
+		}
+		c.remoteSID = p.SessionID
+		c.haveSID = true
+	} else if p.SessionID != c.remoteSID {
+		c.warn("dropping %v from unknown session %x", p.Opcode, p.SessionID[:])
+		return
+	}
+	if len(p.Acks) > 0 && p.RemoteSessionID != c.localSID {
+		c.warn("dropping %v whose acks name session %x", p.Opcode, p.RemoteSessionID[:])
+		return
+	}
+	ks := c.keyStateFor(p.KeyID)
+	if ks == nil {
+		if p.Opcode == wire.OpSoftResetV1 && c.primary != nil && c.primary.state == ksActive &&
+			c.primary.keys != nil && p.KeyID == nextKeyID(c.primary.id) && !c.exiting {
+			// Server-initiated renegotiation (ssl.c tls_pre_decrypt): start our side.
+			if !c.softReset(now) {
+				return
+			}
+			ks = c.primary
+		} else {
+			c.warn("dropping %v for unknown key id %d", p.Opcode, p.KeyID)
+			return
+		}
+	}
+	c.lastRecv = now
+	if len(p.Acks) > 0 {
+		ks.rel.Ack(now, p.Acks)
+	}
+	if p.Opcode == wire.OpAckV1 {
+		return
+	}
+	if len(p.Payload) > maxControlMessage {
+		c.warn("dropping oversized %v (%d bytes)", p.Opcode, len(p.Payload))
+		return
+	}
+	ks.rel.Receive(p.MessageID, uint8(p.Opcode), p.Payload)
+	c.drainReliable(now, ks)
+}
+
+func (c *Client) keyStateFor(id uint8) *keyState {
+	if c.primary != nil && c.primary.id == id {
+		return c.primary
+	}
+	if c.retiring != nil && c.retiring.id == id {
+		return c.retiring
+	}
+	return nil
+}
+
+// drainReliable takes the in-order messages of ks and feeds their TLS ciphertext.
+func (c *Client) drainReliable(now time.Time, ks *keyState) {
+	for {
+		m, ok := ks.rel.Next()
+		if !ok {
+			return
+		}
+		switch wire.Opcode(m.Opcode) {
+		case wire.OpHardResetServerV2:
+			if ks.id != 0 {
+				c.warn("ignoring server hard reset on key id %d", ks.id)
+				continue
+			}
+			if c.cfg.Wrap == WrapTLSCryptV2 && len(m.Payload) > 0 {
+				resend, err := wrap.ParseEarlyNegTLVs(m.Payload)
+				if err != nil {
+					c.warn("parsing early-negotiation TLVs: %w", err)
+				}
+				c.resendWKc = resend
+			}
+		case wire.OpSoftResetV1:
+			// The peer's half of a renegotiation; nothing to do beyond acking it.
+		case wire.OpControlV1:
+			if len(m.Payload) == 0 {
+				continue
+			}
+			if ks.tls == nil {
+				ks.tlsIn = append(ks.tlsIn, m.Payload)
+				continue
+			}
+			ks.tls.feed(m.Payload)
+		default:
+			c.warn("ignoring %v message", wire.Opcode(m.Opcode))
+		}
+	}
+}
+
+// advanceAll moves every key state forward as far as its inputs allow.
+func (c *Client) advanceAll(now time.Time) {
+	for _, ks := range []*keyState{c.primary, c.retiring} {
+		if ks == nil || c.dead {
+			continue
+		}
+		c.advance(now, ks)
+	}
+}
+
+func (c *Client) advance(now time.Time, ks *keyState) {
+	if ks.state == ksPreStart && ks.rel.Unacked() == 0 {
+		c.startTLS(ks)
+		if ks.id == 0 && c.state == StateConnecting {
+			c.setState(StateTLSHandshake, "")
+		}
+	}
+	if ks.tls == nil {
+		return
+	}
+	for {
+		progressed := false
+		if ks.tls.handshakeDone.Load() && !ks.km2Sent {
+			if !c.sendKM2(ks) {
+				break
+			}
+			progressed = true
+			if ks.id == 0 && c.state == StateTLSHandshake {
+				c.setState(StateAuthenticating, "")
+			}
+		}
+		for _, r := range ks.tls.takeRecords() {
+			progressed = true
+			c.handleRecord(now, ks, r)
+			if c.dead {
+				return
+			}
+		}
+		if !progressed {
+			break
+		}
+	}
+	ks.pending = append(ks.pending, ks.tls.output()...)
+	if err := ks.tls.err(); err != nil {
+		if ks == c.primary {
+			// ssl.c tls_multi_process: an error on the active session's primary key is a
+			// TLS error of the connection.
+			c.fatal(StateReconnecting, "tls-error", fmt.Errorf("TLS session (key id %d): %w", ks.id, err))
+			return
+		}
+		// A retiring key's TLS session may end (close_notify); its data keys stay usable
+		// until the transition window closes.
+		ks.tls.close()
+	}
+}
+
+func (c *Client) startTLS(ks *keyState) {
+	ks.state = ksTLS
+	cfg := &tls.Config{
+		Rand:               c.rand,
+		Time:               c.timeNow,
+		MinVersion:         c.cfg.TLSVersionMin,
+		MaxVersion:         c.cfg.TLSVersionMax,
+		InsecureSkipVerify: true, // replaced by OpenVPN's rules in VerifyConnection
+		VerifyConnection:   c.ver.verifyConnection,
+	}
+	if cert := c.cfg.Certificate; cert != nil {
+		cfg.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return cert, nil }
+	}
+	ks.tls = startTLS(cfg)
+	for _, b := range ks.tlsIn {
+		ks.tls.feed(b)
+	}
+	ks.tlsIn = nil
+}
+
+// credentials returns what goes into the key-method 2 record, or ok=false when the user has
+// to be asked first.
+func (c *Client) credentials() (user, pass string, ok bool) {
+	if c.token != "" {
+		user = c.user
+		if c.tokenUser != "" {
+			user = c.tokenUser
+		}
+		return user, c.token, true
+	}
+	if c.user == "" && c.pass == "" {
+		return "", "", false
+	}
+	return c.user, c.pass, true
+}
+
+// sendKM2 writes our key-method 2 record; false means it waits for credentials.
+func (c *Client) sendKM2(ks *keyState) bool {
+	var user, pass string
+	auth := c.cfg.AuthUserPass || c.token != ""
+	if auth {
+		var ok bool
+		user, pass, ok = c.credentials()
+		if !ok {
+			if !c.askedCreds {
+				c.askedCreds = true
+				c.emit(EventNeedCredentials{})
+			}
+			return false
+		}
+		c.usedToken = c.token != ""
+		if len(user) >= maxUserPassLen || len(pass) >= maxUserPassLen {
+			c.fatal(StateExiting, "auth-failure", errors.New("username or password longer than 127 bytes"))
+			return false
+		}
+	}
+	rec := buildClientRecord(&ks.src, c.cfg.optionsString(), auth, user, pass, c.cfg.peerInfo())
+	err := ks.tls.write(rec)
+	clear(rec)
+	if err != nil {
+		c.fatal(StateReconnecting, "tls-error", fmt.Errorf("writing key-method 2 record: %w", err))
+		return false
+	}
+	ks.km2Sent = true
+	if c.cfg.AuthNoCache && c.token == "" {
+		c.pass = ""
+		c.askedCreds = false
+	}
+	return true
+}
+
+// handleRecord handles one decrypted TLS record: the server's key-method 2 record first, then
+// NUL-terminated control messages.
+func (c *Client) handleRecord(now time.Time, ks *keyState, r []byte) {
+	if !ks.km2Recv {
+		if !ks.km2Sent {
+			c.warn("ignoring TLS data before our key-method 2 record")
+			return
+		}
+		sr, err := parseServerRecord(r)
+		if err != nil {
+			c.fatal(StateReconnecting, "tls-error", fmt.Errorf("parsing server key-method 2 record: %w", err))
+			return
+		}
+		ks.server = sr
+		ks.km2Recv = true
+		c.onServerKM2(now, ks)
+		return
+	}
+	for _, msg := range strings.Split(string(r), "\x00") {
+		if msg == "" {
+			continue
+		}
+		c.handleControlMessage(now, ks, msg)
+		if c.dead {
+			return
+		}
+	}
+}
+
+func (c *Client) onServerKM2(now time.Time, ks *keyState) {
+	if ks.id == 0 && !c.pushDone {
+		// Key 0 waits for the push, which decides the cipher and the key derivation.
+		ks.state = ksActive
+		ks.estab = now
+		if !c.pushStarted {
+			c.pushStarted = true
+			c.pushDeadline = now.Add(c.cfg.HandWindow)
+			c.sendPushRequest(now)
+		}
+		return
+	}
+	c.installKeys(now, ks)
+}
+
+func (c *Client) sendPushRequest(now time.Time) {
+	c.pushNext = now.Add(c.cfg.PushRequestInterval)
+	c.sendControlMessage(c.primary, "PUSH_REQUEST")
+}
+
+// sendControlMessage sends one NUL-terminated control message on the key's TLS session.
+func (c *Client) sendControlMessage(ks *keyState, msg string) {
+	if ks == nil || ks.tls == nil || !ks.tls.handshakeDone.Load() {
+		return
+	}
+	if err := ks.tls.write(append([]byte(msg), 0)); err != nil {
+		c.warn("sending %s: %w", msg, err)
+		return
+	}
+	ks.pending = append(ks.pending, ks.tls.output()...)
+}
+
+// installKeys derives the data keys of ks and makes it the sending key.
+func (c *Client) installKeys(now time.Time, ks *keyState) {
+	keys, err := c.deriveKeys(ks)
+	if err != nil {
+		c.fatal(StateReconnecting, "key-derivation-failed", err)
+		return
+	}
+	ks.keys = keys
+	ks.state = ksActive
+	ks.estab = now
+	ks.baseByte = c.totalBytes()
+	ks.basePkt = c.totalPackets()
+	c.emitKeys()
+}
+
+func (c *Client) emitKeys() {
+	ev := EventKeys{}
+	if c.primary != nil {
+		ev.Primary = c.primary.keys
+	}
+	if c.retiring != nil {
+		ev.Retiring = c.retiring.keys
+	}
+	if ev.Primary == nil {
+		ev.Primary, ev.Retiring = ev.Retiring, nil
+	}
+	c.emit(ev)
+}
+
+func (c *Client) deriveKeys(ks *keyState) (*datachannel.Keys, error) {
+	var kb kdf.KeyBlock
+	if c.useEKM {
+		ekm, err := ks.tls.exportKeys(kdf.LabelDataKeys, len(kb))
+		if err != nil {
+			return nil, fmt.Errorf("exporting data keys (tls-ekm): %w", err)
+		}
+		copy(kb[:], ekm)
+		clear(ekm)
+	} else {
+		kb = kdf.ExpandPRF(ks.src.preMaster[:], ks.src.random1[:], ks.server.random1[:],
+			ks.src.random2[:], ks.server.random2[:], c.localSID, c.remoteSID)
+	}
+	defer clear(kb[:])
+	keys, err := datachannel.NewKeys(datachannel.KeyParams{
+		Cipher:       c.cipher,
+		Digest:       c.cfg.Auth,
+		Block:        &kb,
+		Client:       true,
+		KeyID:        ks.id,
+		PeerID:       c.peerID,
+		Compression:  c.compression,
+		ReplayWindow: c.cfg.ReplayWindow,
+		Rand:         c.rand,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("creating data keys for %s: %w", c.cipher, err)
+	}
+	return keys, nil
+}
+
+func (c *Client) totalBytes() uint64   { return c.act.BytesIn + c.act.BytesOut + c.slowBytes }
+func (c *Client) totalPackets() uint64 { return c.act.PacketsIn + c.act.PacketsOut + c.slowPkts }
+
+// handleControlMessage handles one control-channel message (push.c incoming_push_message and
+// friends). Prefix matching follows OpenVPN's buf_string_match_head_str.
+func (c *Client) handleControlMessage(now time.Time, ks *keyState, msg string) {
+	switch {
+	case strings.HasPrefix(msg, "PUSH_REPLY"):
+		c.handlePushReply(now, msg)
+	case strings.HasPrefix(msg, "AUTH_FAILED"):
+		m := strings.TrimPrefix(strings.TrimPrefix(msg, "AUTH_FAILED"), ",")
+		c.emit(EventAuthFailed{Message: m})
+		switch {
+		case c.usedToken:
+			// ssl_clean_auth_token: the token expired; reconnect with the real credentials.
+			c.token, c.tokenUser = "", ""
+			c.fatal(StateReconnecting, "auth-failure (auth-token)", nil)
+		case strings.HasPrefix(m, "TEMP"):
+			c.fatal(StateReconnecting, "auth-failure (temporary)", nil)
+		default:
+			c.fatal(StateExiting, "auth-failure", nil)
+		}
+	case strings.HasPrefix(msg, "AUTH_PENDING"):
+		c.handleAuthPending(now, msg)
+	case strings.HasPrefix(msg, "RESTART"):
+		// The whole message goes to the session: its flags ("[P]" keep credentials, "[N]"
+		// next server) steer the reconnect.
+		c.emit(EventInfo{Message: msg})
+		c.fatal(StateReconnecting, "server-pushed-connection-reset", nil)
+	case strings.HasPrefix(msg, "HALT"):
+		c.emit(EventInfo{Message: msg})
+		c.fatal(StateExiting, "server-pushed-halt", nil)
+	case msg == "EXIT" || strings.HasPrefix(msg, "EXIT,"):
+		c.fatal(StateReconnecting, "remote-exit", nil)
+	case strings.HasPrefix(msg, "INFO_PRE,"):
+		c.emit(EventInfo{Message: strings.TrimPrefix(msg, "INFO_PRE,")})
+	case strings.HasPrefix(msg, "INFO,"):
+		c.emit(EventInfo{Message: strings.TrimPrefix(msg, "INFO,")})
+	case strings.HasPrefix(msg, "CR_RESPONSE"):
+		// Only servers act on challenge responses.
+	default:
+		c.warn("ignoring unknown control message %q", truncate(msg, 64))
+	}
+}
+
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n] + "..."
+	}
+	return s
+}
+
+func (c *Client) handleAuthPending(now time.Time, msg string) {
+	timeout := c.cfg.HandWindow
+	method := ""
+	rest := strings.TrimPrefix(strings.TrimPrefix(msg, "AUTH_PENDING"), ",")
+	for _, kw := range strings.Split(rest, ",") {
+		k, v, _ := strings.Cut(strings.TrimSpace(kw), " ")
+		switch k {
+		case "timeout":
+			if n, ok := atoiBounded(v, 1<<20); ok && n > 0 {
+				timeout = time.Duration(n) * time.Second
+			}
+		case "":
+		default:
+			method = kw
+		}
+	}
+	// push.c receive_auth_pending: keep asking for the push until the new deadline.
+	if d := now.Add(timeout); d.After(c.pushDeadline) {
+		c.pushDeadline = d
+	}
+	if c.primary != nil && c.primary.id == 0 {
+		if d := now.Add(timeout); d.After(c.authPendingUntl) {
+			c.authPendingUntl = d
+		}
+	}
+	c.emit(EventAuthPending{Timeout: timeout, Method: method})
+}
+
+// handlePushReply collects one PUSH_REPLY part; the last part applies the options.
+func (c *Client) handlePushReply(now time.Time, msg string) {
+	if c.pushDone {
+		return // OpenVPN ignores repeated replies to one push request
+	}
+	body := strings.TrimPrefix(msg, "PUSH_REPLY")
+	more := false
+	for _, o := range strings.Split(body, ",") {
+		o = strings.TrimSpace(o)
+		if o == "" {
+			continue
+		}
+		if f := strings.Fields(o); f[0] == "push-continuation" {
+			more = len(f) > 1 && f[1] == "2"
+			continue
+		}
+		if len(c.pushOpts) >= maxPushOptions {
+			c.fatal(StateReconnecting, "push-failed", errors.New("PUSH_REPLY has too many options"))
+			return
+		}
+		c.pushOpts = append(c.pushOpts, o)
+	}
+	if more {
+		return
+	}
+	c.pushDone = true
+	if err := c.applyPush(c.pushOpts); err != nil {
+		c.fatal(StateReconnecting, "push-failed", fmt.Errorf("applying pushed options: %w", err))
+		return
+	}
+	c.emit(EventPushReply{Options: append([]string(nil), c.pushOpts...)})
+	if c.primary != nil && c.primary.id == 0 && c.primary.km2Recv && c.primary.keys == nil {
+		c.installKeys(now, c.primary)
+		if c.dead {
+			return
+		}
+	}
+	// Pushed timers restart from now (init.c do_init_timers after the push).
+	c.lastRecv = now
+	c.setState(StateConnected, "")
+}
+
+// applyPush applies the protocol options of a push (options.c, OPT_P_NCP/TIMER/PEER_ID/...).
+func (c *Client) applyPush(opts []string) error {
+	pushedCipher := ""
+	for _, o := range opts {
+		f := strings.Fields(o)
+		if len(f) == 0 {
+			continue
+		}
+		arg := func(i int) string {
+			if i < len(f) {
+				return f[i]
+			}
+			return ""
+		}
+		switch f[0] {
+		case "cipher":
+			pushedCipher = strings.ToUpper(arg(1))
+		case "peer-id":
+			n, ok := atoiBounded(arg(1), wire.NoPeerID)
+			if !ok {
+				return fmt.Errorf("bad peer-id %q", arg(1))
+			}
+			c.peerID = uint32(n)
+		case "ping":
+			if n, ok := atoiBounded(arg(1), 1<<20); ok {
+				c.ping = time.Duration(n) * time.Second
+			}
+		case "ping-restart":
+			if n, ok := atoiBounded(arg(1), 1<<20); ok {
+				c.pingRestart = time.Duration(n) * time.Second
+				c.pingExit = 0 // ping-restart and ping-exit are exclusive in OpenVPN
+			}
+		case "ping-exit":
+			if n, ok := atoiBounded(arg(1), 1<<20); ok {
+				c.pingExit = time.Duration(n) * time.Second
+				c.pingRestart = 0
+			}
+		case "protocol-flags":
+			for _, w := range f[1:] {
+				switch w {
+				case "cc-exit":
+					c.ccExit = true
+				case "tls-ekm":
+					c.useEKM = true
+				}
+			}
+		case "key-derivation":
+			if arg(1) == "tls-ekm" {
+				c.useEKM = true
+			}
+		case "auth-token":
+			if t := arg(1); t != "" && len(t) < maxUserPassLen {
+				c.token = t
+			}
+		case "auth-token-user":
+			u, err := base64.StdEncoding.DecodeString(arg(1))
+			if err == nil && len(u) > 0 && len(u) < maxUserPassLen {
+				c.tokenUser = string(u)
+			}
+		case "explicit-exit-notify":
+			n := 1
+			if v, ok := atoiBounded(arg(1), 1<<10); ok {
+				n = v
+			}
+			c.cfg.ExplicitExitNotify = n
+		case "comp-lzo":
+			c.compression = datachannel.CompLZO
+		case "compress":
+			switch arg(1) {
+			case "", "stub":
+				c.compression = datachannel.CompressStub
+			case "stub-v2":
+				c.compression = datachannel.CompressStubV2
+			case "lz4":
+				c.compression = datachannel.CompressLZ4
+			case "lz4-v2":
+				c.compression = datachannel.CompressLZ4V2
+			case "lzo":
+				c.compression = datachannel.CompressLZO
+			default:
+				return fmt.Errorf("unsupported pushed compress %q", arg(1))
+			}
+		}
+	}
+	cipher, err := c.negotiateCipher(pushedCipher)
+	if err != nil {
+		return err
+	}
+	c.cipher = cipher
+	return nil
+}
+
+// negotiateCipher follows ssl_ncp.c check_pull_client_ncp: a pushed cipher must be one of
+// data-ciphers; without one, data-ciphers-fallback, else the server's OCC cipher if allowed.
+func (c *Client) negotiateCipher(pushed string) (string, error) {
+	if pushed != "" {
+		if !c.cfg.hasCipher(pushed) {
+			return "", fmt.Errorf("server pushed cipher %s, not in data-ciphers %s", pushed, strings.Join(c.cfg.DataCiphers, ":"))
+		}
+		return pushed, nil
+	}
+	if c.cfg.DataCiphersFallback != "" {
+		return c.cfg.DataCiphersFallback, nil
+	}
+	if c.primary != nil {
+		remote := strings.ToUpper(occOption(c.primary.server.options, "cipher"))
+		if remote == "[NULL-CIPHER]" {
+			remote = "NONE" // OCC writes cipher none as [null-cipher]
+		}
+		if remote != "" && c.cfg.hasCipher(remote) {
+			return remote, nil
+		}
+		if remote != "" {
+			return "", fmt.Errorf("failed to negotiate cipher with server: add the server's cipher (%s) to data-ciphers (%s)", remote, strings.Join(c.cfg.DataCiphers, ":"))
+		}
+	}
+	return "", errors.New("failed to negotiate cipher with server: none pushed and no data-ciphers-fallback")
+}
+
+// softReset starts a renegotiation: a new key state with the next key id sends
+// P_CONTROL_SOFT_RESET_V1 and runs a fresh TLS session; the current key retires (ssl.c
+// key_state_soft_reset).
+func (c *Client) softReset(now time.Time) bool {
+	id := nextKeyID(c.primary.id)
+	ks, err := c.newKeyState(now, id)
+	if err != nil {
+		c.fatal(StateReconnecting, "rng-failure", err)
+		return false
+	}
+	if _, err := ks.rel.Send(now, uint8(wire.OpSoftResetV1), nil); err != nil {
+		c.fatal(StateReconnecting, "internal-error", fmt.Errorf("queueing soft reset: %w", err))
+		return false
+	}
+	ks.sent++
+	if c.retiring != nil && c.retiring.tls != nil {
+		c.retiring.tls.close()
+	}
+	old := c.primary
+	old.mustDie = now.Add(c.cfg.TranWindow)
+	c.retiring = old
+	c.primary = ks
+	return true
+}
+
+// flush turns queued TLS ciphertext into control packets and sends what is due.
+func (c *Client) flush(now time.Time) {
+	for _, ks := range []*keyState{c.retiring, c.primary} {
+		if ks == nil || c.dead {
+			continue
+		}
+		c.fillWindow(now, ks)
+		if c.haveSID && ks.rel.HasPendingAcks() && c.needsWKc(ks) && ks.rel.SendWindowFree() > 0 {
+			// ssl.c tls_process: instead of a P_ACK_V1 that could be lost without a
+			// retransmission, the ack rides on an empty P_CONTROL_WKC_V1.
+			if _, err := ks.rel.Send(now, uint8(wire.OpControlWKCV1), nil); err == nil {
+				ks.sent++
+			}
+		}
+		for _, m := range ks.rel.Due(now) {
+			p := wire.ControlPacket{
+				Opcode:          wire.Opcode(m.Opcode),
+				KeyID:           ks.id,
+				SessionID:       c.localSID,
+				RemoteSessionID: c.remoteSID,
+				MessageID:       m.ID,
+				Payload:         m.Payload,
+			}
+			if c.haveSID {
+				p.Acks = ks.rel.TakeAcks(reliable.DefaultMaxAcksPiggyback)
+			}
+			c.sendControl(now, &p)
+		}
+		if c.haveSID && ks.rel.HasPendingAcks() {
+			p := wire.ControlPacket{
+				Opcode:          wire.OpAckV1,
+				KeyID:           ks.id,
+				SessionID:       c.localSID,
+				RemoteSessionID: c.remoteSID,
+				Acks:            ks.rel.TakeAcks(reliable.DefaultMaxAcksStandalone),
+			}
+			c.sendControl(now, &p)
+		}
+	}
+}
+
+// needsWKc reports whether the next message of ks must be P_CONTROL_WKC_V1: a tls-crypt-v2
+// server that asked for it in its reset keeps no state until our message id 1 brings the WKc
+// again (ssl.c control_packet_needs_wkc).
+func (c *Client) needsWKc(ks *keyState) bool {
+	return c.resendWKc && ks.id == 0 && ks.sent == 1
+}
+
+// maxChunk is the TLS ciphertext one control packet carries so that it fits tls-mtu. The
+// tls-crypt-v2 wrapper's overhead includes the WKc, which only some opcodes carry.
+func (c *Client) maxChunk(op wire.Opcode) int {
+	o := c.wrapper.Overhead()
+	if c.cfg.Wrap == WrapTLSCryptV2 && op != wire.OpControlWKCV1 {
+		o -= len(c.cfg.TLSCryptV2.WKc)
+	}
+	return max(c.cfg.TLSMTU-controlHeaderMax-o, 16)
+}
+
+func (c *Client) fillWindow(now time.Time, ks *keyState) {
+	for len(ks.pending) > 0 && ks.rel.SendWindowFree() > 0 {
+		op := wire.OpControlV1
+		if c.needsWKc(ks) {
+			op = wire.OpControlWKCV1
+		}
+		n := min(len(ks.pending), c.maxChunk(op))
+		if _, err := ks.rel.Send(now, uint8(op), ks.pending[:n]); err != nil {
+			return
+		}
+		ks.sent++
+		ks.pending = ks.pending[n:]
+	}
+	if len(ks.pending) == 0 {
+		ks.pending = nil
+	}
+}
+
+func (c *Client) sendControl(now time.Time, p *wire.ControlPacket) {
+	b, err := c.wrapper.Wrap(nil, p, now)
+	if err != nil {
+		c.fatal(StateReconnecting, "internal-error", fmt.Errorf("wrapping %v: %w", p.Opcode, err))
+		return
+	}
+	c.lastSent = now
+	c.emit(EventSend{Packet: b})
+}
+
+// sendKeys is the key that encrypts outgoing data: the newest installed one.
+func (c *Client) sendKeys() *datachannel.Keys {
+	if c.primary != nil && c.primary.keys != nil {
+		return c.primary.keys
+	}
+	if c.retiring != nil {
+		return c.retiring.keys
+	}
+	return nil
+}
+
+// sealData encrypts one data-channel payload with the current keys.
+func (c *Client) sealData(now time.Time, payload []byte) bool {
+	k := c.sendKeys()
+	if k == nil {
+		return false
+	}
+	buf := make([]byte, datachannel.Headroom+len(payload)+datachannel.Tailroom)
+	copy(buf[datachannel.Headroom:], payload)
+	pkt, err := k.Seal(buf, datachannel.Headroom, len(payload))
+	if err != nil {
+		c.warn("sealing data packet: %w", err)
+		return false
+	}
+	c.lastSent = now
+	c.slowBytes += uint64(len(payload))
+	c.slowPkts++
+	c.emit(EventSend{Packet: pkt})
+	return true
+}
+
+// SendTunPacket encrypts one IP packet on the slow path (tests and tools; the session's data
+// path seals packets itself).
+func (c *Client) SendTunPacket(now time.Time, ip []byte) {
+	if c.dead || c.closed || !c.started {
+		return
+	}
+	c.setNow(now)
+	if len(ip) > datachannel.MaxPayload {
+		c.warn("dropping oversized tun packet (%d bytes)", len(ip))
+		return
+	}
+	if !c.sealData(now, ip) {
+		c.warn("dropping tun packet: no data keys yet")
+	}
+}
+
+func (c *Client) handleData(now time.Time, keyID uint8, pkt []byte) {
+	var k *datachannel.Keys
+	if c.primary != nil && c.primary.id == keyID {
+		k = c.primary.keys
+	}
+	if k == nil && c.retiring != nil && c.retiring.id == keyID {
+		k = c.retiring.keys
+	}
+	if k == nil {
+		c.warn("dropping data packet for key id %d without keys", keyID)
+		return
+	}
+	if c.scratch == nil {
+		c.scratch = make([]byte, datachannel.MaxPayload)
+	}
+	buf := append([]byte(nil), pkt...)
+	p, err := k.OpenTo(buf, c.scratch)
+	if err != nil {
+		c.warn("dropping data packet: %w", err)
+		return
+	}
+	c.lastRecv = now
+	c.slowBytes += uint64(len(p))
+	c.slowPkts++
+	if datachannel.IsPing(p) {
+		return
+	}
+	if op, _, ok := datachannel.ParseOCC(p); ok {
+		if op == datachannel.OCCExit {
+			// occ.c: OCC_EXIT from the peer restarts the connection.
+			c.fatal(StateReconnecting, "remote-exit", nil)
+		}
+		return
+	}
+	c.emit(EventTunPacket{Packet: append([]byte(nil), p...)})
+}
+
+// AuthToken returns the auth-token (and auth-token-user, if pushed) the server gave this
+// connection, for the session to put into the Config of the next connection, as OpenVPN keeps
+// the token across restarts. Both are empty when there is none or AUTH_FAILED invalidated it.
+func (c *Client) AuthToken() (user, token string) { return c.tokenUser, c.token }

@@ -1,0 +1,626 @@
+package engine
+
+import (
+	"bytes"
+	"crypto/tls"
+	"fmt"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/ovpnd/ovpnd/engine/datachannel"
+	"github.com/ovpnd/ovpnd/engine/wire"
+)
+
+const basicPush = "route-gateway 10.8.0.1,topology subnet,ping 10,ifconfig 10.8.0.2 255.255.255.0,peer-id 3,cipher AES-256-GCM,protocol-flags cc-exit tls-ekm"
+
+// ipPacket makes a distinguishable fake IPv4 packet.
+func ipPacket(n int) []byte {
+	b := make([]byte, 60+n%40)
+	b[0] = 0x45
+	for i := 1; i < len(b); i++ {
+		b[i] = byte(n + i)
+	}
+	return b
+}
+
+// roundTrip sends n packets each way and checks they arrive intact.
+func roundTrip(t *testing.T, l *link, n int) {
+	t.Helper()
+	l.s.tun, l.tun = nil, nil
+	for i := 0; i < n; i++ {
+		l.c.SendTunPacket(l.now, ipPacket(i))
+		l.s.sendData(ipPacket(1000 + i))
+	}
+	l.pump()
+	if len(l.s.tun) != n || len(l.tun) != n {
+		t.Fatalf("round trip: server got %d, client got %d packets, want %d each; errors %v", len(l.s.tun), len(l.tun), n, l.errs)
+	}
+	for i := 0; i < n; i++ {
+		if !bytes.Equal(l.s.tun[i], ipPacket(i)) || !bytes.Equal(l.tun[i], ipPacket(1000+i)) {
+			t.Fatalf("round trip: packet %d corrupted", i)
+		}
+	}
+}
+
+func TestHandshakeVariants(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		mode   WrapMode
+		ekm    bool
+		tlsMax uint16
+		push   string
+		cipher string
+		auth   string
+	}{
+		{name: "none-ekm-tls13", mode: WrapNone, ekm: true, push: basicPush},
+		{name: "none-prf-tls12", mode: WrapNone, tlsMax: tls.VersionTLS12, push: "peer-id 0,cipher AES-128-GCM", cipher: "AES-128-GCM"},
+		{name: "tls-auth-sha256", mode: WrapTLSAuth, ekm: true, auth: "SHA256", push: basicPush},
+		{name: "tls-auth-sha1-v1", mode: WrapTLSAuth, push: "cipher CHACHA20-POLY1305", cipher: "CHACHA20-POLY1305"},
+		{name: "tls-crypt", mode: WrapTLSCrypt, ekm: true, push: basicPush},
+		{name: "tls-crypt-v2", mode: WrapTLSCryptV2, ekm: true, push: basicPush},
+		{name: "tls-crypt-v2-tls12-prf", mode: WrapTLSCryptV2, tlsMax: tls.VersionTLS12, push: "cipher AES-256-GCM,peer-id 7"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := testConfig(t, testPKI(t))
+			cfg.Auth = tc.auth
+			l := newLink(t, tc.mode, cfg, serverOpts{push: []string{tc.push}, ekm: tc.ekm, cipher: tc.cipher, tlsMaxVersion: tc.tlsMax, digest: tc.auth})
+			l.connect()
+			want := []State{StateConnecting, StateTLSHandshake, StateAuthenticating, StateConnected}
+			var got []State
+			for _, s := range l.states {
+				got = append(got, s.State)
+			}
+			if d := cmp.Diff(want, got); d != "" {
+				t.Errorf("states (-want +got):\n%s", d)
+			}
+			if len(l.keys) != 1 || l.keys[0].Primary == nil || l.keys[0].Primary.KeyID() != 0 || l.keys[0].Retiring != nil {
+				t.Fatalf("keys events %+v", l.keys)
+			}
+			if d := cmp.Diff(strings.Split(tc.push, ","), l.push); d != "" {
+				t.Errorf("pushed options (-want +got):\n%s", d)
+			}
+			roundTrip(t, l, 20)
+			if len(l.errs) != 0 {
+				t.Errorf("warnings: %v", l.errs)
+			}
+		})
+	}
+}
+
+func TestPeerInfoAndOptions(t *testing.T) {
+	cfg := testConfig(t, testPKI(t))
+	cfg.IVGUIVer = "ovpnd-test 1"
+	l := newLink(t, WrapNone, cfg, serverOpts{push: []string{basicPush}, ekm: true})
+	l.connect()
+	lines := strings.Split(strings.TrimSuffix(l.s.peerInfo, "\n"), "\n")
+	want := []string{"IV_VER=2.6.14", "IV_PLAT=linux", "IV_PROTO=414", "IV_NCP=2",
+		"IV_CIPHERS=AES-256-GCM:AES-128-GCM:CHACHA20-POLY1305", "IV_TCPNL=1", "IV_MTU=1600", "IV_GUI_VER=ovpnd-test 1"}
+	if d := cmp.Diff(want, lines); d != "" {
+		t.Errorf("peer-info (-want +got):\n%s", d)
+	}
+	if l.s.user != "" || l.s.pass != "" {
+		t.Errorf("credentials sent without auth-user-pass: %q %q", l.s.user, l.s.pass)
+	}
+	if got := l.s.msgs[0]; got != "PUSH_REQUEST" {
+		t.Errorf("first client message %q, want PUSH_REQUEST", got)
+	}
+}
+
+func TestPushContinuation(t *testing.T) {
+	parts := []string{
+		"route 10.1.0.0 255.255.0.0,push-continuation 2",
+		"route 10.2.0.0 255.255.0.0,peer-id 1,push-continuation 2",
+		"cipher AES-128-GCM,ping 5,push-continuation 1",
+	}
+	l := newLink(t, WrapTLSCrypt, nil, serverOpts{push: parts, cipher: "AES-128-GCM", ekm: false})
+	l.connect()
+	want := []string{"route 10.1.0.0 255.255.0.0", "route 10.2.0.0 255.255.0.0", "peer-id 1", "cipher AES-128-GCM", "ping 5"}
+	if d := cmp.Diff(want, l.push); d != "" {
+		t.Errorf("options (-want +got):\n%s", d)
+	}
+	if l.c.peerID != 1 || l.c.ping != 5*time.Second {
+		t.Errorf("peer-id %d ping %v not applied", l.c.peerID, l.c.ping)
+	}
+	roundTrip(t, l, 3)
+}
+
+func TestNCP(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		ciphers    []string
+		fallback   string
+		push       string
+		server     string
+		wantCipher string
+		wantFail   bool
+	}{
+		{name: "pushed allowed", push: "cipher CHACHA20-POLY1305", server: "CHACHA20-POLY1305", wantCipher: "CHACHA20-POLY1305"},
+		{name: "pushed lower case", push: "cipher aes-128-gcm", server: "AES-128-GCM", wantCipher: "AES-128-GCM"},
+		{name: "pushed not allowed", ciphers: []string{"AES-256-GCM"}, push: "cipher AES-128-GCM", server: "AES-128-GCM", wantFail: true},
+		{name: "fallback", ciphers: []string{"AES-256-GCM"}, fallback: "AES-256-CBC", push: "topology subnet", server: "AES-256-CBC", wantCipher: "AES-256-CBC"},
+		{name: "server occ cipher", push: "topology subnet", server: "AES-128-GCM", wantCipher: "AES-128-GCM"},
+		{name: "server occ cipher not allowed", ciphers: []string{"AES-256-GCM"}, push: "topology subnet", server: "AES-128-GCM", wantFail: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := testConfig(t, testPKI(t))
+			cfg.DataCiphers, cfg.DataCiphersFallback = tc.ciphers, tc.fallback
+			l := newLink(t, WrapNone, cfg, serverOpts{push: []string{tc.push}, cipher: tc.server})
+			l.c.Start(l.now)
+			l.advance(5 * time.Second)
+			if tc.wantFail {
+				if st := l.lastState(); st.State != StateReconnecting || st.Reason != "push-failed" {
+					t.Fatalf("state %+v, want reconnecting/push-failed; errors %v", st, l.errs)
+				}
+				return
+			}
+			if !l.has(StateConnected) {
+				t.Fatalf("not connected: %v %v", l.states, l.errs)
+			}
+			if l.c.cipher != tc.wantCipher {
+				t.Errorf("cipher %q, want %q", l.c.cipher, tc.wantCipher)
+			}
+			roundTrip(t, l, 5)
+		})
+	}
+}
+
+func keyIDs(e EventKeys) string {
+	s := "-"
+	if e.Primary != nil {
+		s = fmt.Sprint(e.Primary.KeyID())
+	}
+	if e.Retiring != nil {
+		s += fmt.Sprintf("/%d", e.Retiring.KeyID())
+	}
+	return s
+}
+
+func TestServerSoftReset(t *testing.T) {
+	cfg := testConfig(t, testPKI(t))
+	cfg.TranWindow = 30 * time.Second
+	l := newLink(t, WrapTLSAuth, cfg, serverOpts{push: []string{basicPush}, ekm: true})
+	l.connect()
+	roundTrip(t, l, 3)
+
+	// Data keeps flowing while the renegotiation runs: nothing may be lost.
+	l.s.renegotiate(l.now)
+	sent := 0
+	l.s.tun, l.tun = nil, nil
+	for i := 0; i < 40 && len(l.keys) < 2; i++ {
+		l.c.SendTunPacket(l.now, ipPacket(sent))
+		l.s.sendData(ipPacket(sent))
+		sent++
+		l.advance(10 * time.Millisecond)
+	}
+	if len(l.keys) != 2 || keyIDs(l.keys[1]) != "1/0" {
+		t.Fatalf("key events %d, last %v; errors %v", len(l.keys), l.keys, l.errs)
+	}
+	l.pump()
+	if len(l.s.tun) != sent || len(l.tun) != sent {
+		t.Fatalf("lost packets during rekey: sent %d, server got %d, client got %d; errors %v", sent, len(l.s.tun), len(l.tun), l.errs)
+	}
+	roundTrip(t, l, 5)
+	// A packet sealed with the retiring key still opens within the transition window.
+	l.tun = nil
+	old := l.s.prev.keys
+	buf := make([]byte, datachannel.Headroom+64+datachannel.Tailroom)
+	pkt, err := old.Seal(buf, datachannel.Headroom, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.c.HandlePacket(l.now, pkt)
+	l.pump()
+	if len(l.tun) != 1 {
+		t.Fatalf("packet under retiring key not delivered: %v", l.errs)
+	}
+	// After the transition window the old key is dropped.
+	l.advance(31 * time.Second)
+	if last := l.keys[len(l.keys)-1]; keyIDs(last) != "1" {
+		t.Errorf("after tran-window keys %s, want 1", keyIDs(last))
+	}
+	if l.c.state != StateConnected {
+		t.Errorf("state %v", l.c.state)
+	}
+}
+
+func TestClientRenegSec(t *testing.T) {
+	cfg := testConfig(t, testPKI(t))
+	cfg.RenegInterval = 60 * time.Second
+	l := newLink(t, WrapTLSCrypt, cfg, serverOpts{push: []string{basicPush}, ekm: true})
+	l.connect()
+	var ids []uint8
+	for i := 0; i < 9; i++ {
+		before := len(l.keys)
+		l.advance(59990 * time.Millisecond)
+		// Traffic both ways across the rekey: nothing may be lost.
+		l.s.tun, l.tun = nil, nil
+		sent := 0
+		for j := 0; j < 100 && len(l.keys) == before; j++ {
+			l.c.SendTunPacket(l.now, ipPacket(sent))
+			l.s.sendData(ipPacket(sent))
+			sent++
+			l.advance(5 * time.Millisecond)
+		}
+		if len(l.keys) <= before {
+			t.Fatalf("rekey %d did not happen; states %v errors %v", i, l.states, l.errs)
+		}
+		l.pump()
+		if len(l.s.tun) != sent || len(l.tun) != sent {
+			t.Fatalf("rekey %d lost packets: sent %d, server got %d, client got %d", i, sent, len(l.s.tun), len(l.tun))
+		}
+		ids = append(ids, l.keys[len(l.keys)-1].Primary.KeyID())
+		roundTrip(t, l, 3)
+	}
+	if d := cmp.Diff([]uint8{1, 2, 3, 4, 5, 6, 7, 1, 2}, ids); d != "" {
+		t.Errorf("key ids (-want +got):\n%s", d)
+	}
+	if l.c.state != StateConnected {
+		t.Errorf("state %v after rekeys; errors %v", l.c.state, l.errs)
+	}
+}
+
+func TestRenegBytes(t *testing.T) {
+	cfg := testConfig(t, testPKI(t))
+	cfg.RenegBytes = 10000
+	l := newLink(t, WrapNone, cfg, serverOpts{push: []string{basicPush}, ekm: true})
+	l.connect()
+	l.c.NoteDataActivity(l.now, Activity{LastRecv: l.now, LastSent: l.now, BytesIn: 6000, BytesOut: 5000, PacketsIn: 10, PacketsOut: 10})
+	l.advance(time.Second)
+	if len(l.keys) != 2 || l.keys[1].Primary.KeyID() != 1 {
+		t.Fatalf("reneg-bytes did not rekey: %v", l.keys)
+	}
+}
+
+func TestAuth(t *testing.T) {
+	t.Run("failed", func(t *testing.T) {
+		cfg := testConfig(t, testPKI(t))
+		cfg.AuthUserPass, cfg.Username, cfg.Password = true, "alice", "wrong"
+		l := newLink(t, WrapNone, cfg, serverOpts{push: []string{basicPush}, auth: func(u, p string) string {
+			if p != "secret" {
+				return "AUTH_FAILED,bad password"
+			}
+			return ""
+		}})
+		l.c.Start(l.now)
+		l.advance(3 * time.Second)
+		if d := cmp.Diff([]string{"bad password"}, l.authFail); d != "" {
+			t.Errorf("auth failures (-want +got):\n%s", d)
+		}
+		if st := l.lastState(); st.State != StateExiting {
+			t.Errorf("state %+v, want exiting", st)
+		}
+		if l.c.NextDeadline() != (time.Time{}) {
+			t.Error("dead client still has a deadline")
+		}
+	})
+	t.Run("ask and token", func(t *testing.T) {
+		cfg := testConfig(t, testPKI(t))
+		cfg.AuthUserPass = true
+		cfg.RenegInterval = 100 * time.Second
+		l := newLink(t, WrapNone, cfg, serverOpts{push: []string{basicPush + ",auth-token SESS_abc,auth-token-user Ym9i"}, ekm: true})
+		l.c.Start(l.now)
+		l.advance(2 * time.Second)
+		if l.needCreds != 1 || l.has(StateConnected) {
+			t.Fatalf("needCreds %d, states %v", l.needCreds, l.states)
+		}
+		l.c.SetCredentials("alice", "secret")
+		l.advance(2 * time.Second)
+		if !l.has(StateConnected) || l.s.user != "alice" || l.s.pass != "secret" {
+			t.Fatalf("connected=%v user %q pass %q", l.has(StateConnected), l.s.user, l.s.pass)
+		}
+		l.advance(101 * time.Second)
+		if u, tok := l.c.AuthToken(); u != "bob" || tok != "SESS_abc" {
+			t.Errorf("AuthToken() = %q, %q", u, tok)
+		}
+		if l.s.cur.id != 1 || l.s.user != "bob" || l.s.pass != "SESS_abc" {
+			t.Errorf("after rekey key %d user %q pass %q, want token", l.s.cur.id, l.s.user, l.s.pass)
+		}
+	})
+	t.Run("pending", func(t *testing.T) {
+		l := newLink(t, WrapNone, nil, serverOpts{push: []string{basicPush}, auth: func(u, p string) string { return "AUTH_PENDING,timeout 300" }})
+		l.c.Start(l.now)
+		l.advance(90 * time.Second)
+		var pend []EventAuthPending
+		for _, e := range l.events {
+			if p, ok := e.(EventAuthPending); ok {
+				pend = append(pend, p)
+			}
+		}
+		if len(pend) == 0 || pend[0].Timeout != 300*time.Second {
+			t.Fatalf("auth pending events %v", pend)
+		}
+		if l.has(StateReconnecting) {
+			t.Fatalf("gave up during AUTH_PENDING: %v %v", l.states, l.errs)
+		}
+	})
+}
+
+func TestServerControlMessages(t *testing.T) {
+	for _, tc := range []struct {
+		msg    string
+		state  State
+		reason string
+		info   []string
+	}{
+		{"RESTART,[P]:maintenance", StateReconnecting, "server-pushed-connection-reset", []string{"hello", "RESTART,[P]:maintenance"}},
+		{"HALT,bye", StateExiting, "server-pushed-halt", []string{"hello", "HALT,bye"}},
+		{"EXIT", StateReconnecting, "remote-exit", []string{"hello"}},
+	} {
+		t.Run(tc.msg, func(t *testing.T) {
+			l := newLink(t, WrapTLSCrypt, nil, serverOpts{push: []string{basicPush}, ekm: true})
+			l.connect()
+			l.s.sendControlNow(l.now, "INFO,hello")
+			l.pump()
+			l.s.sendControlNow(l.now, tc.msg)
+			l.pump()
+			if st := l.lastState(); st.State != tc.state || st.Reason != tc.reason {
+				t.Errorf("state %+v, want %v/%s", st, tc.state, tc.reason)
+			}
+			var info []string
+			for _, e := range l.events {
+				if i, ok := e.(EventInfo); ok {
+					info = append(info, i.Message)
+				}
+			}
+			if d := cmp.Diff(tc.info, info); d != "" {
+				t.Errorf("info (-want +got):\n%s", d)
+			}
+		})
+	}
+}
+
+func TestKeepalive(t *testing.T) {
+	l := newLink(t, WrapNone, nil, serverOpts{push: []string{basicPush + ",ping-restart 60"}, ekm: true})
+	l.connect()
+	l.advance(59 * time.Second)
+	if l.c.state != StateConnected {
+		t.Fatalf("state %v before ping-restart", l.c.state)
+	}
+	if l.s.pings < 5 {
+		t.Errorf("server saw %d pings in 59 s with ping 10", l.s.pings)
+	}
+	// Server traffic keeps the connection alive.
+	l.s.sendData(datachannel.PingPayload[:])
+	l.pump()
+	l.advance(30 * time.Second)
+	if l.c.state != StateConnected {
+		t.Fatalf("restarted although the server spoke %v ago", 30*time.Second)
+	}
+	l.advance(31 * time.Second)
+	if st := l.lastState(); st.State != StateReconnecting || st.Reason != "ping-restart" {
+		t.Errorf("state %+v, want ping-restart", st)
+	}
+}
+
+func TestControlChannelLossAndReorder(t *testing.T) {
+	for _, mode := range []WrapMode{WrapNone, WrapTLSAuth, WrapTLSCrypt, WrapTLSCryptV2} {
+		t.Run(fmt.Sprint(mode), func(t *testing.T) {
+			l := newLink(t, mode, nil, serverOpts{push: []string{basicPush}, ekm: true})
+			n := 0
+			l.drop = func(toServer bool, pkt []byte) bool {
+				n++
+				return n%3 == 0
+			}
+			l.reorder = true
+			l.connect()
+			l.drop, l.reorder = nil, false
+			roundTrip(t, l, 5)
+		})
+	}
+}
+
+func TestTLSCryptV2ResendWKc(t *testing.T) {
+	l := newLink(t, WrapTLSCryptV2, nil, serverOpts{push: []string{basicPush}, ekm: true, resendWKc: true})
+	l.connect()
+	if len(l.s.helloOps) == 0 || l.s.helloOps[0] != wire.OpControlWKCV1 {
+		t.Fatalf("first client control packet ops %v, want P_CONTROL_WKC_V1", l.s.helloOps)
+	}
+	for i, op := range l.s.helloOps[1:] {
+		if op != wire.OpControlV1 {
+			t.Errorf("client packet %d after the first is %v, want P_CONTROL_V1 (only message id 1 carries WKc)", i+2, op)
+		}
+	}
+	roundTrip(t, l, 3)
+}
+
+func TestShortServerKM2AndPushWithoutRequest(t *testing.T) {
+	l := newLink(t, WrapNone, nil, serverOpts{push: []string{basicPush}, ekm: true, shortKM2: true, pushWithoutRequest: true})
+	l.connect()
+	roundTrip(t, l, 2)
+}
+
+func TestShutdown(t *testing.T) {
+	t.Run("cc-exit", func(t *testing.T) {
+		cfg := testConfig(t, testPKI(t))
+		cfg.ExplicitExitNotify = 3
+		l := newLink(t, WrapNone, cfg, serverOpts{push: []string{basicPush}, ekm: true})
+		l.connect()
+		l.c.Shutdown(l.now)
+		l.advance(time.Second)
+		if l.s.msgs[len(l.s.msgs)-1] != "EXIT" {
+			t.Errorf("server messages %q, want EXIT last", l.s.msgs)
+		}
+		if st := l.lastState(); st.State != StateClosed {
+			t.Errorf("state %+v, want closed", st)
+		}
+	})
+	t.Run("occ", func(t *testing.T) {
+		cfg := testConfig(t, testPKI(t))
+		cfg.ExplicitExitNotify = 3
+		l := newLink(t, WrapTLSAuth, cfg, serverOpts{push: []string{"cipher AES-256-GCM,peer-id 2"}})
+		l.connect()
+		l.c.Shutdown(l.now)
+		l.advance(5 * time.Second)
+		if l.s.occExits != 3 {
+			t.Errorf("server saw %d OCC exits, want 3", l.s.occExits)
+		}
+		if st := l.lastState(); st.State != StateClosed {
+			t.Errorf("state %+v, want closed", st)
+		}
+	})
+	t.Run("not connected", func(t *testing.T) {
+		cfg := testConfig(t, testPKI(t))
+		cfg.ExplicitExitNotify = 3
+		l := newLink(t, WrapNone, cfg, serverOpts{})
+		l.c.Start(l.now)
+		l.c.Shutdown(l.now)
+		l.collect()
+		if st := l.lastState(); st.State != StateClosed {
+			t.Errorf("state %+v, want closed", st)
+		}
+	})
+}
+
+func TestHandWindow(t *testing.T) {
+	l := newLink(t, WrapNone, nil, serverOpts{push: []string{basicPush}})
+	l.drop = func(toServer bool, pkt []byte) bool { return !toServer }
+	l.c.Start(l.now)
+	l.advance(59 * time.Second)
+	if l.has(StateReconnecting) {
+		t.Fatal("gave up before hand-window")
+	}
+	l.advance(2 * time.Second)
+	if st := l.lastState(); st.State != StateReconnecting || st.Reason != "tls-error" {
+		t.Errorf("state %+v after hand-window", st)
+	}
+}
+
+func TestCertificateChecks(t *testing.T) {
+	other := newPKI(t, "Other-Server")
+	for _, tc := range []struct {
+		name   string
+		mutate func(c *Config)
+		ok     bool
+	}{
+		{"name ok", func(c *Config) {}, true},
+		{"name mismatch", func(c *Config) { c.VerifyX509Name = "Test" }, false},
+		{"name prefix", func(c *Config) { c.VerifyX509Type, c.VerifyX509Name = VerifyX509NamePrefix, "Test-" }, true},
+		{"subject", func(c *Config) {
+			c.VerifyX509Type, c.VerifyX509Name = VerifyX509Subject, "C=KG, O=OpenVPN-TEST, CN=Test-Server"
+		}, true},
+		{"subject mismatch", func(c *Config) { c.VerifyX509Type, c.VerifyX509Name = VerifyX509Subject, "CN=Test-Server" }, false},
+		{"wrong ca", func(c *Config) { c.RootCAs = other.caPool }, false},
+		{"eku client", func(c *Config) { c.RemoteCertEKU = "TLS Web Client Authentication" }, false},
+		{"eku server oid", func(c *Config) { c.RemoteCertEKU = "1.3.6.1.5.5.7.3.1" }, true},
+		{"fingerprint only", func(c *Config) {
+			c.RootCAs = nil
+			c.PeerFingerprints = [][32]byte{sha256Of(testPKI(t).serverLeaf.Raw)}
+		}, true},
+		{"fingerprint mismatch", func(c *Config) { c.PeerFingerprints = [][32]byte{{1, 2, 3}} }, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := testConfig(t, testPKI(t))
+			tc.mutate(cfg)
+			l := newLink(t, WrapNone, cfg, serverOpts{push: []string{basicPush}, ekm: true})
+			l.c.Start(l.now)
+			l.advance(3 * time.Second)
+			if got := l.has(StateConnected); got != tc.ok {
+				t.Errorf("connected = %v, want %v; errors %v", got, tc.ok, l.errs)
+			}
+		})
+	}
+}
+
+func TestBadPacketsAreDropped(t *testing.T) {
+	l := newLink(t, WrapTLSCrypt, nil, serverOpts{push: []string{basicPush}, ekm: true})
+	l.connect()
+	for _, pkt := range [][]byte{
+		nil,
+		{0x00},
+		{0x48},                   // data V1 with key id 0, truncated
+		{0x30, 1, 2, 3},          // P_DATA_V2 truncated
+		{0x20, 1, 2, 3, 4, 5, 6}, // control V1 garbage
+		bytes.Repeat([]byte{0x28}, 100),
+		append([]byte{0x4f}, make([]byte, 80)...), // data with unknown key id 7
+	} {
+		l.c.HandlePacket(l.now, pkt)
+	}
+	l.collect()
+	if l.c.state != StateConnected {
+		t.Fatalf("state %v after junk", l.c.state)
+	}
+	if len(l.errs) < 6 {
+		t.Errorf("only %d warnings for 7 bad packets", len(l.errs))
+	}
+	roundTrip(t, l, 2)
+}
+
+func TestPingExit(t *testing.T) {
+	cfg := testConfig(t, testPKI(t))
+	cfg.PingExit = 30 * time.Second
+	l := newLink(t, WrapNone, cfg, serverOpts{push: []string{"cipher AES-256-GCM"}, ekm: false})
+	l.connect()
+	l.advance(29 * time.Second)
+	if l.c.state != StateConnected {
+		t.Fatalf("state %v before ping-exit", l.c.state)
+	}
+	l.advance(2 * time.Second)
+	if st := l.lastState(); st.State != StateExiting || st.Reason != "ping-exit" {
+		t.Errorf("state %+v, want exiting/ping-exit", st)
+	}
+}
+
+func TestNewClientValidation(t *testing.T) {
+	p := testPKI(t)
+	for _, tc := range []struct {
+		name   string
+		mutate func(c *Config)
+	}{
+		{"no rand", func(c *Config) { c.Rand = nil }},
+		{"no trust", func(c *Config) { c.RootCAs = nil }},
+		{"tls-mtu small", func(c *Config) { c.TLSMTU = 100 }},
+		{"tls-auth without key", func(c *Config) { c.Wrap = WrapTLSAuth }},
+		{"tls-crypt-v2 without key", func(c *Config) { c.Wrap = WrapTLSCryptV2 }},
+		{"bad key direction", func(c *Config) { c.KeyDirection = 2 }},
+		{"tls versions", func(c *Config) { c.TLSVersionMin, c.TLSVersionMax = tls.VersionTLS13, tls.VersionTLS12 }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := testConfig(t, p)
+			tc.mutate(cfg)
+			if _, err := NewClient(cfg); err == nil {
+				t.Error("NewClient accepted a bad config")
+			}
+		})
+	}
+	if _, err := NewClient(testConfig(t, p)); err != nil {
+		t.Errorf("good config rejected: %v", err)
+	}
+}
+
+// BenchmarkHandshake measures a full in-process connection (both TLS sides, key-method 2,
+// push) on one core, to spot regressions in the control path.
+func BenchmarkHandshake(b *testing.B) {
+	p := testPKI(b)
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		l := newLink(b, WrapTLSCrypt, testConfig(b, p), serverOpts{push: []string{basicPush}, ekm: true})
+		l.connect()
+		l.c.closeAll()
+		l.s.close()
+	}
+}
+
+func TestNoGoroutineLeak(t *testing.T) {
+	before := runtime.NumGoroutine()
+	cfg := testConfig(t, testPKI(t))
+	cfg.RenegInterval = 30 * time.Second
+	l := newLink(t, WrapNone, cfg, serverOpts{push: []string{basicPush}, ekm: true})
+	l.connect()
+	l.advance(65 * time.Second) // two rekeys: one retired TLS session closed, one retiring
+	l.c.Shutdown(l.now)
+	l.advance(time.Second)
+	if st := l.lastState(); st.State != StateClosed {
+		t.Fatalf("state %+v", st)
+	}
+	l.s.close()
+	for i := 0; i < 100 && runtime.NumGoroutine() > before; i++ {
+		runtime.Gosched()
+	}
+	if n := runtime.NumGoroutine(); n > before {
+		t.Errorf("%d goroutines after Shutdown, %d before", n, before)
+	}
+}

@@ -1,0 +1,230 @@
+package engine
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/ovpnd/ovpnd/engine/datachannel"
+	"github.com/ovpnd/ovpnd/engine/statickey"
+)
+
+// Proto is the transport the session runs the engine over. The engine itself never touches a
+// socket; it needs the transport for the OCC options string and IV_PROTO/explicit-exit-notify
+// behaviour.
+type Proto int
+
+// Transports.
+const (
+	ProtoUDP Proto = iota
+	ProtoTCP
+)
+
+// WrapMode selects control-channel wrapping.
+type WrapMode int
+
+// Wrapping modes (--tls-auth, --tls-crypt, --tls-crypt-v2).
+const (
+	WrapNone WrapMode = iota
+	WrapTLSAuth
+	WrapTLSCrypt
+	WrapTLSCryptV2
+)
+
+// VerifyX509Type is the type argument of --verify-x509-name.
+type VerifyX509Type int
+
+// verify-x509-name types. The zero value disables the check.
+const (
+	VerifyX509Off VerifyX509Type = iota
+	// VerifyX509Subject compares the whole subject DN in OpenVPN's "C=.., O=.., CN=.." form.
+	VerifyX509Subject
+	// VerifyX509Name compares the common name exactly.
+	VerifyX509Name
+	// VerifyX509NamePrefix requires the common name to start with the given name.
+	VerifyX509NamePrefix
+)
+
+// Defaults from OpenVPN 2.6 (options.c, ssl.h).
+const (
+	DefaultTLSTimeout          = 2 * time.Second
+	DefaultHandWindow          = 60 * time.Second
+	DefaultTranWindow          = 3600 * time.Second
+	DefaultRenegInterval       = 3600 * time.Second
+	DefaultPushRequestInterval = 5 * time.Second
+	DefaultTLSMTU              = 1250
+	DefaultTunMTU              = 1500
+	DefaultTunMaxMTU           = 1600
+	DefaultReplayWindow        = 64
+	// minTLSMTU and maxTLSMTU bound --tls-mtu as OpenVPN does (TLS_CHANNEL_MTU_MIN, 2048).
+	minTLSMTU = 154
+	maxTLSMTU = 2048
+)
+
+// Config is everything the protocol needs, already loaded: no file names, no sockets.
+// Zero durations take OpenVPN's defaults; a zero Ping/PingRestart/PingExit/RenegBytes/
+// RenegPackets disables that feature, RenegInterval < 0 disables time-based renegotiation.
+type Config struct {
+	// RootCAs verifies the server's chain (--ca). May be nil when PeerFingerprints is set.
+	RootCAs *x509.CertPool
+	// Certificate is the client certificate (--cert/--key, --pkcs12); nil for none.
+	Certificate *tls.Certificate
+	// VerifyX509Type and VerifyX509Name implement --verify-x509-name.
+	VerifyX509Type VerifyX509Type
+	VerifyX509Name string
+	// RemoteCertTLSServer implements --remote-cert-tls server: the leaf must carry a key-usage
+	// extension and the TLS Web Server Authentication extended key usage.
+	RemoteCertTLSServer bool
+	// RemoteCertEKU implements --remote-cert-eku: an OID ("1.3.6.1.5.5.7.3.1") or OpenSSL long
+	// name ("TLS Web Server Authentication") the leaf's extended key usage must contain.
+	RemoteCertEKU string
+	// PeerFingerprints implements --peer-fingerprint: SHA-256 digests of acceptable leaves.
+	PeerFingerprints [][32]byte
+	// TLSVersionMin and TLSVersionMax are tls.VersionTLS12/13 (0 = 1.2 and 1.3).
+	TLSVersionMin, TLSVersionMax uint16
+
+	// Wrap selects control-channel wrapping; WrapKey is the tls-auth or tls-crypt key,
+	// KeyDirection the tls-auth key direction (-1 none, 0, 1: set it explicitly, the zero
+	// value means direction 0), TLSCryptV2 the client key.
+	Wrap         WrapMode
+	WrapKey      *statickey.Key
+	KeyDirection int
+	TLSCryptV2   *statickey.TLSCryptV2ClientKey
+
+	// DataCiphers is --data-ciphers in preference order (default AES-256-GCM, AES-128-GCM,
+	// CHACHA20-POLY1305); DataCiphersFallback is --data-ciphers-fallback (may be empty).
+	DataCiphers         []string
+	DataCiphersFallback string
+	// Auth is --auth: the tls-auth HMAC digest and the CBC data-channel HMAC (default SHA1).
+	Auth string
+	// Compression is the configured compression framing (pushed compress/comp-lzo replace it).
+	Compression datachannel.Compression
+
+	// AuthUserPass enables --auth-user-pass. With Username and Password empty the engine asks
+	// for them with EventNeedCredentials before the key-method 2 record goes out.
+	AuthUserPass       bool
+	Username, Password string
+	// AuthNoCache forgets the password once it was sent (--auth-nocache).
+	AuthNoCache bool
+	// AuthToken and AuthTokenUser carry a token pushed on an earlier connection so that a
+	// reconnect uses it instead of the password (OpenVPN keeps it across SIGUSR1 restarts).
+	AuthToken, AuthTokenUser string
+
+	TLSTimeout    time.Duration // --tls-timeout
+	HandWindow    time.Duration // --hand-window
+	TranWindow    time.Duration // --tran-window
+	RenegInterval time.Duration // --reneg-sec (<0 disables)
+	RenegBytes    uint64        // --reneg-bytes
+	RenegPackets  uint64        // --reneg-pkts
+	Ping          time.Duration // --ping
+	PingRestart   time.Duration // --ping-restart
+	PingExit      time.Duration // --ping-exit
+	// PushRequestInterval is how often PUSH_REQUEST is repeated until a reply arrives.
+	PushRequestInterval time.Duration
+	// ExplicitExitNotify is --explicit-exit-notify N (0 = off).
+	ExplicitExitNotify int
+	// ReplayWindow is the data-channel --replay-window size in packets.
+	ReplayWindow int
+
+	Proto Proto
+	// IPv6 reports whether the transport runs over IPv6 (OCC proto string).
+	IPv6 bool
+	// TunMTU is --tun-mtu; TunMaxMTU is --tun-max-mtu (sent as IV_MTU).
+	TunMTU, TunMaxMTU int
+	// TLSMTU is --tls-mtu, the largest control packet the engine emits.
+	TLSMTU int
+
+	// Rand supplies all randomness (session ids, key material, TLS).
+	Rand io.Reader
+	// IVVer and IVGUIVer are the IV_VER and IV_GUI_VER peer-info values (IVGUIVer may be empty).
+	IVVer, IVGUIVer string
+}
+
+// defaultDataCiphers is OpenVPN 2.6's --data-ciphers default.
+var defaultDataCiphers = []string{"AES-256-GCM", "AES-128-GCM", "CHACHA20-POLY1305"}
+
+// normalize returns a copy of c with defaults filled in, or an error for a config the engine
+// cannot run.
+func (c *Config) normalize() (Config, error) {
+	n := *c
+	if n.Rand == nil {
+		return n, errors.New("engine: Config.Rand is nil")
+	}
+	if n.RootCAs == nil && len(n.PeerFingerprints) == 0 {
+		return n, errors.New("engine: neither a CA nor peer fingerprints configured")
+	}
+	if n.TLSTimeout <= 0 {
+		n.TLSTimeout = DefaultTLSTimeout
+	}
+	if n.HandWindow <= 0 {
+		n.HandWindow = DefaultHandWindow
+	}
+	if n.TranWindow <= 0 {
+		n.TranWindow = DefaultTranWindow
+	}
+	if n.RenegInterval == 0 {
+		n.RenegInterval = DefaultRenegInterval
+	}
+	if n.PushRequestInterval <= 0 {
+		n.PushRequestInterval = DefaultPushRequestInterval
+	}
+	if n.TLSMTU == 0 {
+		n.TLSMTU = DefaultTLSMTU
+	}
+	if n.TLSMTU < minTLSMTU || n.TLSMTU > maxTLSMTU {
+		return n, fmt.Errorf("engine: tls-mtu %d outside %d..%d", n.TLSMTU, minTLSMTU, maxTLSMTU)
+	}
+	if n.TunMTU <= 0 {
+		n.TunMTU = DefaultTunMTU
+	}
+	if n.TunMaxMTU <= 0 {
+		n.TunMaxMTU = max(DefaultTunMaxMTU, n.TunMTU)
+	}
+	if n.ReplayWindow <= 0 {
+		n.ReplayWindow = DefaultReplayWindow
+	}
+	if n.Auth == "" {
+		n.Auth = "SHA1"
+	}
+	if len(n.DataCiphers) == 0 {
+		n.DataCiphers = defaultDataCiphers
+	}
+	n.DataCiphers = append([]string(nil), n.DataCiphers...)
+	for i, ci := range n.DataCiphers {
+		n.DataCiphers[i] = strings.ToUpper(ci)
+	}
+	n.DataCiphersFallback = strings.ToUpper(n.DataCiphersFallback)
+	if n.TLSVersionMin == 0 {
+		n.TLSVersionMin = tls.VersionTLS12
+	}
+	if n.TLSVersionMax == 0 {
+		n.TLSVersionMax = tls.VersionTLS13
+	}
+	if n.TLSVersionMin > n.TLSVersionMax {
+		return n, fmt.Errorf("engine: tls-version-min %#x above tls-version-max %#x", n.TLSVersionMin, n.TLSVersionMax)
+	}
+	switch n.Wrap {
+	case WrapNone:
+	case WrapTLSAuth, WrapTLSCrypt:
+		if n.WrapKey == nil {
+			return n, errors.New("engine: tls-auth/tls-crypt selected without a key")
+		}
+	case WrapTLSCryptV2:
+		if n.TLSCryptV2 == nil {
+			return n, errors.New("engine: tls-crypt-v2 selected without a client key")
+		}
+	default:
+		return n, fmt.Errorf("engine: unknown wrap mode %d", n.Wrap)
+	}
+	if n.KeyDirection < -1 || n.KeyDirection > 1 {
+		return n, fmt.Errorf("engine: key-direction %d not -1, 0 or 1", n.KeyDirection)
+	}
+	if n.IVVer == "" {
+		n.IVVer = "2.6.14"
+	}
+	return n, nil
+}

@@ -1,0 +1,104 @@
+package engine
+
+import (
+	"time"
+
+	"github.com/ovpnd/ovpnd/engine/datachannel"
+)
+
+// State is the connection state reported by EventState.
+type State int
+
+// Connection states, in the order a healthy connection passes through them.
+const (
+	StateConnecting State = iota
+	StateTLSHandshake
+	// StateAuthenticating covers key-method 2 and the push exchange.
+	StateAuthenticating
+	StateConnected
+	// StateReconnecting asks the session to tear the connection down and connect again
+	// (ping-restart, RESTART, EXIT, fatal errors).
+	StateReconnecting
+	// StateExiting asks the session to stop for good (ping-exit, HALT, AUTH_FAILED).
+	StateExiting
+	// StateClosed follows Shutdown once the exit notification is done.
+	StateClosed
+)
+
+var stateNames = [...]string{"connecting", "tls-handshake", "authenticating", "connected", "reconnecting", "exiting", "closed"}
+
+func (s State) String() string {
+	if s >= 0 && int(s) < len(stateNames) {
+		return stateNames[s]
+	}
+	return "unknown"
+}
+
+// Event is something the session must act on; drain them with Client.NextEvent. Every slice in
+// an event belongs to the caller.
+type Event interface{ isEvent() }
+
+// EventSend is one OpenVPN packet to put on the wire (without the TCP length prefix).
+type EventSend struct{ Packet []byte }
+
+// EventTunPacket is a decrypted IP packet from the slow path (HandlePacket on a data packet).
+type EventTunPacket struct{ Packet []byte }
+
+// EventState reports a state change; Reason says why for Reconnecting/Exiting/Closed.
+type EventState struct {
+	State  State
+	Reason string
+}
+
+// EventKeys carries the data-channel keys after each change: Primary encrypts, and received
+// packets are opened by whichever of Primary and Retiring has the packet's key id. Retiring is
+// nil outside a transition window. Primary is nil only in the corner case where the retiring key
+// expired before a renegotiation finished: then no key may encrypt until the next EventKeys.
+type EventKeys struct {
+	Primary, Retiring *datachannel.Keys
+}
+
+// EventPushReply is the complete pushed option list, continuations joined, one line per entry.
+type EventPushReply struct{ Options []string }
+
+// EventNeedCredentials asks for a username and password; answer with SetCredentials.
+type EventNeedCredentials struct{}
+
+// EventAuthFailed reports AUTH_FAILED with the server's message (may be empty).
+type EventAuthFailed struct{ Message string }
+
+// EventAuthPending reports AUTH_PENDING: the server waits for out-of-band authentication for
+// up to Timeout; Method is the pending method the server named, if any (e.g. from INFO_PRE).
+type EventAuthPending struct {
+	Timeout time.Duration
+	Method  string
+}
+
+// EventInfo carries an INFO or INFO_PRE message from the server.
+type EventInfo struct{ Message string }
+
+// EventError reports a problem. Fatal errors are followed by an EventState; others are
+// warnings about dropped input.
+type EventError struct {
+	Err   error
+	Fatal bool
+}
+
+func (EventSend) isEvent()            {}
+func (EventTunPacket) isEvent()       {}
+func (EventState) isEvent()           {}
+func (EventKeys) isEvent()            {}
+func (EventPushReply) isEvent()       {}
+func (EventNeedCredentials) isEvent() {}
+func (EventAuthFailed) isEvent()      {}
+func (EventAuthPending) isEvent()     {}
+func (EventInfo) isEvent()            {}
+func (EventError) isEvent()           {}
+
+// Activity is what the fast data path observed since the connection started: cumulative
+// counters and the times of the last authenticated packet received and of the last packet sent.
+type Activity struct {
+	LastRecv, LastSent    time.Time
+	BytesIn, BytesOut     uint64
+	PacketsIn, PacketsOut uint64
+}
