@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"crypto/tls"
 	"encoding/asn1"
+	"github.com/ovpnd/ovpnd/engine/statickey"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -227,7 +228,7 @@ func TestDirectives(t *testing.T) {
 		}},
 		{"tls-crypt-v2", "tls-crypt-v2 tc2-client.key\n", func(t *testing.T, c *Config) {
 			w := c.TLSWrap
-			if w.Mode != WrapTLSCryptV2 || len(w.Key) != 256 || len(w.WKc) < v2MinWKc || !bytes.Contains(w.PEM, []byte(v2ClientType)) {
+			if w.Mode != WrapTLSCryptV2 || len(w.Key) != 256 || len(w.WKc) < statickey.MinWKcLen || !bytes.Contains(w.PEM, []byte(statickey.TLSCryptV2ClientPEMType)) {
 				t.Errorf("mode %v key %d wkc %d", w.Mode, len(w.Key), len(w.WKc))
 			}
 		}},
@@ -310,8 +311,8 @@ func TestErrors(t *testing.T) {
 		{"key mismatch", base + "cert client.crt\nkey other.key\n", "test.conf:7: key other.key does not match the certificate client.crt on line 6"},
 		{"pkcs12 and cert", base + "pkcs12 client.p12\ncert client.crt\nkey client.key\n", "test.conf:7: cert conflicts with pkcs12 on line 6"},
 		{"wrong pem for key", base + "cert client.crt\nkey ca.crt\n", "test.conf:7: key: ca.crt: PEM type is \"CERTIFICATE\", want a private key"},
-		{"static key for tls-crypt-v2", base + "tls-crypt-v2 ta.key\n", "test.conf:6: tls-crypt-v2: ta.key: PEM type is \"OpenVPN Static key V1\""},
-		{"v2 key as tls-auth", base + "tls-auth tc2-client.key\n", "test.conf:6: tls-auth: tc2-client.key: this is a tls-crypt-v2 client key"},
+		{"static key for tls-crypt-v2", base + "tls-crypt-v2 ta.key\n", `test.conf:6: tls-crypt-v2: ta.key: parsing tls-crypt-v2 client key: this is a PEM "OpenVPN Static key V1", not "OpenVPN tls-crypt-v2 client key"`},
+		{"v2 key as tls-auth", base + "tls-auth tc2-client.key\n", `test.conf:6: tls-auth: tc2-client.key: parsing static key: this is a PEM "OpenVPN tls-crypt-v2 client key", not an OpenVPN static key`},
 		{"missing file", base + "cert nope.crt\nkey client.key\n", "test.conf:6: cert: nope.crt: file does not exist"},
 		{"remote-cert-tls and eku", base + "remote-cert-tls server\nremote-cert-eku 1.2.3\n", "test.conf:7: remote-cert-eku conflicts with remote-cert-tls on line 6"},
 		{"tap", base + "dev-type tap\n", "test.conf:6: dev-type: tap devices"},

@@ -4,6 +4,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"github.com/ovpnd/ovpnd/engine/statickey"
 	"strconv"
 	"strings"
 	"time"
@@ -686,32 +687,24 @@ func applyWrap(mode WrapMode) func(p *parser, s *scope, it *item) error {
 		}
 		w := TLSWrap{Mode: mode, Direction: KeyDirBidi}
 		if mode == WrapTLSCryptV2 {
-			kc, wkc, err := parseTLSCryptV2Client(data)
+			ck, err := statickey.ParseTLSCryptV2Client(data)
 			if err != nil {
 				return materialErr(it, err)
 			}
-			w.Key, w.WKc, w.PEM = kc, wkc, normalizeV2PEM(data)
+			kb := ck.Key.Bytes()
+			w.Key, w.WKc, w.PEM = kb[:], ck.WKc, ck.EncodePEM()
 		} else {
-			key, err := parseStaticKey(data)
+			key, err := statickey.ParseStaticKey(data)
 			if err != nil {
 				return materialErr(it, err)
 			}
-			w.Key = key
+			kb := key.Bytes()
+			w.Key = kb[:]
 		}
 		p.cfg.TLSWrap = w
 		p.wrapItem, p.wrapDir = it, dir
 		return nil
 	}
-}
-
-// normalizeV2PEM keeps only the PEM block of a tls-crypt-v2 client key (comments dropped,
-// CRLF folded) so printing is stable.
-func normalizeV2PEM(data []byte) []byte {
-	body, _, err := pemBody(data)
-	if err != nil {
-		return nil
-	}
-	return encodeV2PEM(body)
 }
 
 func applyKeyDirection(p *parser, s *scope, it *item) error {

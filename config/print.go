@@ -3,6 +3,7 @@ package config
 import (
 	"bytes"
 	"fmt"
+	"github.com/ovpnd/ovpnd/engine/statickey"
 	"io"
 	"strconv"
 	"strings"
@@ -172,12 +173,12 @@ func (c *Config) print(w *printer) {
 	}
 	switch t := c.TLSWrap; t.Mode {
 	case WrapTLSAuth:
-		w.block("tls-auth", formatStaticKey(t.Key))
+		w.block("tls-auth", staticKeyPEM(t.Key))
 		if t.Direction != KeyDirBidi {
 			w.line("key-direction", strconv.Itoa(int(t.Direction)))
 		}
 	case WrapTLSCrypt:
-		w.block("tls-crypt", formatStaticKey(t.Key))
+		w.block("tls-crypt", staticKeyPEM(t.Key))
 	case WrapTLSCryptV2:
 		w.block("tls-crypt-v2", t.PEM)
 	}
@@ -341,4 +342,13 @@ func printNet(w *printer, n *NetSettings) {
 	if n.BlockIPv6 {
 		w.line("block-ipv6")
 	}
+}
+
+// staticKeyPEM writes a 256-byte static key in OpenVPN's file layout.
+func staticKeyPEM(key []byte) []byte {
+	k, err := statickey.FromBytes(key)
+	if err != nil {
+		return nil // the parser only stores keys that FromBytes accepts
+	}
+	return k.EncodePEM()
 }

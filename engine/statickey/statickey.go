@@ -10,6 +10,7 @@ package statickey
 import (
 	"bytes"
 	"encoding/hex"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
@@ -151,6 +152,9 @@ func ParseStaticKey(pemData []byte) (*Key, error) {
 	}
 	switch {
 	case state == stateHead:
+		if b, _ := pem.Decode(pemData); b != nil {
+			return nil, fmt.Errorf("parsing static key: this is a PEM %q, not an OpenVPN static key", b.Type)
+		}
 		return nil, fmt.Errorf("parsing static key: header %q not found", staticHead)
 	case state == stateData:
 		return nil, fmt.Errorf("parsing static key: footer %q not found (%d of %d bytes read)", staticFoot, n/2, KeySize)

@@ -325,7 +325,7 @@ func TestParseTLSCryptV2Errors(t *testing.T) {
 		wantErr string
 	}{
 		{"client-empty", true, "", "no PEM block"},
-		{"client-wrong-type", true, testV2ServerKey, `found ["OpenVPN tls-crypt-v2 server key"]`},
+		{"client-wrong-type", true, testV2ServerKey, `this is a PEM "OpenVPN tls-crypt-v2 server key", not "OpenVPN tls-crypt-v2 client key"`},
 		{"client-static-key", true, testPktStaticKey, "no PEM block"},
 		{"client-bad-length-field", true, withWKc(func(w []byte) []byte { w[len(w)-1]++; return w }), "length field"},
 		{"client-truncated", true, withWKc(func(w []byte) []byte { return w[:MinWKcLen-1] }), "at least"},

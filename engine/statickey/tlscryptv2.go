@@ -79,7 +79,8 @@ func decodePEM(data []byte, typ string) ([]byte, error) {
 		other = append(other, b.Type)
 	}
 	if len(other) > 0 {
-		return nil, fmt.Errorf("%w of type %q (found %q)", errNoBlock, typ, other)
+		// Name what the file is, since the usual mistake is a key of the wrong kind.
+		return nil, fmt.Errorf("this is a PEM %q, not %q (%w)", other[0], typ, errNoBlock)
 	}
 	return nil, fmt.Errorf("%w of type %q", errNoBlock, typ)
 }
