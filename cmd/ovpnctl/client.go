@@ -1,0 +1,186 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+
+	"github.com/godbus/dbus/v5"
+
+	api "github.com/ovpnd/ovpnd/dbus"
+)
+
+// More exit statuses (exitOK, exitFail and exitUsage are in main.go). They are documented
+// in ovpnctl(1).
+const (
+	exitNotFound    = 3 // no such session
+	exitDenied      = 4 // not allowed (ownership or polkit)
+	exitUnreachable = 5 // ovpnd is not reachable on the bus
+)
+
+// target is where a session is served: the manager or an ovpnd@NAME instance.
+type target struct {
+	dest string
+	path dbus.ObjectPath
+}
+
+func (t target) obj(c *dbus.Conn) dbus.BusObject { return c.Object(t.dest, t.path) }
+
+// cliError carries an exit status with the message.
+type cliError struct {
+	code int
+	msg  string
+}
+
+func (e *cliError) Error() string { return e.msg }
+
+// classify turns a bus error into a message and an exit status.
+func classify(err error) *cliError {
+	var ce *cliError
+	if errors.As(err, &ce) {
+		return ce
+	}
+	var de dbus.Error
+	var dep *dbus.Error
+	if errors.As(err, &dep) {
+		de = *dep
+	} else if !errors.As(err, &de) {
+		return &cliError{exitFail, err.Error()}
+	}
+	msg := de.Error()
+	switch de.Name {
+	case api.ErrNotFound, "org.freedesktop.DBus.Error.UnknownObject", "org.freedesktop.DBus.Error.UnknownMethod":
+		return &cliError{exitNotFound, msg}
+	case api.ErrAccessDenied, "org.freedesktop.DBus.Error.AccessDenied":
+		return &cliError{exitDenied, msg}
+	case "org.freedesktop.DBus.Error.ServiceUnknown", "org.freedesktop.DBus.Error.NameHasNoOwner",
+		"org.freedesktop.DBus.Error.Spawn.ServiceNotFound", "org.freedesktop.DBus.Error.NoServer":
+		return &cliError{exitUnreachable, "ovpnd is not running: " + msg}
+	}
+	return &cliError{exitFail, msg}
+}
+
+// report prints err and returns its exit status.
+func report(stderr io.Writer, err error) int {
+	ce := classify(err)
+	fmt.Fprintf(stderr, "ovpnctl: %s\n", ce.msg)
+	return ce.code
+}
+
+// connect opens the system bus ($DBUS_SYSTEM_BUS_ADDRESS overrides where it is).
+func connect() (*dbus.Conn, error) {
+	c, err := dbus.ConnectSystemBus()
+	if err != nil {
+		return nil, &cliError{exitUnreachable, fmt.Sprintf("connecting to the system bus: %v", err)}
+	}
+	return c, nil
+}
+
+// resolve finds the session called name: the manager's, else an instance's.
+func resolve(c *dbus.Conn, name string) (target, error) {
+	if !api.ValidName(name) {
+		return target{}, &cliError{exitUsage, fmt.Sprintf("%q is not a session name (1-%d characters of [A-Za-z0-9_.@-])", name, api.MaxNameLen)}
+	}
+	inst := api.InstanceBusName(name)
+	var has bool
+	if err := c.BusObject().Call("org.freedesktop.DBus.NameHasOwner", 0, inst).Store(&has); err == nil && has {
+		return target{inst, dbus.ObjectPath(api.SessionPath(name))}, nil
+	}
+	var p dbus.ObjectPath
+	err := c.Object(api.BusName, api.ManagerPath).Call(api.ManagerInterface+".Lookup", 0, name).Store(&p)
+	if err != nil {
+		return target{}, err
+	}
+	return target{api.BusName, p}, nil
+}
+
+// listTargets returns every session the caller may see: the manager's and the instances'.
+func listTargets(c *dbus.Conn) ([]target, error) {
+	var out []target
+	var names []string
+	if err := c.BusObject().Call("org.freedesktop.DBus.ListNames", 0).Store(&names); err != nil {
+		return nil, fmt.Errorf("listing bus names: %w", err)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		if rest, ok := strings.CutPrefix(n, api.InstanceBusPrefix); ok {
+			if name, ok := api.UnescapeLabel(rest); ok {
+				out = append(out, target{n, dbus.ObjectPath(api.SessionPath(name))})
+			}
+		}
+	}
+	var paths []dbus.ObjectPath
+	err := c.Object(api.BusName, api.ManagerPath).Call(api.ManagerInterface+".List", 0).Store(&paths)
+	if err != nil {
+		if ce := classify(err); ce.code == exitUnreachable && len(out) > 0 {
+			return out, nil
+		}
+		return nil, err
+	}
+	for _, p := range paths {
+		out = append(out, target{api.BusName, p})
+	}
+	return out, nil
+}
+
+// sessionInfo is a session's properties, also the --json form.
+type sessionInfo struct {
+	Name            string   `json:"name"`
+	Owner           uint32   `json:"owner"`
+	State           string   `json:"state"`
+	StateReason     string   `json:"state_reason,omitempty"`
+	Remote          string   `json:"remote,omitempty"`
+	TunnelAddresses []string `json:"tunnel_addresses"`
+	Device          string   `json:"device,omitempty"`
+	ConnectedSince  uint64   `json:"connected_since_usec,omitempty"`
+	BytesIn         uint64   `json:"bytes_in"`
+	BytesOut        uint64   `json:"bytes_out"`
+	PacketsIn       uint64   `json:"packets_in"`
+	PacketsOut      uint64   `json:"packets_out"`
+	Instance        bool     `json:"instance"`
+}
+
+func getInfo(c *dbus.Conn, t target) (*sessionInfo, error) {
+	var props map[string]dbus.Variant
+	if err := t.obj(c).Call(api.PropertiesInterface+".GetAll", 0, api.SessionInterface).Store(&props); err != nil {
+		return nil, err
+	}
+	info := &sessionInfo{Instance: t.dest != api.BusName, TunnelAddresses: []string{}}
+	applyProps(info, props)
+	return info, nil
+}
+
+// applyProps copies the properties present in props (all of GetAll, or the changed ones of
+// PropertiesChanged).
+func applyProps(info *sessionInfo, props map[string]dbus.Variant) {
+	for k, v := range props {
+		switch k {
+		case "Name":
+			_ = v.Store(&info.Name)
+		case "Owner":
+			_ = v.Store(&info.Owner)
+		case "State":
+			_ = v.Store(&info.State)
+		case "StateReason":
+			_ = v.Store(&info.StateReason)
+		case "Remote":
+			_ = v.Store(&info.Remote)
+		case "TunnelAddresses":
+			_ = v.Store(&info.TunnelAddresses)
+		case "Device":
+			_ = v.Store(&info.Device)
+		case "ConnectedSince":
+			_ = v.Store(&info.ConnectedSince)
+		case "BytesIn":
+			_ = v.Store(&info.BytesIn)
+		case "BytesOut":
+			_ = v.Store(&info.BytesOut)
+		case "PacketsIn":
+			_ = v.Store(&info.PacketsIn)
+		case "PacketsOut":
+			_ = v.Store(&info.PacketsOut)
+		}
+	}
+}

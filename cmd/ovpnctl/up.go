@@ -1,0 +1,242 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/godbus/dbus/v5"
+
+	"github.com/ovpnd/ovpnd/config"
+	api "github.com/ovpnd/ovpnd/dbus"
+)
+
+func init() {
+	register("up", command{"connect: up [--name NAME] [--timeout D] FILE", runUp})
+}
+
+// upStdin is where answers come from when there is no terminal (a test seam).
+var upStdin io.Reader = os.Stdin
+
+func runUp(args []string, stdout, stderr io.Writer) int {
+	fs := newFlags("up", "up [--name NAME] [--timeout D] [--verbose] FILE", stderr)
+	name := fs.String("name", "", "session name (default: the file name without .conf/.ovpn)")
+	timeout := fs.Duration("timeout", 2*time.Minute, "give up (and disconnect) when not connected by then; 0 waits forever")
+	verbose := fs.Bool("verbose", false, "print the session's log while connecting")
+	if err := fs.Parse(args); err != nil {
+		return exitUsage
+	}
+	if fs.NArg() != 1 {
+		fs.Usage()
+		return exitUsage
+	}
+	path := fs.Arg(0)
+	if *name == "" {
+		*name = sessionName(path)
+	}
+	if !api.ValidName(*name) {
+		fmt.Fprintf(stderr, "ovpnctl: %q is not a session name (1-%d characters of [A-Za-z0-9_.@-]); use --name\n", *name, api.MaxNameLen)
+		return exitUsage
+	}
+	// The profile and every file it names are read here, as the user; the daemon receives
+	// the self-contained result and never opens a path.
+	cfg, warns, err := config.Load(path)
+	for _, w := range warns {
+		fmt.Fprintln(stderr, w.String())
+	}
+	if err != nil {
+		for _, e := range config.Errors(err) {
+			fmt.Fprintln(stderr, e.Error())
+		}
+		return exitFail
+	}
+	profile := string(cfg.Format())
+
+	c, err := connect()
+	if err != nil {
+		return report(stderr, err)
+	}
+	defer c.Close()
+	sigs := make(chan *dbus.Signal, 256)
+	c.Signal(sigs)
+	var p dbus.ObjectPath
+	err = c.Object(api.BusName, api.ManagerPath).Call(api.ManagerInterface+".Start", 0, *name, profile, map[string]dbus.Variant{}).Store(&p)
+	if err != nil {
+		return report(stderr, err)
+	}
+	t := target{api.BusName, p}
+	fmt.Fprintf(stderr, "%s: started\n", *name)
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	var deadline <-chan time.Time
+	if *timeout > 0 {
+		deadline = time.After(*timeout)
+	}
+	pr := newPrompter(upStdin, stderr)
+	defer pr.close()
+	u := &upper{c: c, t: t, name: *name, pr: pr, stdout: stdout, stderr: stderr, verbose: *verbose, answered: map[uint32]bool{}}
+	info, err := getInfo(c, t)
+	if err != nil {
+		return report(stderr, err)
+	}
+	u.info = info
+	if code, done := u.progress(); done {
+		return code
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			fmt.Fprintf(stderr, "%s: interrupted; disconnecting\n", *name)
+			u.disconnect()
+			return exitFail
+		case <-deadline:
+			fmt.Fprintf(stderr, "%s: not connected after %v (state %s); disconnecting\n", *name, *timeout, u.info.State)
+			u.disconnect()
+			return exitFail
+		case <-c.Context().Done():
+			fmt.Fprintln(stderr, "ovpnctl: lost the bus connection")
+			return exitUnreachable
+		case s := <-sigs:
+			if s.Path != t.path {
+				continue
+			}
+			switch s.Name {
+			case api.PropertiesInterface + ".PropertiesChanged":
+				if len(s.Body) == 3 {
+					if ch, ok := s.Body[1].(map[string]dbus.Variant); ok {
+						applyProps(u.info, ch)
+					}
+				}
+			case api.SessionInterface + ".Log":
+				var usec uint64
+				var level uint32
+				var msg string
+				if *verbose && dbus.Store(s.Body, &usec, &level, &msg) == nil {
+					fmt.Fprintf(stderr, "  %s\n", msg)
+				}
+				continue
+			case api.SessionInterface + ".InputRequired":
+				// Answered below from PendingInput, which also covers requests made
+				// before this client subscribed.
+			default:
+				continue
+			}
+			if code, done := u.progress(); done {
+				return code
+			}
+		}
+	}
+}
+
+// upper follows one session from Start to connected or failed.
+type upper struct {
+	c              *dbus.Conn
+	t              target
+	name           string
+	pr             *prompter
+	stdout, stderr io.Writer
+	verbose        bool
+	info           *sessionInfo
+	lastState      string
+	answered       map[uint32]bool
+}
+
+// progress reports the current state, answers pending prompts, and says whether `up` is
+// finished (with which exit status).
+func (u *upper) progress() (int, bool) {
+	if st := u.info.State; st != u.lastState {
+		u.lastState = st
+		switch st {
+		case api.StateConnected:
+			addrs := strings.Join(u.info.TunnelAddresses, " ")
+			fmt.Fprintf(u.stdout, "%s: connected to %s, device %s, address %s\n", u.name, dash(u.info.Remote), dash(u.info.Device), dash(addrs))
+			return exitOK, true
+		case api.StateFailed:
+			fmt.Fprintf(u.stderr, "%s: failed: %s\n", u.name, u.info.StateReason)
+			return exitFail, true
+		case api.StateDisconnected:
+			fmt.Fprintf(u.stderr, "%s: disconnected\n", u.name)
+			return exitFail, true
+		case api.StateWaitingInput:
+		default:
+			if u.info.StateReason != "" {
+				fmt.Fprintf(u.stderr, "%s: %s (%s)\n", u.name, st, u.info.StateReason)
+			} else {
+				fmt.Fprintf(u.stderr, "%s: %s\n", u.name, st)
+			}
+		}
+	}
+	if u.info.State == api.StateWaitingInput {
+		if err := u.answer(); err != nil {
+			fmt.Fprintf(u.stderr, "ovpnctl: %v; disconnecting\n", err)
+			u.disconnect()
+			return classify(err).code, true
+		}
+	}
+	return 0, false
+}
+
+// pendingEntry is one element of PendingInput's a(ussb).
+type pendingEntry struct {
+	ID     uint32
+	Kind   string
+	Prompt string
+	Secret bool
+}
+
+func (u *upper) answer() error {
+	var reqs []pendingEntry
+	if err := u.t.obj(u.c).Call(api.SessionInterface+".PendingInput", 0).Store(&reqs); err != nil {
+		return err
+	}
+	for _, r := range reqs {
+		if u.answered[r.ID] {
+			continue
+		}
+		v, err := u.pr.ask(r.Prompt, r.Secret || r.Kind == api.InputPassword)
+		if err != nil {
+			return err
+		}
+		u.answered[r.ID] = true
+		if err := u.t.obj(u.c).Call(api.SessionInterface+".ProvideInput", 0, r.ID, v).Err; err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (u *upper) disconnect() {
+	_ = u.t.obj(u.c).Call(api.SessionInterface+".Disconnect", 0).Err
+}
+
+// sessionName derives a session name from a profile path: the file name without .conf or
+// .ovpn, other characters replaced by '_'.
+func sessionName(path string) string {
+	base := filepath.Base(path)
+	for _, ext := range []string{".conf", ".ovpn"} {
+		if b, ok := strings.CutSuffix(base, ext); ok && b != "" {
+			base = b
+			break
+		}
+	}
+	out := []byte(base)
+	for i, c := range out {
+		if !api.ValidName(string(c)) {
+			out[i] = '_'
+		}
+	}
+	if len(out) > api.MaxNameLen {
+		out = out[:api.MaxNameLen]
+	}
+	if len(out) == 0 {
+		return "vpn"
+	}
+	return string(out)
+}

@@ -1,0 +1,395 @@
+// Package daemon is ovpnd's privileged service: it runs sessions for callers on the D-Bus
+// API defined in dbus/net.ovpnd1.xml, decides who may do what from the caller's uid and
+// polkit, and reports progress to systemd (sd_notify) and the journal.
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/godbus/dbus/v5"
+
+	"github.com/ovpnd/ovpnd/config"
+	api "github.com/ovpnd/ovpnd/dbus"
+)
+
+// DefaultLinger is how long a finished session stays visible, so that the ovpnctl that
+// started it can read why it ended.
+const DefaultLinger = 60 * time.Second
+
+// Options configure a Manager.
+type Options struct {
+	// Conn is the bus connection; the caller requests the bus name after NewManager.
+	Conn *dbus.Conn
+	// Auth decides callers' identities and polkit actions (a BusAuthorizer on Conn if nil).
+	Auth Authorizer
+	// Log receives log lines (stderr text if nil).
+	Log Logger
+	// StateDir is routing's crash-recovery directory ("" = routing's default).
+	StateDir string
+	// Linger overrides DefaultLinger.
+	Linger time.Duration
+	// NewTunnel makes tunnels (session.New if nil).
+	NewTunnel TunnelFactory
+}
+
+// Manager serves net.ovpnd1.Manager and the sessions it starts.
+type Manager struct {
+	bus       *bus
+	opts      Options
+	newTunnel TunnelFactory
+	ctx       context.Context
+	stopAll   context.CancelFunc
+
+	mu       sync.Mutex
+	sessions map[string]*object
+	subs     map[string]struct{}
+	closing  bool
+}
+
+// NewManager exports the manager object on opts.Conn. The caller then requests
+// api.BusName, which is when clients can reach it.
+func NewManager(opts Options) (*Manager, error) {
+	if opts.Conn == nil {
+		return nil, errors.New("daemon: no bus connection")
+	}
+	if opts.Auth == nil {
+		opts.Auth = &BusAuthorizer{Conn: opts.Conn}
+	}
+	if opts.Log == nil {
+		opts.Log = NewLogger(nil)
+	}
+	if opts.Linger <= 0 {
+		opts.Linger = DefaultLinger
+	}
+	b, err := newBus(opts.Conn, opts.Auth, opts.Log)
+	if err != nil {
+		return nil, err
+	}
+	m := &Manager{bus: b, opts: opts, newTunnel: opts.NewTunnel, sessions: map[string]*object{}, subs: map[string]struct{}{}}
+	if m.newTunnel == nil {
+		m.newTunnel = newSessionTunnel
+	}
+	m.ctx, m.stopAll = context.WithCancel(context.Background())
+	b.gone = m.forget
+	if err := b.listen(); err != nil {
+		return nil, err
+	}
+	if err := b.exportObject(api.ManagerPath, api.ManagerInterface, managerIface{m}, managerProps{}, "session"); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// forget ends every subscription of a connection that left the bus.
+func (m *Manager) forget(name string) {
+	m.mu.Lock()
+	delete(m.subs, name)
+	objs := make([]*object, 0, len(m.sessions))
+	for _, o := range m.sessions {
+		objs = append(objs, o)
+	}
+	m.mu.Unlock()
+	for _, o := range objs {
+		o.unsubscribe(name)
+	}
+}
+
+// RestartAll asks every running session to reconnect (SIGHUP).
+func (m *Manager) RestartAll() {
+	m.mu.Lock()
+	objs := m.running()
+	m.mu.Unlock()
+	for _, o := range objs {
+		o.log.Log(1, o.name, "", "restart requested by SIGHUP")
+		o.tun.Restart()
+	}
+}
+
+func (m *Manager) running() []*object {
+	var out []*object
+	for _, o := range m.sessions {
+		if !o.isFinished() {
+			out = append(out, o)
+		}
+	}
+	return out
+}
+
+// Shutdown disconnects every session (each notifies its server and removes its network
+// settings) and waits for them until ctx ends; then it cancels whatever is left.
+func (m *Manager) Shutdown(ctx context.Context) error {
+	m.mu.Lock()
+	m.closing = true
+	objs := m.running()
+	m.mu.Unlock()
+	for _, o := range objs {
+		o.tun.Disconnect()
+	}
+	for _, o := range objs {
+		select {
+		case <-o.done:
+		case <-ctx.Done():
+			m.stopAll()
+			<-o.done
+		}
+	}
+	m.stopAll()
+	return nil
+}
+
+// sessionEnded keeps a finished session visible for the linger time.
+func (m *Manager) sessionEnded(o *object) {
+	m.mu.Lock()
+	closing := m.closing
+	m.mu.Unlock()
+	if closing {
+		return
+	}
+	time.AfterFunc(m.opts.Linger, func() { m.remove(o) })
+}
+
+// remove unexports a finished session (unless a new one took its name meanwhile).
+func (m *Manager) remove(o *object) {
+	m.mu.Lock()
+	if m.sessions[o.name] != o {
+		m.mu.Unlock()
+		return
+	}
+	delete(m.sessions, o.name)
+	subs := m.visibleSubs(o.owner)
+	m.mu.Unlock()
+	m.bus.unexport(o.path, api.SessionInterface)
+	for _, s := range subs {
+		m.bus.signal(s.name, api.ManagerPath, api.ManagerInterface, "SessionRemoved", o.path, o.name)
+	}
+}
+
+type subscriber struct {
+	name string
+}
+
+// visibleSubs are the manager subscribers allowed to hear about owner's sessions.
+func (m *Manager) visibleSubs(owner uint32) []subscriber {
+	var out []subscriber
+	for s := range m.subs {
+		uid, err := m.bus.auth.CallerUID(dbus.Sender(s))
+		if err == nil && (uid == 0 || uid == owner) {
+			out = append(out, subscriber{s})
+		}
+	}
+	return out
+}
+
+// managerIface is exported as net.ovpnd1.Manager.
+type managerIface struct{ m *Manager }
+
+// Start runs a new session from a self-contained profile.
+func (mi managerIface) Start(sender dbus.Sender, name, profile string, options map[string]dbus.Variant) (dbus.ObjectPath, *dbus.Error) {
+	m := mi.m
+	if !api.ValidName(name) {
+		return "", errInvalidArg("session name %q is not 1-%d characters of [A-Za-z0-9_.@-]", truncate(name, 80), api.MaxNameLen)
+	}
+	if len(profile) > api.MaxProfileSize {
+		return "", busError(api.ErrLimitExceeded, "profile is %d bytes; the limit is %d", len(profile), api.MaxProfileSize)
+	}
+	if len(options) > 0 {
+		keys := make([]string, 0, len(options))
+		for k := range options {
+			keys = append(keys, truncate(k, 64))
+		}
+		sort.Strings(keys)
+		return "", errInvalidArg("unknown options: %s", strings.Join(keys, ", "))
+	}
+	uid, err := m.bus.auth.CallerUID(sender)
+	if err != nil {
+		return "", errFailed("%v", err)
+	}
+	if err := m.bus.auth.CheckAction(sender, uid, api.ActionStart); err != nil {
+		if errors.Is(err, ErrNotAuthorized) {
+			return "", errAccessDenied("%v", err)
+		}
+		return "", errFailed("%v", err)
+	}
+	// The profile was read by ovpnctl as the user; the daemon parses it without any file
+	// access, so a profile naming /etc/shadow is refused, never read.
+	cfg, _, err := config.ParseInline(name, []byte(profile))
+	if err != nil {
+		msgs := []string{}
+		for _, e := range config.Errors(err) {
+			msgs = append(msgs, e.Error())
+		}
+		return "", busError(api.ErrInvalidProfile, "%s", strings.Join(msgs, "\n"))
+	}
+	if owned, err := m.instanceRunning(name); err != nil {
+		return "", errFailed("%v", err)
+	} else if owned {
+		return "", busError(api.ErrExists, "ovpnd@%s.service is running a session called %s", name, name)
+	}
+
+	m.mu.Lock()
+	if m.closing {
+		m.mu.Unlock()
+		return "", errFailed("ovpnd is shutting down")
+	}
+	if old, ok := m.sessions[name]; ok {
+		if !old.isFinished() {
+			m.mu.Unlock()
+			return "", busError(api.ErrExists, "a session called %s is running", name)
+		}
+		// A finished session's name is free again.
+		delete(m.sessions, name)
+		m.bus.unexport(old.path, api.SessionInterface)
+	}
+	running := m.running()
+	if len(running) >= api.MaxSessions {
+		m.mu.Unlock()
+		return "", busError(api.ErrLimitExceeded, "%d sessions are running; the limit is %d", len(running), api.MaxSessions)
+	}
+	if uid != 0 {
+		n := 0
+		for _, o := range running {
+			if o.owner == uid {
+				n++
+			}
+		}
+		if n >= api.MaxSessionsPerUser {
+			m.mu.Unlock()
+			return "", busError(api.ErrLimitExceeded, "uid %d runs %d sessions; the limit is %d", uid, n, api.MaxSessionsPerUser)
+		}
+	}
+	o := newObject(m.bus, name, uid, cfg, m.opts.Log)
+	tun, err := m.newTunnel(cfg, o.sessionOptions(m.opts.StateDir))
+	if err != nil {
+		m.mu.Unlock()
+		return "", busError(api.ErrInvalidProfile, "%v", err)
+	}
+	o.tun = tun
+	if err := m.bus.exportObject(o.path, api.SessionInterface, sessionIface{o}, sessionProps{o}); err != nil {
+		m.mu.Unlock()
+		return "", errFailed("%v", err)
+	}
+	m.sessions[name] = o
+	subs := m.visibleSubs(uid)
+	m.mu.Unlock()
+
+	// The caller hears everything from the first state change on.
+	_ = o.subscribe(sender)
+	m.bus.watch(string(sender))
+	m.opts.Log.Log(1, name, "", fmt.Sprintf("session started by uid %d (%s)", uid, sender))
+	for _, s := range subs {
+		m.bus.signal(s.name, api.ManagerPath, api.ManagerInterface, "SessionAdded", o.path, name, uid)
+	}
+	o.start(m.ctx, m.sessionEnded)
+	return o.path, nil
+}
+
+func (m *Manager) instanceRunning(name string) (bool, error) {
+	var has bool
+	if err := m.bus.conn.BusObject().Call("org.freedesktop.DBus.NameHasOwner", 0, api.InstanceBusName(name)).Store(&has); err != nil {
+		return false, fmt.Errorf("looking for an ovpnd@%s instance: %w", name, err)
+	}
+	return has, nil
+}
+
+// List returns the sessions the caller may see.
+func (mi managerIface) List(sender dbus.Sender) ([]dbus.ObjectPath, *dbus.Error) {
+	uid, err := mi.m.bus.auth.CallerUID(sender)
+	if err != nil {
+		return nil, errFailed("%v", err)
+	}
+	mi.m.mu.Lock()
+	defer mi.m.mu.Unlock()
+	out := []dbus.ObjectPath{}
+	for _, o := range mi.m.sessions {
+		if uid == 0 || o.owner == uid {
+			out = append(out, o.path)
+		}
+	}
+	slices.Sort(out)
+	return out, nil
+}
+
+// Lookup finds a session by name. Another user's session is reported as not found, so
+// names of other users' sessions do not leak.
+func (mi managerIface) Lookup(sender dbus.Sender, name string) (dbus.ObjectPath, *dbus.Error) {
+	if !api.ValidName(name) {
+		return "", errInvalidArg("session name %q is not 1-%d characters of [A-Za-z0-9_.@-]", truncate(name, 80), api.MaxNameLen)
+	}
+	uid, err := mi.m.bus.auth.CallerUID(sender)
+	if err != nil {
+		return "", errFailed("%v", err)
+	}
+	mi.m.mu.Lock()
+	defer mi.m.mu.Unlock()
+	o, ok := mi.m.sessions[name]
+	if !ok || uid != 0 && o.owner != uid {
+		return "", busError(api.ErrNotFound, "no session called %s", name)
+	}
+	return o.path, nil
+}
+
+// Subscribe sends SessionAdded and SessionRemoved to the caller.
+func (mi managerIface) Subscribe(sender dbus.Sender) *dbus.Error {
+	mi.m.mu.Lock()
+	defer mi.m.mu.Unlock()
+	if _, ok := mi.m.subs[string(sender)]; !ok && len(mi.m.subs) >= api.MaxSubscribers*4 {
+		return busError(api.ErrLimitExceeded, "too many subscribers")
+	}
+	mi.m.subs[string(sender)] = struct{}{}
+	mi.m.bus.watch(string(sender))
+	return nil
+}
+
+// Unsubscribe stops SessionAdded and SessionRemoved.
+func (mi managerIface) Unsubscribe(sender dbus.Sender) *dbus.Error {
+	mi.m.mu.Lock()
+	delete(mi.m.subs, string(sender))
+	mi.m.mu.Unlock()
+	return nil
+}
+
+// managerProps is the manager's org.freedesktop.DBus.Properties.
+type managerProps struct{}
+
+func (managerProps) all() map[string]dbus.Variant {
+	return map[string]dbus.Variant{"Version": dbus.MakeVariant(api.Version)}
+}
+
+// Get returns one property.
+func (p managerProps) Get(iface, name string) (dbus.Variant, *dbus.Error) {
+	if iface != api.ManagerInterface && iface != "" {
+		return dbus.Variant{}, busError("org.freedesktop.DBus.Error.UnknownInterface", "no interface %q", iface)
+	}
+	v, ok := p.all()[name]
+	if !ok {
+		return dbus.Variant{}, busError("org.freedesktop.DBus.Error.UnknownProperty", "no property %q", name)
+	}
+	return v, nil
+}
+
+// GetAll returns every property.
+func (p managerProps) GetAll(iface string) (map[string]dbus.Variant, *dbus.Error) {
+	if iface != api.ManagerInterface && iface != "" {
+		return nil, busError("org.freedesktop.DBus.Error.UnknownInterface", "no interface %q", iface)
+	}
+	return p.all(), nil
+}
+
+// Set refuses: every property is read-only.
+func (managerProps) Set(iface, name string, _ dbus.Variant) *dbus.Error {
+	return busError("org.freedesktop.DBus.Error.PropertyReadOnly", "property %q is read-only", name)
+}
+
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n] + "..."
+	}
+	return s
+}

@@ -1,0 +1,128 @@
+package daemon
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	sddaemon "github.com/coreos/go-systemd/v22/daemon"
+
+	"github.com/ovpnd/ovpnd/session"
+)
+
+// Notifier reports a tunnel's life to systemd through sd_notify (NOTIFY_SOCKET): a STATUS=
+// line for every state, READY=1 only once the tunnel is up, STOPPING=1 when it goes down,
+// and WATCHDOG=1 at half of WATCHDOG_USEC while the session answers. Without NOTIFY_SOCKET
+// every message is dropped.
+type Notifier struct {
+	send     func(state string) error
+	watchdog time.Duration
+}
+
+// NewNotifier reads NOTIFY_SOCKET and WATCHDOG_USEC/WATCHDOG_PID from the environment.
+func NewNotifier() *Notifier {
+	wd, _ := sddaemon.SdWatchdogEnabled(false)
+	return &Notifier{
+		send: func(state string) error {
+			_, err := sddaemon.SdNotify(false, state)
+			return err
+		},
+		watchdog: wd,
+	}
+}
+
+// Notify sends one message (several may be joined by newlines).
+func (n *Notifier) Notify(state string) error {
+	if n == nil || n.send == nil {
+		return nil
+	}
+	return n.send(state)
+}
+
+// Observe follows t until ctx ends or the returned stop is called; stop waits for the
+// observer to finish. Call it before t.Run so that no state is missed.
+func (n *Notifier) Observe(ctx context.Context, t Tunnel) (stop func()) {
+	events, unsubscribe := t.Subscribe()
+	ctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		defer unsubscribe()
+		var tick <-chan time.Time
+		if n.watchdog > 0 {
+			tk := time.NewTicker(n.watchdog / 2)
+			defer tk.Stop()
+			tick = tk.C
+		}
+		ready, stopping := false, false
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick:
+				// Status takes the session's lock: a wedged session stops the pings and
+				// systemd restarts it.
+				_ = t.Status()
+				n.Notify("WATCHDOG=1")
+			case ev := <-events:
+				if ev.Kind != session.EventStateChanged {
+					continue
+				}
+				msgs := []string{"STATUS=" + statusLine(ev, t)}
+				switch ev.State {
+				case session.StateConnected:
+					if !ready {
+						ready = true
+						msgs = append(msgs, "READY=1")
+					}
+				case session.StateExiting, session.StateDisconnected:
+					if !stopping {
+						stopping = true
+						msgs = append(msgs, "STOPPING=1")
+					}
+				}
+				n.Notify(strings.Join(msgs, "\n"))
+			}
+		}
+	}()
+	return func() {
+		cancel()
+		wg.Wait()
+	}
+}
+
+// statusLine is the STATUS= text for a state change.
+func statusLine(ev session.Event, t Tunnel) string {
+	s := ev.State.String()
+	if ev.State == session.StateConnected {
+		st := t.Status()
+		parts := []string{"connected"}
+		if st.Remote.IsValid() {
+			parts = append(parts, "to "+st.Proto+":"+st.Remote.String())
+		}
+		if len(st.Addrs) > 0 {
+			a := make([]string, len(st.Addrs))
+			for i, p := range st.Addrs {
+				a[i] = p.String()
+			}
+			parts = append(parts, "address "+strings.Join(a, " "))
+		}
+		return strings.Join(parts, " ")
+	}
+	if ev.Reason != "" {
+		s = fmt.Sprintf("%s: %s", s, ev.Reason)
+	}
+	return oneLine(s)
+}
+
+// oneLine keeps sd_notify's newline-separated format intact and the line short.
+func oneLine(s string) string {
+	s = strings.ReplaceAll(s, "\n", " ")
+	if len(s) > 512 {
+		s = s[:512]
+	}
+	return s
+}

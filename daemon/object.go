@@ -1,0 +1,553 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/godbus/dbus/v5"
+
+	"github.com/ovpnd/ovpnd/config"
+	api "github.com/ovpnd/ovpnd/dbus"
+	"github.com/ovpnd/ovpnd/session"
+)
+
+// inputRequest is one credential the session waits for. The value lives here only between
+// ProvideInput and the hand-off to the session.
+type inputRequest struct {
+	id       uint32
+	kind     string
+	prompt   string
+	secret   bool
+	answered bool
+	value    string
+}
+
+type logLine struct {
+	usec  uint64
+	level uint32
+	msg   string
+}
+
+// object is one session on the bus: the net.ovpnd1.Session interface, its properties and
+// signals, the credential queue and the log ring.
+type object struct {
+	bus   *bus
+	name  string
+	owner uint32
+	path  dbus.ObjectPath
+	tun   Tunnel
+	log   Logger
+	// askUser reports whether the profile leaves the username to be asked for.
+	askUser bool
+
+	cancel context.CancelFunc
+	done   chan struct{} // closed when Run returned and the final state is published
+
+	mu        sync.Mutex
+	state     string // API state; waiting-input overrides the tunnel's while inputs are pending
+	reason    string
+	finished  bool
+	runErr    error // what Run returned
+	inputs    []*inputRequest
+	nextID    uint32
+	inputWake chan struct{} // signalled when an input is answered
+	ring      []logLine
+	ringNext  int
+	subs      map[string]struct{}
+	lastProps map[string]dbus.Variant
+}
+
+func newObject(b *bus, name string, owner uint32, cfg *config.Config, log Logger) *object {
+	o := &object{
+		bus:       b,
+		name:      name,
+		owner:     owner,
+		path:      dbus.ObjectPath(api.SessionPath(name)),
+		log:       log,
+		done:      make(chan struct{}),
+		state:     api.StateIdle,
+		inputWake: make(chan struct{}, 1),
+		subs:      map[string]struct{}{},
+	}
+	if aup := cfg.AuthUserPass; aup != nil {
+		o.askUser = aup.Ask || aup.Username == ""
+	}
+	return o
+}
+
+// sessionOptions are the session.Options that connect the tunnel to this object.
+func (o *object) sessionOptions(stateDir string) session.Options {
+	return session.Options{
+		Name:        o.name,
+		StateDir:    stateDir,
+		Verb:        -1,
+		Logf:        o.logf,
+		Credentials: o.askCredentials,
+	}
+}
+
+func (o *object) logf(format string, args ...any) {
+	o.mu.Lock()
+	st := o.state
+	o.mu.Unlock()
+	o.log.Log(1, o.name, st, fmt.Sprintf(format, args...))
+}
+
+// start runs the tunnel until it ends, publishing its events; onDone runs afterwards.
+func (o *object) start(ctx context.Context, onDone func(*object)) {
+	ctx, o.cancel = context.WithCancel(ctx)
+	events, unsubscribe := o.tun.Subscribe()
+	stop, evDone := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(evDone)
+		for {
+			select {
+			case ev := <-events:
+				o.handleEvent(ev)
+			case <-stop:
+				return
+			}
+		}
+	}()
+	go func() {
+		err := o.tun.Run(ctx)
+		// The session never closes the events channel: stop the reader, then handle what
+		// was queued before Run returned.
+		close(stop)
+		<-evDone
+		unsubscribe()
+		o.drain(events)
+		o.mu.Lock()
+		o.finished, o.runErr = true, err
+		if err != nil {
+			o.state, o.reason = api.StateFailed, err.Error()
+		} else {
+			o.state, o.reason = api.StateDisconnected, ""
+		}
+		o.inputs = nil
+		st, reason := o.state, o.reason
+		o.mu.Unlock()
+		if err != nil {
+			o.log.Log(0, o.name, st, "session ended: "+reason)
+		} else {
+			o.log.Log(1, o.name, st, "session ended")
+		}
+		o.publishProps()
+		close(o.done)
+		if onDone != nil {
+			onDone(o)
+		}
+	}()
+}
+
+// drain handles whatever the session queued before Run returned.
+func (o *object) drain(events <-chan session.Event) {
+	for {
+		select {
+		case ev := <-events:
+			o.handleEvent(ev)
+		default:
+			return
+		}
+	}
+}
+
+func (o *object) handleEvent(ev session.Event) {
+	switch ev.Kind {
+	case session.EventStateChanged:
+		o.mu.Lock()
+		if o.finished {
+			o.mu.Unlock()
+			return
+		}
+		if len(o.pendingLocked()) == 0 {
+			o.state = stateName(ev.State)
+		}
+		o.reason = ev.Reason
+		o.mu.Unlock()
+		o.publishProps()
+	case session.EventLog:
+		o.addLog(ev.Time, ev.Level, ev.Message)
+	case session.EventAuthPending:
+		o.addLog(ev.Time, 1, "authentication pending: "+ev.Message)
+	}
+}
+
+func (o *object) addLog(t time.Time, level int, msg string) {
+	if len(msg) > api.MaxLogLine {
+		msg = msg[:api.MaxLogLine]
+	}
+	if level < 0 {
+		level = 0
+	}
+	l := logLine{usec: uint64(t.UnixMicro()), level: uint32(level), msg: msg}
+	o.mu.Lock()
+	if len(o.ring) < api.LogHistoryLines {
+		o.ring = append(o.ring, l)
+	} else {
+		o.ring[o.ringNext] = l
+		o.ringNext = (o.ringNext + 1) % api.LogHistoryLines
+	}
+	subs := o.subscribersLocked()
+	o.mu.Unlock()
+	for _, s := range subs {
+		o.bus.signal(s, o.path, api.SessionInterface, "Log", l.usec, l.level, l.msg)
+	}
+}
+
+func (o *object) subscribersLocked() []string {
+	out := make([]string, 0, len(o.subs))
+	for s := range o.subs {
+		out = append(out, s)
+	}
+	return out
+}
+
+func (o *object) pendingLocked() []*inputRequest {
+	var out []*inputRequest
+	for _, r := range o.inputs {
+		if !r.answered {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// askCredentials is the session's Credentials callback: it queues the requests, announces
+// them with InputRequired, and waits for ProvideInput to answer all of them.
+func (o *object) askCredentials(ctx context.Context) (string, string, error) {
+	o.mu.Lock()
+	if o.finished {
+		o.mu.Unlock()
+		return "", "", errors.New("session finished")
+	}
+	o.inputs = nil
+	add := func(kind, prompt string, secret bool) {
+		o.nextID++
+		o.inputs = append(o.inputs, &inputRequest{id: o.nextID, kind: kind, prompt: prompt, secret: secret})
+	}
+	if o.askUser {
+		add(api.InputUsername, "Auth Username", false)
+	}
+	add(api.InputPassword, "Auth Password", true)
+	reqs := append([]*inputRequest(nil), o.inputs...)
+	prevState := o.state
+	o.state = api.StateWaitingInput
+	subs := o.subscribersLocked()
+	o.mu.Unlock()
+	o.log.Log(1, o.name, api.StateWaitingInput, "waiting for credentials over D-Bus")
+	o.publishProps()
+	for _, r := range reqs {
+		for _, s := range subs {
+			o.bus.signal(s, o.path, api.SessionInterface, "InputRequired", r.id, r.kind, r.prompt)
+		}
+	}
+	defer func() {
+		o.mu.Lock()
+		o.inputs = nil
+		if o.state == api.StateWaitingInput {
+			o.state = prevState
+		}
+		o.mu.Unlock()
+		o.publishProps()
+	}()
+	for {
+		o.mu.Lock()
+		complete := len(o.pendingLocked()) == 0
+		var user, pass string
+		if complete {
+			for _, r := range reqs {
+				switch r.kind {
+				case api.InputUsername:
+					user = r.value
+				case api.InputPassword:
+					pass = r.value
+				}
+				r.value = ""
+			}
+		}
+		o.mu.Unlock()
+		if complete {
+			return user, pass, nil
+		}
+		select {
+		case <-ctx.Done():
+			return "", "", fmt.Errorf("nobody answered the credential request: %w", ctx.Err())
+		case <-o.done:
+			return "", "", errors.New("session finished")
+		case <-o.inputWake:
+		}
+	}
+}
+
+// props is the current value of every property.
+func (o *object) props() map[string]dbus.Variant {
+	st := o.tun.Status()
+	o.mu.Lock()
+	state, reason := o.state, o.reason
+	o.mu.Unlock()
+	remote := ""
+	if st.Remote.IsValid() {
+		remote = st.Proto + ":" + st.Remote.String()
+	}
+	addrs := make([]string, 0, len(st.Addrs))
+	for _, a := range st.Addrs {
+		addrs = append(addrs, a.String())
+	}
+	var since uint64
+	if state == api.StateConnected && !st.Connected.IsZero() {
+		since = uint64(st.Connected.UnixMicro())
+	}
+	return map[string]dbus.Variant{
+		"Name":            dbus.MakeVariant(o.name),
+		"Owner":           dbus.MakeVariant(o.owner),
+		"State":           dbus.MakeVariant(state),
+		"StateReason":     dbus.MakeVariant(reason),
+		"Remote":          dbus.MakeVariant(remote),
+		"TunnelAddresses": dbus.MakeVariant(addrs),
+		"Device":          dbus.MakeVariant(st.Link),
+		"ConnectedSince":  dbus.MakeVariant(since),
+		"BytesIn":         dbus.MakeVariant(st.Counters.BytesIn),
+		"BytesOut":        dbus.MakeVariant(st.Counters.BytesOut),
+		"PacketsIn":       dbus.MakeVariant(st.Counters.PacketsIn),
+		"PacketsOut":      dbus.MakeVariant(st.Counters.PacketsOut),
+	}
+}
+
+// counterProps are not announced: they change with every packet.
+var counterProps = map[string]bool{"BytesIn": true, "BytesOut": true, "PacketsIn": true, "PacketsOut": true}
+
+// publishProps sends PropertiesChanged with every announced property that changed since
+// the last call.
+func (o *object) publishProps() {
+	cur := o.props()
+	o.mu.Lock()
+	changed := map[string]dbus.Variant{}
+	for k, v := range cur {
+		if counterProps[k] {
+			continue
+		}
+		if old, ok := o.lastProps[k]; !ok || old.String() != v.String() {
+			changed[k] = v
+		}
+	}
+	o.lastProps = cur
+	subs := o.subscribersLocked()
+	o.mu.Unlock()
+	if len(changed) == 0 {
+		return
+	}
+	for _, s := range subs {
+		o.bus.signal(s, o.path, api.PropertiesInterface, "PropertiesChanged", api.SessionInterface, changed, []string{})
+	}
+}
+
+// mayRead: the owner and root see a session; nobody else learns anything about it.
+func (o *object) mayRead(sender dbus.Sender) (uint32, *dbus.Error) {
+	uid, err := o.bus.auth.CallerUID(sender)
+	if err != nil {
+		return 0, errFailed("%v", err)
+	}
+	if uid != 0 && uid != o.owner {
+		return uid, errAccessDenied("session %s belongs to another user", o.name)
+	}
+	return uid, nil
+}
+
+// mayManage adds the polkit action to mayRead.
+func (o *object) mayManage(sender dbus.Sender) *dbus.Error {
+	uid, derr := o.mayRead(sender)
+	if derr != nil {
+		return derr
+	}
+	if err := o.bus.auth.CheckAction(sender, uid, api.ActionManage); err != nil {
+		if errors.Is(err, ErrNotAuthorized) {
+			return errAccessDenied("%v", err)
+		}
+		return errFailed("%v", err)
+	}
+	return nil
+}
+
+func (o *object) isFinished() bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.finished
+}
+
+func (o *object) subscribe(sender dbus.Sender) *dbus.Error {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if _, ok := o.subs[string(sender)]; !ok && len(o.subs) >= api.MaxSubscribers {
+		return busError(api.ErrLimitExceeded, "session %s already has %d subscribers", o.name, api.MaxSubscribers)
+	}
+	o.subs[string(sender)] = struct{}{}
+	return nil
+}
+
+func (o *object) unsubscribe(name string) {
+	o.mu.Lock()
+	delete(o.subs, name)
+	o.mu.Unlock()
+}
+
+// sessionIface is what is exported as net.ovpnd1.Session.
+type sessionIface struct{ o *object }
+
+// Disconnect stops the session.
+func (s sessionIface) Disconnect(sender dbus.Sender) *dbus.Error {
+	if derr := s.o.mayManage(sender); derr != nil {
+		return derr
+	}
+	if s.o.isFinished() {
+		return busError(api.ErrNotFound, "session %s is not running", s.o.name)
+	}
+	s.o.log.Log(1, s.o.name, "", fmt.Sprintf("disconnect requested by %s", sender))
+	s.o.tun.Disconnect()
+	return nil
+}
+
+// Restart reconnects the session.
+func (s sessionIface) Restart(sender dbus.Sender) *dbus.Error {
+	if derr := s.o.mayManage(sender); derr != nil {
+		return derr
+	}
+	if s.o.isFinished() {
+		return busError(api.ErrNotFound, "session %s is not running", s.o.name)
+	}
+	s.o.log.Log(1, s.o.name, "", fmt.Sprintf("restart requested by %s", sender))
+	s.o.tun.Restart()
+	return nil
+}
+
+// inputEntry is one element of PendingInput's a(ussb).
+type inputEntry struct {
+	ID     uint32
+	Kind   string
+	Prompt string
+	Secret bool
+}
+
+// PendingInput lists the credentials the session waits for.
+func (s sessionIface) PendingInput(sender dbus.Sender) ([]inputEntry, *dbus.Error) {
+	if _, derr := s.o.mayRead(sender); derr != nil {
+		return nil, derr
+	}
+	s.o.mu.Lock()
+	defer s.o.mu.Unlock()
+	out := []inputEntry{}
+	for _, r := range s.o.pendingLocked() {
+		out = append(out, inputEntry{r.id, r.kind, r.prompt, r.secret})
+	}
+	return out, nil
+}
+
+// ProvideInput answers one pending request.
+func (s sessionIface) ProvideInput(sender dbus.Sender, id uint32, value string) *dbus.Error {
+	if _, derr := s.o.mayRead(sender); derr != nil {
+		return derr
+	}
+	if len(value) > api.MaxInputLen {
+		return busError(api.ErrLimitExceeded, "input is longer than %d bytes", api.MaxInputLen)
+	}
+	if strings.ContainsAny(value, "\x00\n") {
+		return errInvalidArg("input contains a NUL or newline")
+	}
+	s.o.mu.Lock()
+	var found *inputRequest
+	for _, r := range s.o.pendingLocked() {
+		if r.id == id {
+			found = r
+		}
+	}
+	if found == nil {
+		s.o.mu.Unlock()
+		return busError(api.ErrNotWaiting, "session %s is not waiting for input %d", s.o.name, id)
+	}
+	found.value, found.answered = value, true
+	s.o.mu.Unlock()
+	select {
+	case s.o.inputWake <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+// logEntry is one element of LogHistory's a(tus).
+type logEntry struct {
+	TimeUsec uint64
+	Level    uint32
+	Message  string
+}
+
+// LogHistory returns the kept log lines, oldest first.
+func (s sessionIface) LogHistory(sender dbus.Sender) ([]logEntry, *dbus.Error) {
+	if _, derr := s.o.mayRead(sender); derr != nil {
+		return nil, derr
+	}
+	s.o.mu.Lock()
+	defer s.o.mu.Unlock()
+	out := make([]logEntry, 0, len(s.o.ring))
+	n := len(s.o.ring)
+	for i := range n {
+		l := s.o.ring[(s.o.ringNext+i)%n]
+		out = append(out, logEntry{l.usec, l.level, l.msg})
+	}
+	return out, nil
+}
+
+// Subscribe sends this session's signals to the caller.
+func (s sessionIface) Subscribe(sender dbus.Sender) *dbus.Error {
+	if _, derr := s.o.mayRead(sender); derr != nil {
+		return derr
+	}
+	if derr := s.o.subscribe(sender); derr != nil {
+		return derr
+	}
+	s.o.bus.watch(string(sender))
+	return nil
+}
+
+// Unsubscribe stops the signals.
+func (s sessionIface) Unsubscribe(sender dbus.Sender) *dbus.Error {
+	s.o.unsubscribe(string(sender))
+	return nil
+}
+
+// sessionProps is the session's org.freedesktop.DBus.Properties.
+type sessionProps struct{ o *object }
+
+// Get returns one property.
+func (p sessionProps) Get(sender dbus.Sender, iface, name string) (dbus.Variant, *dbus.Error) {
+	if iface != api.SessionInterface && iface != "" {
+		return dbus.Variant{}, busError("org.freedesktop.DBus.Error.UnknownInterface", "no interface %q", iface)
+	}
+	if _, derr := p.o.mayRead(sender); derr != nil {
+		return dbus.Variant{}, derr
+	}
+	v, ok := p.o.props()[name]
+	if !ok {
+		return dbus.Variant{}, busError("org.freedesktop.DBus.Error.UnknownProperty", "no property %q", name)
+	}
+	return v, nil
+}
+
+// GetAll returns every property.
+func (p sessionProps) GetAll(sender dbus.Sender, iface string) (map[string]dbus.Variant, *dbus.Error) {
+	if iface != api.SessionInterface && iface != "" {
+		return nil, busError("org.freedesktop.DBus.Error.UnknownInterface", "no interface %q", iface)
+	}
+	if _, derr := p.o.mayRead(sender); derr != nil {
+		return nil, derr
+	}
+	return p.o.props(), nil
+}
+
+// Set refuses: every property is read-only.
+func (p sessionProps) Set(iface, name string, _ dbus.Variant) *dbus.Error {
+	return busError("org.freedesktop.DBus.Error.PropertyReadOnly", "property %q is read-only", name)
+}
