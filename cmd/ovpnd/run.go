@@ -1,0 +1,133 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/ovpnd/ovpnd/config"
+	"github.com/ovpnd/ovpnd/routing"
+	"github.com/ovpnd/ovpnd/session"
+)
+
+func runCmd(args []string, _, stderr io.Writer) int {
+	fs := flag.NewFlagSet("ovpnd run", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	name := fs.String("name", "", "tunnel name (routing state, logs); default: the profile's file name")
+	verb := fs.Int("verb", -1, "log verbosity 0-11 as OpenVPN's --verb; default: the profile's verb")
+	stateDir := fs.String("state-dir", routing.DefaultStateDir, "directory for crash-recovery records")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: ovpnd run [--name NAME] [--verb N] PROFILE")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if fs.NArg() != 1 {
+		fs.Usage()
+		return 2
+	}
+	path := fs.Arg(0)
+	logger := log.New(stderr, "", log.LstdFlags)
+
+	cfg, warns, err := config.Load(path)
+	for _, w := range warns {
+		logger.Print(w.String())
+	}
+	if err != nil {
+		for _, e := range config.Errors(err) {
+			logger.Print(e)
+		}
+		return 1
+	}
+	if *name == "" {
+		*name = instanceName(path)
+	}
+	opts := session.Options{
+		Name:     *name,
+		StateDir: *stateDir,
+		Verb:     *verb,
+		Logf:     logger.Printf,
+	}
+	if cfg.AuthUserPass != nil && (cfg.AuthUserPass.Ask || cfg.AuthUserPass.PasswordMissing) {
+		opts.Credentials = askTerminal
+	}
+	s, err := session.New(cfg, opts)
+	if err != nil {
+		logger.Print(err)
+		return 1
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	restart := make(chan os.Signal, 1)
+	signal.Notify(restart, syscall.SIGUSR1, syscall.SIGHUP)
+	defer signal.Stop(restart)
+	go func() {
+		for range restart {
+			s.Restart()
+		}
+	}()
+
+	err = s.Run(ctx)
+	if err != nil {
+		logger.Printf("exiting: %v", err)
+		if errors.Is(err, session.ErrAuthFailed) {
+			return 3
+		}
+		return 1
+	}
+	logger.Print("exiting")
+	return 0
+}
+
+// instanceName derives a tunnel name from the profile path: its base name
+// without extension, reduced to characters routing accepts.
+func instanceName(path string) string {
+	base := path
+	for i := len(base) - 1; i >= 0; i-- {
+		if base[i] == '/' {
+			base = base[i+1:]
+			break
+		}
+	}
+	if i := len(base) - len(".conf"); i > 0 && base[i:] == ".conf" {
+		base = base[:i]
+	} else if i := len(base) - len(".ovpn"); i > 0 && base[i:] == ".ovpn" {
+		base = base[:i]
+	}
+	out := make([]byte, 0, len(base))
+	for i := 0; i < len(base) && len(out) < 32; i++ {
+		c := base[i]
+		if c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' {
+			out = append(out, c)
+		} else {
+			out = append(out, '_')
+		}
+	}
+	if len(out) == 0 {
+		return "ovpnd"
+	}
+	return string(out)
+}
+
+func cleanupCmd(args []string, _, stderr io.Writer) int {
+	fs := flag.NewFlagSet("ovpnd cleanup", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	stateDir := fs.String("state-dir", routing.DefaultStateDir, "directory of crash-recovery records")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	logger := log.New(stderr, "", log.LstdFlags)
+	if err := routing.CleanUp(*stateDir, logger.Printf); err != nil {
+		logger.Printf("cleanup: %v", err)
+		return 1
+	}
+	return 0
+}

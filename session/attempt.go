@@ -1,0 +1,368 @@
+package session
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"time"
+
+	"github.com/ovpnd/ovpnd/config"
+	"github.com/ovpnd/ovpnd/engine"
+)
+
+// attempt is one connection to one server address: the control loop that owns
+// the engine, and the socket reader of the data path.
+type attempt struct {
+	r      *runner
+	s      *Session
+	conn   *config.Connection
+	remote netip.AddrPort
+	eng    *engine.Client
+	pc     packetConn
+	ref    *connRef
+	ctrl   chan *ctrlPacket
+	errc   chan error
+	creds  chan request
+
+	start      time.Time
+	base       Counters // counters when the attempt started; the engine wants its own
+	gotPacket  bool     // something came back from the server
+	connected  bool
+	authFailed string
+	usedToken  bool
+	shutdown   time.Time // when the exit notification started (zero: not shutting down)
+}
+
+// attempt runs one connection until it ends and reports how.
+func (r *runner) attempt(ctx context.Context, conn *config.Connection, remote netip.AddrPort) outcome {
+	s := r.s
+	s.setState(StateConnecting, fmt.Sprintf("%s:%v", conn.Proto, remote))
+	if err := r.openTun(); err != nil {
+		return outcome{kind: outFatal, err: err}
+	}
+	pc, err := r.dial(ctx, conn, remote)
+	if err != nil {
+		if ctx.Err() != nil {
+			return outcome{kind: outExit}
+		}
+		s.logf(0, "%v", err)
+		return outcome{kind: outRetry, reason: err.Error()}
+	}
+	var creds *credentials
+	if r.creds != (credentials{}) {
+		creds = &r.creds
+	}
+	ec, err := engineConfig(r.cfg, conn, remote.Addr().Is6(), creds, nil)
+	if err != nil {
+		pc.Close()
+		return outcome{kind: outFatal, err: fmt.Errorf("building protocol configuration: %w", err)}
+	}
+	eng, err := engine.NewClient(ec)
+	if err != nil {
+		pc.Close()
+		return outcome{kind: outFatal, err: fmt.Errorf("starting protocol engine: %w", err)}
+	}
+	a := &attempt{
+		r: r, s: s, conn: conn, remote: remote, eng: eng, pc: pc,
+		ctrl:      make(chan *ctrlPacket, ctrlQueue),
+		errc:      make(chan error, 4),
+		creds:     make(chan request, 1),
+		start:     s.opts.now(),
+		base:      s.cnt.snapshot(),
+		usedToken: creds != nil && creds.token != "",
+	}
+	a.ref = &connRef{conn: pc, ctrl: a.ctrl, errc: a.errc}
+	s.logf(1, "connecting to %s:%v", conn.Proto, remote)
+	s.mu.Lock()
+	s.status.Remote, s.status.Proto = remote, conn.Proto.String()
+	s.mu.Unlock()
+
+	r.dp.setKeys(nil)
+	r.dp.conn.Store(a.ref)
+	rxDone := make(chan struct{})
+	go func() {
+		defer close(rxDone)
+		r.dp.RoutineSocketToTun(a.ref)
+	}()
+
+	out := a.loop(ctx)
+
+	a.ref.closing.Store(true)
+	r.dp.setKeys(nil)
+	r.dp.conn.CompareAndSwap(a.ref, nil)
+	pc.Close()
+	<-rxDone
+	for len(a.ctrl) > 0 {
+		putCtrl(<-a.ctrl)
+	}
+	out.connected = out.connected || a.connected
+	return out
+}
+
+func (a *attempt) loop(ctx context.Context) outcome {
+	s := a.s
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	connectTimeout := a.conn.ConnectTimeout
+	if connectTimeout <= 0 {
+		connectTimeout = defaultConnectTimeout
+	}
+	ctxDone := ctx.Done()
+	a.eng.Start(a.start)
+	for {
+		if out, done := a.drain(); done {
+			return out
+		}
+		now := s.opts.now()
+		next := a.eng.NextDeadline()
+		if !a.connected && !a.gotPacket {
+			if d := a.start.Add(connectTimeout); next.IsZero() || d.Before(next) {
+				next = d
+			}
+		}
+		if !a.shutdown.IsZero() {
+			if d := a.shutdown.Add(shutdownGrace); next.IsZero() || d.Before(next) {
+				next = d
+			}
+		}
+		wait := time.Hour
+		if !next.IsZero() {
+			wait = max(next.Sub(now), 0)
+		}
+		timer.Reset(wait)
+
+		select {
+		case p := <-a.ctrl:
+			now = s.opts.now()
+			a.gotPacket = true
+			a.noteActivity(now)
+			a.eng.HandlePacket(now, p.b)
+			putCtrl(p)
+			// Handle whatever else is queued before draining events, so a burst
+			// of control packets costs one event drain.
+			for more := true; more; {
+				select {
+				case p := <-a.ctrl:
+					a.eng.HandlePacket(now, p.b)
+					putCtrl(p)
+				default:
+					more = false
+				}
+			}
+		case <-timer.C:
+			now = s.opts.now()
+			if !a.shutdown.IsZero() && !now.Before(a.shutdown.Add(shutdownGrace)) {
+				return outcome{kind: outExit}
+			}
+			if !a.connected && !a.gotPacket && !now.Before(a.start.Add(connectTimeout)) {
+				reason := fmt.Sprintf("no answer from %v within %v", a.remote, connectTimeout)
+				s.logf(1, "%s", reason)
+				return outcome{kind: outRetry, reason: reason}
+			}
+			a.noteActivity(now)
+			a.eng.HandleTimeout(now)
+		case err := <-a.errc:
+			var te *tunError
+			if errors.As(err, &te) {
+				return outcome{kind: outFatal, err: err}
+			}
+			if !a.shutdown.IsZero() {
+				return outcome{kind: outExit}
+			}
+			s.logf(1, "connection to %v lost: %v", a.remote, err)
+			return outcome{kind: outRetry, reason: err.Error()}
+		case <-ctxDone:
+			ctxDone = nil
+			a.beginShutdown("shutting down")
+		case q := <-s.reqs:
+			switch q.kind {
+			case reqDisconnect:
+				a.beginShutdown("disconnect requested")
+			case reqRestart:
+				return outcome{kind: outRetry, reason: "restart requested", connected: true}
+			case reqCredentials:
+				a.setCredentials(q.user, q.pass)
+			}
+		case q := <-a.creds:
+			a.setCredentials(q.user, q.pass)
+		}
+	}
+}
+
+func (a *attempt) beginShutdown(reason string) {
+	if !a.shutdown.IsZero() {
+		return
+	}
+	now := a.s.opts.now()
+	a.shutdown = now
+	a.s.setState(StateExiting, reason)
+	a.noteActivity(now)
+	a.eng.Shutdown(now)
+}
+
+func (a *attempt) setCredentials(user, pass string) {
+	if !a.r.cfg.AuthNoCache {
+		a.r.creds.user, a.r.creds.pass = user, pass
+	}
+	a.eng.SetCredentials(user, pass)
+}
+
+func (a *attempt) noteActivity(now time.Time) {
+	c := a.s.cnt.snapshot()
+	act := engine.Activity{
+		BytesIn:    c.BytesIn - a.base.BytesIn,
+		BytesOut:   c.BytesOut - a.base.BytesOut,
+		PacketsIn:  c.PacketsIn - a.base.PacketsIn,
+		PacketsOut: c.PacketsOut - a.base.PacketsOut,
+	}
+	if c.LastRecv.After(a.start) {
+		act.LastRecv = c.LastRecv
+	}
+	if c.LastSent.After(a.start) {
+		act.LastSent = c.LastSent
+	}
+	a.eng.NoteDataActivity(now, act)
+}
+
+// drain handles every pending engine event; done reports that the attempt is over.
+func (a *attempt) drain() (outcome, bool) {
+	s := a.s
+	for ev := a.eng.NextEvent(); ev != nil; ev = a.eng.NextEvent() {
+		switch e := ev.(type) {
+		case engine.EventSend:
+			if err := a.pc.WritePacket(e.Packet); err != nil {
+				if !a.shutdown.IsZero() {
+					return outcome{kind: outExit}, true
+				}
+				s.logf(1, "sending to %v: %v", a.remote, err)
+				return outcome{kind: outRetry, reason: err.Error()}, true
+			}
+		case engine.EventTunPacket:
+			a.writeTun(e.Packet)
+		case engine.EventKeys:
+			ks := &keySet{}
+			if e.Primary != nil {
+				ks.primary = e.Primary
+			}
+			if e.Retiring != nil {
+				ks.retiring = e.Retiring
+			}
+			a.r.dp.setKeys(ks)
+			if e.Primary != nil {
+				s.logf(3, "data channel keys: primary key id %d", e.Primary.KeyID())
+			}
+		case engine.EventPushReply:
+			if err := a.r.applyPush(e.Options, a.remote.Addr()); err != nil {
+				s.logf(0, "applying pushed options: %v", err)
+				return outcome{kind: outFatal, err: fmt.Errorf("applying pushed options: %w", err)}, true
+			}
+		case engine.EventState:
+			if out, done := a.onState(e); done {
+				return out, true
+			}
+		case engine.EventNeedCredentials:
+			a.askCredentials()
+		case engine.EventAuthFailed:
+			a.authFailed = e.Message
+			if a.authFailed == "" {
+				a.authFailed = "AUTH_FAILED"
+			}
+			s.logf(0, "authentication failed: %s", a.authFailed)
+		case engine.EventAuthPending:
+			s.logf(1, "authentication pending (%s), waiting up to %v", e.Method, e.Timeout)
+			s.publish(Event{Kind: EventAuthPending, Message: e.Method, State: s.State()})
+		case engine.EventInfo:
+			s.logf(1, "server info: %s", e.Message)
+		case engine.EventError:
+			if e.Fatal {
+				s.logf(0, "protocol error: %v", e.Err)
+			} else {
+				s.logf(3, "warning: %v", e.Err)
+			}
+		}
+	}
+	return outcome{}, false
+}
+
+func (a *attempt) onState(e engine.EventState) (outcome, bool) {
+	s := a.s
+	switch e.State {
+	case engine.StateConnecting:
+		s.setState(StateConnecting, e.Reason)
+	case engine.StateTLSHandshake:
+		s.setState(StateTLSHandshake, e.Reason)
+	case engine.StateAuthenticating:
+		s.setState(StateAuthenticating, e.Reason)
+	case engine.StateConnected:
+		a.connected = true
+		s.mu.Lock()
+		s.status.Connected = s.opts.now()
+		s.mu.Unlock()
+		s.setState(StateConnected, "")
+		s.logf(1, "Initialization Sequence Completed (%v after start)", s.opts.now().Sub(a.start).Round(time.Millisecond))
+	case engine.StateReconnecting:
+		if !a.shutdown.IsZero() {
+			return outcome{kind: outExit}, true
+		}
+		return outcome{kind: outRetry, reason: e.Reason}, true
+	case engine.StateExiting:
+		if !a.shutdown.IsZero() {
+			return outcome{kind: outExit}, true
+		}
+		if a.authFailed != "" {
+			if a.usedToken {
+				// An expired auth-token: forget it and log in with the password again.
+				a.r.creds.token, a.r.creds.tokenUser = "", ""
+				return outcome{kind: outRetry, reason: "auth-token rejected"}, true
+			}
+			if a.r.cfg.AuthRetry != config.AuthRetryNone {
+				return outcome{kind: outRetry, reason: "authentication failed: " + a.authFailed}, true
+			}
+			return outcome{kind: outFatal, err: fmt.Errorf("%w: %s", ErrAuthFailed, a.authFailed)}, true
+		}
+		return outcome{kind: outFatal, err: fmt.Errorf("%w: %s", ErrHalted, e.Reason)}, true
+	case engine.StateClosed:
+		return outcome{kind: outExit}, true
+	}
+	return outcome{}, false
+}
+
+// askCredentials gets a username and password from the Credentials callback or
+// from a SetCredentials call.
+func (a *attempt) askCredentials() {
+	s := a.s
+	if a.r.creds.user != "" && a.r.creds.pass != "" {
+		a.eng.SetCredentials(a.r.creds.user, a.r.creds.pass)
+		return
+	}
+	s.publish(Event{Kind: EventNeedCredentials, State: s.State()})
+	if cb := s.opts.Credentials; cb != nil {
+		ch := a.creds
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+			defer cancel()
+			u, p, err := cb(ctx)
+			if err != nil {
+				s.logf(0, "asking for credentials: %v", err)
+				return
+			}
+			ch <- request{kind: reqCredentials, user: u, pass: p}
+		}()
+		return
+	}
+	s.logf(1, "waiting for a username and password")
+}
+
+// writeTun writes one packet from the engine's slow path.
+func (a *attempt) writeTun(p []byte) {
+	if a.r.tun == nil {
+		return
+	}
+	buf := make([]byte, tunWriteOffset+len(p))
+	copy(buf[tunWriteOffset:], p)
+	if _, err := a.r.tun.Write([][]byte{buf}, tunWriteOffset); err != nil && !errors.Is(err, os.ErrClosed) {
+		a.s.logf(3, "writing to tun: %v", err)
+	}
+}

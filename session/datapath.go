@@ -1,0 +1,429 @@
+package session
+
+/* The data path moves IP packets between the tun device and the socket without
+ * involving the control loop:
+ *
+ *   RoutineTunToSocket: tun.Read(batch) -> keys.Seal in place -> transport.WriteBatch
+ *   RoutineSocketToTun: transport.ReadBatch -> data? keys.Open in place -> ping? note : tun.Write(batch)
+ *                                              control? copy -> control loop channel
+ *
+ * Each routine owns its buffers, allocated once; a packet is never copied on the
+ * fast path (Seal and Open work in place inside the buffer it was read into). The
+ * only shared state is the key set, swapped by the control loop through an atomic
+ * pointer and loaded once per batch, and the counters, which are atomics added once
+ * per batch. Seal is safe for concurrent use; Open is only called by the socket
+ * reader, which is the single goroutine the datachannel contract requires.
+ */
+
+import (
+	"errors"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unsafe"
+)
+
+const (
+	// maxBatch is the number of packets moved per batch; it matches the tun
+	// package's batch size with offloads (conn.IdealBatchSize).
+	maxBatch = 128
+	// tunWriteOffset leaves room before each packet for the virtio header that the
+	// tun package writes in front of it (10 bytes), rounded up for alignment.
+	tunWriteOffset = 16
+	// rxBufSize is the size of each socket receive buffer. Decrypted packets stay in
+	// place, and the tun package coalesces TCP segments (GRO) by appending to the
+	// first buffer of a flow, so spare capacity here turns into fewer, larger writes;
+	// 16 KiB lets about ten full-size segments coalesce while keeping the 128
+	// buffers at 2 MiB of memory. It also bounds a TCP frame (tun-mtu up to ~16000).
+	rxBufSize = 16 << 10
+)
+
+// dataKeys is the part of *datachannel.Keys the data path uses.
+type dataKeys interface {
+	Seal(buf []byte, off, n int) ([]byte, error)
+	OpenTo(pkt, scratch []byte) ([]byte, error)
+	KeyID() uint8
+}
+
+// keySet is the current data-channel keys: primary seals and opens, retiring
+// only opens (packets still in flight under the previous key after a rekey).
+type keySet struct {
+	primary  dataKeys
+	retiring dataKeys
+}
+
+func (ks *keySet) forID(id uint8) dataKeys {
+	if ks.primary != nil && ks.primary.KeyID() == id {
+		return ks.primary
+	}
+	if ks.retiring != nil && ks.retiring.KeyID() == id {
+		return ks.retiring
+	}
+	return nil
+}
+
+// tunDevice is the part of golang.zx2c4.com/wireguard/tun.Device the session uses.
+type tunDevice interface {
+	Read(bufs [][]byte, sizes []int, offset int) (int, error)
+	Write(bufs [][]byte, offset int) (int, error)
+	BatchSize() int
+	Close() error
+}
+
+// packetConn is a transport to the server: UDP datagrams or a TCP stream of
+// length-prefixed packets.
+type packetConn interface {
+	// ReadBatch blocks for at least one packet and returns up to len(bufs).
+	ReadBatch(bufs [][]byte, sizes []int) (int, error)
+	// WriteBatch sends packets from the data path (one goroutine).
+	WriteBatch(pkts [][]byte) error
+	// WritePacket sends one packet from the control loop.
+	WritePacket(pkt []byte) error
+	Close() error
+}
+
+// Counters are the data-path statistics of a session.
+type Counters struct {
+	BytesIn, BytesOut     uint64 // tunnel payload bytes (IP packets)
+	PacketsIn, PacketsOut uint64
+	LastRecv, LastSent    time.Time // zero if never
+	DecryptErrors         uint64    // packets that failed authentication or replay checks
+	Dropped               uint64    // packets dropped for lack of keys or buffer space
+}
+
+type counters struct {
+	bytesIn, bytesOut     atomic.Uint64
+	packetsIn, packetsOut atomic.Uint64
+	lastRecv, lastSent    atomic.Int64 // unix nanoseconds
+	decryptErrors         atomic.Uint64
+	dropped               atomic.Uint64
+}
+
+func (c *counters) snapshot() Counters {
+	s := Counters{
+		BytesIn:       c.bytesIn.Load(),
+		BytesOut:      c.bytesOut.Load(),
+		PacketsIn:     c.packetsIn.Load(),
+		PacketsOut:    c.packetsOut.Load(),
+		DecryptErrors: c.decryptErrors.Load(),
+		Dropped:       c.dropped.Load(),
+	}
+	if t := c.lastRecv.Load(); t != 0 {
+		s.LastRecv = time.Unix(0, t)
+	}
+	if t := c.lastSent.Load(); t != 0 {
+		s.LastSent = time.Unix(0, t)
+	}
+	return s
+}
+
+// ctrlPacket is a control-channel packet on its way from the socket reader to the
+// control loop, in a pooled buffer the loop returns with putCtrl.
+type ctrlPacket struct {
+	b []byte
+}
+
+var ctrlPool = sync.Pool{New: func() any { return &ctrlPacket{b: make([]byte, 0, 2048)} }}
+
+func getCtrl(p []byte) *ctrlPacket {
+	c := ctrlPool.Get().(*ctrlPacket)
+	c.b = append(c.b[:0], p...)
+	return c
+}
+
+func putCtrl(c *ctrlPacket) {
+	if cap(c.b) <= 64<<10 {
+		ctrlPool.Put(c)
+	}
+}
+
+// dataPath is the pair of packet loops for one tun device. The tun side lives as
+// long as the device (across reconnects with persist-tun); the socket side is
+// swapped per connection: RoutineSocketToTun runs once per connection, and the
+// tun reader loads the current connection once per batch.
+type dataPath struct {
+	tun  tunDevice
+	conn atomic.Pointer[connRef]
+	keys atomic.Pointer[keySet]
+	cnt  *counters
+
+	// txOff is where plaintext starts in a tun buffer: the datachannel headroom.
+	txOff, txBufSize int
+
+	closing atomic.Bool // the tun device is being closed
+	logf    func(format string, args ...any)
+
+	// Per-routine state: tx is only touched by RoutineTunToSocket and rx by
+	// RoutineSocketToTun.
+	tx struct {
+		bufs  [][]byte
+		sizes []int
+		out   [][]byte
+	}
+	rx struct {
+		bufs    [][]byte
+		rbufs   [][]byte // bufs past the room kept for the tun write offset
+		sizes   []int
+		out     [][]byte
+		scratch []byte
+	}
+}
+
+// dataPathConfig sizes a dataPath.
+type dataPathConfig struct {
+	Headroom, Tailroom int // from the datachannel package
+	MTU                int // tun MTU: largest plaintext packet
+}
+
+// connRef is one connection as the data path sees it: the transport, where its
+// control packets go, and where its failures are reported.
+type connRef struct {
+	conn    packetConn
+	ctrl    chan<- *ctrlPacket // control packets to the control loop
+	errc    chan<- error       // transport and tun failures (buffered, non-blocking sends)
+	closing atomic.Bool        // the connection is being torn down: errors are expected
+}
+
+func (c *connRef) fail(err error) {
+	if c.closing.Load() {
+		return
+	}
+	select {
+	case c.errc <- err:
+	default:
+	}
+}
+
+func newDataPath(t tunDevice, cnt *counters, dc dataPathConfig, logf func(string, ...any)) *dataPath {
+	d := &dataPath{tun: t, cnt: cnt, logf: logf}
+	d.txOff = (dc.Headroom + 15) &^ 15
+	mtu := max(dc.MTU, 1500)
+	d.txBufSize = d.txOff + mtu + dc.Tailroom + 256
+	d.tx.bufs = make([][]byte, maxBatch)
+	for i := range d.tx.bufs {
+		d.tx.bufs[i] = make([]byte, d.txBufSize)
+	}
+	d.tx.sizes = make([]int, maxBatch)
+	d.tx.out = make([][]byte, 0, maxBatch)
+	d.rx.bufs = make([][]byte, maxBatch)
+	for i := range d.rx.bufs {
+		d.rx.bufs[i] = make([]byte, rxBufSize)
+	}
+	d.rx.rbufs = make([][]byte, maxBatch)
+	for i := range d.rx.rbufs {
+		d.rx.rbufs[i] = d.rx.bufs[i][tunWriteOffset:]
+	}
+	d.rx.sizes = make([]int, maxBatch)
+	d.rx.out = make([][]byte, 0, maxBatch)
+	d.rx.scratch = make([]byte, 64<<10)
+	return d
+}
+
+func (d *dataPath) setKeys(ks *keySet) { d.keys.Store(ks) }
+
+// RoutineTunToSocket reads plaintext batches from the tun device, seals them in
+// place and sends them on the current connection. It returns when the tun device
+// fails or is closed; a failing connection is reported and the loop goes on,
+// dropping packets until the next connection is in place.
+func (d *dataPath) RoutineTunToSocket() {
+	d.logf("data path: tun reader started")
+	defer d.logf("data path: tun reader stopped")
+	for {
+		n, err := d.tun.Read(d.tx.bufs, d.tx.sizes, d.txOff)
+		if n > 0 {
+			d.sealAndSend(n)
+		}
+		if err != nil {
+			if errIsTooManySegments(err) {
+				continue
+			}
+			if !d.closing.Load() && !errors.Is(err, os.ErrClosed) {
+				if c := d.conn.Load(); c != nil {
+					c.fail(&tunError{err})
+				}
+			}
+			return
+		}
+	}
+}
+
+func (d *dataPath) sealAndSend(n int) {
+	ks := d.keys.Load()
+	c := d.conn.Load()
+	if ks == nil || ks.primary == nil || c == nil {
+		d.cnt.dropped.Add(uint64(n))
+		return
+	}
+	out := d.tx.out[:0]
+	var bytes uint64
+	for i := 0; i < n; i++ {
+		sz := d.tx.sizes[i]
+		pkt, err := ks.primary.Seal(d.tx.bufs[i], d.txOff, sz)
+		if err != nil {
+			d.cnt.dropped.Add(1)
+			continue
+		}
+		bytes += uint64(sz)
+		out = append(out, pkt)
+	}
+	d.tx.out = out[:0]
+	if len(out) == 0 {
+		return
+	}
+	if err := c.conn.WriteBatch(out); err != nil {
+		d.cnt.dropped.Add(uint64(len(out)))
+		c.fail(&transportError{err})
+		return
+	}
+	d.cnt.bytesOut.Add(bytes)
+	d.cnt.packetsOut.Add(uint64(len(out)))
+	d.cnt.lastSent.Store(time.Now().UnixNano())
+}
+
+// RoutineSocketToTun reads batches from c, opens data packets in place and
+// writes them to the tun device; control packets go to the control loop. It
+// returns when c fails or is closed. Only one may run at a time per dataPath.
+func (d *dataPath) RoutineSocketToTun(c *connRef) {
+	d.logf("data path: socket reader started")
+	defer d.logf("data path: socket reader stopped")
+	rbufs := d.rx.rbufs
+	for {
+		n, err := c.conn.ReadBatch(rbufs, d.rx.sizes)
+		if n > 0 {
+			d.openAndWrite(c, n)
+		}
+		if err != nil {
+			c.fail(&transportError{err})
+			return
+		}
+	}
+}
+
+func (d *dataPath) openAndWrite(c *connRef, n int) {
+	ks := d.keys.Load()
+	out := d.rx.out[:0]
+	var bytes uint64
+	var pings, bad, dropped int
+	for i := 0; i < n; i++ {
+		sz := d.rx.sizes[i]
+		if sz == 0 {
+			continue
+		}
+		buf := d.rx.bufs[i]
+		pkt := buf[tunWriteOffset : tunWriteOffset+sz]
+		keyID, isData, ok := classify(pkt)
+		if !ok {
+			bad++
+			continue
+		}
+		if !isData {
+			select {
+			case c.ctrl <- getCtrl(pkt):
+			default:
+				dropped++ // the control loop is behind; reliability resends
+			}
+			continue
+		}
+		var k dataKeys
+		if ks != nil {
+			k = ks.forID(keyID)
+		}
+		if k == nil {
+			dropped++
+			continue
+		}
+		payload, err := k.OpenTo(pkt, d.rx.scratch)
+		if err != nil {
+			bad++
+			continue
+		}
+		if len(payload) == 0 {
+			continue
+		}
+		if isPing(payload) {
+			pings++
+			continue
+		}
+		if payload[0] == occFirstByte {
+			// No IP packet starts with 0x28 (version 2): an OCC message. Only
+			// OCC_EXIT matters to a client: the server is going away.
+			if isOCCExit(payload) {
+				c.fail(errRemoteExit)
+			}
+			continue
+		}
+		start, inside := offsetIn(buf, payload)
+		if !inside {
+			// Decompressed into scratch: bring it back into this packet's buffer,
+			// which has room since it held the (larger) datagram's slot.
+			if len(payload) > len(buf)-tunWriteOffset {
+				dropped++
+				continue
+			}
+			start = tunWriteOffset
+			copy(buf[start:], payload)
+		}
+		if start < tunWriteOffset {
+			// Cannot happen with the datachannel's header sizes; never write the
+			// virtio header over the payload.
+			copy(buf[tunWriteOffset:], payload)
+			start = tunWriteOffset
+		}
+		bytes += uint64(len(payload))
+		out = append(out, buf[start-tunWriteOffset:start+len(payload)])
+	}
+	if bad > 0 {
+		d.cnt.decryptErrors.Add(uint64(bad))
+	}
+	if dropped > 0 {
+		d.cnt.dropped.Add(uint64(dropped))
+	}
+	if len(out) > 0 || pings > 0 {
+		d.cnt.lastRecv.Store(time.Now().UnixNano())
+	}
+	if len(out) == 0 {
+		return
+	}
+	d.rx.out = out[:0]
+	if _, err := d.tun.Write(out, tunWriteOffset); err != nil {
+		if errors.Is(err, os.ErrClosed) {
+			if !d.closing.Load() {
+				c.fail(&tunError{err})
+			}
+			return
+		}
+		// A packet the kernel refused (bad checksum, no route): count and carry on.
+		d.cnt.dropped.Add(1)
+	}
+	d.cnt.bytesIn.Add(bytes)
+	d.cnt.packetsIn.Add(uint64(len(out)))
+}
+
+// offsetIn returns where sub starts within buf, and whether it is inside it.
+func offsetIn(buf, sub []byte) (int, bool) {
+	if len(sub) == 0 || cap(buf) == 0 {
+		return 0, false
+	}
+	b := uintptr(unsafe.Pointer(unsafe.SliceData(buf)))
+	s := uintptr(unsafe.Pointer(unsafe.SliceData(sub)))
+	if s < b || s+uintptr(len(sub)) > b+uintptr(cap(buf)) {
+		return 0, false
+	}
+	return int(s - b), true
+}
+
+// errRemoteExit reports an OCC_EXIT from the server on the data channel.
+var errRemoteExit = errors.New("server sent OCC exit (remote-exit)")
+
+// tunError is a failure of the tun device: fatal for the session.
+type tunError struct{ err error }
+
+func (e *tunError) Error() string { return "tun device: " + e.err.Error() }
+func (e *tunError) Unwrap() error { return e.err }
+
+// transportError is a failure of the connection to the server: reconnect.
+type transportError struct{ err error }
+
+func (e *transportError) Error() string { return "transport: " + e.err.Error() }
+func (e *transportError) Unwrap() error { return e.err }

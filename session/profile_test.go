@@ -1,0 +1,116 @@
+package session
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/binary"
+	"testing"
+	"time"
+
+	"github.com/ovpnd/ovpnd/config"
+	"github.com/ovpnd/ovpnd/engine"
+	"github.com/ovpnd/ovpnd/engine/datachannel"
+)
+
+func TestEngineConfig(t *testing.T) {
+	key := make([]byte, 256)
+	for i := range key {
+		key[i] = byte(i)
+	}
+	base := func() *config.Config {
+		return &config.Config{
+			CA:               x509.NewCertPool(),
+			DataCiphers:      []string{"AES-256-GCM"},
+			Auth:             "SHA256",
+			RemoteCertTLS:    "server",
+			TLSVersionMin:    config.TLSVersion{Version: tls.VersionTLS12},
+			RenegInterval:    time.Hour,
+			Ping:             10 * time.Second,
+			PingTimeout:      60 * time.Second,
+			TunMTU:           1500,
+			ReplayWindow:     64,
+			TLSWrap:          config.TLSWrap{Direction: config.KeyDirBidi},
+			Connections:      []config.Connection{{Remote: "vpn", Port: 1194}},
+			PeerFingerprints: nil,
+		}
+	}
+	for _, tc := range []struct {
+		name  string
+		edit  func(c *config.Config)
+		conn  config.Connection
+		creds *credentials
+		check func(t *testing.T, ec *engine.Config)
+	}{
+		{
+			name: "defaults",
+			check: func(t *testing.T, ec *engine.Config) {
+				if ec.Wrap != engine.WrapNone || ec.PingRestart != 60*time.Second || ec.PingExit != 0 ||
+					!ec.RemoteCertTLSServer || ec.Proto != engine.ProtoUDP || ec.RenegInterval != time.Hour || ec.Rand == nil {
+					t.Errorf("%+v", ec)
+				}
+			},
+		},
+		{
+			name: "tls-auth key direction 1 over TCP with ping-exit",
+			edit: func(c *config.Config) {
+				c.TLSWrap = config.TLSWrap{Mode: config.WrapTLSAuth, Key: key, Direction: config.KeyDir1}
+				c.PingTimeoutAction = config.PingExit
+			},
+			conn: config.Connection{Proto: config.ProtoTCP},
+			check: func(t *testing.T, ec *engine.Config) {
+				if ec.Wrap != engine.WrapTLSAuth || ec.KeyDirection != 1 || ec.WrapKey == nil || ec.Proto != engine.ProtoTCP ||
+					ec.PingExit != 60*time.Second || ec.PingRestart != 0 {
+					t.Errorf("%+v", ec)
+				}
+			},
+		},
+		{
+			name: "tls-crypt-v2 and comp-lzo, reneg-sec 0",
+			edit: func(c *config.Config) {
+				wkc := make([]byte, 300)
+				binary.BigEndian.PutUint16(wkc[298:], 300)
+				c.TLSWrap = config.TLSWrap{Mode: config.WrapTLSCryptV2, Key: key, WKc: wkc}
+				c.Compression = config.Compression{Mode: config.CompressCompLZO}
+				c.RenegInterval = 0
+			},
+			check: func(t *testing.T, ec *engine.Config) {
+				if ec.Wrap != engine.WrapTLSCryptV2 || ec.TLSCryptV2 == nil || len(ec.TLSCryptV2.WKc) != 300 ||
+					ec.Compression != datachannel.CompLZO || ec.RenegInterval >= 0 {
+					t.Errorf("%+v", ec)
+				}
+			},
+		},
+		{
+			name:  "auth-user-pass with a remembered auth-token",
+			edit:  func(c *config.Config) { c.AuthUserPass = &config.AuthUserPass{Username: "u", Password: "p"} },
+			creds: &credentials{user: "u", pass: "p", token: "tok", tokenUser: "tu"},
+			check: func(t *testing.T, ec *engine.Config) {
+				if !ec.AuthUserPass || ec.Username != "u" || ec.Password != "p" || ec.AuthToken != "tok" || ec.AuthTokenUser != "tu" {
+					t.Errorf("%+v", ec)
+				}
+			},
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := base()
+			if tc.edit != nil {
+				tc.edit(c)
+			}
+			ec, err := engineConfig(c, &tc.conn, false, tc.creds, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			tc.check(t, ec)
+			if _, err := engine.NewClient(ec); err != nil {
+				t.Errorf("engine refuses the translated config: %v", err)
+			}
+		})
+	}
+	t.Run("bad wrap key", func(t *testing.T) {
+		c := base()
+		c.TLSWrap = config.TLSWrap{Mode: config.WrapTLSCrypt, Key: key[:10]}
+		if _, err := engineConfig(c, nil, false, nil, nil); err == nil {
+			t.Error("short tls-crypt key accepted")
+		}
+	})
+}

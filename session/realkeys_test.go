@@ -1,0 +1,93 @@
+package session
+
+import (
+	"bytes"
+	"fmt"
+	"testing"
+
+	"github.com/ovpnd/ovpnd/engine/datachannel"
+	"github.com/ovpnd/ovpnd/engine/kdf"
+)
+
+// realKeyPair returns client and server datachannel keys for one cipher.
+func realKeyPair(t testing.TB, cipher, digest string) (client, server *datachannel.Keys) {
+	t.Helper()
+	var kb kdf.KeyBlock
+	for i := range kb {
+		kb[i] = byte(i*7 + 3)
+	}
+	mk := func(isClient bool) *datachannel.Keys {
+		k, err := datachannel.NewKeys(datachannel.KeyParams{Cipher: cipher, Digest: digest, Block: &kb, Client: isClient, KeyID: 1, PeerID: 7})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return k
+	}
+	return mk(true), mk(false)
+}
+
+// TestDataPathRealCiphers runs the tun-to-socket loop with the real data-channel
+// ciphers and opens the result with the server's keys.
+func TestDataPathRealCiphers(t *testing.T) {
+	for _, c := range []struct{ cipher, digest string }{
+		{"AES-256-GCM", ""},
+		{"CHACHA20-POLY1305", ""},
+		{"AES-256-CBC", "SHA256"},
+		{"AES-128-CBC", "SHA1"},
+	} {
+		t.Run(c.cipher+c.digest, func(t *testing.T) {
+			ck, sk := realKeyPair(t, c.cipher, c.digest)
+			var pkts [][]byte
+			for _, size := range []int{1, 20, 15, 16, 17, 100, 1399, 1400, 1450, 1500} {
+				p := make([]byte, size)
+				for i := range p {
+					p[i] = byte(i + size)
+				}
+				pkts = append(pkts, p)
+			}
+			tn := &fakeTun{in: pkts, consume: true}
+			fc := &fakeConn{record: true}
+			d, _, _ := newTestPath(t, tn, fc)
+			d2 := newDataPath(tn, &counters{}, dataPathConfig{Headroom: datachannel.Headroom, Tailroom: datachannel.Tailroom, MTU: 1500}, func(string, ...any) {})
+			d2.conn.Store(d.conn.Load())
+			d2.setKeys(&keySet{primary: ck})
+			n, err := tn.Read(d2.tx.bufs, d2.tx.sizes, d2.txOff)
+			if err != nil {
+				t.Fatal(err)
+			}
+			d2.sealAndSend(n)
+			if len(fc.sent) != len(pkts) {
+				t.Fatalf("sent %d of %d", len(fc.sent), len(pkts))
+			}
+			for i, w := range fc.sent {
+				got, err := sk.Open(append([]byte(nil), w...))
+				if err != nil {
+					t.Fatalf("packet %d (%d bytes): %v", i, len(pkts[i]), err)
+				}
+				if !bytes.Equal(got, pkts[i]) {
+					t.Fatalf("packet %d differs", i)
+				}
+			}
+		})
+	}
+}
+
+func BenchmarkSealRealAES256GCM(b *testing.B) {
+	ck, _ := realKeyPair(b, "AES-256-GCM", "")
+	for _, size := range []int{1400} {
+		b.Run(fmt.Sprint(size), func(b *testing.B) {
+			pkts := testPackets(maxBatch, size)
+			tn := &fakeTun{in: pkts}
+			fc := &fakeConn{}
+			d := newDataPath(tn, &counters{}, dataPathConfig{Headroom: datachannel.Headroom, Tailroom: datachannel.Tailroom, MTU: 1500}, func(string, ...any) {})
+			d.conn.Store(&connRef{conn: fc})
+			d.setKeys(&keySet{primary: ck})
+			n, _ := tn.Read(d.tx.bufs, d.tx.sizes, d.txOff)
+			b.ReportAllocs()
+			b.SetBytes(int64(size * n))
+			for b.Loop() {
+				d.sealAndSend(n)
+			}
+		})
+	}
+}

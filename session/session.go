@@ -1,0 +1,279 @@
+// Package session runs one OpenVPN client connection: it resolves and connects to
+// the remotes of a profile in turn, drives the sans-IO engine from a control loop,
+// moves data packets between the tun device and the socket in a separate pair of
+// loops, applies the pushed network settings through routing, and reconnects as
+// OpenVPN would.
+package session
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/ovpnd/ovpnd/config"
+	"github.com/ovpnd/ovpnd/routing"
+)
+
+// State is the session's connection state.
+type State int
+
+// Session states.
+const (
+	StateIdle State = iota
+	StateResolving
+	StateConnecting
+	StateTLSHandshake
+	StateAuthenticating
+	StateConnected
+	StateReconnecting
+	StateExiting
+	StateDisconnected
+)
+
+var stateNames = [...]string{"idle", "resolving", "connecting", "tls-handshake", "authenticating", "connected", "reconnecting", "exiting", "disconnected"}
+
+func (s State) String() string {
+	if s >= 0 && int(s) < len(stateNames) {
+		return stateNames[s]
+	}
+	return fmt.Sprintf("State(%d)", int(s))
+}
+
+// EventKind says what an Event reports.
+type EventKind int
+
+// Event kinds.
+const (
+	// EventStateChanged: State and Reason are the new state.
+	EventStateChanged EventKind = iota
+	// EventLog: Message is a log line at level Level.
+	EventLog
+	// EventNeedCredentials: the server wants a username and password; answer
+	// with SetCredentials.
+	EventNeedCredentials
+	// EventAuthPending: the server waits for out-of-band authentication;
+	// Message names the method.
+	EventAuthPending
+)
+
+// Event is a notification for subscribers.
+type Event struct {
+	Kind    EventKind
+	Time    time.Time
+	State   State
+	Reason  string
+	Level   int
+	Message string
+}
+
+// Status is a snapshot of the session.
+type Status struct {
+	State     State
+	Reason    string
+	Remote    netip.AddrPort // the server in use (zero when not connected)
+	Proto     string
+	Link      string // tun device name
+	Addrs     []netip.Prefix
+	Connected time.Time // when the current connection came up
+	Counters  Counters
+}
+
+// Options configure a Session.
+type Options struct {
+	// Name identifies the tunnel (routing state file, log prefix); it must be
+	// unique among running sessions.
+	Name string
+	// StateDir is routing's crash-recovery directory (routing.DefaultStateDir if empty).
+	StateDir string
+	// Verb is the log verbosity, as OpenVPN's --verb (0 silent except errors,
+	// 1-2 normal, 3 more, 4+ debug). Negative means use the profile's verb.
+	Verb int
+	// Logf receives log lines (log.Printf when nil).
+	Logf func(format string, args ...any)
+	// Credentials, when set, is asked for a username and password when the
+	// profile has none; without it the session also publishes
+	// EventNeedCredentials and waits for SetCredentials.
+	Credentials func(ctx context.Context) (user, pass string, err error)
+
+	// Test seams.
+	openTun   func(name string, mtu int) (tunDevice, string, error)
+	newRouter func(routing.Options) (netRouter, error)
+	now       func() time.Time
+}
+
+// netRouter is the part of *routing.Router the session uses.
+type netRouter interface {
+	Set(*routing.Config) error
+	Close() error
+}
+
+// ErrAuthFailed is returned by Run when the server refused the credentials
+// and auth-retry does not allow trying again.
+var ErrAuthFailed = errors.New("authentication failed")
+
+// ErrHalted is returned by Run when the server told the client to stop (HALT)
+// or ping-exit expired.
+var ErrHalted = errors.New("connection halted")
+
+// ErrNoMoreRemotes is returned by Run when connect-retry-max attempts of every
+// remote failed.
+var ErrNoMoreRemotes = errors.New("all connection attempts failed")
+
+// Session is one client tunnel. Create it with New and run it with Run; the
+// other methods are safe for concurrent use.
+type Session struct {
+	cfg  *config.Config
+	opts Options
+	verb int
+
+	cnt counters
+	// reqs carries Disconnect/Restart/SetCredentials to the control loop.
+	reqs chan request
+
+	mu     sync.Mutex
+	status Status
+	subs   map[chan Event]struct{}
+}
+
+type requestKind int
+
+const (
+	reqDisconnect requestKind = iota
+	reqRestart
+	reqCredentials
+)
+
+type request struct {
+	kind       requestKind
+	user, pass string
+}
+
+// New prepares a session for a loaded profile. It does not touch the network.
+func New(cfg *config.Config, opts Options) (*Session, error) {
+	if cfg == nil {
+		return nil, errors.New("session: nil config")
+	}
+	if len(cfg.Connections) == 0 {
+		return nil, errors.New("session: profile has no remote")
+	}
+	if opts.Name == "" {
+		opts.Name = "ovpnd"
+	}
+	if opts.Logf == nil {
+		opts.Logf = log.Printf
+	}
+	if opts.now == nil {
+		opts.now = time.Now
+	}
+	verb := opts.Verb
+	if verb < 0 {
+		verb = cfg.Verb
+	}
+	return &Session{
+		cfg:  cfg,
+		opts: opts,
+		verb: verb,
+		reqs: make(chan request, 8),
+		subs: map[chan Event]struct{}{},
+	}, nil
+}
+
+// Status returns a snapshot of the state and counters.
+func (s *Session) Status() Status {
+	s.mu.Lock()
+	st := s.status
+	st.Addrs = append([]netip.Prefix(nil), st.Addrs...)
+	s.mu.Unlock()
+	st.Counters = s.cnt.snapshot()
+	return st
+}
+
+// State returns the current state.
+func (s *Session) State() State {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.status.State
+}
+
+// Stats returns the data-path counters.
+func (s *Session) Stats() Counters { return s.cnt.snapshot() }
+
+// Subscribe returns a channel of events and a function that ends the
+// subscription. Slow subscribers miss events rather than stall the session.
+func (s *Session) Subscribe() (<-chan Event, func()) {
+	ch := make(chan Event, 64)
+	s.mu.Lock()
+	s.subs[ch] = struct{}{}
+	s.mu.Unlock()
+	return ch, func() {
+		s.mu.Lock()
+		delete(s.subs, ch)
+		s.mu.Unlock()
+	}
+}
+
+// Disconnect asks Run to notify the server, tear down and return nil.
+func (s *Session) Disconnect() { s.request(request{kind: reqDisconnect}) }
+
+// Restart asks the session to drop the connection and connect again (SIGUSR1).
+func (s *Session) Restart() { s.request(request{kind: reqRestart}) }
+
+// SetCredentials answers EventNeedCredentials.
+func (s *Session) SetCredentials(user, pass string) {
+	s.request(request{kind: reqCredentials, user: user, pass: pass})
+}
+
+func (s *Session) request(r request) {
+	select {
+	case s.reqs <- r:
+	default:
+	}
+}
+
+func (s *Session) publish(e Event) {
+	if e.Time.IsZero() {
+		e.Time = s.opts.now()
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for ch := range s.subs {
+		select {
+		case ch <- e:
+		default:
+		}
+	}
+}
+
+func (s *Session) setState(st State, reason string) {
+	s.mu.Lock()
+	changed := s.status.State != st || s.status.Reason != reason
+	s.status.State, s.status.Reason = st, reason
+	s.mu.Unlock()
+	if changed {
+		if reason != "" {
+			s.logf(1, "state %v: %s", st, reason)
+		} else {
+			s.logf(2, "state %v", st)
+		}
+		s.publish(Event{Kind: EventStateChanged, State: st, Reason: reason})
+	}
+}
+
+// logf logs at a verbosity level: 0 errors, 1 normal, 3 details, 4+ debug.
+func (s *Session) logf(level int, format string, args ...any) {
+	if level > s.verb {
+		return
+	}
+	msg := fmt.Sprintf(format, args...)
+	s.opts.Logf("%s", msg)
+	s.mu.Lock()
+	hasSubs := len(s.subs) > 0
+	s.mu.Unlock()
+	if hasSubs {
+		s.publish(Event{Kind: EventLog, Level: level, Message: msg})
+	}
+}

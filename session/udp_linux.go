@@ -1,0 +1,347 @@
+package session
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"strconv"
+	"sync"
+	"syscall"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+const (
+	// maxGSOSegments is the kernel's limit on segments in one UDP_SEGMENT send.
+	maxGSOSegments = 64
+	// maxGSOBytes keeps a coalesced send under the 64 KiB IP datagram limit for IPv4
+	// (65535 - 20 IP - 8 UDP); IPv6 could go slightly further but one limit is simpler.
+	maxGSOBytes = 65535 - 20 - 8
+	// socketBufferSize is what the kernel is asked for with SO_{SND,RCV}BUFFORCE:
+	// large buffers absorb bursts from batched sends and keep the receive queue from
+	// overflowing while the reader decrypts a batch.
+	socketBufferSize = 7 << 20
+)
+
+// udpConn is a connected UDP socket with batched I/O through recvmmsg/sendmmsg.
+// A connected socket means the kernel filters datagrams from other peers for us,
+// reports ICMP errors, and needs no per-message address, which keeps both paths
+// free of allocations (x/net's ReadBatch allocates an address per message).
+//
+// ReadBatch is called by one goroutine (the socket reader) and WriteBatch by one
+// other goroutine (the tun reader); WritePacket may be called from any goroutine.
+type udpConn struct {
+	conn   *net.UDPConn
+	rc     syscall.RawConn
+	remote netip.AddrPort
+
+	rd struct {
+		hdrs  []unix.Mmsghdr
+		iovs  []unix.Iovec
+		n     int
+		errno syscall.Errno
+		fn    func(fd uintptr) bool
+	}
+
+	wr struct {
+		hdrs  []unix.Mmsghdr
+		iovs  []unix.Iovec
+		oob   []byte // one UDP_SEGMENT control message per header
+		nhdrs int
+		sent  int
+		errno syscall.Errno
+		fn    func(fd uintptr) bool
+		gso   bool
+	}
+
+	// ctrlMu serialises the rare control-path writes among themselves.
+	ctrlMu sync.Mutex
+}
+
+// udpDialOptions are the socket settings from bind/lport/local/nobind/sndbuf/rcvbuf/mark.
+type udpDialOptions struct {
+	Local   netip.AddrPort // zero Addr and port 0 = nobind
+	SndBuf  int            // 0 = socketBufferSize
+	RcvBuf  int
+	Mark    int
+	Batch   int
+	NoGSO   bool
+	Network string // "udp4", "udp6" or "udp"
+}
+
+// dialUDP connects a UDP socket to remote.
+func dialUDP(ctx context.Context, remote netip.AddrPort, o udpDialOptions) (*udpConn, error) {
+	network := o.Network
+	if network == "" {
+		network = "udp"
+	}
+	if remote.Addr().Is4() || remote.Addr().Is4In6() {
+		network = "udp4"
+		remote = netip.AddrPortFrom(remote.Addr().Unmap(), remote.Port())
+	} else if network == "udp" {
+		network = "udp6"
+	}
+	d := net.Dialer{
+		Control: func(_, _ string, c syscall.RawConn) error {
+			var serr error
+			err := c.Control(func(fd uintptr) { serr = setSocketOptions(int(fd), o.SndBuf, o.RcvBuf, o.Mark) })
+			if err != nil {
+				return err
+			}
+			return serr
+		},
+	}
+	if o.Local.IsValid() || o.Local.Port() != 0 {
+		local := o.Local
+		if !local.Addr().IsValid() {
+			if network == "udp4" {
+				local = netip.AddrPortFrom(netip.IPv4Unspecified(), local.Port())
+			} else {
+				local = netip.AddrPortFrom(netip.IPv6Unspecified(), local.Port())
+			}
+		}
+		d.LocalAddr = net.UDPAddrFromAddrPort(local)
+	}
+	c, err := d.DialContext(ctx, network, net.JoinHostPort(remote.Addr().String(), strconv.Itoa(int(remote.Port()))))
+	if err != nil {
+		return nil, fmt.Errorf("connecting UDP socket to %v: %w", remote, err)
+	}
+	uc := c.(*net.UDPConn)
+	u, err := newUDPConn(uc, remote, o.Batch, !o.NoGSO)
+	if err != nil {
+		uc.Close()
+		return nil, err
+	}
+	return u, nil
+}
+
+func setSocketOptions(fd, snd, rcv, mark int) error {
+	if snd <= 0 {
+		snd = socketBufferSize
+	}
+	if rcv <= 0 {
+		rcv = socketBufferSize
+	}
+	// FORCE variants ignore rmem_max/wmem_max but need CAP_NET_ADMIN; fall back quietly.
+	if unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUFFORCE, snd) != nil {
+		_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUF, snd)
+	}
+	if unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, rcv) != nil {
+		_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, rcv)
+	}
+	if mark != 0 {
+		if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_MARK, mark); err != nil {
+			return fmt.Errorf("setting SO_MARK: %w", err)
+		}
+	}
+	return nil
+}
+
+func newUDPConn(c *net.UDPConn, remote netip.AddrPort, batch int, tryGSO bool) (*udpConn, error) {
+	if batch <= 0 {
+		batch = maxBatch
+	}
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return nil, fmt.Errorf("getting raw UDP socket: %w", err)
+	}
+	u := &udpConn{conn: c, rc: rc, remote: remote}
+	u.rd.hdrs = make([]unix.Mmsghdr, batch)
+	u.rd.iovs = make([]unix.Iovec, batch)
+	u.rd.fn = u.recvmmsg
+	u.wr.hdrs = make([]unix.Mmsghdr, batch)
+	u.wr.iovs = make([]unix.Iovec, batch)
+	u.wr.oob = make([]byte, batch*unix.CmsgSpace(2))
+	u.wr.fn = u.sendmmsg
+	if tryGSO {
+		_ = rc.Control(func(fd uintptr) {
+			_, err := unix.GetsockoptInt(int(fd), unix.IPPROTO_UDP, unix.UDP_SEGMENT)
+			u.wr.gso = err == nil
+		})
+	}
+	return u, nil
+}
+
+func (u *udpConn) recvmmsg(fd uintptr) bool {
+	n, _, e := unix.Syscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&u.rd.hdrs[0])), uintptr(u.rd.n), unix.MSG_DONTWAIT, 0, 0)
+	if e == unix.EAGAIN || e == unix.EWOULDBLOCK {
+		return false
+	}
+	if e == unix.EINTR {
+		return false
+	}
+	u.rd.errno = e
+	if e == 0 {
+		u.rd.n = int(n)
+	}
+	return true
+}
+
+// ReadBatch reads up to len(bufs) datagrams, each into bufs[i], and stores their
+// lengths in sizes. It blocks until at least one arrives.
+func (u *udpConn) ReadBatch(bufs [][]byte, sizes []int) (int, error) {
+	n := min(len(bufs), len(u.rd.hdrs))
+	for i := 0; i < n; i++ {
+		u.rd.iovs[i].Base = unsafe.SliceData(bufs[i])
+		u.rd.iovs[i].SetLen(len(bufs[i]))
+		h := &u.rd.hdrs[i]
+		h.Hdr = unix.Msghdr{Iov: &u.rd.iovs[i]}
+		h.Hdr.SetIovlen(1)
+		h.Len = 0
+	}
+	for {
+		u.rd.n = n
+		u.rd.errno = 0
+		if err := u.rc.Read(u.rd.fn); err != nil {
+			return 0, err
+		}
+		switch u.rd.errno {
+		case 0:
+		case unix.ECONNREFUSED, unix.EHOSTUNREACH, unix.ENETUNREACH:
+			// An ICMP error for an earlier send: the peer may be coming back,
+			// so it is up to the keepalive timers, not the reader, to give up.
+			continue
+		default:
+			return 0, os.NewSyscallError("recvmmsg", u.rd.errno)
+		}
+		for i := 0; i < u.rd.n; i++ {
+			sizes[i] = int(u.rd.hdrs[i].Len)
+			if u.rd.hdrs[i].Hdr.Flags&unix.MSG_TRUNC != 0 {
+				sizes[i] = 0 // larger than any packet we accept: drop it
+			}
+		}
+		return u.rd.n, nil
+	}
+}
+
+func (u *udpConn) sendmmsg(fd uintptr) bool {
+	n, _, e := unix.Syscall6(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(&u.wr.hdrs[u.wr.sent])), uintptr(u.wr.nhdrs-u.wr.sent), unix.MSG_DONTWAIT, 0, 0)
+	if e == unix.EAGAIN || e == unix.EWOULDBLOCK || e == unix.EINTR {
+		return false
+	}
+	u.wr.errno = e
+	if e == 0 {
+		u.wr.sent += int(n)
+	}
+	return true
+}
+
+// WriteBatch sends each packet as one datagram. With UDP GSO, runs of equally sized
+// packets go to the kernel as one message whose iovecs point at the packets in place,
+// segmented by the kernel (or the NIC), which saves most of the per-datagram cost.
+func (u *udpConn) WriteBatch(pkts [][]byte) error {
+	for len(pkts) > 0 {
+		n := min(len(pkts), len(u.wr.hdrs))
+		err := u.writeBatch(pkts[:n])
+		if err != nil {
+			return err
+		}
+		pkts = pkts[n:]
+	}
+	return nil
+}
+
+func (u *udpConn) writeBatch(pkts [][]byte) error {
+	gso := u.wr.gso
+retry:
+	u.pack(pkts, gso)
+	u.wr.sent = 0
+	for u.wr.sent < u.wr.nhdrs {
+		u.wr.errno = 0
+		if err := u.rc.Write(u.wr.fn); err != nil {
+			return err
+		}
+		switch u.wr.errno {
+		case 0:
+		case unix.EIO:
+			if gso {
+				// EIO from a GSO send means the route's device cannot do the
+				// checksums; send datagrams one by one from now on.
+				u.wr.gso, gso = false, false
+				goto retry
+			}
+			return os.NewSyscallError("sendmmsg", u.wr.errno)
+		case unix.ECONNREFUSED, unix.EHOSTUNREACH, unix.ENETUNREACH, unix.ENOBUFS, unix.EPERM:
+			// Transient, or a firewall: drop this message as the network would.
+			u.wr.sent++
+		default:
+			return os.NewSyscallError("sendmmsg", u.wr.errno)
+		}
+	}
+	return nil
+}
+
+// pack lays out pkts as mmsghdrs, coalescing runs for GSO when enabled.
+func (u *udpConn) pack(pkts [][]byte, gso bool) {
+	nh := 0
+	cs := unix.CmsgSpace(2)
+	for i := 0; i < len(pkts); {
+		h := &u.wr.hdrs[nh]
+		h.Hdr = unix.Msghdr{Iov: &u.wr.iovs[i]}
+		h.Len = 0
+		seg := len(pkts[i])
+		j := i
+		total := 0
+		for j < len(pkts) {
+			l := len(pkts[j])
+			if j > i && (!gso || l > seg || total+l > maxGSOBytes || j-i >= maxGSOSegments) {
+				break
+			}
+			u.wr.iovs[j].Base = unsafe.SliceData(pkts[j])
+			u.wr.iovs[j].SetLen(l)
+			total += l
+			j++
+			if l < seg {
+				break // a shorter segment must be the last one
+			}
+		}
+		h.Hdr.SetIovlen(j - i)
+		if j-i > 1 {
+			oob := u.wr.oob[nh*cs : (nh+1)*cs]
+			cm := (*unix.Cmsghdr)(unsafe.Pointer(&oob[0]))
+			cm.Level = unix.SOL_UDP
+			cm.Type = unix.UDP_SEGMENT
+			cm.SetLen(unix.CmsgLen(2))
+			*(*uint16)(unsafe.Pointer(&oob[unix.CmsgLen(0)])) = uint16(seg)
+			h.Hdr.Control = &oob[0]
+			h.Hdr.SetControllen(cs)
+		}
+		nh++
+		i = j
+	}
+	u.wr.nhdrs = nh
+}
+
+// WritePacket sends one packet from the control path.
+func (u *udpConn) WritePacket(pkt []byte) error {
+	u.ctrlMu.Lock()
+	defer u.ctrlMu.Unlock()
+	_, err := u.conn.Write(pkt)
+	if err != nil && isTransientSendError(err) {
+		return nil
+	}
+	return err
+}
+
+func isTransientSendError(err error) bool {
+	return errors.Is(err, unix.ECONNREFUSED) || errors.Is(err, unix.EHOSTUNREACH) ||
+		errors.Is(err, unix.ENETUNREACH) || errors.Is(err, unix.ENOBUFS) || errors.Is(err, unix.EPERM)
+}
+
+// Close closes the socket, which ends a blocked ReadBatch.
+func (u *udpConn) Close() error { return u.conn.Close() }
+
+// LocalAddr is the socket's local address.
+func (u *udpConn) LocalAddr() netip.AddrPort {
+	return u.conn.LocalAddr().(*net.UDPAddr).AddrPort()
+}
+
+// RemoteAddr is the connected peer.
+func (u *udpConn) RemoteAddr() netip.AddrPort { return u.remote }
+
+// Stream reports false: datagrams carry one packet each.
+func (u *udpConn) Stream() bool { return false }
