@@ -171,7 +171,8 @@ func skipWithoutOvpnd(t *testing.T) {
 
 func startOvpnd(t *testing.T, l *lab.Lab, configPath string) *lab.Process {
 	skipWithoutOvpnd(t)
-	return l.StartClientProcess(ovpndBinary(), "run", "--name", "lab", configPath)
+	// A state directory per lab lets runs of the suite coexist; production uses /run/ovpnd.
+	return l.StartClientProcess(ovpndBinary(), "run", "--name", "lab", "--state-dir", filepath.Join(l.Dir, "state"), configPath)
 }
 
 func startOpenVPN(t *testing.T, l *lab.Lab, configPath string) *lab.Process {

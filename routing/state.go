@@ -1,0 +1,224 @@
+package routing
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+const (
+	stateSuffix  = ".routing.json"
+	stateVersion = 1
+	// maxStateSize bounds what we read back; a record of MaxRoutes routes
+	// is far below it.
+	maxStateSize = 4 << 20
+)
+
+// state is the crash-recovery record of one Router: everything it added or
+// removed that must be undone.
+type state struct {
+	Version   int    `json:"version"`
+	Instance  string `json:"instance"`
+	PID       int    `json:"pid"`
+	StartTime uint64 `json:"start_time"` // /proc/PID/stat field 22, to detect PID reuse
+
+	Link      string `json:"link,omitempty"`
+	LinkIndex int    `json:"link_index,omitempty"`
+
+	MTUSet  bool `json:"mtu_set,omitempty"`
+	MTULink int  `json:"mtu_link,omitempty"`
+	OrigMTU int  `json:"orig_mtu,omitempty"`
+
+	Addrs     []kaddr  `json:"addrs,omitempty"`
+	Routes    []kroute `json:"routes,omitempty"`
+	Displaced []kroute `json:"displaced,omitempty"` // foreign routes we removed; restored on undo
+
+	NetGW map[netip.Addr]path `json:"net_gateway,omitempty"`
+
+	DNS *dnsRecord `json:"dns,omitempty"`
+}
+
+// dnsRecord says what DNS change to undo.
+type dnsRecord struct {
+	Mode      string `json:"mode"`
+	LinkIndex int    `json:"link_index,omitempty"`
+	Applied   bool   `json:"applied"`
+	// resolv.conf mode: the file, its backup and the symlink it was, if any.
+	ResolvConf    string `json:"resolv_conf,omitempty"`
+	Backup        string `json:"backup,omitempty"`
+	SymlinkTarget string `json:"symlink_target,omitempty"`
+	WasAbsent     bool   `json:"was_absent,omitempty"`
+}
+
+func newState(instance string, pid int) state {
+	if pid == 0 {
+		pid = os.Getpid()
+	}
+	return state{Version: stateVersion, Instance: instance, PID: pid, StartTime: procStartTime(pid)}
+}
+
+func (s *state) rememberPath(a netip.Addr, p path) {
+	if s.NetGW == nil {
+		s.NetGW = map[netip.Addr]path{}
+	}
+	if len(s.NetGW) < 256 {
+		s.NetGW[a] = p
+	}
+}
+
+// procStartTime returns the start time of a process in clock ticks since
+// boot, or 0 if it cannot be read.
+func procStartTime(pid int) uint64 {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0
+	}
+	// The command name (field 2) may contain spaces and parentheses; the
+	// fields after it start after the last ')'.
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0
+	}
+	f := strings.Fields(string(b[i+1:]))
+	// f[0] is field 3 (state); field 22 is f[19].
+	if len(f) < 20 {
+		return 0
+	}
+	v, _ := strconv.ParseUint(f[19], 10, 64)
+	return v
+}
+
+// alive reports whether the process that wrote the record still runs.
+func (s *state) alive() bool {
+	if s.PID <= 0 {
+		return false
+	}
+	if err := unix.Kill(s.PID, 0); errors.Is(err, unix.ESRCH) {
+		return false
+	}
+	st := procStartTime(s.PID)
+	return st == 0 || s.StartTime == 0 || st == s.StartTime
+}
+
+func writeState(path string, s *state) error {
+	b, err := json.MarshalIndent(s, "", "  ")
+	if err != nil {
+		return err
+	}
+	tmp := path + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(append(b, '\n'))
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
+func readState(path string) (*state, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, maxStateSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("reading %s: %w", path, err)
+	}
+	if len(b) > maxStateSize {
+		return nil, fmt.Errorf("reading %s: larger than %d bytes", path, maxStateSize)
+	}
+	return parseState(b)
+}
+
+func parseState(b []byte) (*state, error) {
+	var s state
+	if err := json.Unmarshal(b, &s); err != nil {
+		return nil, fmt.Errorf("parsing state: %w", err)
+	}
+	if s.Version != stateVersion {
+		return nil, fmt.Errorf("parsing state: unknown version %d", s.Version)
+	}
+	if len(s.Routes) > 4*MaxRoutes || len(s.Displaced) > MaxRoutes || len(s.Addrs) > 4*MaxAddrs {
+		return nil, errors.New("parsing state: too many entries")
+	}
+	return &s, nil
+}
+
+// undoState reverts what a record says was done, using a Router so that the
+// undo follows exactly the same diff logic as Close.
+func undoState(k kernel, s *state, statePath string, dialBus func() (resolvedBus, error), logf func(string, ...any)) error {
+	r := &Router{k: k, logf: logf, st: *s, path: statePath, bypass: func(bool, bool, int) []netip.Addr { return nil }}
+	r.dns = dnsFromRecord(s.DNS, s.Instance, dialBus, logf)
+	// The link may be gone (the tun died with the process); routes and
+	// addresses on it went with it, and deletes treat that as success.
+	err := r.setLocked(nil)
+	if derr := r.dns.close(); derr != nil {
+		err = errors.Join(err, fmt.Errorf("reverting DNS: %w", derr))
+	}
+	return err
+}
+
+// CleanUp undoes the changes recorded by every Router whose process is no
+// longer running, and removes those records. Daemons call it at start, and
+// `ovpnd cleanup` calls only this.
+func CleanUp(stateDir string, logf func(format string, args ...any)) error {
+	if logf == nil {
+		logf = func(string, ...any) {}
+	}
+	k, err := newNetlinkKernel()
+	if err != nil {
+		return err
+	}
+	defer k.close()
+	return cleanUp(stateDir, k, nil, logf)
+}
+
+func cleanUp(stateDir string, k kernel, dialBus func() (resolvedBus, error), logf func(string, ...any)) error {
+	if stateDir == "" {
+		stateDir = DefaultStateDir
+	}
+	files, err := filepath.Glob(filepath.Join(stateDir, "*"+stateSuffix))
+	if err != nil {
+		return fmt.Errorf("listing %s: %w", stateDir, err)
+	}
+	var errs []error
+	for _, f := range files {
+		s, err := readState(f)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("cleaning up %s: %w", f, err))
+			continue
+		}
+		if s.alive() {
+			continue
+		}
+		plog := func(format string, args ...any) { logf("cleanup["+s.Instance+"]: "+format, args...) }
+		plog("undoing changes of dead process %d", s.PID)
+		if err := undoState(k, s, f, dialBus, plog); err != nil {
+			errs = append(errs, fmt.Errorf("cleaning up %s: %w", s.Instance, err))
+			continue
+		}
+		if err := os.Remove(f); err != nil {
+			errs = append(errs, fmt.Errorf("removing %s: %w", f, err))
+		}
+	}
+	return errors.Join(errs...)
+}
