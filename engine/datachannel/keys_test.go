@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"github.com/ovpnd/ovpnd/internal/israce"
 	"sync"
 	"testing"
 
@@ -385,6 +386,9 @@ func TestConcurrentSeal(t *testing.T) {
 }
 
 func TestZeroAllocs(t *testing.T) {
+	if israce.Enabled {
+		t.Skip("allocation counts are meaningless under -race")
+	}
 	for _, c := range []struct{ cipher, digest string }{
 		{"AES-256-GCM", ""}, {"AES-128-GCM", ""}, {"CHACHA20-POLY1305", ""}, {"AES-256-CBC", "SHA256"}, {"none", "SHA1"},
 	} {
@@ -433,6 +437,9 @@ func (zeroAllocRand) Read(p []byte) (int, error) {
 
 // TestCryptoRandNoAlloc checks the default IV source too.
 func TestCryptoRandNoAlloc(t *testing.T) {
+	if israce.Enabled {
+		t.Skip("allocation counts are meaningless under -race")
+	}
 	client, _ := pair(t, KeyParams{Cipher: "AES-256-CBC", Digest: "SHA1", PeerID: NoPeerID})
 	buf := make([]byte, Headroom+1400+Tailroom)
 	allocs := testing.AllocsPerRun(50, func() {
