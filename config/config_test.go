@@ -133,17 +133,24 @@ func TestDirectives(t *testing.T) {
 				t.Errorf("fallback %q auth %q", c.DataCiphersFallback, c.Auth)
 			}
 		}},
-		{"tls options", "tls-version-min 1.3 or-highest\ntls-version-max 1.3\ntls-cipher A:B\ntls-ciphersuites TLS_AES_128_GCM_SHA256\ntls-cert-profile preferred\n", func(t *testing.T, c *Config) {
+		{"tls options", "tls-version-min 1.3 or-highest\ntls-version-max 1.3\ntls-cipher ECDHE-RSA-AES256-GCM-SHA384:TLS-ECDHE-ECDSA-WITH-AES-128-GCM-SHA256\ntls-ciphersuites TLS_AES_128_GCM_SHA256\ntls-cert-profile preferred\n", func(t *testing.T, c *Config) {
 			if c.TLSVersionMin != (TLSVersion{tls.VersionTLS13, true}) || c.TLSVersionMax.Version != tls.VersionTLS13 ||
-				c.TLSCipher != "A:B" || c.TLSCipherSuites != "TLS_AES_128_GCM_SHA256" || c.TLSCertProfile != "preferred" {
+				c.TLSCipher != "ECDHE-RSA-AES256-GCM-SHA384:TLS-ECDHE-ECDSA-WITH-AES-128-GCM-SHA256" || c.TLSCipherSuites != "TLS_AES_128_GCM_SHA256" || c.TLSCertProfile != "preferred" {
 				t.Errorf("%+v", c)
 			}
 		}},
-		{"server verification", "verify-x509-name 'CN=vpn, O=x' subject\nremote-cert-tls server\nremote-cert-ku a0 88\n", func(t *testing.T, c *Config) {
-			if *c.VerifyX509Name != (VerifyX509Name{"CN=vpn, O=x", "subject"}) || c.RemoteCertTLS != "server" {
-				t.Errorf("%+v %q", c.VerifyX509Name, c.RemoteCertTLS)
+		{"server verification", "verify-x509-name 'CN=vpn, O=x' subject\nremote-cert-tls server\n", func(t *testing.T, c *Config) {
+			if *c.VerifyX509Name != (VerifyX509Name{"CN=vpn, O=x", "subject"}) || c.RemoteCertTLS != "server" || c.RemoteCertKU != nil {
+				t.Errorf("%+v %q %v", c.VerifyX509Name, c.RemoteCertTLS, c.RemoteCertKU)
 			}
+		}},
+		{"remote-cert-ku values", "remote-cert-ku a0 0x88\nremote-cert-eku serverAuth\n", func(t *testing.T, c *Config) {
 			if diff := cmp.Diff([]uint16{0xa0, 0x88}, c.RemoteCertKU); diff != "" {
+				t.Error(diff)
+			}
+		}},
+		{"remote-cert-ku without values", "remote-cert-ku\n", func(t *testing.T, c *Config) {
+			if diff := cmp.Diff([]uint16{KURequired}, c.RemoteCertKU); diff != "" {
 				t.Error(diff)
 			}
 		}},
@@ -205,8 +212,8 @@ func TestDirectives(t *testing.T) {
 				t.Error(diff)
 			}
 		}},
-		{"misc flags", "float\npersist-tun\npersist-key\nremote-random\nauth-nocache\nauth-retry interact\nverb 4\nverb 5\nmssfix 1400 mtu\ntun-mtu 1400\n", func(t *testing.T, c *Config) {
-			if !c.Float || !c.PersistTun || !c.PersistKey || !c.RemoteRandom || !c.AuthNoCache || c.AuthRetry != AuthRetryInteract ||
+		{"misc flags", "persist-tun\npersist-key\nremote-random\nauth-nocache\nauth-retry interact\nverb 4\nverb 5\nmssfix 1400 mtu\ntun-mtu 1400\n", func(t *testing.T, c *Config) {
+			if !c.PersistTun || !c.PersistKey || !c.RemoteRandom || !c.AuthNoCache || c.AuthRetry != AuthRetryInteract ||
 				c.Verb != 5 || c.MSSFix != 1400 || !c.MSSFixMTU || c.TunMTU != 1400 {
 				t.Errorf("%+v", c)
 			}
@@ -315,6 +322,16 @@ func TestErrors(t *testing.T) {
 		{"v2 key as tls-auth", base + "tls-auth tc2-client.key\n", `test.conf:6: tls-auth: tc2-client.key: parsing static key: this is a PEM "OpenVPN tls-crypt-v2 client key", not an OpenVPN static key`},
 		{"missing file", base + "cert nope.crt\nkey client.key\n", "test.conf:6: cert: nope.crt: file does not exist"},
 		{"remote-cert-tls and eku", base + "remote-cert-tls server\nremote-cert-eku 1.2.3\n", "test.conf:7: remote-cert-eku conflicts with remote-cert-tls on line 6"},
+		{"remote-cert-tls then ku", base + "remote-cert-tls server\nremote-cert-ku a0\n", "test.conf:7: remote-cert-ku: conflicts with remote-cert-tls on line 6"},
+		{"remote-cert-ku then tls", base + "remote-cert-ku a0\nremote-cert-tls server\n", "test.conf:7: remote-cert-tls: conflicts with remote-cert-ku on line 6"},
+		{"remote-cert-ku not hex", base + "remote-cert-ku a0 zz\n", `test.conf:6: remote-cert-ku: key usage "zz" is not a hex number`},
+		{"tls-cipher unknown", base + "tls-cipher ECDHE-RSA-AES256-GCM-SHA384:FOO-BAR\n", `test.conf:6: tls-cipher: unknown TLS cipher suite "FOO-BAR"`},
+		{"tls-cipher rule", base + "tls-cipher HIGH:!aNULL\n", `test.conf:6: tls-cipher: OpenSSL cipher rule "HIGH" is not supported`},
+		{"tls-cipher only dhe", base + "tls-cipher TLS-DHE-RSA-WITH-AES-256-GCM-SHA384:DHE-RSA-AES128-GCM-SHA256\n", "test.conf:6: tls-cipher: no cipher suite in"},
+		{"tls-cipher tls13 suite", base + "tls-cipher TLS_AES_128_GCM_SHA256\n", "test.conf:6: tls-cipher: TLS_AES_128_GCM_SHA256 is a TLS 1.3 suite"},
+		{"tls-ciphersuites unknown", base + "tls-ciphersuites TLS_AES_256_GCM_SHA384:TLS_FOO\n", `test.conf:6: tls-ciphersuites: unknown TLS 1.3 cipher suite "TLS_FOO"`},
+		{"tls-ciphersuites only ccm", base + "tls-ciphersuites TLS_AES_128_CCM_SHA256\n", "test.conf:6: tls-ciphersuites: no cipher suite in"},
+		{"tls-ciphersuites tls12 suite", base + "tls-ciphersuites ECDHE-RSA-AES256-GCM-SHA384\n", "test.conf:6: tls-ciphersuites: unknown TLS 1.3 cipher suite"},
 		{"tap", base + "dev-type tap\n", "test.conf:6: dev-type: tap devices"},
 		{"server proto", base + "proto tcp-server\n", "test.conf:6: proto: tcp-server is a server mode"},
 		{"unsupported cipher", base + "data-ciphers BF-CBC\n", "test.conf:6: data-ciphers: cipher \"BF-CBC\" is not supported"},
@@ -370,6 +387,14 @@ func TestWarnings(t *testing.T) {
 		{"tls-auth bidi", "tls-auth ta.key\n", "test.conf:6: warning: tls-auth without a key direction"},
 		{"key-direction with tls-crypt", "tls-crypt ta.key\nkey-direction 1\n", "test.conf:7: warning: key-direction has no effect with tls-crypt"},
 		{"ignore-unknown-option", "ignore-unknown-option frob\nfrob 1\n", "test.conf:7: warning: ignoring unknown directive \"frob\""},
+		{"float", "float\n", "test.conf:6: warning: ignoring float: the UDP socket is connected to the server's address"},
+		{"link-mtu", "link-mtu 1500\n", "test.conf:6: warning: ignoring link-mtu: deprecated in OpenVPN 2.6 and not used by ovpnd, which sizes packets from tun-mtu; set tun-mtu instead"},
+		{"replay-window time", "replay-window 128 30\n", "test.conf:6: warning: replay-window: the time part (30 seconds) is not applied"},
+		{"tls-cipher dropped", "tls-cipher DHE-RSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384\n", "test.conf:6: warning: tls-cipher: dropping DHE-RSA-AES256-GCM-SHA384: crypto/tls does not implement it"},
+		{"tls-cipher seclevel", "tls-cipher DEFAULT:@SECLEVEL=0\n", "test.conf:6: warning: tls-cipher: dropping @SECLEVEL=0"},
+		{"tls-cipher insecure", "tls-cipher AES128-SHA\n", "test.conf:6: warning: tls-cipher: TLS_RSA_WITH_AES_128_CBC_SHA is an insecure cipher suite"},
+		{"tls-ciphersuites restriction", "tls-ciphersuites TLS-AES-256-GCM-SHA384\n", "test.conf:6: warning: tls-ciphersuites: crypto/tls still offers every TLS 1.3 suite"},
+		{"bind ipv6only", "bind ipv6only\n", "test.conf:6: warning: bind ipv6only: the ipv6only flag is not applied"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -580,4 +605,64 @@ func TestPKCS12IterationLimit(t *testing.T) {
 			}
 		}
 	}
+}
+
+func TestTLSCipherList(t *testing.T) {
+	for _, tc := range []struct {
+		name, list string
+		want       []uint16
+	}{
+		{"openssl names in order", "ECDHE-RSA-CHACHA20-POLY1305:ECDHE-ECDSA-AES256-GCM-SHA384", []uint16{tls.TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256, tls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384}},
+		{"iana names with dashes", "TLS-ECDHE-RSA-WITH-AES-128-GCM-SHA256:TLS-ECDHE-ECDSA-WITH-CHACHA20-POLY1305-SHA256", []uint16{tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256, tls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256}},
+		{"lower case and duplicates", "ecdhe-rsa-aes128-sha:ECDHE-RSA-AES128-SHA", []uint16{tls.TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA}},
+		{"missing suites dropped", "DHE-RSA-AES256-GCM-SHA384:TLS-DHE-RSA-WITH-AES-128-GCM-SHA256:AES256-GCM-SHA384", []uint16{tls.TLS_RSA_WITH_AES_256_GCM_SHA384}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, _, err := TLSCipherList(tc.list)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(tc.want, got); diff != "" {
+				t.Error(diff)
+			}
+		})
+	}
+	def, _, err := TLSCipherList("DEFAULT")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range def {
+		if tls.CipherSuiteName(id) == "" || id == tls.TLS_AES_128_GCM_SHA256 {
+			t.Errorf("DEFAULT expanded to %#04x", id)
+		}
+	}
+	if len(def) == 0 {
+		t.Error("DEFAULT expanded to nothing")
+	}
+	got, _, err := TLS13CipherList("TLS-CHACHA20-POLY1305-SHA256:TLS_AES_128_CCM_SHA256:tls_aes_256_gcm_sha384")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([]uint16{tls.TLS_CHACHA20_POLY1305_SHA256, tls.TLS_AES_256_GCM_SHA384}, got); diff != "" {
+		t.Error(diff)
+	}
+}
+
+func FuzzTLSCipherList(f *testing.F) {
+	for _, s := range []string{"DEFAULT:@SECLEVEL=0", "ECDHE-RSA-AES256-GCM-SHA384", "TLS-ECDHE-RSA-WITH-AES-128-GCM-SHA256", "HIGH:!aNULL", ":::", "TLS_AES_128_GCM_SHA256", "-", "!"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, list string) {
+		for _, fn := range []func(string) ([]uint16, []string, error){TLSCipherList, TLS13CipherList} {
+			ids, _, err := fn(list)
+			if err == nil && (len(ids) == 0 || len(ids) > maxSuiteList) {
+				t.Errorf("%q: %d suites without an error", list, len(ids))
+			}
+			for _, id := range ids {
+				if tls.CipherSuiteName(id)[0] == '0' {
+					t.Errorf("%q: unknown id %#04x", list, id)
+				}
+			}
+		}
+	})
 }

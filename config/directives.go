@@ -139,7 +139,7 @@ func directives() []*directive {
 		withConn(sup("rport", "rport PORT", 1, 1, "Remote port for remotes that do not name one.", connDirective)),
 		withConn(sup("lport", "lport PORT", 1, 1, "Local port to bind (implies bind).", connDirective)),
 		withConn(sup("local", "local ADDRESS", 1, 1, "Local address to bind (implies bind).", connDirective)),
-		withConn(sup("bind", "bind [ipv6only]", 0, 1, "Bind the local socket (default for UDP, port 1194).", connDirective)),
+		withConn(sup("bind", "bind [ipv6only]", 0, 1, "Bind the local socket (default for UDP, port 1194). The ipv6only flag is accepted with a warning but not applied.", applyBind)),
 		withConn(sup("nobind", "nobind", 0, 0, "Let the kernel choose the local port.", connDirective)),
 		withConn(sup("connect-retry", "connect-retry SECONDS [MAX]", 1, 2, "Wait between connection attempts (default 1), doubling after five tries up to MAX (default 300).", connDirective)),
 		withConn(sup("connect-retry-max", "connect-retry-max N|unlimited", 1, 1, "Attempts per connection before giving up (default unlimited).", connDirective)),
@@ -149,7 +149,7 @@ func directives() []*directive {
 		withInline(sup("connection", "<connection>...</connection>", 0, 0, "A remote with its own proto, port, bind and retry settings; the block may hold only connection-level directives.", applyConnectionBlock)),
 		sup("remote-random", "remote-random", 0, 0, "Try the connections in random order.", flagDirective(func(c *Config) { c.RemoteRandom = true })),
 		sup("resolv-retry", "resolv-retry SECONDS|infinite", 1, 1, "How long to retry resolving a remote's name (default infinite).", applyResolvRetry),
-		sup("float", "float", 0, 0, "Accept authenticated packets from a new server address.", flagDirective(func(c *Config) { c.Float = true })),
+		ign("float", "the UDP socket is connected to the server's address, so packets from any other address are dropped by the kernel"),
 
 		// Device.
 		sup("dev", "dev tun|tunN|NAME|null", 1, 1, "The tun device (tun = next free tunN). tap is refused.", applyDev),
@@ -157,7 +157,7 @@ func directives() []*directive {
 		sup("persist-tun", "persist-tun", 0, 0, "Keep the device across reconnects.", flagDirective(func(c *Config) { c.PersistTun = true })),
 		sup("persist-key", "persist-key", 0, 0, "Keep key material across reconnects (ovpnd always does).", flagDirective(func(c *Config) { c.PersistKey = true })),
 		sup("tun-mtu", "tun-mtu BYTES", 1, 1, "MTU of the tun device (default 1500).", applyTunMTU),
-		sup("link-mtu", "link-mtu BYTES", 1, 1, "Deprecated; recorded but tun-mtu governs.", applyLinkMTU),
+		ign("link-mtu", "deprecated in OpenVPN 2.6 and not used by ovpnd, which sizes packets from tun-mtu; set tun-mtu instead"),
 		sup("mssfix", "mssfix [BYTES [mtu|fixed]]", 0, 2, "Clamp TCP MSS so encapsulated packets fit (default 1492).", applyMSSFix),
 
 		// Authentication material.
@@ -171,9 +171,9 @@ func directives() []*directive {
 		sup("auth-retry", "auth-retry none|nointeract|interact", 1, 1, "What to do after AUTH_FAILED (default none: stop).", applyAuthRetry),
 		withInline(sup("peer-fingerprint", "peer-fingerprint SHA256 | <peer-fingerprint>", 0, 1, "Accept a server certificate with this SHA-256 fingerprint; with ca both checks apply.", applyPeerFingerprint)),
 		sup("verify-x509-name", "verify-x509-name NAME [subject|name|name-prefix]", 1, 2, "Check the server certificate's subject or common name.", applyVerifyX509Name),
-		sup("remote-cert-tls", "remote-cert-tls server", 1, 1, "Require the server certificate's TLS Web Server key usage.", applyRemoteCertTLS),
+		sup("remote-cert-tls", "remote-cert-tls server|client", 1, 1, "Require a key usage extension and the TLS Web Server (or, for client, TLS Web Client) extended key usage on the server certificate.", applyRemoteCertTLS),
 		sup("remote-cert-eku", "remote-cert-eku OID|NAME", 1, 1, "Require this extended key usage on the server certificate.", applyRemoteCertEKU),
-		sup("remote-cert-ku", "remote-cert-ku [HEX...]", 0, -1, "Require one of these key usage values on the server certificate.", applyRemoteCertKU),
+		sup("remote-cert-ku", "remote-cert-ku [HEX...]", 0, maxRemoteCertKU, "Require a key usage extension on the server certificate whose value (OpenSSL bit order: digitalSignature 80, nonRepudiation 40, keyEncipherment 20, dataEncipherment 10, keyAgreement 08, keyCertSign 04, cRLSign 02, encipherOnly 01) contains all bits of one of the values; without values the extension only has to be present. Cannot be combined with remote-cert-tls.", applyRemoteCertKU),
 		ref("ns-cert-type", "removed in OpenVPN 2.5; use remote-cert-tls server"),
 		ref("tls-verify", "ovpnd never runs scripts and will not skip a verification step; use verify-x509-name or peer-fingerprint"),
 		ref("crl-verify", "certificate revocation lists are not supported"),
@@ -201,9 +201,9 @@ func directives() []*directive {
 		sup("key-method", "key-method 2", 1, 1, "Only key method 2 exists in OpenVPN 2.6.", applyKeyMethod),
 		sup("tls-version-min", "tls-version-min 1.0|1.1|1.2|1.3 [or-highest]", 1, 2, "Lowest TLS version (default 1.2).", applyTLSVersion),
 		sup("tls-version-max", "tls-version-max 1.0|1.1|1.2|1.3", 1, 1, "Highest TLS version (default none).", applyTLSVersion),
-		sup("tls-cipher", "tls-cipher LIST", 1, 1, "TLS 1.2 cipher suites (OpenSSL names, colon-separated).", applyString(func(c *Config) *string { return &c.TLSCipher })),
-		sup("tls-ciphersuites", "tls-ciphersuites LIST", 1, 1, "TLS 1.3 cipher suites (colon-separated).", applyString(func(c *Config) *string { return &c.TLSCipherSuites })),
-		sup("tls-cert-profile", "tls-cert-profile insecure|legacy|preferred|suiteb", 1, 1, "Certificate strength profile.", applyCertProfile),
+		sup("tls-cipher", "tls-cipher SUITE[:SUITE...]", 1, 1, "TLS 1.2 cipher suites offered, by OpenSSL name (ECDHE-RSA-AES256-GCM-SHA384) or IANA name with dashes (TLS-ECDHE-RSA-WITH-AES-256-GCM-SHA384); DEFAULT stands for crypto/tls's defaults. Suites crypto/tls lacks (DHE, CAMELLIA, CCM, CBC-SHA384, ...) and @SECLEVEL are dropped with a warning; unknown names, OpenSSL rules (HIGH, !aNULL) and lists left empty are errors. The order is not applied: crypto/tls ranks suites itself.", applyTLSCipher),
+		sup("tls-ciphersuites", "tls-ciphersuites SUITE[:SUITE...]", 1, 1, "TLS 1.3 cipher suites allowed (TLS_AES_256_GCM_SHA384, TLS_AES_128_GCM_SHA256, TLS_CHACHA20_POLY1305_SHA256; dashes accepted). crypto/tls always offers all three, so ovpnd fails a handshake that negotiated a suite not listed; the order is not applied. CCM suites are dropped with a warning; a list naming none of the three is an error.", applyTLSCipherSuites),
+		sup("tls-cert-profile", "tls-cert-profile insecure|legacy|preferred|suiteb", 1, 1, "Key and signature rules for the server's certificate chain (every key, every signature but the CA's own): preferred = SHA-2 signatures and RSA of at least 2048 bits, any curve; suiteb = ECDSA P-256/P-384 keys with ECDSA-SHA256/SHA384 signatures only; legacy = also RSA of 1024 bits; insecure = whatever crypto/tls accepts. crypto/tls refuses SHA-1 signed chains and RSA under 1024 bits whatever the profile, so legacy cannot re-enable them. Not applied to the client's own certificate.", applyCertProfile),
 		ign("tls-groups", "ovpnd uses Go's TLS key-exchange groups"),
 		ign("ecdh-curve", "ovpnd uses Go's TLS key-exchange groups"),
 
@@ -216,7 +216,7 @@ func directives() []*directive {
 		ref("ncp-disable", "removed in OpenVPN 2.6"),
 		ref("keysize", "removed in OpenVPN 2.6"),
 		ref("no-replay", "disabling replay protection is not supported"),
-		sup("replay-window", "replay-window N [SECONDS]", 1, 2, "Replay window size and reorder time (default 64 15).", applyReplayWindow),
+		sup("replay-window", "replay-window N [SECONDS]", 1, 2, "Data-channel replay window size in packets (default 64). The time part (default 15) is not applied: ovpnd's data-channel window checks packet ids only, so a SECONDS other than 15 draws a warning.", applyReplayWindow),
 		sup("comp-lzo", "comp-lzo [yes|no|adaptive]", 0, 1, "LZO compression framing; ovpnd never compresses, and decompresses only with allow-compression.", applyCompression),
 		sup("compress", "compress [stub|stub-v2|lzo|lz4|lz4-v2]", 0, 1, "Compression framing; ovpnd never compresses, and decompresses only with allow-compression.", applyCompression),
 		sup("allow-compression", "allow-compression no|asym|yes", 1, 1, "Whether compressed packets from the server are accepted (default no; yes behaves as asym).", applyAllowCompression),
@@ -346,15 +346,6 @@ func directives() []*directive {
 	}
 }
 
-func applyString(field func(c *Config) *string) func(p *parser, s *scope, it *item) error {
-	return func(p *parser, s *scope, it *item) error {
-		if p.once(s, it, it.name, it.args[0]) {
-			*field(p.cfg) = it.args[0]
-		}
-		return nil
-	}
-}
-
 func applyConnectionBlock(p *parser, s *scope, it *item) error {
 	if len(p.blocks) >= MaxConnections {
 		return fmt.Errorf("more than %d <connection> blocks", MaxConnections)
@@ -431,18 +422,6 @@ func applyTunMTU(p *parser, s *scope, it *item) error {
 	}
 	if p.once(s, it, it.name, it.args[0]) {
 		p.cfg.TunMTU = n
-	}
-	return nil
-}
-
-func applyLinkMTU(p *parser, s *scope, it *item) error {
-	n, err := parseInt(it.args[0], 65535)
-	if err != nil {
-		return err
-	}
-	if p.once(s, it, it.name, it.args[0]) {
-		p.cfg.LinkMTU = n
-		p.warnf(it.line, "link-mtu is deprecated; ovpnd sizes packets from tun-mtu")
 	}
 	return nil
 }
@@ -628,6 +607,9 @@ func applyRemoteCertTLS(p *parser, s *scope, it *item) error {
 	if it.args[0] == "client" {
 		p.warnf(it.line, "remote-cert-tls client expects the server to present a client certificate; this is almost always a mistake for a client profile")
 	}
+	if ku := s.seen["remote-cert-ku"]; ku.it != nil {
+		return fmt.Errorf("conflicts with remote-cert-ku on line %d (remote-cert-tls already sets the key usage check)", ku.it.line)
+	}
 	if p.once(s, it, it.name, it.args[0]) {
 		p.cfg.RemoteCertTLS = it.args[0]
 		p.remoteCertTLSItem = it
@@ -643,12 +625,25 @@ func applyRemoteCertEKU(p *parser, s *scope, it *item) error {
 	return nil
 }
 
+// KURequired as the first RemoteCertKU value means "remote-cert-ku" without values: the key
+// usage extension must be present, whatever it holds (OpenVPN's OPENVPN_KU_REQUIRED).
+const KURequired = 0xFFFF
+
+// maxRemoteCertKU bounds the values of remote-cert-ku (OpenVPN reads at most MAX_PARMS).
+const maxRemoteCertKU = 16
+
 func applyRemoteCertKU(p *parser, s *scope, it *item) error {
-	var kus []uint16
+	if p.remoteCertTLSItem != nil {
+		return fmt.Errorf("conflicts with remote-cert-tls on line %d (remote-cert-tls already sets the key usage check)", p.remoteCertTLSItem.line)
+	}
+	kus := []uint16{KURequired}
+	if len(it.args) > 0 {
+		kus = kus[:0]
+	}
 	for _, a := range it.args {
-		n, err := strconv.ParseUint(a, 16, 16)
+		n, err := strconv.ParseUint(strings.TrimPrefix(strings.ToLower(a), "0x"), 16, 16)
 		if err != nil {
-			return fmt.Errorf("key usage %q is not a hex number", a)
+			return fmt.Errorf("key usage %q is not a hex number of at most 4 digits", a)
 		}
 		kus = append(kus, uint16(n))
 	}
@@ -656,6 +651,14 @@ func applyRemoteCertKU(p *parser, s *scope, it *item) error {
 		p.cfg.RemoteCertKU = kus
 	}
 	return nil
+}
+
+// applyBind records bind; the ipv6only flag has no reader in the session, so say so.
+func applyBind(p *parser, s *scope, it *item) error {
+	if len(it.args) == 1 && it.args[0] == "ipv6only" {
+		p.warnf(it.line, "bind ipv6only: the ipv6only flag is not applied; the socket is bound without IPV6_V6ONLY")
+	}
+	return connDirective(p, s, it)
 }
 
 func applyWrap(mode WrapMode) func(p *parser, s *scope, it *item) error {
@@ -894,8 +897,232 @@ func applyReplayWindow(p *parser, s *scope, it *item) error {
 	}
 	if p.once(s, it, it.name, strings.Join(it.args, " ")) {
 		p.cfg.ReplayWindow, p.cfg.ReplayTime = n, t
+		if t != defaultReplayTime {
+			p.warnf(it.line, "replay-window: the time part (%d seconds) is not applied; ovpnd's data-channel replay window checks packet ids only (window %d)", int(t/time.Second), n)
+		}
 	}
 	return nil
+}
+
+// defaultReplayTime is OpenVPN's replay-window time default; the only value ovpnd honours,
+// since its data-channel window has no time component.
+const defaultReplayTime = 15 * time.Second
+
+func applyTLSCipher(p *parser, s *scope, it *item) error {
+	_, notes, err := TLSCipherList(it.args[0])
+	if err != nil {
+		return err
+	}
+	if p.once(s, it, it.name, it.args[0]) {
+		for _, n := range notes {
+			p.warnf(it.line, "tls-cipher: %s", n)
+		}
+		p.cfg.TLSCipher = it.args[0]
+	}
+	return nil
+}
+
+func applyTLSCipherSuites(p *parser, s *scope, it *item) error {
+	_, notes, err := TLS13CipherList(it.args[0])
+	if err != nil {
+		return err
+	}
+	if p.once(s, it, it.name, it.args[0]) {
+		for _, n := range notes {
+			p.warnf(it.line, "tls-ciphersuites: %s", n)
+		}
+		p.cfg.TLSCipherSuites = it.args[0]
+	}
+	return nil
+}
+
+// openSSLSuiteNames maps OpenSSL's names of the TLS 1.2 suites crypto/tls implements to their ids.
+var openSSLSuiteNames = map[string]uint16{
+	"ECDHE-ECDSA-AES128-GCM-SHA256": tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+	"ECDHE-ECDSA-AES256-GCM-SHA384": tls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+	"ECDHE-RSA-AES128-GCM-SHA256":   tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+	"ECDHE-RSA-AES256-GCM-SHA384":   tls.TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+	"ECDHE-ECDSA-CHACHA20-POLY1305": tls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+	"ECDHE-RSA-CHACHA20-POLY1305":   tls.TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
+	"ECDHE-ECDSA-AES128-SHA":        tls.TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA,
+	"ECDHE-ECDSA-AES256-SHA":        tls.TLS_ECDHE_ECDSA_WITH_AES_256_CBC_SHA,
+	"ECDHE-RSA-AES128-SHA":          tls.TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA,
+	"ECDHE-RSA-AES256-SHA":          tls.TLS_ECDHE_RSA_WITH_AES_256_CBC_SHA,
+	"ECDHE-ECDSA-AES128-SHA256":     tls.TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA256,
+	"ECDHE-RSA-AES128-SHA256":       tls.TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA256,
+	"ECDHE-ECDSA-RC4-SHA":           tls.TLS_ECDHE_ECDSA_WITH_RC4_128_SHA,
+	"ECDHE-RSA-RC4-SHA":             tls.TLS_ECDHE_RSA_WITH_RC4_128_SHA,
+	"ECDHE-RSA-DES-CBC3-SHA":        tls.TLS_ECDHE_RSA_WITH_3DES_EDE_CBC_SHA,
+	"AES128-GCM-SHA256":             tls.TLS_RSA_WITH_AES_128_GCM_SHA256,
+	"AES256-GCM-SHA384":             tls.TLS_RSA_WITH_AES_256_GCM_SHA384,
+	"AES128-SHA256":                 tls.TLS_RSA_WITH_AES_128_CBC_SHA256,
+	"AES128-SHA":                    tls.TLS_RSA_WITH_AES_128_CBC_SHA,
+	"AES256-SHA":                    tls.TLS_RSA_WITH_AES_256_CBC_SHA,
+	"DES-CBC3-SHA":                  tls.TLS_RSA_WITH_3DES_EDE_CBC_SHA,
+	"RC4-SHA":                       tls.TLS_RSA_WITH_RC4_128_SHA,
+}
+
+// missingSuites are real TLS 1.2 suites (OpenSSL name, IANA name) that crypto/tls does not
+// implement; a list may name them, and they are dropped with a warning.
+var missingSuites = [][2]string{
+	{"DHE-RSA-AES256-GCM-SHA384", "TLS_DHE_RSA_WITH_AES_256_GCM_SHA384"},
+	{"DHE-RSA-AES128-GCM-SHA256", "TLS_DHE_RSA_WITH_AES_128_GCM_SHA256"},
+	{"DHE-RSA-CHACHA20-POLY1305", "TLS_DHE_RSA_WITH_CHACHA20_POLY1305_SHA256"},
+	{"DHE-RSA-AES256-SHA256", "TLS_DHE_RSA_WITH_AES_256_CBC_SHA256"},
+	{"DHE-RSA-AES128-SHA256", "TLS_DHE_RSA_WITH_AES_128_CBC_SHA256"},
+	{"DHE-RSA-AES256-SHA", "TLS_DHE_RSA_WITH_AES_256_CBC_SHA"},
+	{"DHE-RSA-AES128-SHA", "TLS_DHE_RSA_WITH_AES_128_CBC_SHA"},
+	{"EDH-RSA-DES-CBC3-SHA", "TLS_DHE_RSA_WITH_3DES_EDE_CBC_SHA"},
+	{"DHE-DSS-AES256-GCM-SHA384", "TLS_DHE_DSS_WITH_AES_256_GCM_SHA384"},
+	{"DHE-DSS-AES128-GCM-SHA256", "TLS_DHE_DSS_WITH_AES_128_GCM_SHA256"},
+	{"DHE-RSA-CAMELLIA256-SHA", "TLS_DHE_RSA_WITH_CAMELLIA_256_CBC_SHA"},
+	{"DHE-RSA-CAMELLIA128-SHA", "TLS_DHE_RSA_WITH_CAMELLIA_128_CBC_SHA"},
+	{"CAMELLIA256-SHA", "TLS_RSA_WITH_CAMELLIA_256_CBC_SHA"},
+	{"CAMELLIA128-SHA", "TLS_RSA_WITH_CAMELLIA_128_CBC_SHA"},
+	{"ECDHE-ECDSA-AES256-SHA384", "TLS_ECDHE_ECDSA_WITH_AES_256_CBC_SHA384"},
+	{"ECDHE-RSA-AES256-SHA384", "TLS_ECDHE_RSA_WITH_AES_256_CBC_SHA384"},
+	{"AES256-SHA256", "TLS_RSA_WITH_AES_256_CBC_SHA256"},
+	{"ECDHE-ECDSA-AES256-CCM", "TLS_ECDHE_ECDSA_WITH_AES_256_CCM"},
+	{"ECDHE-ECDSA-AES128-CCM", "TLS_ECDHE_ECDSA_WITH_AES_128_CCM"},
+	{"DHE-RSA-AES256-CCM", "TLS_DHE_RSA_WITH_AES_256_CCM"},
+	{"DHE-RSA-AES128-CCM", "TLS_DHE_RSA_WITH_AES_128_CCM"},
+}
+
+// maxSuiteList bounds the entries of a cipher list.
+const maxSuiteList = 64
+
+// goSuite finds a crypto/tls suite by IANA name; tls13 selects TLS 1.3 suites, otherwise
+// only suites usable below TLS 1.3 match.
+func goSuite(name string, tls13 bool) (*tls.CipherSuite, bool) {
+	for _, list := range [][]*tls.CipherSuite{tls.CipherSuites(), tls.InsecureCipherSuites()} {
+		for _, cs := range list {
+			is13 := len(cs.SupportedVersions) == 1 && cs.SupportedVersions[0] == tls.VersionTLS13
+			if cs.Name == name && is13 == tls13 {
+				return cs, true
+			}
+		}
+	}
+	return nil, false
+}
+
+// splitSuites splits a colon-separated list, bounding its size.
+func splitSuites(list string) ([]string, error) {
+	var out []string
+	for _, e := range strings.Split(list, ":") {
+		if e = strings.TrimSpace(e); e != "" {
+			out = append(out, e)
+		}
+	}
+	if len(out) == 0 {
+		return nil, errors.New("empty cipher suite list")
+	}
+	if len(out) > maxSuiteList {
+		return nil, fmt.Errorf("more than %d cipher suites", maxSuiteList)
+	}
+	return out, nil
+}
+
+// TLSCipherList translates a tls-cipher value (TLS 1.2 suites, colon-separated, as OpenVPN
+// accepts them: OpenSSL names or IANA names with dashes) into crypto/tls suite ids for
+// tls.Config.CipherSuites, in the order given. notes are warnings for what was dropped or is
+// insecure. Unknown names, OpenSSL rules and a list with no suite crypto/tls implements are
+// errors.
+func TLSCipherList(list string) (ids []uint16, notes []string, err error) {
+	entries, err := splitSuites(list)
+	if err != nil {
+		return nil, nil, err
+	}
+	add := func(cs *tls.CipherSuite) {
+		for _, id := range ids {
+			if id == cs.ID {
+				return
+			}
+		}
+		ids = append(ids, cs.ID)
+		if cs.Insecure {
+			notes = append(notes, fmt.Sprintf("%s is an insecure cipher suite", cs.Name))
+		}
+	}
+	for _, e := range entries {
+		up := strings.ToUpper(e)
+		switch {
+		case up == "DEFAULT":
+			for _, cs := range tls.CipherSuites() {
+				if cs.SupportedVersions[0] != tls.VersionTLS13 {
+					add(cs)
+				}
+			}
+			continue
+		case strings.HasPrefix(up, "@"):
+			notes = append(notes, fmt.Sprintf("dropping %s: OpenSSL security levels have no crypto/tls equivalent", e))
+			continue
+		case strings.ContainsAny(e[:1], "!+-") || strings.Contains(e, "+") || !strings.ContainsAny(e, "-_"):
+			// Every suite name has a dash or underscore; HIGH, aNULL, !MD5, EECDH+AESGCM are rules.
+			return nil, nil, fmt.Errorf("OpenSSL cipher rule %q is not supported; list the suites by name", e)
+		}
+		iana := ""
+		if strings.HasPrefix(up, "TLS-") || strings.HasPrefix(up, "TLS_") {
+			iana = strings.ReplaceAll(up, "-", "_")
+			if cs, ok := goSuite(iana, false); ok {
+				add(cs)
+				continue
+			}
+		} else if id, ok := openSSLSuiteNames[up]; ok {
+			cs, _ := goSuite(tls.CipherSuiteName(id), false)
+			add(cs)
+			continue
+		}
+		known := false
+		for _, m := range missingSuites {
+			known = known || m[0] == up || m[1] == iana
+		}
+		if _, is13 := goSuite(iana, true); is13 {
+			return nil, nil, fmt.Errorf("%s is a TLS 1.3 suite; put it in tls-ciphersuites", e)
+		}
+		if !known {
+			return nil, nil, fmt.Errorf("unknown TLS cipher suite %q (use OpenSSL names like ECDHE-RSA-AES256-GCM-SHA384 or IANA names like TLS-ECDHE-RSA-WITH-AES-256-GCM-SHA384)", e)
+		}
+		notes = append(notes, fmt.Sprintf("dropping %s: crypto/tls does not implement it", e))
+	}
+	if len(ids) == 0 {
+		return nil, nil, fmt.Errorf("no cipher suite in %q is implemented by crypto/tls", list)
+	}
+	return ids, notes, nil
+}
+
+// TLS13CipherList translates a tls-ciphersuites value (TLS 1.3 suites, colon-separated,
+// underscores or dashes) into crypto/tls ids. crypto/tls cannot restrict what it offers for
+// TLS 1.3, so the engine enforces the list after the handshake; order is not applied.
+func TLS13CipherList(list string) (ids []uint16, notes []string, err error) {
+	entries, err := splitSuites(list)
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, e := range entries {
+		name := strings.ReplaceAll(strings.ToUpper(e), "-", "_")
+		if cs, ok := goSuite(name, true); ok {
+			dup := false
+			for _, id := range ids {
+				dup = dup || id == cs.ID
+			}
+			if !dup {
+				ids = append(ids, cs.ID)
+			}
+			continue
+		}
+		if name == "TLS_AES_128_CCM_SHA256" || name == "TLS_AES_128_CCM_8_SHA256" {
+			notes = append(notes, fmt.Sprintf("dropping %s: crypto/tls does not implement it", e))
+			continue
+		}
+		return nil, nil, fmt.Errorf("unknown TLS 1.3 cipher suite %q (want TLS_AES_256_GCM_SHA384, TLS_AES_128_GCM_SHA256 or TLS_CHACHA20_POLY1305_SHA256)", e)
+	}
+	if len(ids) == 0 {
+		return nil, nil, fmt.Errorf("no cipher suite in %q is implemented by crypto/tls", list)
+	}
+	if len(ids) < 3 {
+		notes = append(notes, "crypto/tls still offers every TLS 1.3 suite; a handshake that settles on one not listed is refused, and the list's order is not applied")
+	}
+	return ids, notes, nil
 }
 
 func applyCompression(p *parser, s *scope, it *item) error {

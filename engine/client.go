@@ -160,6 +160,9 @@ func NewClient(cfg *Config) (*Client, error) {
 		certTLS:      n.RemoteCertTLSServer,
 		eku:          n.RemoteCertEKU,
 		fingerprints: n.PeerFingerprints,
+		ku:           n.RemoteCertKU,
+		profile:      n.TLSCertProfile,
+		tls13Suites:  n.TLS13CipherSuites,
 		now:          c.timeNow,
 	}
 	switch n.Wrap {
@@ -528,7 +531,8 @@ func (c *Client) startTLS(ks *keyState) {
 		Time:               c.timeNow,
 		MinVersion:         c.cfg.TLSVersionMin,
 		MaxVersion:         c.cfg.TLSVersionMax,
-		InsecureSkipVerify: true, // replaced by OpenVPN's rules in VerifyConnection
+		CipherSuites:       c.cfg.TLSCipherSuites, // TLS 1.2 only; TLS 1.3 is checked in VerifyConnection
+		InsecureSkipVerify: true,                  // replaced by OpenVPN's rules in VerifyConnection
 		VerifyConnection:   c.ver.verifyConnection,
 	}
 	if cert := c.cfg.Certificate; cert != nil {

@@ -511,6 +511,13 @@ func TestCertificateChecks(t *testing.T) {
 			c.PeerFingerprints = [][32]byte{sha256Of(testPKI(t).serverLeaf.Raw)}
 		}, true},
 		{"fingerprint mismatch", func(c *Config) { c.PeerFingerprints = [][32]byte{{1, 2, 3}} }, false},
+		// The test server's leaf has digitalSignature|keyAgreement: OpenVPN value 0x88.
+		{"ku exact", func(c *Config) { c.RemoteCertKU = []uint16{0x88} }, true},
+		{"ku subset", func(c *Config) { c.RemoteCertKU = []uint16{0x80} }, true},
+		{"ku mismatch", func(c *Config) { c.RemoteCertKU = []uint16{0xa0} }, false},
+		{"ku one of", func(c *Config) { c.RemoteCertKU = []uint16{0xa0, 0x88} }, true},
+		{"ku required", func(c *Config) { c.RemoteCertKU = []uint16{KURequired} }, true},
+		{"profile suiteb", func(c *Config) { c.TLSCertProfile = CertProfileSuiteB }, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := testConfig(t, testPKI(t))
@@ -577,6 +584,13 @@ func TestNewClientValidation(t *testing.T) {
 		{"tls-crypt-v2 without key", func(c *Config) { c.Wrap = WrapTLSCryptV2 }},
 		{"bad key direction", func(c *Config) { c.KeyDirection = 2 }},
 		{"tls versions", func(c *Config) { c.TLSVersionMin, c.TLSVersionMax = tls.VersionTLS13, tls.VersionTLS12 }},
+		{"tls 1.3 suite in tls-cipher", func(c *Config) { c.TLSCipherSuites = []uint16{tls.TLS_AES_128_GCM_SHA256} }},
+		{"unknown suite", func(c *Config) { c.TLSCipherSuites = []uint16{0x1234} }},
+		{"tls 1.2 suite in tls-ciphersuites", func(c *Config) {
+			c.TLS13CipherSuites = []uint16{tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256}
+		}},
+		{"too many ku", func(c *Config) { c.RemoteCertKU = make([]uint16, 65) }},
+		{"bad profile", func(c *Config) { c.TLSCertProfile = 99 }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := testConfig(t, p)

@@ -49,6 +49,29 @@ const (
 	VerifyX509NamePrefix
 )
 
+// KURequired as the first RemoteCertKU entry requires a key usage extension with any value
+// (OpenVPN's OPENVPN_KU_REQUIRED; 0xFFFF is not a valid key usage).
+const KURequired = 0xFFFF
+
+// maxRemoteCertKU bounds RemoteCertKU (OpenVPN keeps at most MAX_PARMS values).
+const maxRemoteCertKU = 64
+
+// CertProfile is a --tls-cert-profile: which keys and signature algorithms the server's
+// certificate chain may use.
+type CertProfile int
+
+// Certificate profiles. CertProfileInsecure and CertProfileNone accept whatever crypto/tls
+// accepts; CertProfileLegacy adds RSA keys of at least 1024 bits; CertProfilePreferred
+// requires SHA-2 signatures and RSA keys of at least 2048 bits; CertProfileSuiteB allows only
+// ECDSA P-256/P-384 keys with ECDSA-SHA256/SHA384 signatures.
+const (
+	CertProfileNone CertProfile = iota
+	CertProfileInsecure
+	CertProfileLegacy
+	CertProfilePreferred
+	CertProfileSuiteB
+)
+
 // Defaults from OpenVPN 2.6 (options.c, ssl.h).
 const (
 	DefaultTLSTimeout          = 2 * time.Second
@@ -86,6 +109,22 @@ type Config struct {
 	PeerFingerprints [][32]byte
 	// TLSVersionMin and TLSVersionMax are tls.VersionTLS12/13 (0 = 1.2 and 1.3).
 	TLSVersionMin, TLSVersionMax uint16
+	// TLSCipherSuites is --tls-cipher: the TLS 1.2 cipher suites offered, in order (crypto/tls
+	// ids; nil = Go's defaults). It cannot name TLS 1.3 suites.
+	TLSCipherSuites []uint16
+	// TLS13CipherSuites is --tls-ciphersuites: the TLS 1.3 suites accepted (nil = any).
+	// crypto/tls does not let a client choose what it offers for TLS 1.3, so the list is
+	// enforced after the handshake instead: a session that negotiated another suite fails, and
+	// the order of the list expresses no preference.
+	TLS13CipherSuites []uint16
+	// RemoteCertKU is --remote-cert-ku: the server certificate needs a key usage extension
+	// whose OpenSSL-style value (digitalSignature = 0x80 ... encipherOnly = 0x01) contains
+	// all bits of at least one entry. A first entry of KURequired only requires the
+	// extension. nil disables the check.
+	RemoteCertKU []uint16
+	// TLSCertProfile is --tls-cert-profile, checked on the server's chain (CertProfileNone
+	// leaves the chain to crypto/tls's own rules).
+	TLSCertProfile CertProfile
 
 	// Wrap selects control-channel wrapping; WrapKey is the tls-auth or tls-crypt key,
 	// KeyDirection the tls-auth key direction (-1 none, 0, 1: set it explicitly, the zero
@@ -144,6 +183,37 @@ type Config struct {
 	IVVer, IVGUIVer string
 }
 
+// checkSuites rejects a suite list crypto/tls cannot use: unknown ids, TLS 1.3 suites in the
+// TLS 1.2 list, or TLS 1.2 suites in the TLS 1.3 list.
+func checkSuites(ids []uint16, tls13 bool) error {
+	if len(ids) > 64 {
+		return fmt.Errorf("%d cipher suites (at most 64)", len(ids))
+	}
+	for _, id := range ids {
+		s := suiteByID(id)
+		if s == nil {
+			return fmt.Errorf("cipher suite %#04x is not supported by crypto/tls", id)
+		}
+		is13 := len(s.SupportedVersions) == 1 && s.SupportedVersions[0] == tls.VersionTLS13
+		if is13 != tls13 {
+			return fmt.Errorf("cipher suite %s does not belong in this list", s.Name)
+		}
+	}
+	return nil
+}
+
+// suiteByID finds a suite among crypto/tls's secure and insecure ones.
+func suiteByID(id uint16) *tls.CipherSuite {
+	for _, list := range [][]*tls.CipherSuite{tls.CipherSuites(), tls.InsecureCipherSuites()} {
+		for _, s := range list {
+			if s.ID == id {
+				return s
+			}
+		}
+	}
+	return nil
+}
+
 // defaultDataCiphers is OpenVPN 2.6's --data-ciphers default.
 var defaultDataCiphers = []string{"AES-256-GCM", "AES-128-GCM", "CHACHA20-POLY1305"}
 
@@ -198,6 +268,9 @@ func (c *Config) normalize() (Config, error) {
 		n.DataCiphers[i] = strings.ToUpper(ci)
 	}
 	n.DataCiphersFallback = strings.ToUpper(n.DataCiphersFallback)
+	n.TLSCipherSuites = append([]uint16(nil), n.TLSCipherSuites...)
+	n.TLS13CipherSuites = append([]uint16(nil), n.TLS13CipherSuites...)
+	n.RemoteCertKU = append([]uint16(nil), n.RemoteCertKU...)
 	if n.TLSVersionMin == 0 {
 		n.TLSVersionMin = tls.VersionTLS12
 	}
@@ -206,6 +279,18 @@ func (c *Config) normalize() (Config, error) {
 	}
 	if n.TLSVersionMin > n.TLSVersionMax {
 		return n, fmt.Errorf("engine: tls-version-min %#x above tls-version-max %#x", n.TLSVersionMin, n.TLSVersionMax)
+	}
+	if err := checkSuites(n.TLSCipherSuites, false); err != nil {
+		return n, fmt.Errorf("engine: tls-cipher: %w", err)
+	}
+	if err := checkSuites(n.TLS13CipherSuites, true); err != nil {
+		return n, fmt.Errorf("engine: tls-ciphersuites: %w", err)
+	}
+	if len(n.RemoteCertKU) > maxRemoteCertKU {
+		return n, fmt.Errorf("engine: remote-cert-ku has %d values (at most %d)", len(n.RemoteCertKU), maxRemoteCertKU)
+	}
+	if n.TLSCertProfile < CertProfileNone || n.TLSCertProfile > CertProfileSuiteB {
+		return n, fmt.Errorf("engine: unknown tls-cert-profile %d", n.TLSCertProfile)
 	}
 	switch n.Wrap {
 	case WrapNone:

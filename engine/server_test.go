@@ -118,6 +118,8 @@ type serverOpts struct {
 	resendWKc     bool
 	tlsMaxVersion uint16
 	cert          *tls.Certificate
+	// cipherSuites limits the server's TLS 1.2 suites (nil = Go's defaults).
+	cipherSuites []uint16
 }
 
 type srvKey struct {
@@ -198,6 +200,7 @@ func (s *testServer) newKey(id uint8) *srvKey {
 		ClientCAs:    s.pki.clientPool,
 		MinVersion:   tls.VersionTLS12,
 		MaxVersion:   s.opts.tlsMaxVersion,
+		CipherSuites: s.opts.cipherSuites,
 		Rand:         s.rnd,
 		Time:         func() time.Time { return s.now },
 	}

@@ -1,6 +1,10 @@
 package engine
 
 import (
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rsa"
 	"crypto/sha256"
 	"crypto/subtle"
 	"crypto/tls"
@@ -16,7 +20,9 @@ import (
 // Peer verification replaces crypto/tls's hostname-based checks with OpenVPN's rules
 // (ssl_verify.c): the chain must lead to --ca (intermediates from the peer are used), host names
 // play no part, and the leaf is then checked against --remote-cert-tls/--remote-cert-eku,
-// --verify-x509-name and --peer-fingerprint.
+// --remote-cert-ku, --verify-x509-name and --peer-fingerprint, and the chain against
+// --tls-cert-profile. --tls-ciphersuites is enforced here too, because crypto/tls offers every
+// TLS 1.3 suite it knows.
 
 var oidServerAuth = asn1.ObjectIdentifier{1, 3, 6, 1, 5, 5, 7, 3, 1}
 
@@ -87,14 +93,38 @@ type verifier struct {
 	certTLS      bool
 	eku          string
 	fingerprints [][32]byte
+	ku           []uint16
+	profile      CertProfile
+	tls13Suites  []uint16
 	now          func() time.Time
 }
 
 func (v *verifier) verifyConnection(cs tls.ConnectionState) error {
+	if err := v.checkTLS13Suite(cs); err != nil {
+		return err
+	}
 	if len(cs.PeerCertificates) == 0 {
 		return errors.New("server sent no certificate")
 	}
 	return v.verifyChain(cs.PeerCertificates)
+}
+
+// checkTLS13Suite fails a TLS 1.3 session whose suite is not in --tls-ciphersuites.
+func (v *verifier) checkTLS13Suite(cs tls.ConnectionState) error {
+	if cs.Version != tls.VersionTLS13 || len(v.tls13Suites) == 0 {
+		return nil
+	}
+	for _, id := range v.tls13Suites {
+		if id == cs.CipherSuite {
+			return nil
+		}
+	}
+	names := make([]string, len(v.tls13Suites))
+	for i, id := range v.tls13Suites {
+		names[i] = tls.CipherSuiteName(id)
+	}
+	return fmt.Errorf("server chose TLS 1.3 cipher suite %s, which tls-ciphersuites (%s) does not allow; crypto/tls cannot limit the TLS 1.3 suites it offers, so the session is refused",
+		tls.CipherSuiteName(cs.CipherSuite), strings.Join(names, ":"))
 }
 
 func (v *verifier) verifyChain(certs []*x509.Certificate) error {
@@ -104,7 +134,7 @@ func (v *verifier) verifyChain(certs []*x509.Certificate) error {
 		for _, c := range certs[1:] {
 			inter.AddCert(c)
 		}
-		_, err := leaf.Verify(x509.VerifyOptions{
+		chains, err := leaf.Verify(x509.VerifyOptions{
 			Roots:         v.roots,
 			Intermediates: inter,
 			CurrentTime:   v.now(),
@@ -114,6 +144,12 @@ func (v *verifier) verifyChain(certs []*x509.Certificate) error {
 		if err != nil {
 			return fmt.Errorf("verifying server certificate chain: %w", err)
 		}
+		if err := v.checkProfileChains(chains); err != nil {
+			return err
+		}
+	} else if err := checkProfile(v.profile, certs, false); err != nil {
+		// Without a CA the peer's own certificates are all there is to judge.
+		return err
 	}
 	if len(v.fingerprints) > 0 {
 		sum := sha256.Sum256(leaf.Raw)
@@ -134,6 +170,11 @@ func (v *verifier) verifyChain(certs []*x509.Certificate) error {
 		}
 		if !hasEKU(leaf, oidServerAuth.String()) {
 			return errors.New("server certificate lacks TLS Web Server Authentication EKU (remote-cert-tls server)")
+		}
+	}
+	if len(v.ku) > 0 {
+		if err := checkKeyUsage(leaf, v.ku); err != nil {
+			return err
 		}
 	}
 	if v.eku != "" {
@@ -194,4 +235,144 @@ var extKeyUsageOID = map[x509.ExtKeyUsage]string{
 	x509.ExtKeyUsageEmailProtection: "1.3.6.1.5.5.7.3.4",
 	x509.ExtKeyUsageTimeStamping:    "1.3.6.1.5.5.7.3.8",
 	x509.ExtKeyUsageOCSPSigning:     "1.3.6.1.5.5.7.3.9",
+}
+
+var oidKeyUsage = asn1.ObjectIdentifier{2, 5, 29, 15}
+
+// openSSLKeyUsage returns the first byte of the key usage bit string the way OpenVPN's
+// x509_verify_cert_ku (OpenSSL build) reads it: ASN.1 bit i becomes value bit 7-i, so
+// digitalSignature is 0x80 and encipherOnly 0x01; decipherOnly (bit 8) is not looked at.
+func openSSLKeyUsage(c *x509.Certificate) (ku uint16, present bool, err error) {
+	for _, e := range c.Extensions {
+		if !e.Id.Equal(oidKeyUsage) {
+			continue
+		}
+		var bits asn1.BitString
+		if _, err := asn1.Unmarshal(e.Value, &bits); err != nil {
+			return 0, true, fmt.Errorf("parsing key usage extension: %w", err)
+		}
+		for i := range 8 {
+			if bits.At(i) == 1 {
+				ku |= 1 << (7 - i)
+			}
+		}
+		return ku, true, nil
+	}
+	return 0, false, nil
+}
+
+// checkKeyUsage implements --remote-cert-ku: the extension must be present, and unless the
+// first value is KURequired, one non-zero value's bits must all be set.
+func checkKeyUsage(c *x509.Certificate, want []uint16) error {
+	ku, present, err := openSSLKeyUsage(c)
+	if err != nil {
+		return fmt.Errorf("server certificate: %w", err)
+	}
+	if !present {
+		return errors.New("server certificate has no key usage extension (remote-cert-ku)")
+	}
+	if want[0] == KURequired {
+		return nil
+	}
+	for _, w := range want {
+		if w != 0 && ku&w == w {
+			return nil
+		}
+	}
+	vals := make([]string, len(want))
+	for i, w := range want {
+		vals[i] = fmt.Sprintf("%02x", w)
+	}
+	return fmt.Errorf("server certificate key usage %02x matches none of remote-cert-ku %s", ku, strings.Join(vals, " "))
+}
+
+// checkProfileChains accepts when one of the verified chains satisfies --tls-cert-profile.
+func (v *verifier) checkProfileChains(chains [][]*x509.Certificate) error {
+	if v.profile == CertProfileNone || v.profile == CertProfileInsecure {
+		return nil
+	}
+	var first error
+	for _, ch := range chains {
+		err := checkProfile(v.profile, ch, true)
+		if err == nil {
+			return nil
+		}
+		if first == nil {
+			first = err
+		}
+	}
+	return first
+}
+
+var profileNames = map[CertProfile]string{
+	CertProfileLegacy: "legacy", CertProfilePreferred: "preferred", CertProfileSuiteB: "suiteb",
+}
+
+// checkProfile checks every key in chain and every signature but a trust anchor's own
+// (endsInRoot says the last certificate is the anchor from --ca).
+func checkProfile(p CertProfile, chain []*x509.Certificate, endsInRoot bool) error {
+	if p == CertProfileNone || p == CertProfileInsecure {
+		return nil
+	}
+	for i, c := range chain {
+		if err := profileKey(p, c); err != nil {
+			return fmt.Errorf("tls-cert-profile %s: certificate %q (chain depth %d): %w", profileNames[p], c.Subject.CommonName, i, err)
+		}
+		if endsInRoot && i == len(chain)-1 {
+			break
+		}
+		if err := profileSignature(p, c.SignatureAlgorithm); err != nil {
+			return fmt.Errorf("tls-cert-profile %s: certificate %q (chain depth %d): %w", profileNames[p], c.Subject.CommonName, i, err)
+		}
+	}
+	return nil
+}
+
+func profileKey(p CertProfile, c *x509.Certificate) error {
+	switch k := c.PublicKey.(type) {
+	case *rsa.PublicKey:
+		bits := k.N.BitLen()
+		switch {
+		case p == CertProfileSuiteB:
+			return fmt.Errorf("RSA key not allowed (ECDSA P-256 or P-384 only)")
+		case p == CertProfilePreferred && bits < 2048:
+			return fmt.Errorf("RSA key of %d bits (at least 2048)", bits)
+		case bits < 1024:
+			return fmt.Errorf("RSA key of %d bits (at least 1024)", bits)
+		}
+	case *ecdsa.PublicKey:
+		if p == CertProfileSuiteB && k.Curve != elliptic.P256() && k.Curve != elliptic.P384() {
+			return fmt.Errorf("ECDSA curve %s not allowed (P-256 or P-384 only)", k.Curve.Params().Name)
+		}
+	case ed25519.PublicKey:
+		if p == CertProfileSuiteB {
+			return errors.New("Ed25519 key not allowed (ECDSA P-256 or P-384 only)")
+		}
+	default:
+		return fmt.Errorf("unsupported public key type %T", c.PublicKey)
+	}
+	return nil
+}
+
+func profileSignature(p CertProfile, alg x509.SignatureAlgorithm) error {
+	ok := false
+	switch p {
+	case CertProfileSuiteB:
+		ok = alg == x509.ECDSAWithSHA256 || alg == x509.ECDSAWithSHA384
+	case CertProfilePreferred, CertProfileLegacy:
+		switch alg {
+		case x509.SHA256WithRSA, x509.SHA384WithRSA, x509.SHA512WithRSA,
+			x509.SHA256WithRSAPSS, x509.SHA384WithRSAPSS, x509.SHA512WithRSAPSS,
+			x509.ECDSAWithSHA256, x509.ECDSAWithSHA384, x509.ECDSAWithSHA512, x509.PureEd25519:
+			ok = true
+		case x509.SHA1WithRSA, x509.ECDSAWithSHA1:
+			// legacy allows SHA-1 as OpenVPN does; crypto/tls has already refused such a
+			// chain signature, so this only matters for a CA-less (peer-fingerprint) leaf.
+			ok = p == CertProfileLegacy
+		}
+	}
+	if !ok {
+		return fmt.Errorf("signature algorithm %v not allowed", alg)
+	}
+	return nil
 }

@@ -87,6 +87,9 @@ func engineConfig(c *config.Config, conn *config.Connection, ipv6 bool, creds *c
 	if c.TLSVersionMin.OrHighest && ec.TLSVersionMin > tls.VersionTLS13 {
 		ec.TLSVersionMin = tls.VersionTLS13
 	}
+	if err := tlsOptions(ec, c); err != nil {
+		return nil, err
+	}
 	ec.TLSVersionMax = c.TLSVersionMax.Version
 	if ec.TLSVersionMax != 0 && ec.TLSVersionMax < ec.TLSVersionMin {
 		return nil, fmt.Errorf("tls-version-max %#x is below tls-version-min %#x", ec.TLSVersionMax, ec.TLSVersionMin)
@@ -133,6 +136,49 @@ func engineConfig(c *config.Config, conn *config.Connection, ipv6 bool, creds *c
 		ec.AuthToken, ec.AuthTokenUser = creds.token, creds.tokenUser
 	}
 	return ec, nil
+}
+
+// clientAuthOID is the extended key usage remote-cert-tls client asks for.
+const clientAuthOID = "1.3.6.1.5.5.7.3.2"
+
+// certProfiles maps tls-cert-profile names to the engine's profiles.
+var certProfiles = map[string]engine.CertProfile{
+	"":          engine.CertProfileNone,
+	"insecure":  engine.CertProfileInsecure,
+	"legacy":    engine.CertProfileLegacy,
+	"preferred": engine.CertProfilePreferred,
+	"suiteb":    engine.CertProfileSuiteB,
+}
+
+// tlsOptions carries the TLS suite lists, tls-cert-profile and the key usage checks into ec.
+func tlsOptions(ec *engine.Config, c *config.Config) error {
+	if c.TLSCipher != "" {
+		ids, _, err := config.TLSCipherList(c.TLSCipher)
+		if err != nil {
+			return fmt.Errorf("tls-cipher: %w", err)
+		}
+		ec.TLSCipherSuites = ids
+	}
+	if c.TLSCipherSuites != "" {
+		ids, _, err := config.TLS13CipherList(c.TLSCipherSuites)
+		if err != nil {
+			return fmt.Errorf("tls-ciphersuites: %w", err)
+		}
+		ec.TLS13CipherSuites = ids
+	}
+	p, ok := certProfiles[c.TLSCertProfile]
+	if !ok {
+		return fmt.Errorf("unknown tls-cert-profile %q", c.TLSCertProfile)
+	}
+	ec.TLSCertProfile = p
+	ec.RemoteCertKU = append([]uint16(nil), c.RemoteCertKU...)
+	if c.RemoteCertTLS == "client" {
+		// OpenVPN: remote-cert-tls is remote-cert-ku (extension required) plus the
+		// matching remote-cert-eku; the engine's RemoteCertTLSServer covers only "server".
+		ec.RemoteCertKU = []uint16{engine.KURequired}
+		ec.RemoteCertEKU = clientAuthOID
+	}
+	return nil
 }
 
 func compression(m config.CompressMode) (datachannel.Compression, error) {

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
 	"github.com/ovpnd/ovpnd/config"
 	"github.com/ovpnd/ovpnd/engine"
 	"github.com/ovpnd/ovpnd/engine/datachannel"
@@ -90,6 +91,39 @@ func TestEngineConfig(t *testing.T) {
 				}
 			},
 		},
+		{
+			name: "tls-cipher, tls-ciphersuites, tls-cert-profile, remote-cert-ku",
+			edit: func(c *config.Config) {
+				c.TLSCipher = "DHE-RSA-AES256-GCM-SHA384:TLS-ECDHE-RSA-WITH-AES-256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305"
+				c.TLSCipherSuites = "TLS_CHACHA20_POLY1305_SHA256"
+				c.TLSCertProfile = "suiteb"
+				c.RemoteCertTLS = ""
+				c.RemoteCertKU = []uint16{0xa0, 0x88}
+			},
+			check: func(t *testing.T, ec *engine.Config) {
+				if diff := cmp.Diff([]uint16{tls.TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384, tls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256}, ec.TLSCipherSuites); diff != "" {
+					t.Errorf("tls-cipher: %s", diff)
+				}
+				if diff := cmp.Diff([]uint16{tls.TLS_CHACHA20_POLY1305_SHA256}, ec.TLS13CipherSuites); diff != "" {
+					t.Errorf("tls-ciphersuites: %s", diff)
+				}
+				if diff := cmp.Diff([]uint16{0xa0, 0x88}, ec.RemoteCertKU); diff != "" {
+					t.Errorf("remote-cert-ku: %s", diff)
+				}
+				if ec.TLSCertProfile != engine.CertProfileSuiteB || ec.RemoteCertTLSServer || ec.RemoteCertEKU != "" {
+					t.Errorf("%+v", ec)
+				}
+			},
+		},
+		{
+			name: "remote-cert-tls client",
+			edit: func(c *config.Config) { c.RemoteCertTLS = "client" },
+			check: func(t *testing.T, ec *engine.Config) {
+				if ec.RemoteCertTLSServer || ec.RemoteCertEKU != "1.3.6.1.5.5.7.3.2" || len(ec.RemoteCertKU) != 1 || ec.RemoteCertKU[0] != engine.KURequired {
+					t.Errorf("server %v eku %q ku %v", ec.RemoteCertTLSServer, ec.RemoteCertEKU, ec.RemoteCertKU)
+				}
+			},
+		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := base()
@@ -106,6 +140,13 @@ func TestEngineConfig(t *testing.T) {
 			}
 		})
 	}
+	t.Run("bad tls-cert-profile", func(t *testing.T) {
+		c := base()
+		c.TLSCertProfile = "strong"
+		if _, err := engineConfig(c, nil, false, nil, nil); err == nil {
+			t.Error("unknown tls-cert-profile accepted")
+		}
+	})
 	t.Run("bad wrap key", func(t *testing.T) {
 		c := base()
 		c.TLSWrap = config.TLSWrap{Mode: config.WrapTLSCrypt, Key: key[:10]}
