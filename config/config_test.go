@@ -164,8 +164,13 @@ func TestDirectives(t *testing.T) {
 				t.Errorf("%+v", c.Compression)
 			}
 		}},
+		{"stub framing with allow-compression no", "allow-compression no\ncompress stub-v2\n", func(t *testing.T, c *Config) {
+			if c.Compression.Mode != CompressStubV2 || c.Compression.Allow != AllowNo {
+				t.Errorf("%+v", c.Compression)
+			}
+		}},
 		{"compress lz4-v2", "compress lz4-v2\n", func(t *testing.T, c *Config) {
-			if c.Compression.Mode != CompressLZ4V2 || c.Compression.Allow != AllowNo {
+			if c.Compression.Mode != CompressLZ4V2 || c.Compression.Allow != AllowAsym {
 				t.Errorf("%+v", c.Compression)
 			}
 		}},
@@ -319,6 +324,7 @@ func TestErrors(t *testing.T) {
 		{"pkcs12 and cert", base + "pkcs12 client.p12\ncert client.crt\nkey client.key\n", "test.conf:7: cert conflicts with pkcs12 on line 6"},
 		{"wrong pem for key", base + "cert client.crt\nkey ca.crt\n", "test.conf:7: key: ca.crt: PEM type is \"CERTIFICATE\", want a private key"},
 		{"static key for tls-crypt-v2", base + "tls-crypt-v2 ta.key\n", `test.conf:6: tls-crypt-v2: ta.key: parsing tls-crypt-v2 client key: this is a PEM "OpenVPN Static key V1", not "OpenVPN tls-crypt-v2 client key"`},
+		{"compression refused", base + "allow-compression no\ncomp-lzo yes\n", "test.conf:7: comp-lzo yes conflicts with allow-compression no"},
 		{"v2 key as tls-auth", base + "tls-auth tc2-client.key\n", `test.conf:6: tls-auth: tc2-client.key: parsing static key: this is a PEM "OpenVPN tls-crypt-v2 client key", not an OpenVPN static key`},
 		{"missing file", base + "cert nope.crt\nkey client.key\n", "test.conf:6: cert: nope.crt: file does not exist"},
 		{"remote-cert-tls and eku", base + "remote-cert-tls server\nremote-cert-eku 1.2.3\n", "test.conf:7: remote-cert-eku conflicts with remote-cert-tls on line 6"},
@@ -383,7 +389,6 @@ func TestWarnings(t *testing.T) {
 		{"windows", "block-outside-dns\n", "test.conf:6: warning: ignoring block-outside-dns: Windows only"},
 		{"legacy cipher appended", "cipher AES-256-CBC\n", "test.conf:6: warning: cipher AES-256-CBC is not in data-ciphers; appending it"},
 		{"unknown cipher", "cipher BF-CBC\n", "test.conf:6: warning: cipher BF-CBC is not supported by ovpnd"},
-		{"compression", "comp-lzo yes\n", "test.conf:6: warning: comp-lzo yes: ovpnd never compresses"},
 		{"tls-auth bidi", "tls-auth ta.key\n", "test.conf:6: warning: tls-auth without a key direction"},
 		{"key-direction with tls-crypt", "tls-crypt ta.key\nkey-direction 1\n", "test.conf:7: warning: key-direction has no effect with tls-crypt"},
 		{"ignore-unknown-option", "ignore-unknown-option frob\nfrob 1\n", "test.conf:7: warning: ignoring unknown directive \"frob\""},

@@ -219,7 +219,7 @@ func directives() []*directive {
 		sup("replay-window", "replay-window N [SECONDS]", 1, 2, "Data-channel replay window size in packets (default 64). The time part (default 15) is not applied: ovpnd's data-channel window checks packet ids only, so a SECONDS other than 15 draws a warning.", applyReplayWindow),
 		sup("comp-lzo", "comp-lzo [yes|no|adaptive]", 0, 1, "LZO compression framing; ovpnd never compresses, and decompresses only with allow-compression.", applyCompression),
 		sup("compress", "compress [stub|stub-v2|lzo|lz4|lz4-v2]", 0, 1, "Compression framing; ovpnd never compresses, and decompresses only with allow-compression.", applyCompression),
-		sup("allow-compression", "allow-compression no|asym|yes", 1, 1, "Whether compressed packets from the server are accepted (default no; yes behaves as asym).", applyAllowCompression),
+		sup("allow-compression", "allow-compression no|asym|yes", 1, 1, "Whether compressed packets from the server are accepted (default asym: decompress, never compress; yes behaves as asym; no drops them).", applyAllowCompression),
 		ref("fragment", "internal fragmentation is not supported; use mssfix and a smaller tun-mtu"),
 
 		// Keepalive.

@@ -275,11 +275,11 @@ const (
 // AllowCompression is OpenVPN 2.6's allow-compression setting.
 type AllowCompression uint8
 
-// allow-compression values; the default is AllowNo.
+// allow-compression values. The zero value is the default: like an OpenVPN 2.6 client,
+// ovpnd decompresses what a compressing server sends and never compresses itself.
 const (
-	AllowNo AllowCompression = iota
-	AllowAsym
-	AllowYes
+	AllowAsym AllowCompression = iota // also what "yes" means to ovpnd (VORACLE)
+	AllowNo                           // compression directives are errors; compressed packets are dropped
 )
 
 // Compression is the compression setting. CompLZO keeps comp-lzo's argument ("yes", "no",

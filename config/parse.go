@@ -339,9 +339,10 @@ func (p *parser) finish() {
 		// OpenVPN's default for pulling clients until the server pushes its own value.
 		c.PingTimeout, c.PingTimeoutAction = 120*time.Second, PingRestart
 	}
-	if c.Compression.Mode != CompressOff && c.Compression.Mode != CompressStub && c.Compression.Mode != CompressStubV2 &&
-		!(c.Compression.Mode == CompressCompLZO && c.Compression.CompLZO == "no") && c.Compression.Allow == AllowNo {
-		p.warnf(p.compItem.line, "%s: ovpnd never compresses what it sends, and with allow-compression no (the default) it refuses compressed packets from the server; add \"allow-compression asym\" to accept them", describe(p.compItem))
+	if c.Compression.Allow == AllowNo && compresses(c.Compression) {
+		// OpenVPN refuses the same combination ("--allow-compression no conflicts with enabling
+		// compression").
+		p.errf(p.compItem.line, "%s conflicts with allow-compression no", describe(p.compItem))
 	}
 }
 
@@ -641,4 +642,16 @@ func parseProto(c *Connection, s string) error {
 		return fmt.Errorf("unknown protocol %q (want udp, udp4, udp6, tcp, tcp4, tcp6)", s)
 	}
 	return nil
+}
+
+// compresses reports whether c lets the server send compressed packets (a real algorithm,
+// not just stub framing).
+func compresses(c Compression) bool {
+	switch c.Mode {
+	case CompressOff, CompressStub, CompressStubV2:
+		return false
+	case CompressCompLZO:
+		return c.CompLZO != "no"
+	}
+	return true
 }

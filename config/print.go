@@ -227,7 +227,7 @@ func (c *Config) print(w *printer) {
 	default:
 		w.line("compress", compressNames[m])
 	}
-	w.line("allow-compression", []string{"no", "asym", "yes"}[c.Compression.Allow])
+	w.line("allow-compression", []string{"asym", "no"}[c.Compression.Allow])
 	w.line("ping", secs(c.Ping))
 	if c.PingTimeout > 0 {
 		if c.PingTimeoutAction == PingExit {
