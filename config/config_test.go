@@ -307,6 +307,7 @@ func TestErrors(t *testing.T) {
 	tests := []struct {
 		name, text, want string
 	}{
+		{"tls-client without pull", strings.Replace(base, "client\n", "tls-client\n", 1), "test.conf: tls-client without pull (peer-to-peer TLS mode) is not supported"},
 		{"unknown directive", base + "frobnicate\n", "test.conf:6: unknown directive \"frobnicate\""},
 		{"ignore-unknown-option", base + "ignore-unknown-option frob\nfrob 1\nfrab\n", "test.conf:8: unknown directive \"frab\""},
 		{"wrong arg count", base + "ping\n", "test.conf:6: ping: wrong number of arguments; usage: ping SECONDS"},

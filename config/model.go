@@ -88,7 +88,6 @@ type Config struct {
 	// ResolvRetry is how long to retry name resolution; ResolvRetryInfinite means forever.
 	ResolvRetry time.Duration
 
-	Float      bool
 	PersistTun bool
 	PersistKey bool
 
@@ -98,8 +97,6 @@ type Config struct {
 	MSSFixMTU   bool
 	MSSFixFixed bool
 	TunMTU      int
-	// LinkMTU is the deprecated link-mtu value (0 = absent).
-	LinkMTU int
 
 	// Net holds the tunnel's network settings given in the profile; pushed settings are
 	// merged on top by the session.

@@ -314,6 +314,10 @@ func (p *parser) finish() {
 	c := p.cfg
 	if !c.TLSClient {
 		p.errf(0, "not a client profile: add \"client\" (or \"tls-client\" and \"pull\")")
+	} else if !c.Pull {
+		// Without pull, OpenVPN runs a peer-to-peer TLS tunnel configured only by the profile;
+		// ovpnd always asks the server for its settings.
+		p.errf(0, "tls-client without pull (peer-to-peer TLS mode) is not supported: add \"pull\", or use \"client\"")
 	}
 	if !p.attempted["dev"] {
 		p.errf(0, "no device: add \"dev tun\"")

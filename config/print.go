@@ -101,9 +101,6 @@ func (c *Config) print(w *printer) {
 		}
 		w.b.WriteString("</connection>\n")
 	}
-	if c.Float {
-		w.line("float")
-	}
 	if c.PersistTun {
 		w.line("persist-tun")
 	}
@@ -111,9 +108,6 @@ func (c *Config) print(w *printer) {
 		w.line("persist-key")
 	}
 	w.line("tun-mtu", strconv.Itoa(c.TunMTU))
-	if c.LinkMTU > 0 {
-		w.line("link-mtu", strconv.Itoa(c.LinkMTU))
-	}
 	switch {
 	case c.MSSFixMTU:
 		w.line("mssfix", strconv.Itoa(c.MSSFix), "mtu")
