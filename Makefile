@@ -28,8 +28,12 @@ test: deps build
 unit:
 	$(GO) test -count=1 $(PKGS)
 
+# The full verbose log goes to bin/interop.log; the console gets the result lines, plus the
+# log's tail when something failed.
 interop: build
-	OVPND_LAB=1 $(GO) test -count=1 -timeout 15m -v ./tests/... 2>&1 | tee $(BIN)/interop.log | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic)' ; test $${PIPESTATUS[0]} -eq 0
+	@OVPND_LAB=1 $(GO) test -count=1 -timeout 15m -v ./tests/... > $(BIN)/interop.log 2>&1; rc=$$?; \
+	  grep -E '^(\s*--- |PASS|FAIL|ok|panic)' $(BIN)/interop.log; \
+	  if [ $$rc -ne 0 ]; then echo "--- tail of $(BIN)/interop.log:"; tail -150 $(BIN)/interop.log; fi; exit $$rc
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt:"; echo "$$out"; exit 1; fi
