@@ -302,12 +302,19 @@ func (o *object) props() map[string]dbus.Variant {
 	if state == api.StateConnected && !st.Connected.IsZero() {
 		since = uint64(st.Connected.UnixMicro())
 	}
+	local := ""
+	if st.Local.IsValid() {
+		local = st.Local.String()
+	}
 	return map[string]dbus.Variant{
 		"Name":            dbus.MakeVariant(o.name),
 		"Owner":           dbus.MakeVariant(o.owner),
 		"State":           dbus.MakeVariant(state),
 		"StateReason":     dbus.MakeVariant(reason),
 		"Remote":          dbus.MakeVariant(remote),
+		"LocalAddress":    dbus.MakeVariant(local),
+		"Cipher":          dbus.MakeVariant(st.Cipher),
+		"DNSMode":         dbus.MakeVariant(st.DNSMode),
 		"TunnelAddresses": dbus.MakeVariant(addrs),
 		"Device":          dbus.MakeVariant(st.Link),
 		"ConnectedSince":  dbus.MakeVariant(since),

@@ -75,8 +75,13 @@ func (r *runner) attempt(ctx context.Context, conn *config.Connection, remote ne
 	}
 	a.ref = &connRef{conn: pc, ctrl: a.ctrl, errc: a.errc}
 	s.logf(1, "connecting to %s:%v", conn.Proto, remote)
+	var local netip.AddrPort
+	if la, ok := pc.(interface{ LocalAddr() netip.AddrPort }); ok {
+		local = la.LocalAddr()
+	}
 	s.mu.Lock()
-	s.status.Remote, s.status.Proto = remote, conn.Proto.String()
+	s.status.Remote, s.status.Proto, s.status.Local = remote, conn.Proto.String(), local
+	s.status.Cipher = "" // until this connection's push reply settles it
 	s.mu.Unlock()
 
 	r.dp.setKeys(nil)

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/netip"
 	"strings"
+	"sync"
 	"time"
 
 	"golang.zx2c4.com/wireguard/tun"
@@ -80,6 +81,16 @@ type runner struct {
 	dp     *dataPath
 	txDone chan struct{} // closed when the tun reader returns
 
+	// netMu serialises every call into router after Run set it up: the
+	// control loop (push replies, teardown), the route-delay timer and the
+	// underlay route monitor all reach it.
+	netMu sync.Mutex
+	// netGen counts network configurations; a route-delay timer whose
+	// generation is no longer current has nothing left to do.
+	netGen  uint64
+	delay   *time.Timer
+	watcher *routeWatcher
+
 	creds credentials
 	order []int // connection indexes in try order
 }
@@ -91,11 +102,30 @@ func (r *runner) run(ctx context.Context) error {
 		newRouter = func(o routing.Options) (netRouter, error) { return routing.New(o) }
 	}
 	if r.cfg.DevType != config.DevNull {
-		rt, err := newRouter(routing.Options{StateDir: s.opts.StateDir, Instance: s.opts.Name, Logf: func(f string, a ...any) { s.logf(2, f, a...) }})
+		rt, err := newRouter(routing.Options{
+			StateDir:   s.opts.StateDir,
+			Instance:   s.opts.Name,
+			DNSMode:    s.opts.DNSMode,
+			ResolvConf: s.opts.ResolvConf,
+			Logf:       func(f string, a ...any) { s.logf(2, f, a...) },
+		})
 		if err != nil {
 			return fmt.Errorf("setting up routing: %w", err)
 		}
 		r.router = rt
+		s.mu.Lock()
+		s.status.DNSMode = rt.DNSMode()
+		s.mu.Unlock()
+		r.watcher = newRouteWatcher(r.refreshNet, s.logf)
+		if s.opts.watchRoutes != nil {
+			r.watcher.subscribe = s.opts.watchRoutes
+		}
+		if err := r.watcher.start(); err != nil {
+			// Without the monitor the tunnel still works; only a change of
+			// the underlying default route goes unnoticed.
+			s.logf(1, "not following route changes: %v", err)
+			r.watcher = nil
+		}
 	}
 	if aup := r.cfg.AuthUserPass; aup != nil && aup.Username != "" && aup.Password != "" && !aup.Ask {
 		r.creds.user, r.creds.pass = aup.Username, aup.Password
@@ -269,8 +299,14 @@ func (r *runner) openTun() error {
 		return fmt.Errorf("opening tun device %s: %w", name, err)
 	}
 	r.tun, r.link = t, link
+	if r.watcher != nil {
+		if ifc, err := net.InterfaceByName(link); err == nil {
+			r.watcher.setTunIndex(ifc.Index)
+		}
+	}
 	r.dp = newDataPath(t, &r.s.cnt, dataPathConfig{Headroom: datachannel.Headroom, Tailroom: datachannel.Tailroom, MTU: mtu},
 		func(f string, a ...any) { r.s.logf(4, f, a...) })
+	r.dp.setMSSFix(mssFixFromConfig(r.cfg)) // mssfix hook (session/mss.go)
 	r.txDone = make(chan struct{})
 	go func(dp *dataPath, done chan struct{}) {
 		defer close(done)
@@ -304,9 +340,12 @@ func openKernelTun(name string, mtu int) (tunDevice, string, error) {
 func (r *runner) closeTun() error {
 	var errs []error
 	if r.router != nil {
+		r.netMu.Lock()
+		r.cancelDelayLocked()
 		if err := r.router.Set(nil); err != nil {
 			errs = append(errs, fmt.Errorf("removing network settings: %w", err))
 		}
+		r.netMu.Unlock()
 	}
 	if r.tun != nil {
 		r.dp.closing.Store(true)
@@ -320,6 +359,11 @@ func (r *runner) closeTun() error {
 }
 
 func (r *runner) teardown() error {
+	// The monitor goes first: a refresh must not re-add what closeTun removes.
+	if r.watcher != nil {
+		r.watcher.stop()
+		r.watcher = nil
+	}
 	err := r.closeTun()
 	if r.router != nil {
 		if cerr := r.router.Close(); cerr != nil {
@@ -361,7 +405,10 @@ func (r *runner) dial(ctx context.Context, conn *config.Connection, remote netip
 }
 
 // applyPush merges the pushed network settings over the profile's and hands
-// the result to routing. Pushed options the allow-list drops are logged.
+// the result to routing. Pushed options the allow-list or pull-filter drops
+// are logged; a pull-filter reject fails the attempt, as in OpenVPN. Network
+// settings routing refuses (bounds, bad prefixes, a missing net_gateway) are
+// logged and the connection is kept: the tunnel itself works without them.
 func (r *runner) applyPush(options []string, server netip.Addr) error {
 	s := r.s
 	s.logf(3, "PUSH_REPLY: %s", strings.Join(options, ","))
@@ -372,12 +419,25 @@ func (r *runner) applyPush(options []string, server netip.Addr) error {
 	if err != nil {
 		return err
 	}
+	if r.dp != nil {
+		r.dp.setPushedMSSFix(p.MSSFix) // mssfix hook (session/mss.go)
+	}
 	if p.AuthToken != "" {
 		r.creds.token = p.AuthToken
 		if p.AuthTokenUser != "" {
 			r.creds.tokenUser = p.AuthTokenUser
 		}
 	}
+	// The engine negotiates the cipher by the same rule: the pushed one,
+	// else data-ciphers-fallback.
+	cipher := strings.ToUpper(p.Cipher)
+	if cipher == "" {
+		cipher = strings.ToUpper(r.cfg.DataCiphersFallback)
+	}
+	s.mu.Lock()
+	s.status.Cipher = cipher
+	s.mu.Unlock()
+
 	n := mergeNet(&r.cfg.Net, &p.Net)
 	mtu := r.cfg.TunMTU
 	if p.TunMTU != nil && *p.TunMTU > 0 {
@@ -397,9 +457,6 @@ func (r *runner) applyPush(options []string, server netip.Addr) error {
 	for _, w := range rwarns {
 		s.logf(1, "%s", w)
 	}
-	if err := r.router.Set(rc); err != nil {
-		return fmt.Errorf("configuring %s: %w", r.link, err)
-	}
 	var addrs []netip.Prefix
 	for _, a := range rc.Addrs {
 		addrs = append(addrs, a.Prefix)
@@ -407,8 +464,161 @@ func (r *runner) applyPush(options []string, server netip.Addr) error {
 	s.mu.Lock()
 	s.status.Addrs = addrs
 	s.mu.Unlock()
-	s.logf(1, "%s: addresses %v, %d routes, redirect-gateway %v, DNS %v", r.link, addrs, len(rc.Routes), rc.Redirect != nil, rc.DNS != nil)
+	if r.watcher != nil {
+		r.watcher.setServers(rc.ServerAddrs)
+	}
+
+	r.netMu.Lock()
+	defer r.netMu.Unlock()
+	r.cancelDelayLocked()
+	if d := r.cfg.RouteDelay; d > 0 && hasRoutes(rc) {
+		// route-delay: the address now, routes and DNS (whose servers sit
+		// behind those routes) once the delay is over.
+		if err := r.router.Set(addressOnly(rc)); err != nil {
+			s.logf(1, "network settings of %s: %v", r.link, err)
+		}
+		window := r.cfg.RouteDelayWin
+		if window <= 0 {
+			window = defaultRouteDelayWindow
+		}
+		gen := r.netGen
+		deadline := time.Now().Add(d + window)
+		s.logf(1, "route-delay: adding routes in %v", d)
+		r.delay = time.AfterFunc(d, func() { r.delayedRoutes(gen, rc, deadline) })
+		return nil
+	}
+	if err := r.router.Set(rc); err != nil {
+		s.logf(1, "network settings of %s: %v", r.link, err)
+	}
+	r.logNet(rc, addrs)
 	return nil
+}
+
+// defaultRouteDelayWindow is OpenVPN's route-delay window default.
+const defaultRouteDelayWindow = 30 * time.Second
+
+// routeDelayRetry is how often failed routes are retried inside the route-delay window.
+const routeDelayRetry = time.Second
+
+// cancelDelayLocked forgets a pending route-delay; netMu is held.
+func (r *runner) cancelDelayLocked() {
+	r.netGen++
+	if r.delay != nil {
+		r.delay.Stop()
+		r.delay = nil
+	}
+}
+
+// delayedRoutes applies the full configuration once route-delay is over. On
+// Linux the device is ready at once, so OpenVPN's window (how long to wait
+// for the adapter) becomes how long failed routes are retried.
+func (r *runner) delayedRoutes(gen uint64, rc *routing.Config, deadline time.Time) {
+	s := r.s
+	r.netMu.Lock()
+	defer r.netMu.Unlock()
+	if gen != r.netGen || r.router == nil {
+		return
+	}
+	err := r.router.Set(rc)
+	if err != nil && time.Now().Add(routeDelayRetry).Before(deadline) {
+		s.logf(3, "route-delay: %v; retrying", err)
+		r.delay = time.AfterFunc(routeDelayRetry, func() { r.delayedRoutes(gen, rc, deadline) })
+		return
+	}
+	if err != nil {
+		s.logf(1, "network settings of %s: %v", rc.Link, err)
+	}
+	var addrs []netip.Prefix
+	for _, a := range rc.Addrs {
+		addrs = append(addrs, a.Prefix)
+	}
+	r.logNet(rc, addrs)
+}
+
+// refreshNet re-plans the routes after the underlay changed, so that host
+// routes via net_gateway follow a new default gateway and a redirect that
+// had no gateway at connect time is applied once one appears.
+func (r *runner) refreshNet() {
+	r.netMu.Lock()
+	defer r.netMu.Unlock()
+	if r.router == nil {
+		return
+	}
+	if err := r.router.Refresh(); err != nil {
+		r.s.logf(1, "re-applying network settings: %v", err)
+	}
+}
+
+func hasRoutes(rc *routing.Config) bool {
+	return len(rc.Routes) > 0 || rc.Redirect != nil || rc.DNS != nil
+}
+
+// addressOnly is rc without what route-delay holds back.
+func addressOnly(rc *routing.Config) *routing.Config {
+	c := *rc
+	c.Routes, c.Redirect, c.DNS = nil, nil, nil
+	return &c
+}
+
+// logNet reports what a configuration asked for, the DNS part in the words
+// of the mode that applies it.
+func (r *runner) logNet(rc *routing.Config, addrs []netip.Prefix) {
+	s := r.s
+	redirect := "no"
+	if rd := rc.Redirect; rd != nil {
+		var fl []string
+		if !rd.NoIPv4 {
+			if rd.Def1 {
+				fl = append(fl, "ipv4 def1")
+			} else {
+				fl = append(fl, "ipv4")
+			}
+		}
+		if rd.IPv6 {
+			fl = append(fl, "ipv6")
+		}
+		redirect = strings.Join(fl, "+")
+	}
+	s.logf(1, "%s: addresses %v, %d routes, redirect-gateway %s", rc.Link, addrs, len(rc.Routes), redirect)
+	rconf := s.opts.ResolvConf
+	if rconf == "" {
+		rconf = "/etc/resolv.conf"
+	}
+	s.logf(1, "%s", dnsText(r.router.DNSMode(), rconf, rc))
+}
+
+// dnsText is the DNS line logged at connect.
+func dnsText(mode, resolvConf string, rc *routing.Config) string {
+	d := rc.DNS
+	if d == nil {
+		return fmt.Sprintf("DNS: %s; no DNS servers pushed or configured, resolver left alone", mode)
+	}
+	servers := make([]string, 0, len(d.Servers))
+	for _, a := range d.Servers {
+		servers = append(servers, a.String())
+	}
+	domains := append(append([]string(nil), d.Search...), d.RoutingDomains...)
+	scope := "split"
+	if d.FullTunnel {
+		scope = "all names"
+	}
+	where := ""
+	switch mode {
+	case routing.ModeResolved:
+		where = " on " + rc.Link
+	case routing.ModeResolvConf:
+		where = " " + resolvConf
+	case routing.ModeNone:
+		return fmt.Sprintf("DNS: none; servers %s, domains %s not applied", orNone(servers), orNone(domains))
+	}
+	return fmt.Sprintf("DNS: %s%s: servers %s, domains %s (%s)", mode, where, orNone(servers), orNone(domains), scope)
+}
+
+func orNone(l []string) string {
+	if len(l) == 0 {
+		return "none"
+	}
+	return strings.Join(l, " ")
 }
 
 // mergeNet lays pushed network settings over the profile's as OpenVPN does:

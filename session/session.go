@@ -75,11 +75,19 @@ type Status struct {
 	State     State
 	Reason    string
 	Remote    netip.AddrPort // the server in use (zero when not connected)
+	Local     netip.AddrPort // the local socket address of the connection (zero when none)
 	Proto     string
 	Link      string // tun device name
 	Addrs     []netip.Prefix
 	Connected time.Time // when the current connection came up
-	Counters  Counters
+	// Cipher is the negotiated data-channel cipher (AES-256-GCM, ...); empty
+	// until the server's push reply settled it.
+	Cipher string
+	// DNSMode is how the tunnel's DNS settings are applied:
+	// "systemd-resolved", "resolv.conf" or "none"; empty before routing is set up
+	// and for dev null.
+	DNSMode  string
+	Counters Counters
 }
 
 // Options configure a Session.
@@ -89,6 +97,12 @@ type Options struct {
 	Name string
 	// StateDir is routing's crash-recovery directory (routing.DefaultStateDir if empty).
 	StateDir string
+	// DNSMode forces routing's DNS mechanism ("systemd-resolved",
+	// "resolv.conf", "none"); empty detects it.
+	DNSMode string
+	// ResolvConf is the resolv.conf routing rewrites without systemd-resolved
+	// (/etc/resolv.conf if empty); tests and containers point it elsewhere.
+	ResolvConf string
 	// Verb is the log verbosity, as OpenVPN's --verb (0 silent except errors,
 	// 1-2 normal, 3 more, 4+ debug). Negative means use the profile's verb.
 	Verb int
@@ -102,12 +116,16 @@ type Options struct {
 	// Test seams.
 	openTun   func(name string, mtu int) (tunDevice, string, error)
 	newRouter func(routing.Options) (netRouter, error)
-	now       func() time.Time
+	// watchRoutes subscribes to route changes; nil means netlink.
+	watchRoutes routeSubscriber
+	now         func() time.Time
 }
 
 // netRouter is the part of *routing.Router the session uses.
 type netRouter interface {
 	Set(*routing.Config) error
+	Refresh() error
+	DNSMode() string
 	Close() error
 }
 

@@ -9,6 +9,7 @@ import (
 	"log"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 
 	"github.com/ovpnd/ovpnd/config"
@@ -22,8 +23,10 @@ func runCmd(args []string, _, stderr io.Writer) int {
 	name := fs.String("name", "", "tunnel name (routing state, logs); default: the profile's file name")
 	verb := fs.Int("verb", -1, "log verbosity 0-11 as OpenVPN's --verb; default: the profile's verb")
 	stateDir := fs.String("state-dir", routing.DefaultStateDir, "directory for crash-recovery records")
+	dnsMode := fs.String("dns-mode", "", "force the DNS mechanism: systemd-resolved, resolv.conf or none (default: detect)")
+	resolvConf := fs.String("resolv-conf", "", "resolv.conf to rewrite when systemd-resolved is not used (default /etc/resolv.conf; for tests and containers)")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: ovpnd run [--name NAME] [--verb N] PROFILE")
+		fmt.Fprintln(stderr, "usage: ovpnd run [--name NAME] [--verb N] [--state-dir DIR] [--dns-mode MODE] [--resolv-conf PATH] PROFILE")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -35,6 +38,23 @@ func runCmd(args []string, _, stderr io.Writer) int {
 	}
 	path := fs.Arg(0)
 	logger := log.New(stderr, "", log.LstdFlags)
+	switch *dnsMode {
+	case "", routing.ModeResolved, routing.ModeResolvConf, routing.ModeNone:
+	default:
+		fmt.Fprintf(stderr, "ovpnd run: --dns-mode %q: want systemd-resolved, resolv.conf or none\n", *dnsMode)
+		return 2
+	}
+	if *resolvConf != "" && !filepath.IsAbs(*resolvConf) {
+		fmt.Fprintf(stderr, "ovpnd run: --resolv-conf %q: not an absolute path\n", *resolvConf)
+		return 2
+	}
+
+	// Before anything else: undo what crashed or SIGKILLed instances left
+	// behind (routes, addresses, DNS, resolv.conf). Records of live
+	// processes, such as another tunnel running now, are left alone.
+	if err := routing.CleanUp(*stateDir, logger.Printf); err != nil {
+		logger.Printf("cleaning up after earlier instances: %v", err)
+	}
 
 	cfg, warns, err := config.Load(path)
 	for _, w := range warns {
@@ -50,10 +70,12 @@ func runCmd(args []string, _, stderr io.Writer) int {
 		*name = instanceName(path)
 	}
 	opts := session.Options{
-		Name:     *name,
-		StateDir: *stateDir,
-		Verb:     *verb,
-		Logf:     logger.Printf,
+		Name:       *name,
+		StateDir:   *stateDir,
+		DNSMode:    *dnsMode,
+		ResolvConf: *resolvConf,
+		Verb:       *verb,
+		Logf:       logger.Printf,
 	}
 	if cfg.AuthUserPass != nil && (cfg.AuthUserPass.Ask || cfg.AuthUserPass.PasswordMissing) {
 		opts.Credentials = askTerminal
