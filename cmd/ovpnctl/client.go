@@ -134,6 +134,9 @@ type sessionInfo struct {
 	Remote          string   `json:"remote,omitempty"`
 	TunnelAddresses []string `json:"tunnel_addresses"`
 	Device          string   `json:"device,omitempty"`
+	LocalAddress    string   `json:"local_address,omitempty"`
+	Cipher          string   `json:"cipher,omitempty"`
+	DNSMode         string   `json:"dns_mode,omitempty"`
 	ConnectedSince  uint64   `json:"connected_since_usec,omitempty"`
 	BytesIn         uint64   `json:"bytes_in"`
 	BytesOut        uint64   `json:"bytes_out"`
@@ -171,6 +174,12 @@ func applyProps(info *sessionInfo, props map[string]dbus.Variant) {
 			_ = v.Store(&info.TunnelAddresses)
 		case "Device":
 			_ = v.Store(&info.Device)
+		case "LocalAddress":
+			_ = v.Store(&info.LocalAddress)
+		case "Cipher":
+			_ = v.Store(&info.Cipher)
+		case "DNSMode":
+			_ = v.Store(&info.DNSMode)
 		case "ConnectedSince":
 			_ = v.Store(&info.ConnectedSince)
 		case "BytesIn":

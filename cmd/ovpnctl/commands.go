@@ -178,7 +178,10 @@ func runStatus(args []string, stdout, stderr io.Writer) int {
 		row("Service", "ovpnd@"+info.Name+".service")
 	}
 	row("Remote", dash(info.Remote))
+	row("Local", dash(info.LocalAddress))
 	row("Device", dash(info.Device))
+	row("Cipher", dash(info.Cipher))
+	row("DNS", dash(info.DNSMode))
 	row("Addresses", dash(strings.Join(info.TunnelAddresses, " ")))
 	if info.ConnectedSince != 0 {
 		since := time.UnixMicro(int64(info.ConnectedSince))

@@ -171,8 +171,12 @@ func skipWithoutOvpnd(t *testing.T) {
 
 func startOvpnd(t *testing.T, l *lab.Lab, configPath string) *lab.Process {
 	skipWithoutOvpnd(t)
-	// A state directory per lab lets runs of the suite coexist; production uses /run/ovpnd.
-	return l.StartClientProcess(ovpndBinary(), "run", "--name", "lab", "--state-dir", filepath.Join(l.Dir, "state"), configPath)
+	// A state directory per lab lets runs of the suite coexist (production uses /run/ovpnd),
+	// and a resolv.conf per lab keeps pushed DNS servers away from the host's, which `ip netns
+	// exec` shares with the namespace. DNS itself is checked in routing_test.go.
+	resolv := l.WriteFile("resolv.conf", "nameserver 198.18.0.1\n")
+	return l.StartClientProcess(ovpndBinary(), "run", "--name", "lab", "--state-dir", filepath.Join(l.Dir, "state"),
+		"--dns-mode", "resolv.conf", "--resolv-conf", resolv, configPath)
 }
 
 func startOpenVPN(t *testing.T, l *lab.Lab, configPath string) *lab.Process {
