@@ -257,6 +257,9 @@ func (a *attempt) drain() (outcome, bool) {
 			a.r.dp.setKeys(ks)
 			if e.Primary != nil {
 				s.logf(3, "data channel keys: primary key id %d", e.Primary.KeyID())
+				s.mu.Lock()
+				s.status.Cipher = e.Primary.Cipher()
+				s.mu.Unlock()
 			}
 		case engine.EventPushReply:
 			if err := a.r.applyPush(e.Options, a.remote.Addr()); err != nil {

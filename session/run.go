@@ -428,16 +428,6 @@ func (r *runner) applyPush(options []string, server netip.Addr) error {
 			r.creds.tokenUser = p.AuthTokenUser
 		}
 	}
-	// The engine negotiates the cipher by the same rule: the pushed one,
-	// else data-ciphers-fallback.
-	cipher := strings.ToUpper(p.Cipher)
-	if cipher == "" {
-		cipher = strings.ToUpper(r.cfg.DataCiphersFallback)
-	}
-	s.mu.Lock()
-	s.status.Cipher = cipher
-	s.mu.Unlock()
-
 	n := mergeNet(&r.cfg.Net, &p.Net)
 	mtu := r.cfg.TunMTU
 	if p.TunMTU != nil && *p.TunMTU > 0 {

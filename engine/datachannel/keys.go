@@ -121,12 +121,13 @@ type KeyParams struct {
 // Keys protects data packets with one negotiated key. Create it with
 // NewKeys; it is immutable apart from its counters and the receive state.
 type Keys struct {
-	kind     cipherKind
-	keyID    uint8
-	comp     Compression
-	hdr      [maxHeaderSize]byte
-	hdrLen   int
-	overhead int
+	kind       cipherKind
+	cipherName string
+	keyID      uint8
+	comp       Compression
+	hdr        [maxHeaderSize]byte
+	hdrLen     int
+	overhead   int
 
 	// AEAD state; cipher.AEAD is stateless and safe for concurrent use.
 	sendAEAD cipher.AEAD
@@ -226,8 +227,12 @@ func NewKeys(p KeyParams) (*Keys, error) {
 		return nil, fmt.Errorf("creating data keys: %w", err)
 	}
 	k.overhead += k.hdrLen + k.comp.framePrefix() + k.comp.frameSuffix()
+	k.cipherName = name
 	return k, nil
 }
+
+// Cipher is the data-channel cipher's canonical name, such as "AES-256-GCM".
+func (k *Keys) Cipher() string { return k.cipherName }
 
 func (k *Keys) initAEAD(name string, kb *kdf.KeyBlock, sendDir, recvDir int) error {
 	k.kind = kindAEAD

@@ -111,12 +111,13 @@ func TestDaemon(t *testing.T) {
 			State   string   `json:"state"`
 			Addrs   []string `json:"tunnel_addresses"`
 			Device  string   `json:"device"`
+			Cipher  string   `json:"cipher"`
 			BytesIn uint64   `json:"bytes_in"`
 		}
 		if err := json.Unmarshal([]byte(out), &info); err != nil {
 			t.Fatalf("%v: %s", err, out)
 		}
-		if info.Name != "work" || info.Owner != alice.uid || info.State != api.StateConnected || info.Device == "" || len(info.Addrs) == 0 || !strings.HasPrefix(info.Addrs[0], srv.ClientTunnelAddr()+"/") {
+		if info.Name != "work" || info.Owner != alice.uid || info.State != api.StateConnected || info.Device == "" || info.Cipher != "AES-256-GCM" || len(info.Addrs) == 0 || !strings.HasPrefix(info.Addrs[0], srv.ClientTunnelAddr()+"/") {
 			t.Errorf("status %+v", info)
 		}
 		if out, _, code := runAs(t, &alice, addr, nil, "", ovpnctl, "log", "work"); code != 0 || !strings.Contains(out, "Initialization Sequence Completed") {
