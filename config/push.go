@@ -24,6 +24,9 @@ type Pushed struct {
 	RenegInterval     *time.Duration
 	TunMTU            *int
 	MSSFix            *int
+	// RouteDelay and RouteDelayWin are a pushed route-delay (nil when not pushed).
+	RouteDelay    *time.Duration
+	RouteDelayWin *time.Duration
 	// Cipher is the negotiated data cipher (upper case); the engine checks it against
 	// Config.DataCiphers.
 	Cipher string
@@ -158,7 +161,6 @@ var pushIgnored = map[string]string{
 	"inactive":          "not implemented",
 	"echo":              "ovpnd has no GUI to echo to",
 	"setenv":            "ovpnd never runs scripts",
-	"route-delay":       "ovpnd adds routes as soon as the device is up",
 	"ping-timer-rem":    "ovpnd always runs the ping timer",
 	"persist-tun":       "ovpnd keeps the device across reconnects anyway",
 	"persist-key":       "ovpnd keeps keys across reconnects anyway",
@@ -331,6 +333,22 @@ var pushHandlers = map[string]pushHandler{
 			}
 		}
 		p.ExplicitExitNotify = &n
+		return nil
+	}},
+	"route-delay": {0, 2, func(p *Pushed, a []string, name string) error {
+		var d, w time.Duration
+		var err error
+		if len(a) > 0 {
+			if d, err = parseSeconds(a[0]); err != nil {
+				return err
+			}
+		}
+		if len(a) > 1 {
+			if w, err = parseSeconds(a[1]); err != nil {
+				return err
+			}
+		}
+		p.RouteDelay, p.RouteDelayWin = &d, &w
 		return nil
 	}},
 	"comp-lzo": {0, 1, pushCompression},

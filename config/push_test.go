@@ -14,7 +14,7 @@ func TestParsePushReply(t *testing.T) {
 		"peer-id 7,cipher AES-256-GCM,protocol-flags cc-exit tls-ekm dyn-tls-crypt,tun-mtu 1500,route 192.168.1.0 255.255.255.0," +
 		"route-ipv6 2001:db8:1::/64,ifconfig-ipv6 2001:db8::1000/64 2001:db8::1,redirect-gateway def1 bypass-dhcp,dhcp-option DNS 10.8.0.1," +
 		"dhcp-option DNS6 2001:db8::53,dhcp-option DOMAIN-SEARCH corp.example,dns server 0 address 10.8.0.53,auth-token SESS_ID_abc," +
-		"auth-token-user Ym9i,explicit-exit-notify 2,key-derivation tls-ekm,block-ipv6,route-metric 50,mssfix 1400,push-continuation 1\x00"
+		"auth-token-user Ym9i,explicit-exit-notify 2,key-derivation tls-ekm,block-ipv6,route-metric 50,mssfix 1400,route-delay 2 10,push-continuation 1\x00"
 	p, w, err := ParsePushReply(msg)
 	if err != nil {
 		t.Fatal(err)
@@ -27,13 +27,13 @@ func TestParsePushReply(t *testing.T) {
 		p.Cipher != "AES-256-GCM" || *p.TunMTU != 1500 || len(p.Net.Routes) != 1 || len(p.Net.RoutesIPv6) != 1 ||
 		p.Net.IfconfigIPv6.Remote.String() != "2001:db8::1" || !p.Net.RedirectGateway.Def1 || len(p.Net.DHCPOptions) != 3 ||
 		p.Net.DNS.Servers[0].Addresses[0].Addr().String() != "10.8.0.53" || p.AuthToken != "SESS_ID_abc" || p.AuthTokenUser != "bob" ||
-		*p.ExplicitExitNotify != 2 || p.KeyDerivation != "tls-ekm" || !p.Net.BlockIPv6 || p.Net.RouteMetric != 50 || *p.MSSFix != 1400 || p.PushContinuation != 1 {
+		*p.ExplicitExitNotify != 2 || p.KeyDerivation != "tls-ekm" || !p.Net.BlockIPv6 || p.Net.RouteMetric != 50 || *p.MSSFix != 1400 || *p.RouteDelay != 2*time.Second || *p.RouteDelayWin != 10*time.Second || p.PushContinuation != 1 {
 		t.Errorf("%+v", p)
 	}
 	if diff := cmp.Diff([]string{"cc-exit", "tls-ekm", "dyn-tls-crypt"}, p.ProtocolFlags); diff != "" {
 		t.Error(diff)
 	}
-	if len(p.Options) != 25 {
+	if len(p.Options) != 26 {
 		t.Errorf("%d options kept", len(p.Options))
 	}
 }

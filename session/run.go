@@ -461,13 +461,17 @@ func (r *runner) applyPush(options []string, server netip.Addr) error {
 	r.netMu.Lock()
 	defer r.netMu.Unlock()
 	r.cancelDelayLocked()
-	if d := r.cfg.RouteDelay; d > 0 && hasRoutes(rc) {
+	delay, window := r.cfg.RouteDelay, r.cfg.RouteDelayWin
+	if p.RouteDelay != nil {
+		// A pushed route-delay overrides the profile's, as in OpenVPN.
+		delay, window = *p.RouteDelay, *p.RouteDelayWin
+	}
+	if d := delay; d > 0 && hasRoutes(rc) {
 		// route-delay: the address now, routes and DNS (whose servers sit
 		// behind those routes) once the delay is over.
 		if err := r.router.Set(addressOnly(rc)); err != nil {
 			s.logf(1, "network settings of %s: %v", r.link, err)
 		}
-		window := r.cfg.RouteDelayWin
 		if window <= 0 {
 			window = defaultRouteDelayWindow
 		}
