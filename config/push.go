@@ -78,13 +78,13 @@ func (c *Config) ParsePush(options []string) (*Pushed, []Warning, error) {
 		}
 		switch verdict {
 		case FilterReject:
-			return nil, pp.warns, &Error{File: PushSource, Line: line, Msg: fmt.Sprintf("pushed option %q rejected by pull-filter", opt)}
+			return nil, pp.warns, &Error{File: PushSource, Line: line, Msg: fmt.Sprintf("pushed option %q rejected by pull-filter", RedactOption(opt))}
 		case FilterIgnore:
-			pp.warnf(line, "ignoring pushed option %q (pull-filter)", opt)
+			pp.warnf(line, "ignoring pushed option %q (pull-filter)", RedactOption(opt))
 			continue
 		}
 		if c.RouteNoPull && routeNoPullDrops[firstWord(opt)] {
-			pp.warnf(line, "ignoring pushed option %q (route-nopull)", opt)
+			pp.warnf(line, "ignoring pushed option %q (route-nopull)", RedactOption(opt))
 			continue
 		}
 		pp.option(line, o)
@@ -174,7 +174,7 @@ func (pp *pushParser) option(line int, raw string) {
 	}
 	words, err := splitWords(raw)
 	if err != nil {
-		pp.warnf(line, "ignoring malformed pushed option %q: %v", raw, err)
+		pp.warnf(line, "ignoring malformed pushed option %q: %v", RedactOption(raw), err)
 		return
 	}
 	if len(words) == 0 {
@@ -199,11 +199,11 @@ func (pp *pushParser) option(line int, raw string) {
 		return
 	}
 	if len(a) < h.min || len(a) > h.max {
-		pp.warnf(line, "ignoring pushed option %q: wrong number of arguments", strings.TrimSpace(raw))
+		pp.warnf(line, "ignoring pushed option %q: wrong number of arguments", RedactOption(strings.TrimSpace(raw)))
 		return
 	}
 	if err := h.apply(pp.out, a, name); err != nil {
-		pp.warnf(line, "ignoring pushed option %q: %v", strings.TrimSpace(raw), err)
+		pp.warnf(line, "ignoring pushed option %q: %v", RedactOption(strings.TrimSpace(raw)), err)
 		return
 	}
 	pp.out.Options = append(pp.out.Options, strings.TrimSpace(raw))

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/godbus/dbus/v5"
 
@@ -124,7 +125,7 @@ func (o *object) start(ctx context.Context, onDone func(*object)) {
 		o.mu.Lock()
 		o.finished, o.runErr = true, err
 		if err != nil {
-			o.state, o.reason = api.StateFailed, err.Error()
+			o.state, o.reason = api.StateFailed, clipUTF8(err.Error(), api.MaxLogLine)
 		} else {
 			o.state, o.reason = api.StateDisconnected, ""
 		}
@@ -167,7 +168,7 @@ func (o *object) handleEvent(ev session.Event) {
 		if len(o.pendingLocked()) == 0 {
 			o.state = stateName(ev.State)
 		}
-		o.reason = ev.Reason
+		o.reason = clipUTF8(ev.Reason, api.MaxLogLine)
 		o.mu.Unlock()
 		o.publishProps()
 	case session.EventLog:
@@ -178,9 +179,7 @@ func (o *object) handleEvent(ev session.Event) {
 }
 
 func (o *object) addLog(t time.Time, level int, msg string) {
-	if len(msg) > api.MaxLogLine {
-		msg = msg[:api.MaxLogLine]
-	}
+	msg = clipUTF8(msg, api.MaxLogLine)
 	if level < 0 {
 		level = 0
 	}
@@ -197,6 +196,20 @@ func (o *object) addLog(t time.Time, level int, msg string) {
 	for _, s := range subs {
 		o.bus.signal(s, o.path, api.SessionInterface, "Log", l.usec, l.level, l.msg)
 	}
+}
+
+// clipUTF8 bounds s to n bytes without splitting a character and replaces invalid UTF-8: a
+// D-Bus string must be valid UTF-8, and the bus daemon drops a connection that sends one that
+// is not, which would cut every session off the API.
+func clipUTF8(s string, n int) string {
+	if len(s) > n {
+		i := n
+		for i > 0 && i > n-utf8.UTFMax && !utf8.RuneStart(s[i]) {
+			i--
+		}
+		s = s[:i]
+	}
+	return strings.ToValidUTF8(s, "\uFFFD")
 }
 
 func (o *object) subscribersLocked() []string {

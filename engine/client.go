@@ -44,6 +44,14 @@ const maxControlMessage = 8192
 // maxPushOptions bounds the options collected over push continuations.
 const maxPushOptions = 4096
 
+// maxPushBytes bounds the bytes of the options collected over push continuations: each part is
+// one TLS record (≤ 16 KiB), so without it 4096 options could hold tens of megabytes.
+const maxPushBytes = 1 << 20
+
+// maxServerText bounds a server's free text (AUTH_FAILED reason, INFO, AUTH_PENDING method)
+// before it becomes an event that ends up in logs and on D-Bus.
+const maxServerText = 1024
+
 // ksState is the progress of one key state.
 type ksState int
 
@@ -108,6 +116,7 @@ type Client struct {
 	// Push state.
 	pushDone     bool
 	pushOpts     []string
+	pushBytes    int
 	pushNext     time.Time
 	pushDeadline time.Time
 	pushStarted  bool
@@ -728,7 +737,7 @@ func (c *Client) handleControlMessage(now time.Time, ks *keyState, msg string) {
 		c.handlePushReply(now, msg)
 	case strings.HasPrefix(msg, "AUTH_FAILED"):
 		m := strings.TrimPrefix(strings.TrimPrefix(msg, "AUTH_FAILED"), ",")
-		c.emit(EventAuthFailed{Message: m})
+		c.emit(EventAuthFailed{Message: serverText(m)})
 		switch {
 		case c.usedToken:
 			// ssl_clean_auth_token: the token expired; reconnect with the real credentials.
@@ -744,22 +753,38 @@ func (c *Client) handleControlMessage(now time.Time, ks *keyState, msg string) {
 	case strings.HasPrefix(msg, "RESTART"):
 		// The whole message goes to the session: its flags ("[P]" keep credentials, "[N]"
 		// next server) steer the reconnect.
-		c.emit(EventInfo{Message: msg})
+		c.emit(EventInfo{Message: serverText(msg)})
 		c.fatal(StateReconnecting, "server-pushed-connection-reset", nil)
 	case strings.HasPrefix(msg, "HALT"):
-		c.emit(EventInfo{Message: msg})
+		c.emit(EventInfo{Message: serverText(msg)})
 		c.fatal(StateExiting, "server-pushed-halt", nil)
 	case msg == "EXIT" || strings.HasPrefix(msg, "EXIT,"):
 		c.fatal(StateReconnecting, "remote-exit", nil)
 	case strings.HasPrefix(msg, "INFO_PRE,"):
-		c.emit(EventInfo{Message: strings.TrimPrefix(msg, "INFO_PRE,")})
+		c.emit(EventInfo{Message: serverText(strings.TrimPrefix(msg, "INFO_PRE,"))})
 	case strings.HasPrefix(msg, "INFO,"):
-		c.emit(EventInfo{Message: strings.TrimPrefix(msg, "INFO,")})
+		c.emit(EventInfo{Message: serverText(strings.TrimPrefix(msg, "INFO,"))})
 	case strings.HasPrefix(msg, "CR_RESPONSE"):
 		// Only servers act on challenge responses.
 	default:
 		c.warn("ignoring unknown control message %q", truncate(msg, 64))
 	}
+}
+
+// serverText bounds a server's free text and makes it printable: control characters (C0, DEL,
+// C1) become spaces and invalid UTF-8 becomes U+FFFD, so a server can neither forge log lines
+// nor send terminal escapes, and D-Bus (which requires valid UTF-8) can carry it.
+func serverText(s string) string {
+	if len(s) > maxServerText {
+		s = s[:maxServerText]
+	}
+	s = strings.ToValidUTF8(s, "\uFFFD")
+	return strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) {
+			return ' '
+		}
+		return r
+	}, s)
 }
 
 func truncate(s string, n int) string {
@@ -794,7 +819,7 @@ func (c *Client) handleAuthPending(now time.Time, msg string) {
 			c.authPendingUntl = d
 		}
 	}
-	c.emit(EventAuthPending{Timeout: timeout, Method: method})
+	c.emit(EventAuthPending{Timeout: timeout, Method: serverText(method)})
 }
 
 // handlePushReply collects one PUSH_REPLY part; the last part applies the options.
@@ -814,7 +839,11 @@ func (c *Client) handlePushReply(now time.Time, msg string) {
 			continue
 		}
 		if len(c.pushOpts) >= maxPushOptions {
-			c.fatal(StateReconnecting, "push-failed", errors.New("PUSH_REPLY has too many options"))
+			c.fatal(StateReconnecting, "push-failed", fmt.Errorf("PUSH_REPLY has more than %d options", maxPushOptions))
+			return
+		}
+		if c.pushBytes += len(o); c.pushBytes > maxPushBytes {
+			c.fatal(StateReconnecting, "push-failed", fmt.Errorf("PUSH_REPLY is larger than %d bytes", maxPushBytes))
 			return
 		}
 		c.pushOpts = append(c.pushOpts, o)

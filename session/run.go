@@ -411,7 +411,7 @@ func (r *runner) dial(ctx context.Context, conn *config.Connection, remote netip
 // logged and the connection is kept: the tunnel itself works without them.
 func (r *runner) applyPush(options []string, server netip.Addr) error {
 	s := r.s
-	s.logf(3, "PUSH_REPLY: %s", strings.Join(options, ","))
+	s.logf(3, "PUSH_REPLY: %s", strings.Join(config.RedactOptions(options), ","))
 	p, warns, err := r.cfg.ParsePush(options)
 	for _, w := range warns {
 		s.logf(2, "%v", w)

@@ -267,6 +267,7 @@ func (s *Session) publish(e Event) {
 }
 
 func (s *Session) setState(st State, reason string) {
+	reason = safeText(reason)
 	s.mu.Lock()
 	changed := s.status.State != st || s.status.Reason != reason
 	s.status.State, s.status.Reason = st, reason
@@ -286,7 +287,7 @@ func (s *Session) logf(level int, format string, args ...any) {
 	if level > s.verb {
 		return
 	}
-	msg := fmt.Sprintf(format, args...)
+	msg := safeText(fmt.Sprintf(format, args...))
 	s.opts.Logf("%s", msg)
 	s.mu.Lock()
 	hasSubs := len(s.subs) > 0
