@@ -508,7 +508,16 @@ func (d *resolvConfDNS) close() error {
 // in-place write.
 func replaceFile(path string, b []byte) error {
 	tmp := path + ".ovpnd-tmp"
-	if err := os.WriteFile(tmp, b, 0o644); err != nil {
+	f, err := createExclusive(tmp, 0o644)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(b)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(tmp)
 		return err
 	}
 	if err := os.Rename(tmp, path); err != nil {

@@ -83,6 +83,9 @@ func New(opts Options) (*Router, error) {
 	if err := os.MkdirAll(opts.StateDir, 0o755); err != nil {
 		return nil, fmt.Errorf("creating state directory: %w", err)
 	}
+	if err := checkStateDir(opts.StateDir); err != nil {
+		return nil, fmt.Errorf("state directory: %w", err)
+	}
 	r := &Router{
 		k:        k,
 		logf:     prefixed,

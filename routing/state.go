@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 
 	"golang.org/x/sys/unix"
 )
@@ -115,7 +116,7 @@ func writeState(path string, s *state) error {
 		return err
 	}
 	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	f, err := createExclusive(tmp, 0o600)
 	if err != nil {
 		return err
 	}
@@ -196,6 +197,11 @@ func cleanUp(stateDir string, k kernel, dialBus func() (resolvedBus, error), log
 	if stateDir == "" {
 		stateDir = DefaultStateDir
 	}
+	if err := checkStateDir(stateDir); errors.Is(err, os.ErrNotExist) {
+		return nil // nothing was ever recorded
+	} else if err != nil {
+		return fmt.Errorf("state directory: %w", err)
+	}
 	files, err := filepath.Glob(filepath.Join(stateDir, "*"+stateSuffix))
 	if err != nil {
 		return fmt.Errorf("listing %s: %w", stateDir, err)
@@ -221,4 +227,36 @@ func cleanUp(stateDir string, k kernel, dialBus func() (resolvedBus, error), log
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// createExclusive creates path afresh for writing, replacing a leftover regular file but never
+// following a symlink planted in its place: root writes these files.
+func createExclusive(path string, perm os.FileMode) (*os.File, error) {
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, err
+	}
+	return os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL|unix.O_NOFOLLOW, perm)
+}
+
+// checkStateDir refuses a state directory that someone other than root could tamper with:
+// its records tell a later run what to delete.
+func checkStateDir(dir string) error {
+	fi, err := os.Lstat(dir)
+	if err != nil {
+		return err
+	}
+	if !fi.IsDir() {
+		return fmt.Errorf("%s is not a directory (a symlink is refused)", dir)
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok || os.Geteuid() != 0 {
+		return nil
+	}
+	if st.Uid != 0 {
+		return fmt.Errorf("%s is owned by uid %d, not root", dir, st.Uid)
+	}
+	if fi.Mode().Perm()&0o022 != 0 {
+		return fmt.Errorf("%s is writable by group or others (mode %v)", dir, fi.Mode().Perm())
+	}
+	return nil
 }
