@@ -16,6 +16,7 @@
 package engine
 
 import (
+	"bytes"
 	"crypto/tls"
 	"encoding/base64"
 	"errors"
@@ -71,6 +72,7 @@ type keyState struct {
 	tls      *tlsSession
 	tlsIn    [][]byte // ciphertext received before TLS started
 	pending  []byte   // TLS ciphertext waiting for send-window space
+	partial  []byte   // a control message whose NUL terminator has not arrived yet
 	km2Sent  bool
 	km2Recv  bool
 	src      clientKeySource
@@ -623,7 +625,16 @@ func (c *Client) handleRecord(now time.Time, ks *keyState, r []byte) {
 		c.onServerKM2(now, ks)
 		return
 	}
-	for _, msg := range strings.Split(string(r), "\x00") {
+	// Control messages end with a NUL. OpenVPN sends each in one TLS record, but a TLS stack
+	// may split a message across records, so a message is only handled once complete.
+	ks.partial = append(ks.partial, r...)
+	for {
+		end := bytes.IndexByte(ks.partial, 0)
+		if end < 0 {
+			break
+		}
+		msg := string(ks.partial[:end])
+		ks.partial = ks.partial[end+1:]
 		if msg == "" {
 			continue
 		}
@@ -631,6 +642,13 @@ func (c *Client) handleRecord(now time.Time, ks *keyState, r []byte) {
 		if c.dead {
 			return
 		}
+	}
+	if len(ks.partial) > maxControlMessage {
+		c.fatal(StateReconnecting, "tls-error", fmt.Errorf("server sent a control message over %d bytes without a terminator", maxControlMessage))
+		return
+	}
+	if len(ks.partial) == 0 {
+		ks.partial = nil // let the consumed buffer go
 	}
 }
 

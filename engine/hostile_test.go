@@ -115,3 +115,34 @@ func TestEndlessEmptyContinuations(t *testing.T) {
 		t.Errorf("still waiting for the push after the hand-window; states %v", l.states)
 	}
 }
+
+// TestControlMessageSplitAcrossRecords: a message is handled once its NUL arrives, whatever the
+// TLS record boundaries, and an endless unterminated message ends the connection.
+func TestControlMessageSplitAcrossRecords(t *testing.T) {
+	c, err := NewClient(testConfig(t, testPKI(t)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Unix(1700000000, 0)
+	ks := &keyState{km2Sent: true, km2Recv: true}
+	c.handleRecord(now, ks, []byte("INFO,hel"))
+	c.handleRecord(now, ks, []byte("lo\x00INFO,sec"))
+	c.handleRecord(now, ks, []byte("ond\x00"))
+	var got []string
+	for e := c.NextEvent(); e != nil; e = c.NextEvent() {
+		if ev, ok := e.(EventInfo); ok {
+			got = append(got, ev.Message)
+		}
+	}
+	if len(got) != 2 || !strings.Contains(got[0], "hello") || !strings.Contains(got[1], "second") {
+		t.Fatalf("info messages %q, want hello and second", got)
+	}
+	if ks.partial != nil {
+		t.Errorf("%d bytes left over", len(ks.partial))
+	}
+
+	c.handleRecord(now, ks, []byte(strings.Repeat("A", maxControlMessage+1)))
+	if !c.dead {
+		t.Error("an unterminated message over the limit did not end the connection")
+	}
+}
