@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"sync"
 	"syscall"
+	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -25,6 +26,17 @@ const (
 	// large buffers absorb bursts from batched sends and keep the receive queue from
 	// overflowing while the reader decrypts a batch.
 	socketBufferSize = 7 << 20
+	// groMessages is how many coalesced datagrams one receive call may return
+	// with UDP GRO on; each lands in its own groBufSize buffer, of which only
+	// the bytes received are ever touched (and so resident).
+	groMessages = 16
+	// groBufSize holds the largest coalesced datagram the kernel delivers.
+	groBufSize = 65535
+	// groProbe is how many datagrams are received with UDP GRO on before it is
+	// turned off again if the kernel never coalesced any: without a device
+	// that does GRO (a veth without NAPI, for instance) it only costs a copy
+	// per packet.
+	groProbe = 4096
 )
 
 // udpConn is a connected UDP socket with batched I/O through recvmmsg/sendmmsg.
@@ -45,6 +57,19 @@ type udpConn struct {
 		n     int
 		errno syscall.Errno
 		fn    func(fd uintptr) bool
+
+		// UDP GRO: datagrams land in land[i] with their segment size in
+		// oob, and are split into the caller's buffers, possibly over
+		// several ReadBatch calls (msg, off: the next segment to hand out).
+		gro      bool
+		groSeen  bool // the kernel has coalesced at least once
+		groCount int  // datagrams received while probing
+		land     [][]byte
+		oob      []byte
+		lens     []int
+		segs     []int
+		count    int
+		msg, off int
 	}
 
 	wr struct {
@@ -161,7 +186,17 @@ func newUDPConn(c *net.UDPConn, remote netip.AddrPort, batch int, tryGSO bool) (
 		_ = rc.Control(func(fd uintptr) {
 			_, err := unix.GetsockoptInt(int(fd), unix.IPPROTO_UDP, unix.UDP_SEGMENT)
 			u.wr.gso = err == nil
+			u.rd.gro = unix.SetsockoptInt(int(fd), unix.IPPROTO_UDP, unix.UDP_GRO, 1) == nil
 		})
+	}
+	if u.rd.gro {
+		u.rd.land = make([][]byte, groMessages)
+		for i := range u.rd.land {
+			u.rd.land[i] = make([]byte, groBufSize)
+		}
+		u.rd.oob = make([]byte, groMessages*unix.CmsgSpace(4))
+		u.rd.lens = make([]int, groMessages)
+		u.rd.segs = make([]int, groMessages)
 	}
 	return u, nil
 }
@@ -184,6 +219,9 @@ func (u *udpConn) recvmmsg(fd uintptr) bool {
 // ReadBatch reads up to len(bufs) datagrams, each into bufs[i], and stores their
 // lengths in sizes. It blocks until at least one arrives.
 func (u *udpConn) ReadBatch(bufs [][]byte, sizes []int) (int, error) {
+	if u.rd.gro {
+		return u.readGRO(bufs, sizes)
+	}
 	n := min(len(bufs), len(u.rd.hdrs))
 	for i := 0; i < n; i++ {
 		u.rd.iovs[i].Base = unsafe.SliceData(bufs[i])
@@ -216,6 +254,115 @@ func (u *udpConn) ReadBatch(bufs [][]byte, sizes []int) (int, error) {
 		}
 		return u.rd.n, nil
 	}
+}
+
+// readGRO is ReadBatch with UDP GRO on: the kernel may hand over several
+// datagrams of the flow as one, with the segment size in a UDP_GRO control
+// message; every segment but the last has exactly that size. The segments are
+// copied out in order, and those that do not fit in bufs wait for the next call.
+func (u *udpConn) readGRO(bufs [][]byte, sizes []int) (int, error) {
+	if u.rd.msg >= u.rd.count {
+		if err := u.receiveGRO(); err != nil {
+			return 0, err
+		}
+	}
+	n := 0
+	for n < len(bufs) && u.rd.msg < u.rd.count {
+		m := u.rd.msg
+		data := u.rd.land[m][:u.rd.lens[m]]
+		seg := u.rd.segs[m]
+		if seg <= 0 || seg > len(data) {
+			seg = len(data)
+		}
+		end := min(u.rd.off+seg, len(data))
+		sizes[n] = 0 // a segment larger than the buffer is dropped
+		if p := data[u.rd.off:end]; len(p) <= len(bufs[n]) {
+			sizes[n] = copy(bufs[n], p)
+		}
+		n++
+		u.rd.off = end
+		if u.rd.off >= len(data) {
+			u.rd.msg++
+			u.rd.off = 0
+		}
+	}
+	if u.rd.msg >= u.rd.count && !u.rd.groSeen && u.rd.groCount >= groProbe {
+		// Nothing was ever coalesced: go back to receiving in place, and let
+		// the landing buffers go.
+		_ = u.rc.Control(func(fd uintptr) {
+			if unix.SetsockoptInt(int(fd), unix.IPPROTO_UDP, unix.UDP_GRO, 0) == nil {
+				u.rd.gro = false
+				u.rd.land = nil
+			}
+		})
+	}
+	return n, nil
+}
+
+// receiveGRO fills the landing buffers with one recvmmsg.
+func (u *udpConn) receiveGRO() error {
+	cs := unix.CmsgSpace(4)
+	n := len(u.rd.land)
+	for i := 0; i < n; i++ {
+		u.rd.iovs[i].Base = unsafe.SliceData(u.rd.land[i])
+		u.rd.iovs[i].SetLen(len(u.rd.land[i]))
+		h := &u.rd.hdrs[i]
+		h.Hdr = unix.Msghdr{Iov: &u.rd.iovs[i], Control: &u.rd.oob[i*cs]}
+		h.Hdr.SetIovlen(1)
+		h.Hdr.SetControllen(cs)
+		h.Len = 0
+	}
+	for {
+		u.rd.n = n
+		u.rd.errno = 0
+		if err := u.rc.Read(u.rd.fn); err != nil {
+			return err
+		}
+		switch u.rd.errno {
+		case 0:
+		case unix.ECONNREFUSED, unix.EHOSTUNREACH, unix.ENETUNREACH:
+			continue
+		default:
+			return os.NewSyscallError("recvmmsg", u.rd.errno)
+		}
+		break
+	}
+	for i := 0; i < u.rd.n; i++ {
+		h := &u.rd.hdrs[i]
+		u.rd.lens[i] = int(h.Len)
+		u.rd.segs[i] = groSegmentSize(u.rd.oob[i*cs:(i+1)*cs], int(h.Hdr.Controllen))
+		if h.Hdr.Flags&unix.MSG_TRUNC != 0 {
+			u.rd.lens[i] = 0 // larger than any packet we accept: drop it
+		}
+		if u.rd.segs[i] > 0 && u.rd.segs[i] < u.rd.lens[i] {
+			u.rd.groSeen = true
+		}
+	}
+	u.rd.groCount += u.rd.n
+	u.rd.count, u.rd.msg, u.rd.off = u.rd.n, 0, 0
+	return nil
+}
+
+// groSegmentSize finds the UDP_GRO control message in oob[:n] and returns its
+// segment size, or 0.
+func groSegmentSize(oob []byte, n int) int {
+	oob = oob[:min(max(n, 0), len(oob))]
+	for len(oob) >= unix.CmsgLen(0) {
+		h := (*unix.Cmsghdr)(unsafe.Pointer(&oob[0]))
+		l := int(h.Len)
+		if l < unix.CmsgLen(0) || l > len(oob) {
+			return 0
+		}
+		if h.Level == unix.SOL_UDP && h.Type == unix.UDP_GRO && l >= unix.CmsgLen(4) {
+			return int(*(*int32)(unsafe.Pointer(&oob[unix.CmsgLen(0)])))
+		}
+		next := unix.CmsgSpace(l - unix.CmsgLen(0))
+		if next > len(oob) {
+			return 0
+		}
+		oob = oob[next:]
+	}
+	return 0
 }
 
 func (u *udpConn) sendmmsg(fd uintptr) bool {
@@ -331,6 +478,19 @@ func isTransientSendError(err error) bool {
 	return errors.Is(err, unix.ECONNREFUSED) || errors.Is(err, unix.EHOSTUNREACH) ||
 		errors.Is(err, unix.ENETUNREACH) || errors.Is(err, unix.ENOBUFS) || errors.Is(err, unix.EPERM)
 }
+
+// rxPause sleeps for d in the calling thread with nanosleep: the runtime's
+// timers round sleeps below a millisecond up to one. The thread's timer slack
+// (50 µs by default, added to every sleep) is lowered first; the thread may
+// differ from call to call, so it is set each time, for one cheap syscall.
+func rxPause(d time.Duration) {
+	_ = unix.Prctl(unix.PR_SET_TIMERSLACK, rxTimerSlack, 0, 0, 0)
+	ts := unix.NsecToTimespec(int64(d))
+	_ = unix.Nanosleep(&ts, nil)
+}
+
+// rxTimerSlack is the timer slack for rxPause, in nanoseconds.
+const rxTimerSlack = 5000
 
 // Close closes the socket, which ends a blocked ReadBatch.
 func (u *udpConn) Close() error { return u.conn.Close() }
