@@ -89,9 +89,10 @@ func (p *Pipe) run(fn func(conn net.Conn) error) {
 		p.mu.Lock()
 		p.exited = true
 		p.err = err
+		// Closed under the lock so that whoever Feed or Start woke sees Done closed too.
+		close(p.done)
 		p.cond.Broadcast()
 		p.mu.Unlock()
-		close(p.done)
 	}()
 	err = fn(p.Conn())
 }
