@@ -200,6 +200,9 @@ type dataPath struct {
 type dataPathConfig struct {
 	Headroom, Tailroom int // from the datachannel package
 	MTU                int // tun MTU: largest plaintext packet
+	// RefuseCompressed drops LZO/LZ4-compressed packets from the server
+	// (allow-compression no) instead of decompressing them.
+	RefuseCompressed bool
 }
 
 // connRef is one connection as the data path sees it: the transport, where its
@@ -246,7 +249,10 @@ func newDataPath(t tunDevice, cnt *counters, dc dataPathConfig, logf func(string
 	}
 	d.rx.sizes = make([]int, maxBatch)
 	d.rx.out = make([][]byte, 0, maxBatch)
-	d.rx.scratch = make([]byte, 64<<10)
+	if !dc.RefuseCompressed {
+		// Without a scratch buffer OpenTo refuses compressed payloads.
+		d.rx.scratch = make([]byte, 64<<10)
+	}
 	return d
 }
 

@@ -91,3 +91,53 @@ func BenchmarkSealRealAES256GCM(b *testing.B) {
 		})
 	}
 }
+
+// TestCompressedFromServer: with comp-lzo framing a server's LZO packet is decompressed,
+// unless the profile says allow-compression no, when it is dropped.
+func TestCompressedFromServer(t *testing.T) {
+	ip := []byte{0x45, 0, 0, 20, 1, 2, 3, 4, 64, 17, 0, 0, 10, 8, 0, 1, 10, 8, 0, 2}
+	// 0x66 is comp-lzo's "LZO follows" byte; the LZO1X stream is one literal run (first byte
+	// 17+length) and the end marker 0x11 0x00 0x00.
+	lzo := append(append([]byte{0x66, byte(17 + len(ip))}, ip...), 0x11, 0, 0)
+
+	var kb kdf.KeyBlock
+	for i := range kb {
+		kb[i] = byte(i*5 + 1)
+	}
+	mk := func(client bool, comp datachannel.Compression) *datachannel.Keys {
+		k, err := datachannel.NewKeys(datachannel.KeyParams{Cipher: "AES-256-GCM", Block: &kb, Client: client, KeyID: 1, PeerID: 7, Compression: comp})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return k
+	}
+	// The "server" seals the framed payload as is, so it needs no framing of its own.
+	server := mk(false, datachannel.CompressNone)
+	buf := make([]byte, datachannel.Headroom+len(lzo)+datachannel.Tailroom)
+	copy(buf[datachannel.Headroom:], lzo)
+	pkt, err := server.Seal(buf, datachannel.Headroom, len(lzo))
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	for _, refuse := range []bool{false, true} {
+		t.Run(fmt.Sprintf("refuse=%v", refuse), func(t *testing.T) {
+			tn := &fakeTun{record: true}
+			c := &fakeConn{in: [][]byte{append([]byte(nil), pkt...), {}}}
+			d := newDataPath(tn, &counters{}, dataPathConfig{Headroom: datachannel.Headroom, Tailroom: datachannel.Tailroom, MTU: 1500, RefuseCompressed: refuse}, func(string, ...any) {})
+			ref := &connRef{conn: c, ctrl: make(chan *ctrlPacket, 1), errc: make(chan error, 1)}
+			d.conn.Store(ref)
+			d.setKeys(&keySet{primary: mk(true, datachannel.CompLZO)})
+			d.RoutineSocketToTun(ref)
+			if refuse {
+				if len(tn.written) != 0 {
+					t.Errorf("compressed packet delivered despite allow-compression no: %x", tn.written)
+				}
+				return
+			}
+			if len(tn.written) != 1 || !bytes.Equal(tn.written[0], ip) {
+				t.Errorf("tun got %x, want %x", tn.written, ip)
+			}
+		})
+	}
+}

@@ -304,7 +304,8 @@ func (r *runner) openTun() error {
 			r.watcher.setTunIndex(ifc.Index)
 		}
 	}
-	r.dp = newDataPath(t, &r.s.cnt, dataPathConfig{Headroom: datachannel.Headroom, Tailroom: datachannel.Tailroom, MTU: mtu},
+	r.dp = newDataPath(t, &r.s.cnt, dataPathConfig{Headroom: datachannel.Headroom, Tailroom: datachannel.Tailroom, MTU: mtu,
+		RefuseCompressed: r.cfg.Compression.Allow == config.AllowNo},
 		func(f string, a ...any) { r.s.logf(4, f, a...) })
 	r.dp.setMSSFix(mssFixFromConfig(r.cfg)) // mssfix hook (session/mss.go)
 	r.txDone = make(chan struct{})
