@@ -433,6 +433,7 @@ func applyMSSFix(p *parser, s *scope, it *item) error {
 	}
 	if p.once(s, it, it.name, strings.Join(it.args, " ")) {
 		p.cfg.MSSFix, p.cfg.MSSFixMTU, p.cfg.MSSFixFixed = n, mtu, fixed
+		p.cfg.MSSFixDefault = len(it.args) == 0
 	}
 	return nil
 }

@@ -92,11 +92,14 @@ type Config struct {
 	PersistKey bool
 
 	// MSSFix is the TCP MSS clamp target (0 = off); MSSFixMTU and MSSFixFixed carry the
-	// "mtu" and "fixed" flags of mssfix.
-	MSSFix      int
-	MSSFixMTU   bool
-	MSSFixFixed bool
-	TunMTU      int
+	// "mtu" and "fixed" flags of mssfix. MSSFixDefault is set when the profile has no mssfix
+	// value of its own (no mssfix line, or a bare "mssfix"): OpenVPN then uses "1492 mtu" with
+	// tun-mtu 1500 and "TUN-MTU fixed" otherwise, which differs from an explicit "mssfix 1492".
+	MSSFix        int
+	MSSFixMTU     bool
+	MSSFixFixed   bool
+	MSSFixDefault bool
+	TunMTU        int
 
 	// Net holds the tunnel's network settings given in the profile; pushed settings are
 	// merged on top by the session.

@@ -119,6 +119,7 @@ func newConfig() *Config {
 		ResolvRetry:   ResolvRetryInfinite,
 		TunMTU:        1500,
 		MSSFix:        1492,
+		MSSFixDefault: true,
 		Verb:          1,
 		TLSVersionMin: TLSVersion{Version: tls.VersionTLS12},
 		Net:           NetSettings{Topology: TopologyNet30},

@@ -109,6 +109,8 @@ func (c *Config) print(w *printer) {
 	}
 	w.line("tun-mtu", strconv.Itoa(c.TunMTU))
 	switch {
+	case c.MSSFixDefault:
+		w.line("mssfix") // the default depends on the final tun-mtu, which a push may change
 	case c.MSSFixMTU:
 		w.line("mssfix", strconv.Itoa(c.MSSFix), "mtu")
 	case c.MSSFixFixed:

@@ -49,14 +49,11 @@ type mssFixConfig struct {
 }
 
 // mssFixFromConfig applies OpenVPN's defaults to the profile's mssfix fields.
-// Without an mssfix line (or with a bare "mssfix") OpenVPN uses "mssfix 1492
-// mtu" when tun-mtu is 1500 and "mssfix TUN-MTU fixed" otherwise. config
-// reports a missing or bare mssfix as 1492 without flags, which is also how an
-// explicit "mssfix 1492" reads, so that spelling gets the default's meaning
-// too (a 28-byte smaller clamp than OpenVPN would use for it).
+// Without an mssfix value (no mssfix line, or a bare "mssfix") OpenVPN uses
+// "mssfix 1492 mtu" when tun-mtu is 1500 and "mssfix TUN-MTU fixed" otherwise.
 func mssFixFromConfig(c *config.Config) mssFixConfig {
 	m := mssFixConfig{N: c.MSSFix, Encap: c.MSSFixMTU, Fixed: c.MSSFixFixed}
-	if m.N == defaultMSSFix && !m.Encap && !m.Fixed {
+	if c.MSSFixDefault {
 		mtu := c.TunMTU
 		if mtu <= 0 {
 			mtu = defaultTunMTU

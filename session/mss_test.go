@@ -272,6 +272,8 @@ func TestMSSFixFromConfig(t *testing.T) {
 		{"bare", "mssfix\n", mssFixConfig{N: 1492, Encap: true}},
 		{"default small tun", "tun-mtu 1400\n", mssFixConfig{N: 1400, Fixed: true}},
 		{"explicit", "mssfix 1450\n", mssFixConfig{N: 1450}},
+		{"explicit 1492 is not the default", "mssfix 1492\n", mssFixConfig{N: 1492}},
+		{"bare with small tun", "tun-mtu 1400\nmssfix\n", mssFixConfig{N: 1400, Fixed: true}},
 		{"mtu flag", "mssfix 1400 mtu\n", mssFixConfig{N: 1400, Encap: true}},
 		{"fixed flag", "mssfix 1300 fixed\n", mssFixConfig{N: 1300, Fixed: true}},
 		{"off", "mssfix 0\n", mssFixConfig{}},
