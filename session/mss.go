@@ -27,9 +27,6 @@ import (
 )
 
 const (
-	// defaultMSSFix is OpenVPN's MSSFIX_DEFAULT: the whole encapsulated packet,
-	// outer IP header included, fits 1492 bytes (PPPoE).
-	defaultMSSFix = 1492
 	// defaultTunMTU is the tun-mtu at which OpenVPN applies defaultMSSFix; with
 	// any other tun-mtu the default clamp follows the tun MTU instead.
 	defaultTunMTU = 1500
