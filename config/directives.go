@@ -2,6 +2,7 @@ package config
 
 import (
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"github.com/ovpnd/ovpnd/engine/statickey"
@@ -438,56 +439,40 @@ func applyMSSFix(p *parser, s *scope, it *item) error {
 	return nil
 }
 
-func applyCA(p *parser, s *scope, it *item) error {
-	if !p.once(s, it, it.name, it.argString()) {
+// certsDirective loads the certificates of ca, cert or extra-certs and hands them, with the
+// line that named them, to store.
+func certsDirective(store func(p *parser, it *item, certs []*x509.Certificate)) func(p *parser, s *scope, it *item) error {
+	return func(p *parser, s *scope, it *item) error {
+		if !p.once(s, it, it.name, it.argString()) {
+			return nil
+		}
+		// Record the line even if loading fails, so later checks (cert without key, ...)
+		// do not pile a second error on the first.
+		store(p, it, nil)
+		data, err := p.material(it)
+		if err != nil {
+			return err
+		}
+		certs, err := parseCerts(data)
+		if err != nil {
+			return materialErr(it, err)
+		}
+		store(p, it, certs)
 		return nil
 	}
-	p.caItem = it
-	data, err := p.material(it)
-	if err != nil {
-		return err
-	}
-	certs, err := parseCerts(data)
-	if err != nil {
-		return materialErr(it, err)
-	}
-	p.caCerts = certs
-	return nil
 }
 
-func applyCert(p *parser, s *scope, it *item) error {
-	if !p.once(s, it, it.name, it.argString()) {
-		return nil
-	}
-	p.certItem = it
-	data, err := p.material(it)
-	if err != nil {
-		return err
-	}
-	certs, err := parseCerts(data)
-	if err != nil {
-		return materialErr(it, err)
-	}
-	p.certChain = certs
-	return nil
-}
-
-func applyExtraCerts(p *parser, s *scope, it *item) error {
-	if !p.once(s, it, it.name, it.argString()) {
-		return nil
-	}
-	p.extraItem = it
-	data, err := p.material(it)
-	if err != nil {
-		return err
-	}
-	certs, err := parseCerts(data)
-	if err != nil {
-		return materialErr(it, err)
-	}
-	p.extra = certs
-	return nil
-}
+var (
+	applyCA = certsDirective(func(p *parser, it *item, certs []*x509.Certificate) {
+		p.caItem, p.caCerts = it, certs
+	})
+	applyCert = certsDirective(func(p *parser, it *item, certs []*x509.Certificate) {
+		p.certItem, p.certChain = it, certs
+	})
+	applyExtraCerts = certsDirective(func(p *parser, it *item, certs []*x509.Certificate) {
+		p.extraItem, p.extra = it, certs
+	})
+)
 
 func applyKey(p *parser, s *scope, it *item) error {
 	if !p.once(s, it, it.name, it.argString()) {

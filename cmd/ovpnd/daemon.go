@@ -57,10 +57,7 @@ func daemonCmd(args []string, _, stderr io.Writer) int {
 		return 2
 	}
 	log := daemon.NewLogger(stderr)
-	// Undo what a crashed ovpnd left behind before anything else, as `ovpnd run` does.
-	if err := routing.CleanUp(*stateDir, func(format string, args ...any) { log.Log(1, "", "", fmt.Sprintf(format, args...)) }); err != nil {
-		log.Log(0, "", "", fmt.Sprintf("cleaning up after an earlier run: %v", err))
-	}
+	cleanStale(*stateDir, func(format string, args ...any) { log.Log(1, "", "", fmt.Sprintf(format, args...)) })
 	notify := daemon.NewNotifier()
 	conn, err := connectBus(*busFlag)
 	if err != nil {

@@ -49,12 +49,7 @@ func runCmd(args []string, _, stderr io.Writer) int {
 		return 2
 	}
 
-	// Before anything else: undo what crashed or SIGKILLed instances left
-	// behind (routes, addresses, DNS, resolv.conf). Records of live
-	// processes, such as another tunnel running now, are left alone.
-	if err := routing.CleanUp(*stateDir, logger.Printf); err != nil {
-		logger.Printf("cleaning up after earlier instances: %v", err)
-	}
+	cleanStale(*stateDir, logger.Printf)
 
 	cfg, warns, err := config.Load(path)
 	for _, w := range warns {
@@ -152,4 +147,13 @@ func cleanupCmd(args []string, _, stderr io.Writer) int {
 		return 1
 	}
 	return 0
+}
+
+// cleanStale runs before anything else in every long-running command: it undoes what crashed
+// or SIGKILLed ovpnd processes left behind (routes, addresses, DNS, resolv.conf). Records of
+// live processes, such as another tunnel running now, are left alone.
+func cleanStale(stateDir string, logf func(format string, args ...any)) {
+	if err := routing.CleanUp(stateDir, logf); err != nil {
+		logf("cleaning up after earlier instances: %v", err)
+	}
 }

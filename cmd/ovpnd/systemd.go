@@ -63,6 +63,7 @@ func instanceCmd(args []string, _, stderr io.Writer) int {
 		return 1
 	}
 
+	cleanStale(*stateDir, func(format string, args ...any) { log.Log(1, name, "", fmt.Sprintf(format, args...)) })
 	cfg, warns, err := config.Load(*cfgPath)
 	for _, w := range warns {
 		log.Log(1, name, "", w.String())
