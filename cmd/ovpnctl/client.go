@@ -79,6 +79,21 @@ func connect() (*dbus.Conn, error) {
 }
 
 // resolve finds the session called name: the manager's, else an instance's.
+// connectTo connects to the bus and finds the session called name; the caller closes the
+// connection.
+func connectTo(name string) (*dbus.Conn, target, error) {
+	c, err := connect()
+	if err != nil {
+		return nil, target{}, err
+	}
+	t, err := resolve(c, name)
+	if err != nil {
+		c.Close()
+		return nil, target{}, err
+	}
+	return c, t, nil
+}
+
 func resolve(c *dbus.Conn, name string) (target, error) {
 	if !api.ValidName(name) {
 		return target{}, &cliError{exitUsage, fmt.Sprintf("%q is not a session name (1-%d characters of [A-Za-z0-9_.@-])", name, api.MaxNameLen)}

@@ -77,15 +77,11 @@ func manage(verb, method string, args []string, stdout, stderr io.Writer) int {
 	if !ok {
 		return code
 	}
-	c, err := connect()
+	c, t, err := connectTo(name)
 	if err != nil {
 		return report(stderr, err)
 	}
 	defer c.Close()
-	t, err := resolve(c, name)
-	if err != nil {
-		return report(stderr, err)
-	}
 	sigs := make(chan *dbus.Signal, 64)
 	c.Signal(sigs)
 	if verb == "down" {
@@ -150,15 +146,11 @@ func runStatus(args []string, stdout, stderr io.Writer) int {
 	if name == "" {
 		return listSessions(*asJSON, true, stdout, stderr)
 	}
-	c, err := connect()
+	c, t, err := connectTo(name)
 	if err != nil {
 		return report(stderr, err)
 	}
 	defer c.Close()
-	t, err := resolve(c, name)
-	if err != nil {
-		return report(stderr, err)
-	}
 	info, err := getInfo(c, t)
 	if err != nil {
 		return report(stderr, err)
@@ -263,15 +255,11 @@ func runStats(args []string, stdout, stderr io.Writer) int {
 	if !ok {
 		return code
 	}
-	c, err := connect()
+	c, t, err := connectTo(name)
 	if err != nil {
 		return report(stderr, err)
 	}
 	defer c.Close()
-	t, err := resolve(c, name)
-	if err != nil {
-		return report(stderr, err)
-	}
 	info, err := getInfo(c, t)
 	if err != nil {
 		return report(stderr, err)
@@ -302,15 +290,11 @@ func runLog(args []string, stdout, stderr io.Writer) int {
 	if !ok {
 		return code
 	}
-	c, err := connect()
+	c, t, err := connectTo(name)
 	if err != nil {
 		return report(stderr, err)
 	}
 	defer c.Close()
-	t, err := resolve(c, name)
-	if err != nil {
-		return report(stderr, err)
-	}
 	sigs := make(chan *dbus.Signal, 256)
 	c.Signal(sigs)
 	if *follow {
