@@ -134,6 +134,29 @@ func interopCases() []interopCase {
 			cipher:  "AES-256-GCM",
 			tunnel6: true,
 		},
+		// The TLS options a profile can restrict, checked against what the server negotiated.
+		interopCase{
+			name:   "udp/tls-crypt/tls1.2-cipher",
+			server: lab.ServerOptions{Wrap: "tls-crypt"},
+			client: lab.ClientOptions{Extra: []string{"tls-version-max 1.2", "tls-cipher TLS-ECDHE-ECDSA-WITH-AES-128-GCM-SHA256"}},
+			cipher: "AES-256-GCM",
+			exercise: func(t *testing.T, l *lab.Lab, srv *lab.Server, _ *lab.Process) {
+				if want := "Control Channel: TLSv1.2, cipher TLSv1.2 ECDHE-ECDSA-AES128-GCM-SHA256"; !strings.Contains(srv.Log(), want) {
+					t.Errorf("server log lacks %q", want)
+				}
+			},
+		},
+		interopCase{
+			name:   "udp/tls-crypt/tls1.3-ciphersuites",
+			server: lab.ServerOptions{Wrap: "tls-crypt"},
+			client: lab.ClientOptions{Extra: []string{"tls-version-min 1.3", "tls-ciphersuites TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256"}},
+			cipher: "AES-256-GCM",
+			exercise: func(t *testing.T, l *lab.Lab, srv *lab.Server, _ *lab.Process) {
+				if want := "Control Channel: TLSv1.3, cipher TLSv1.3 TLS_AES_256_GCM_SHA384"; !strings.Contains(srv.Log(), want) {
+					t.Errorf("server log lacks %q", want)
+				}
+			},
+		},
 		interopCase{
 			name: "udp/tls-crypt/pushed-routes",
 			server: lab.ServerOptions{Wrap: "tls-crypt", Push: []string{
