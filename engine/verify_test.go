@@ -274,3 +274,31 @@ func TestTLS13CipherSuites(t *testing.T) {
 		t.Errorf("TLS 1.2 session refused: %v", err)
 	}
 }
+
+// FuzzOpenSSLKeyUsage feeds arbitrary key usage extension values, which come from the server's
+// certificate, to the --remote-cert-ku reader.
+func FuzzOpenSSLKeyUsage(f *testing.F) {
+	f.Add([]byte{0x03, 0x02, 0x05, 0xa0}) // digitalSignature, keyEncipherment
+	f.Add([]byte{0x03, 0x03, 0x07, 0x80, 0x80})
+	f.Add([]byte{0x03, 0x01, 0x00})
+	f.Add([]byte{0x03, 0x02, 0x08, 0xff})
+	f.Fuzz(func(t *testing.T, v []byte) {
+		c := &x509.Certificate{Extensions: []pkix.Extension{{Id: oidKeyUsage, Critical: true, Value: v}}}
+		ku, present, err := openSSLKeyUsage(c)
+		if !present {
+			t.Fatal("extension present but not found")
+		}
+		if err != nil {
+			if ku != 0 {
+				t.Fatalf("usage %#x with error %v", ku, err)
+			}
+			return
+		}
+		if ku > 0xff {
+			t.Fatalf("usage %#x beyond the first byte", ku)
+		}
+		if len(v) == 4 && v[0] == 0x03 && v[1] == 0x02 && v[2] == 0 && ku != uint16(v[3]) {
+			t.Fatalf("usage %#x, want the first content byte %#x", ku, v[3])
+		}
+	})
+}

@@ -390,3 +390,38 @@ func FuzzSplitTCPFrame(f *testing.F) {
 		}
 	})
 }
+
+// FuzzTCPReader reads an arbitrary TCP stream frame by frame; each packet must be the one
+// SplitTCPFrame takes off the same bytes, and the reader must stop at the first bad frame.
+func FuzzTCPReader(f *testing.F) {
+	f.Add(AppendTCPFrame(AppendTCPFrame(nil, vecResetV2None), []byte{1}))
+	f.Add([]byte{0, 0, 0, 1, 9})
+	f.Add([]byte{0, 5, 1, 2})
+	f.Add([]byte{0})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		r := NewTCPReader(bytes.NewReader(b))
+		rest := b
+		for range len(b) + 1 {
+			pkt, err := r.ReadPacket()
+			want, next, ok, splitErr := SplitTCPFrame(rest)
+			if err != nil {
+				switch {
+				case len(rest) == 0:
+					if err != io.EOF {
+						t.Fatalf("end of stream: %v, want io.EOF", err)
+					}
+				case splitErr == nil && ok:
+					t.Fatalf("reader failed (%v) where SplitTCPFrame took %d bytes", err, len(want))
+				case splitErr == nil && len(rest) > 1 && !errors.Is(err, io.ErrUnexpectedEOF):
+					t.Fatalf("frame cut short: %v, want io.ErrUnexpectedEOF", err)
+				}
+				return
+			}
+			if !ok || !bytes.Equal(pkt, want) {
+				t.Fatalf("reader gave %x, SplitTCPFrame %x (ok %v, %v)", pkt, want, ok, splitErr)
+			}
+			rest = next
+		}
+		t.Fatal("reader returned more packets than the stream has bytes")
+	})
+}
