@@ -672,3 +672,38 @@ func FuzzTLSCipherList(f *testing.F) {
 		}
 	})
 }
+
+func TestParseUserPassFile(t *testing.T) {
+	tests := []struct {
+		name, data     string
+		user, pass     string
+		missing, isErr bool
+	}{
+		{name: "both lines", data: "alice\ns3cret\n", user: "alice", pass: "s3cret"},
+		{name: "CRLF", data: "alice\r\ns3cret\r\n", user: "alice", pass: "s3cret"},
+		{name: "username without newline", data: "alice", user: "alice", missing: true},
+		{name: "username line only", data: "alice\n", user: "alice", missing: true},
+		{name: "password line of a lone CR", data: "alice\n\r", user: "alice", missing: true},
+		{name: "blank trailing lines", data: "alice\npw\n\n \n", user: "alice", pass: "pw"},
+		{name: "empty", data: "", isErr: true},
+		{name: "blank username", data: " \r\npw\n", isErr: true},
+		{name: "third line", data: "a\nb\nc\n", isErr: true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			a, err := parseUserPass([]byte(tc.data))
+			if tc.isErr {
+				if err == nil {
+					t.Fatalf("accepted %q as %+v", tc.data, a)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if a.Username != tc.user || a.Password != tc.pass || a.PasswordMissing != tc.missing {
+				t.Errorf("got %q/%q missing %v, want %q/%q missing %v", a.Username, a.Password, a.PasswordMissing, tc.user, tc.pass, tc.missing)
+			}
+		})
+	}
+}

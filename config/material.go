@@ -220,19 +220,27 @@ func parseFingerprintBlock(data []byte) ([][32]byte, error) {
 // parseUserPass reads an auth-user-pass file: the username on the first line, the password on
 // the second.
 func parseUserPass(data []byte) (*AuthUserPass, error) {
+	// Split always yields at least one element; a file with no newline is a username alone.
 	lines := strings.Split(strings.ReplaceAll(string(data), "\r\n", "\n"), "\n")
-	if len(lines) == 0 || strings.TrimSpace(lines[0]) == "" {
+	for i := range lines {
+		// Trim before testing for emptiness, so a second line of just "\r" means no password
+		// (ask for one) rather than an empty one.
+		lines[i] = strings.TrimRight(lines[i], "\r")
+	}
+	if strings.TrimSpace(lines[0]) == "" {
 		return nil, errors.New("auth-user-pass file has no username on its first line")
 	}
-	a := &AuthUserPass{Username: strings.TrimRight(lines[0], "\r")}
+	a := &AuthUserPass{Username: lines[0]}
 	if len(lines) > 1 && lines[1] != "" {
-		a.Password = strings.TrimRight(lines[1], "\r")
+		a.Password = lines[1]
 	} else {
 		a.PasswordMissing = true
 	}
-	for _, l := range lines[2:] {
-		if strings.TrimSpace(l) != "" {
-			return nil, errors.New("auth-user-pass file has more than two lines")
+	if len(lines) > 2 {
+		for _, l := range lines[2:] {
+			if strings.TrimSpace(l) != "" {
+				return nil, errors.New("auth-user-pass file has more than two lines")
+			}
 		}
 	}
 	return a, nil
