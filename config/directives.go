@@ -496,6 +496,13 @@ func applyPKCS12(p *parser, s *scope, it *item) error {
 		return nil
 	}
 	p.p12Item = it
+	if p.open == nil {
+		// Profiles parsed without file access come from unprivileged callers over D-Bus. A
+		// bundle names its own key-derivation cost, even inside encrypted content that cannot
+		// be checked before doing the work, so it could keep the root daemon busy without
+		// end; ovpnctl sends certificate and key as PEM instead (ovpnctl check --print).
+		return errors.New("PKCS#12 is not accepted in profiles sent to the daemon; send the certificate and key as PEM (ovpnctl check --print converts it)")
+	}
 	data, err := p.material(it)
 	if err != nil {
 		return err

@@ -1,7 +1,9 @@
 package config
 
 import (
+	"encoding/base64"
 	"errors"
+	"os"
 	"slices"
 	"sort"
 	"strings"
@@ -42,7 +44,7 @@ func TestParseInlineRefusesEveryPath(t *testing.T) {
 					t.Errorf("%s reads the file %v; add it to knownFileDirectives after checking ParseInline refuses it", d.name, asked)
 				}
 				_, _, err := ParseInline("p.conf", []byte(text))
-				if err == nil || !strings.Contains(err.Error(), "only inline blocks are accepted") {
+				if err == nil || !strings.Contains(err.Error(), "only inline blocks are accepted") && !strings.Contains(err.Error(), "not accepted in profiles sent to the daemon") {
 					t.Errorf("ParseInline(%q) = %v, want an only-inline error", strings.TrimSpace(text), err)
 				}
 				if err != nil && !strings.Contains(err.Error(), d.name) {
@@ -77,5 +79,21 @@ func TestParseInlineRefusesOtherPathShapes(t *testing.T) {
 				t.Fatal("ParseInline accepted it")
 			}
 		})
+	}
+}
+
+// TestParseInlineRefusesPKCS12: a bundle chooses its own key-derivation cost, so a profile from
+// an unprivileged caller may not carry one, not even inline; the file-based parser still reads it.
+func TestParseInlineRefusesPKCS12(t *testing.T) {
+	p12, err := os.ReadFile("testdata/key files/client.p12")
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := "client\ndev tun\nremote vpn.example.com 1194\nauth-user-pass\n<pkcs12>\n" + base64.StdEncoding.EncodeToString(p12) + "\n</pkcs12>\n"
+	if _, _, err := ParseInline("p.conf", []byte(text)); err == nil || !strings.Contains(err.Error(), "PKCS#12 is not accepted") {
+		t.Errorf("ParseInline accepted an inline PKCS#12 bundle: %v", err)
+	}
+	if _, _, err := Parse("p.conf", []byte(text), FSOpener(os.DirFS("."))); err != nil {
+		t.Errorf("Parse with file access refused the same bundle: %v", err)
 	}
 }
