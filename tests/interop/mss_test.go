@@ -44,7 +44,7 @@ func TestOvpndMSSFix(t *testing.T) {
 			})
 			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 			defer cancel()
-			if _, err := waitTunnel(ctx, l, client, srv.ClientTunnelAddr()); err != nil {
+			if _, err := l.WaitTunnel(ctx, client, srv.ClientTunnelAddr()); err != nil {
 				t.Fatal(err)
 			}
 			if _, err := l.WaitClientAddr(ctx, lab.ClientTunnel6); err != nil {

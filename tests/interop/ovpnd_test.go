@@ -232,7 +232,7 @@ func runInteropCase(t *testing.T, c interopCase, start clientStarter) {
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	dev, err := waitTunnel(ctx, l, client, srv.ClientTunnelAddr())
+	dev, err := l.WaitTunnel(ctx, client, srv.ClientTunnelAddr())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -266,31 +266,6 @@ func runInteropCase(t *testing.T, c interopCase, start clientStarter) {
 	if diff := cmp.Diff(before, l.ClientNetState()); diff != "" {
 		t.Errorf("client namespace not restored after exit (-before +after):\n%s", diff)
 	}
-}
-
-// waitTunnel waits for the client's tunnel address, failing early if the client exits.
-func waitTunnel(ctx context.Context, l *lab.Lab, client *lab.Process, addr string) (string, error) {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	go func() {
-		select {
-		case <-client.Done():
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
-	dev, err := l.WaitClientAddr(ctx, addr)
-	if err != nil && client.Exited() {
-		return "", errors.New("client exited before the tunnel came up: " + exitText(client))
-	}
-	return dev, err
-}
-
-func exitText(p *lab.Process) string {
-	if err := p.Wait(); err != nil {
-		return err.Error()
-	}
-	return "exit status 0"
 }
 
 // checkTraffic pings addr and moves transferSize bytes each way byte for byte.

@@ -298,6 +298,29 @@ func (l *Lab) ClientNetState() NetState {
 	}
 }
 
+// WaitTunnel waits like WaitClientAddr for client's tunnel address, but fails as soon as the
+// client process exits, with its exit status.
+func (l *Lab) WaitTunnel(ctx context.Context, client *Process, addr string) (string, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-client.Done():
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	dev, err := l.WaitClientAddr(ctx, addr)
+	if err != nil && client.Exited() {
+		status := "exit status 0"
+		if werr := client.Wait(); werr != nil {
+			status = werr.Error()
+		}
+		return "", errors.New("client exited before the tunnel came up: " + status)
+	}
+	return dev, err
+}
+
 // WaitClientAddr polls `ip -o addr show` in the client namespace until addr is configured on
 // some interface, and returns that interface's name.
 func (l *Lab) WaitClientAddr(ctx context.Context, addr string) (string, error) {

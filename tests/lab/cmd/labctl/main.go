@@ -151,7 +151,7 @@ func demo(t *cli, kind, ovpndPath string) {
 	client := l.StartClientProcess(args...)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	dev, err := waitAddr(ctx, l, client, srv.ClientTunnelAddr())
+	dev, err := l.WaitTunnel(ctx, client, srv.ClientTunnelAddr())
 	if err != nil {
 		t.Fatalf("tunnel did not come up: %v\n--- client output ---\n%s", err, client.Output())
 	}
@@ -219,24 +219,6 @@ func absPath(p string) (string, error) {
 		return "", err
 	}
 	return wd + "/" + p, nil
-}
-
-// waitAddr waits for the tunnel address and fails early when the client exits.
-func waitAddr(ctx context.Context, l *lab.Lab, client *lab.Process, addr string) (string, error) {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	go func() {
-		select {
-		case <-client.Done():
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
-	dev, err := l.WaitClientAddr(ctx, addr)
-	if err != nil && client.Exited() {
-		return "", errors.New("client exited first: " + fmt.Sprint(client.Wait()))
-	}
-	return dev, err
 }
 
 // result is one client's bench figures; ok=false means the client did not run (why says so).
