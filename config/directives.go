@@ -32,11 +32,12 @@ type directive struct {
 	min    int
 	max    int  // -1 = unbounded (up to MaxArgs)
 	inline bool // may be an inline <name> block
+	conn   bool // allowed inside <connection>
+	apply  func(p *parser, s *scope, it *item) error
+
 	// removed marks a refused directive that OpenVPN 2.6 no longer knows either, so that
 	// ignore-unknown-option covers it as it does in OpenVPN.
 	removed bool
-	conn   bool // allowed inside <connection>
-	apply  func(p *parser, s *scope, it *item) error
 }
 
 // table is the single source of truth: Parse, ParsePush and the docs test all read it.
