@@ -59,6 +59,13 @@ func (r *runner) attempt(ctx context.Context, conn *config.Connection, remote ne
 		pc.Close()
 		return outcome{kind: outFatal, err: fmt.Errorf("building protocol configuration: %w", err)}
 	}
+	if c := s.crl; c != nil {
+		if c.dir != "" {
+			ec.CRLDirRevoked = c.revoked
+		} else {
+			ec.CRLs = c.current
+		}
+	}
 	eng, err := engine.NewClient(ec)
 	if err != nil {
 		pc.Close()
