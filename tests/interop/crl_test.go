@@ -60,7 +60,9 @@ func (c *crlCA) issueServer(name string, serial int) (string, string) {
 
 func (c *crlCA) revoke(crt string) { c.run(append([]string{"ca", "-revoke", crt}, c.caArgs()...)...) }
 
-func (c *crlCA) genCRL(out string) { c.run(append([]string{"ca", "-gencrl", "-out", out}, c.caArgs()...)...) }
+func (c *crlCA) genCRL(out string) {
+	c.run(append([]string{"ca", "-gencrl", "-out", out}, c.caArgs()...)...)
+}
 
 // TestOvpndCRLVerify: with crl-verify, ovpnd accepts a server whose certificate the CA's list
 // does not name, re-reads the list when the CA updates it, and refuses the same server at the
