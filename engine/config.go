@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/ovpnd/ovpnd/engine/datachannel"
+	"github.com/ovpnd/ovpnd/engine/push"
 	"github.com/ovpnd/ovpnd/engine/statickey"
 )
 
@@ -162,6 +163,8 @@ type Config struct {
 	Ping          time.Duration // --ping
 	PingRestart   time.Duration // --ping-restart
 	PingExit      time.Duration // --ping-exit
+	// PushPolicy is the profile's pull-filter rules and route-nopull, applied to the push.
+	PushPolicy push.Policy
 	// PushRequestInterval is how often PUSH_REQUEST is repeated until a reply arrives.
 	PushRequestInterval time.Duration
 	// ExplicitExitNotify is --explicit-exit-notify N (0 = off).
