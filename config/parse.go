@@ -168,6 +168,7 @@ type parser struct {
 	keyDirItem                                    *item
 	cipherItem, compItem                          *item
 	remoteCertTLSItem, remoteCertEKUItem          *item
+	fragmentItem                                  *item
 }
 
 func (p *parser) errf(line int, format string, args ...any) {
@@ -328,6 +329,7 @@ func (p *parser) finish() {
 	p.finishMaterial()
 	p.finishWrap()
 	p.finishConnections()
+	p.finishFragment()
 	if p.remoteCertTLSItem != nil && p.remoteCertEKUItem != nil {
 		p.errf(p.remoteCertEKUItem.line, "remote-cert-eku conflicts with remote-cert-tls on line %d (remote-cert-tls already sets the extended key usage)", p.remoteCertTLSItem.line)
 	}

@@ -176,6 +176,11 @@ type Config struct {
 	TunMTU, TunMaxMTU int
 	// TLSMTU is --tls-mtu, the largest control packet the engine emits.
 	TLSMTU int
+	// Fragment turns on OpenVPN's fragmentation layer (--fragment, UDP only):
+	// the largest data packet, in bytes of UDP payload, after taking off the
+	// outer IP and UDP headers (--fragment N mtu) and a SOCKS relay's UDP
+	// header. Zero means no fragmentation layer.
+	Fragment int
 
 	// Rand supplies all randomness (session ids, key material, TLS).
 	Rand io.Reader
@@ -250,6 +255,9 @@ func (c *Config) normalize() (Config, error) {
 	}
 	if n.TunMTU <= 0 {
 		n.TunMTU = DefaultTunMTU
+	}
+	if n.Fragment < 0 || n.Fragment > 0 && n.Proto == ProtoTCP {
+		return n, errors.New("engine: fragment needs a UDP transport")
 	}
 	if n.TunMaxMTU <= 0 {
 		n.TunMaxMTU = max(DefaultTunMaxMTU, n.TunMTU)
