@@ -234,7 +234,7 @@ func directives() []*directive {
 		sup("comp-lzo", "comp-lzo [yes|no|adaptive]", 0, 1, "LZO compression framing; ovpnd never compresses, and decompresses only with allow-compression.", applyCompression),
 		sup("compress", "compress [stub|stub-v2|lzo|lz4|lz4-v2]", 0, 1, "Compression framing; ovpnd never compresses, and decompresses only with allow-compression.", applyCompression),
 		sup("allow-compression", "allow-compression no|asym|yes", 1, 1, "Whether compressed packets from the server are accepted (default asym: decompress, never compress; yes behaves as asym; no drops them).", applyAllowCompression),
-		ref("fragment", "internal fragmentation is not supported; use mssfix and a smaller tun-mtu"),
+		sup("fragment", "fragment BYTES [mtu]", 1, 2, "UDP only: OpenVPN's data-channel fragmentation, both ways; data packets larger than BYTES of UDP payload (with mtu: of IP datagram) are sent in pieces and the server's pieces are reassembled. The server must use fragment too. Without an mssfix value, mssfix defaults to \"BYTES mtu\" as in OpenVPN.", applyFragment),
 
 		// Keepalive.
 		sup("ping", "ping SECONDS", 1, 1, "Send a keepalive after this much silence (default 0 = never).", applyPing),

@@ -104,6 +104,10 @@ type Config struct {
 	MSSFixFixed   bool
 	MSSFixDefault bool
 	TunMTU        int
+	// Fragment is fragment's size limit (0 = no fragmentation layer) and FragmentMTU its
+	// "mtu" flag: the limit includes the outer IP and UDP headers.
+	Fragment    int
+	FragmentMTU bool
 
 	// Net holds the tunnel's network settings given in the profile; pushed settings are
 	// merged on top by the session.

@@ -179,6 +179,7 @@ type parser struct {
 	keyDirItem                                    *item
 	cipherItem, compItem                          *item
 	remoteCertTLSItem                             *item
+	fragmentItem                                  *item
 }
 
 func (p *parser) errf(line int, format string, args ...any) {
@@ -410,6 +411,7 @@ func (p *parser) finish() {
 	p.finishMaterial()
 	p.finishWrap()
 	p.finishConnections()
+	p.finishFragment()
 	if c.Cipher != "" && c.Cipher != "none" && !containsFold(c.DataCiphers, c.Cipher) {
 		switch dc := p.seen["data-ciphers"].it; {
 		case dc != nil:

@@ -118,6 +118,13 @@ func (c *Config) print(w *printer) {
 	default:
 		w.line("mssfix", strconv.Itoa(c.MSSFix))
 	}
+	if c.Fragment > 0 {
+		if c.FragmentMTU {
+			w.line("fragment", strconv.Itoa(c.Fragment), "mtu")
+		} else {
+			w.line("fragment", strconv.Itoa(c.Fragment))
+		}
+	}
 
 	if c.src.ca != nil {
 		w.block("ca", c.src.ca)

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/ovpnd/ovpnd/engine/datachannel"
+	"github.com/ovpnd/ovpnd/engine/push"
 	"github.com/ovpnd/ovpnd/engine/statickey"
 )
 
@@ -181,6 +182,8 @@ type Config struct {
 	Ping          time.Duration // --ping
 	PingRestart   time.Duration // --ping-restart
 	PingExit      time.Duration // --ping-exit
+	// PushPolicy is the profile's pull-filter rules and route-nopull, applied to the push.
+	PushPolicy push.Policy
 	// PushRequestInterval is how often PUSH_REQUEST is repeated until a reply arrives.
 	PushRequestInterval time.Duration
 	// ExplicitExitNotify is --explicit-exit-notify N (0 = off).
@@ -195,6 +198,11 @@ type Config struct {
 	TunMTU, TunMaxMTU int
 	// TLSMTU is --tls-mtu, the largest control packet the engine emits.
 	TLSMTU int
+	// Fragment turns on OpenVPN's fragmentation layer (--fragment, UDP only):
+	// the largest data packet, in bytes of UDP payload, after taking off the
+	// outer IP and UDP headers (--fragment N mtu) and a SOCKS relay's UDP
+	// header. Zero means no fragmentation layer.
+	Fragment int
 
 	// Rand supplies all randomness (session ids, key material, TLS).
 	Rand io.Reader
@@ -269,6 +277,9 @@ func (c *Config) normalize() (Config, error) {
 	}
 	if n.TunMTU <= 0 {
 		n.TunMTU = DefaultTunMTU
+	}
+	if n.Fragment < 0 || n.Fragment > 0 && n.Proto == ProtoTCP {
+		return n, errors.New("engine: fragment needs a UDP transport")
 	}
 	if n.TunMaxMTU <= 0 {
 		n.TunMaxMTU = max(DefaultTunMaxMTU, n.TunMTU)
