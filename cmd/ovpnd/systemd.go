@@ -64,7 +64,13 @@ func instanceCmd(args []string, _, stderr io.Writer) int {
 	}
 
 	cleanStale(*stateDir, func(format string, args ...any) { log.Log(1, name, "", fmt.Sprintf(format, args...)) })
-	cfg, warns, err := config.Load(*cfgPath)
+	// An encrypted key's passphrase comes from askpass FILE in the profile or, failing that,
+	// from the systemd credential askpass (there is no terminal to ask on).
+	askpass, err := daemon.PassphraseFromDirectory(os.Getenv("CREDENTIALS_DIRECTORY"))
+	if err != nil {
+		return fail(err.Error())
+	}
+	cfg, warns, err := config.LoadWith(*cfgPath, config.LoadOptions{Passphrase: askpass})
 	for _, w := range warns {
 		log.Log(1, name, "", w.String())
 	}
