@@ -7,7 +7,7 @@ PKGS      := ./...
 # Packages whose goroutines deserve the race detector.
 RACE_PKGS := ./engine/... ./session/... ./routing/... ./daemon/... ./dbus/...
 
-.PHONY: all build test unit lint interop demo bench fuzz clean deps
+.PHONY: all build test unit lint interop demo bench fuzz clean deps deb
 
 all: build
 
@@ -16,6 +16,13 @@ build:
 
 deps:
 	./.ci/install-deps
+
+# bin/ovpnd_VERSION_amd64.deb (version from git describe), checked with lintian.
+deb:
+	@mkdir -p $(BIN)
+	@rm -f $(BIN)/ovpnd_*.deb
+	GO=$(GO) packaging/deb/build.sh $(BIN)
+	lintian --fail-on error,warning $(BIN)/ovpnd_*.deb
 
 # Unit tests (with every fuzz target's seed corpus), the race detector on the concurrent
 # packages, then the interop suite against a real OpenVPN 2.6 server in network namespaces.
