@@ -163,7 +163,7 @@ func cleanupCmd(args []string, _, stderr io.Writer) int {
 }
 
 // Exit statuses of `ovpnd run` and `ovpnd instance` besides 0 (clean stop), 1 (any other
-// failure; worth retrying) and 2 (usage). systemd names them NOPERMISSION and CONFIG in
+// failure; worth retrying) and 2 (usage). systemd names them NOPERM and CONFIG in
 // `systemctl status`, and ovpnd@.service does not retry them (RestartPreventExitStatus=):
 // retrying a refused password only risks locking the account.
 const (

@@ -4,6 +4,7 @@
 set -eu
 top=$(cd "$(dirname "$0")/../.." && pwd)
 out=$(cd "${1:-$top/bin}" && pwd)
+cd "$top"
 GO=${GO:-go}
 version=$("$top/packaging/deb/version.sh")
 stage=$(mktemp -d)
