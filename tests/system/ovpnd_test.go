@@ -50,7 +50,7 @@ func waitUnit(t *testing.T, m *Machine, unit, want string, timeout time.Duration
 	deadline := time.Now().Add(timeout)
 	var last string
 	for time.Now().Before(deadline) {
-		last = strings.TrimSpace(m.MustSh(t, "systemctl show -P ActiveState " + unit))
+		last = strings.TrimSpace(m.MustSh(t, "systemctl show -P ActiveState "+unit))
 		if last == want {
 			return
 		}
@@ -114,7 +114,7 @@ func TestSystem(t *testing.T) {
 	t.Run("InstanceUpAndDown", func(t *testing.T) {
 		writeInstance(t, "work", pass, "WatchdogSec=4s\n")
 		// Type=notify: start returns once the tunnel is up, so no waiting here.
-		out := m.MustSh(t, `systemctl start ovpnd@work && ip -br addr show type tun && ping -c1 -W5 ` + lab.ServerTunnel4 + ` && ip route get 198.51.100.1`)
+		out := m.MustSh(t, `systemctl start ovpnd@work && ip -br addr show type tun && ping -c1 -W5 `+lab.ServerTunnel4+` && ip route get 198.51.100.1`)
 		if !strings.Contains(out, "10.8.0.") || !strings.Contains(out, "1 received") || !strings.Contains(out, "dev tun") {
 			t.Fatalf("after systemctl start:\n%s", out)
 		}
@@ -201,7 +201,9 @@ func TestSystem(t *testing.T) {
 	}
 	// local runs CMD as USER in an active local session (logind seat0), as at a desktop;
 	// remote in a plain su session, which polkit sees as neither local nor active.
-	local := func(u, cmd string) (string, error) { return m.Sh("XDG_SEAT=seat0 su - " + u + " -c '" + cmd + "' 2>&1") }
+	local := func(u, cmd string) (string, error) {
+		return m.Sh("XDG_SEAT=seat0 su - " + u + " -c '" + cmd + "' 2>&1")
+	}
 	remote := func(u, cmd string) (string, error) { return m.Sh("su - " + u + " -c '" + cmd + "' 2>&1") }
 
 	t.Run("UserSession", func(t *testing.T) {
@@ -245,7 +247,7 @@ func TestSystem(t *testing.T) {
 				fmt.Fprintf(&check, "test -e '%s' && echo '%s'; ", f, f)
 			}
 		}
-		if out := m.MustSh(t, check.String() + "true"); strings.TrimSpace(out) != "" {
+		if out := m.MustSh(t, check.String()+"true"); strings.TrimSpace(out) != "" {
 			left = append(left, out)
 		}
 		out := m.MustSh(t, `ls -d /etc/ovpnd /run/ovpnd /var/lib/ovpnd 2>/dev/null; getent group ovpnd; systemctl list-units --all --no-legend 'ovpnd*'; systemctl list-unit-files --no-legend 'ovpnd*'; true`)

@@ -321,7 +321,7 @@ func (m *Machine) InstallDeb(tb lab.TB, hostPath string) string {
 	if err := m.CopyIn(hostPath, guest, 0o644); err != nil {
 		tb.Fatalf("system: %v", err)
 	}
-	return m.MustSh(tb, "cd /root && DEBIAN_FRONTEND=noninteractive apt-get install -y -q ./" + filepath.Base(hostPath) + " 2>&1")
+	return m.MustSh(tb, "cd /root && DEBIAN_FRONTEND=noninteractive apt-get install -y -q ./"+filepath.Base(hostPath)+" 2>&1")
 }
 
 // Shutdown powers the machine off (SIGTERM to nspawn halts it cleanly; SIGKILL after 20 s),
