@@ -63,6 +63,8 @@ type Config struct {
 	RemoteCertTLS string
 	RemoteCertEKU string
 	RemoteCertKU  []uint16
+	// NSCertType is the deprecated ns-cert-type ("server", "client" or "" when absent).
+	NSCertType string
 	// PeerFingerprints are SHA-256 fingerprints of acceptable server certificates.
 	PeerFingerprints [][32]byte
 
@@ -100,6 +102,10 @@ type Config struct {
 	MSSFixFixed   bool
 	MSSFixDefault bool
 	TunMTU        int
+	// Fragment is fragment's size limit (0 = no fragmentation layer) and FragmentMTU its
+	// "mtu" flag: the limit includes the outer IP and UDP headers.
+	Fragment    int
+	FragmentMTU bool
 
 	// Net holds the tunnel's network settings given in the profile; pushed settings are
 	// merged on top by the session.

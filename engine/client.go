@@ -28,6 +28,7 @@ import (
 	"time"
 
 	"github.com/ovpnd/ovpnd/engine/datachannel"
+	"github.com/ovpnd/ovpnd/engine/fragment"
 	"github.com/ovpnd/ovpnd/engine/kdf"
 	"github.com/ovpnd/ovpnd/engine/reliable"
 	"github.com/ovpnd/ovpnd/engine/wire"
@@ -143,6 +144,9 @@ type Client struct {
 	exitCC      *keyState
 
 	scratch []byte
+	// With --fragment, the slow path's fragmentation state.
+	frag  *fragment.Fragmenter
+	reasm *fragment.Reassembler
 }
 
 // NewClient validates cfg and returns a Client ready for Start.
@@ -169,6 +173,7 @@ func NewClient(cfg *Config) (*Client, error) {
 		x509Type:     n.VerifyX509Type,
 		x509Name:     n.VerifyX509Name,
 		certTLS:      n.RemoteCertTLSServer,
+		nsCertType:   n.NSCertType,
 		eku:          n.RemoteCertEKU,
 		fingerprints: n.PeerFingerprints,
 		ku:           n.RemoteCertKU,
@@ -1133,6 +1138,9 @@ func (c *Client) sealData(now time.Time, payload []byte) bool {
 	if k == nil {
 		return false
 	}
+	if c.cfg.Fragment > 0 {
+		return c.sealFragments(now, k, payload)
+	}
 	buf := make([]byte, datachannel.Headroom+len(payload)+datachannel.Tailroom)
 	copy(buf[datachannel.Headroom:], payload)
 	pkt, err := k.Seal(buf, datachannel.Headroom, len(payload))
@@ -1145,6 +1153,71 @@ func (c *Client) sealData(now time.Time, payload []byte) bool {
 	c.slowPkts++
 	c.emit(EventSend{Packet: pkt})
 	return true
+}
+
+// sealFragments is sealData with --fragment: OpenVPN frames for compression,
+// then fragments, then encrypts, so every payload (pings and OCC messages
+// too) carries a fragment header, and one too large for a datagram goes out
+// in pieces.
+func (c *Client) sealFragments(now time.Time, k *datachannel.Keys, payload []byte) bool {
+	// The fragment header goes between the framing and the encryption.
+	const off = datachannel.Headroom + fragment.HeaderSize
+	buf := make([]byte, off+len(payload)+datachannel.Tailroom)
+	copy(buf[off:], payload)
+	start, end := k.Frame(buf, off, len(payload))
+	framed := buf[start:end]
+	maxPiece := fragmentPiece(c.cfg.Fragment, k)
+	var pkts [][]byte
+	if len(framed) <= maxPiece {
+		fragment.PutWhole(buf[start-fragment.HeaderSize:])
+		pkt, err := k.SealFramed(buf, start-fragment.HeaderSize, len(framed)+fragment.HeaderSize)
+		if err != nil {
+			c.warn("sealing data packet: %w", err)
+			return false
+		}
+		pkts = append(pkts, pkt)
+	} else {
+		if c.frag == nil {
+			var seed [1]byte
+			_, _ = io.ReadFull(c.rand, seed[:])
+			c.frag = fragment.NewFragmenter(seed[0])
+		}
+		sp, err := c.frag.Split(len(framed), maxPiece)
+		if err != nil {
+			c.warn("dropping %d-byte data packet: %w", len(payload), err)
+			return false
+		}
+		for i := 0; i < sp.Count; i++ {
+			o, n := sp.Piece(i)
+			pb := make([]byte, off+fragment.HeaderSize+n+datachannel.Tailroom)
+			sp.PutHeader(pb[off:], i)
+			copy(pb[off+fragment.HeaderSize:], framed[o:o+n])
+			pkt, err := k.SealFramed(pb, off, fragment.HeaderSize+n)
+			if err != nil {
+				c.warn("sealing data packet: %w", err)
+				return false
+			}
+			pkts = append(pkts, pkt)
+		}
+	}
+	c.lastSent = now
+	c.slowBytes += uint64(len(payload))
+	c.slowPkts++
+	for _, p := range pkts {
+		c.emit(EventSend{Packet: p})
+	}
+	return true
+}
+
+// fragmentPiece is the largest piece of a payload for these keys with the
+// fragment limit link (OpenVPN's max_fragment_size).
+func fragmentPiece(link int, k *datachannel.Keys) int {
+	fo := k.FrameOverhead()
+	id := 0
+	if fo.Block > 0 {
+		id = datachannel.PacketIDSize
+	}
+	return fragment.MaxPiece(link, fo.Header, fo.Block, id)
 }
 
 // SendTunPacket encrypts one IP packet on the slow path (tests and tools; the session's data
@@ -1179,7 +1252,17 @@ func (c *Client) handleData(now time.Time, keyID uint8, pkt []byte) {
 		c.scratch = make([]byte, datachannel.MaxPayload)
 	}
 	buf := append([]byte(nil), pkt...)
-	p, err := k.OpenTo(buf, c.scratch)
+	var p []byte
+	var err error
+	if c.cfg.Fragment > 0 {
+		p, err = c.openFragment(now, k, buf)
+		if p == nil && err == nil {
+			c.lastRecv = now // an authentic piece of a larger packet
+			return
+		}
+	} else {
+		p, err = k.OpenTo(buf, c.scratch)
+	}
 	if err != nil {
 		c.warn("dropping data packet: %w", err)
 		return
@@ -1199,6 +1282,29 @@ func (c *Client) handleData(now time.Time, keyID uint8, pkt []byte) {
 	}
 	c.emit(EventTunPacket{Packet: append([]byte(nil), p...)})
 }
+
+// openFragment decrypts a data packet with --fragment: it returns the
+// payload once its last piece is in, nil without error while pieces are
+// missing.
+func (c *Client) openFragment(now time.Time, k *datachannel.Keys, pkt []byte) ([]byte, error) {
+	p, err := k.OpenFramed(pkt)
+	if err != nil {
+		return nil, err
+	}
+	if c.reasm == nil {
+		c.reasm = fragment.NewReassembler(c.cfg.TunMTU + fragmentSlack)
+	}
+	whole, err := c.reasm.Incoming(now, p)
+	if err != nil || whole == nil {
+		return nil, err
+	}
+	return k.Unframe(append([]byte(nil), whole...), c.scratch)
+}
+
+// fragmentSlack is what a reassembled payload may carry beyond tun-mtu:
+// compression framing, with room to spare. OpenVPN sizes its reassembly
+// buffers from its own frame the same way and drops larger packets.
+const fragmentSlack = 64
 
 // AuthToken returns the auth-token (and auth-token-user, if pushed) the server gave this
 // connection, for the session to put into the Config of the next connection, as OpenVPN keeps

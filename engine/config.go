@@ -49,6 +49,16 @@ const (
 	VerifyX509NamePrefix
 )
 
+// NSCertType is the purpose --ns-cert-type requires of the peer's certificate.
+type NSCertType int
+
+// ns-cert-type values.
+const (
+	NSCertNone NSCertType = iota
+	NSCertServer
+	NSCertClient
+)
+
 // KURequired as the first RemoteCertKU entry requires a key usage extension with any value
 // (OpenVPN's OPENVPN_KU_REQUIRED; 0xFFFF is not a valid key usage).
 const KURequired = 0xFFFF
@@ -105,6 +115,8 @@ type Config struct {
 	// RemoteCertEKU implements --remote-cert-eku: an OID ("1.3.6.1.5.5.7.3.1") or OpenSSL long
 	// name ("TLS Web Server Authentication") the leaf's extended key usage must contain.
 	RemoteCertEKU string
+	// NSCertType implements the deprecated --ns-cert-type (NSCertNone = no check).
+	NSCertType NSCertType
 	// PeerFingerprints implements --peer-fingerprint: SHA-256 digests of acceptable leaves.
 	PeerFingerprints [][32]byte
 	// TLSVersionMin and TLSVersionMax are tls.VersionTLS12/13 (0 = 1.2 and 1.3).
@@ -176,6 +188,11 @@ type Config struct {
 	TunMTU, TunMaxMTU int
 	// TLSMTU is --tls-mtu, the largest control packet the engine emits.
 	TLSMTU int
+	// Fragment turns on OpenVPN's fragmentation layer (--fragment, UDP only):
+	// the largest data packet, in bytes of UDP payload, after taking off the
+	// outer IP and UDP headers (--fragment N mtu) and a SOCKS relay's UDP
+	// header. Zero means no fragmentation layer.
+	Fragment int
 
 	// Rand supplies all randomness (session ids, key material, TLS).
 	Rand io.Reader
@@ -251,6 +268,9 @@ func (c *Config) normalize() (Config, error) {
 	if n.TunMTU <= 0 {
 		n.TunMTU = DefaultTunMTU
 	}
+	if n.Fragment < 0 || n.Fragment > 0 && n.Proto == ProtoTCP {
+		return n, errors.New("engine: fragment needs a UDP transport")
+	}
 	if n.TunMaxMTU <= 0 {
 		n.TunMaxMTU = max(DefaultTunMaxMTU, n.TunMTU)
 	}
@@ -288,6 +308,9 @@ func (c *Config) normalize() (Config, error) {
 	}
 	if len(n.RemoteCertKU) > maxRemoteCertKU {
 		return n, fmt.Errorf("engine: remote-cert-ku has %d values (at most %d)", len(n.RemoteCertKU), maxRemoteCertKU)
+	}
+	if n.NSCertType < NSCertNone || n.NSCertType > NSCertClient {
+		return n, fmt.Errorf("engine: unknown ns-cert-type %d", n.NSCertType)
 	}
 	if n.TLSCertProfile < CertProfileNone || n.TLSCertProfile > CertProfileSuiteB {
 		return n, fmt.Errorf("engine: unknown tls-cert-profile %d", n.TLSCertProfile)

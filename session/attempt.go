@@ -59,6 +59,7 @@ func (r *runner) attempt(ctx context.Context, conn *config.Connection, remote ne
 		pc.Close()
 		return outcome{kind: outFatal, err: fmt.Errorf("building protocol configuration: %w", err)}
 	}
+	ec.Fragment = fragmentLink(fragmentFromConfig(r.cfg), transportOf(pc))
 	eng, err := engine.NewClient(ec)
 	if err != nil {
 		pc.Close()
