@@ -63,4 +63,3 @@ func TestProviderProfiles(t *testing.T) {
 		})
 	}
 }
-
