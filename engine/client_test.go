@@ -98,7 +98,8 @@ func TestPeerInfoAndOptions(t *testing.T) {
 	l.connect()
 	lines := strings.Split(strings.TrimSuffix(l.s.peerInfo, "\n"), "\n")
 	want := []string{"IV_VER=2.6.14", "IV_PLAT=linux", "IV_PROTO=414", "IV_NCP=2",
-		"IV_CIPHERS=AES-256-GCM:AES-128-GCM:CHACHA20-POLY1305", "IV_TCPNL=1", "IV_MTU=1600", "IV_GUI_VER=ovpnd-test 1"}
+		"IV_CIPHERS=AES-256-GCM:AES-128-GCM:CHACHA20-POLY1305", "IV_TCPNL=1", "IV_MTU=1600", "IV_GUI_VER=ovpnd-test 1",
+		"IV_SSO=webauth,openurl,crtext"}
 	if d := cmp.Diff(want, lines); d != "" {
 		t.Errorf("peer-info (-want +got):\n%s", d)
 	}
