@@ -81,6 +81,9 @@ const (
 	StateConnecting     = "connecting"
 	StateTLSHandshake   = "tls-handshake"
 	StateAuthenticating = "authenticating"
+	// StateAuthPending: the server waits for out-of-band authentication (a web login, a
+	// CR_TEXT answer, or an approval it arranges itself); StateReason says what for.
+	StateAuthPending = "auth-pending"
 	StateWaitingInput   = "waiting-input"
 	StateConnected      = "connected"
 	StateReconnecting   = "reconnecting"
