@@ -320,6 +320,6 @@ func (c *Client) handleInfo(text string) {
 		if info.Prompt.Kind == PromptCRText {
 			c.crTextOpen = true
 		}
-		c.emit(EventAuthPrompt{Method: info.Method, Flags: info.Flags, Prompt: info.Prompt})
+		c.emit(EventAuthPrompt(info))
 	}
 }
