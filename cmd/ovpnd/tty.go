@@ -46,24 +46,27 @@ func respondTerminal(ctx context.Context, p session.Prompt) (string, error) {
 	return t.ask("CHALLENGE: "+p.Text+" ", p.Echo)
 }
 
+// terminal is the controlling terminal, open for one exchange of prompts and answers.
 type terminal struct {
-	f *os.File
-	r *bufio.Reader
+	f    *os.File
+	r    *bufio.Reader
+	stop func() bool
 }
 
+// openTerminal opens /dev/tty; cancelling ctx closes it, which ends a pending read.
 func openTerminal(ctx context.Context, why string) (*terminal, error) {
 	f, err := os.OpenFile("/dev/tty", os.O_RDWR, 0)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", why, err)
 	}
-	go func() {
-		<-ctx.Done()
-		f.Close()
-	}()
-	return &terminal{f: f, r: bufio.NewReaderSize(f, 512)}, nil
+	stop := context.AfterFunc(ctx, func() { f.Close() })
+	return &terminal{f: f, r: bufio.NewReaderSize(f, 512), stop: stop}, nil
 }
 
-func (t *terminal) close() { t.f.Close() }
+func (t *terminal) close() {
+	t.stop()
+	t.f.Close()
+}
 
 // ask shows prompt and reads one line; without echo the terminal's echo is off while reading.
 func (t *terminal) ask(prompt string, echo bool) (string, error) {
@@ -89,4 +92,19 @@ func (t *terminal) ask(prompt string, echo bool) (string, error) {
 		return "", err
 	}
 	return strings.TrimRight(line, "\r\n"), nil
+}
+
+// askPassphraseTerminal asks for the passphrase of an encrypted key on the controlling
+// terminal, with echo off, as OpenVPN does ("Enter Private Key Password").
+func askPassphraseTerminal(what string) ([]byte, error) {
+	t, err := openTerminal(context.Background(), "an encrypted key needs a terminal to ask for its passphrase, or askpass FILE")
+	if err != nil {
+		return nil, err
+	}
+	defer t.close()
+	line, err := t.ask(fmt.Sprintf("Enter Private Key Password (%s): ", what), false)
+	if err != nil {
+		return nil, fmt.Errorf("reading the passphrase: %w", err)
+	}
+	return []byte(line), nil
 }
