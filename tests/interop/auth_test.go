@@ -101,8 +101,9 @@ func (c *runClient) Refused(ctx context.Context) error {
 	case <-ctx.Done():
 		return fmt.Errorf("ovpnd still running after the refusal: %w", ctx.Err())
 	}
-	if code := c.p.ExitCode(); code != 3 {
-		return fmt.Errorf("ovpnd exit code %d, want 3 (authentication failed)", code)
+	// 77 is ovpnd's exit status for an authentication failure (EX_NOPERM).
+	if code := c.p.ExitCode(); code != 77 {
+		return fmt.Errorf("ovpnd exit code %d, want 77 (authentication failed)", code)
 	}
 	return nil
 }
