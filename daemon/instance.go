@@ -160,6 +160,38 @@ func CredentialsFromDirectory(dir string) (func(ctx context.Context) (string, st
 	}, nil
 }
 
+// PassphraseFromDirectory returns the passphrase reader for an encrypted private key of
+// ovpnd@NAME: the first line of the systemd credential "askpass" (LoadCredential=askpass:FILE)
+// in dir, $CREDENTIALS_DIRECTORY. It is nil when there is no such credential.
+func PassphraseFromDirectory(dir string) (func(what string) ([]byte, error), error) {
+	if dir == "" {
+		return nil, nil
+	}
+	path := filepath.Join(dir, "askpass")
+	if _, err := os.Stat(path); err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("reading credential askpass: %w", err)
+	}
+	return func(string) ([]byte, error) {
+		f, err := os.Open(path)
+		if err != nil {
+			return nil, fmt.Errorf("reading credential askpass: %w", err)
+		}
+		defer f.Close()
+		data, err := io.ReadAll(io.LimitReader(f, maxCredentialFile+1))
+		if err != nil {
+			return nil, fmt.Errorf("reading credential askpass: %w", err)
+		}
+		if len(data) > maxCredentialFile {
+			return nil, fmt.Errorf("credential askpass is larger than %d bytes", maxCredentialFile)
+		}
+		line, _, _ := bytes.Cut(data, []byte("\n"))
+		return bytes.TrimSuffix(line, []byte("\r")), nil
+	}, nil
+}
+
 // parseUserPass splits an auth-user-pass file: username on the first line, password on
 // the second (CRLF tolerated).
 func parseUserPass(data []byte) (string, string, error) {

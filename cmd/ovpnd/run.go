@@ -52,7 +52,7 @@ func runCmd(args []string, _, stderr io.Writer) int {
 
 	cleanStale(*stateDir, logger.Printf)
 
-	cfg, warns, err := config.Load(path)
+	cfg, warns, err := config.LoadWith(path, config.LoadOptions{Passphrase: askPassphraseTerminal})
 	for _, w := range warns {
 		logger.Print(w.String())
 	}

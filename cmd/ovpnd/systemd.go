@@ -59,7 +59,13 @@ func instanceCmd(args []string, _, stderr io.Writer) int {
 	if err := routing.CleanUpInstance(*stateDir, name, func(format string, args ...any) { log.Log(1, name, "", fmt.Sprintf(format, args...)) }); err != nil {
 		log.Log(1, name, "", fmt.Sprintf("cleaning up after an earlier run: %v", err))
 	}
-	cfg, warns, err := config.Load(*cfgPath)
+	// An encrypted key's passphrase comes from askpass FILE in the profile or, failing that,
+	// from the systemd credential askpass (there is no terminal to ask on).
+	askpass, err := daemon.PassphraseFromDirectory(os.Getenv("CREDENTIALS_DIRECTORY"))
+	if err != nil {
+		return fail(exitConfig, err.Error())
+	}
+	cfg, warns, err := config.LoadWith(*cfgPath, config.LoadOptions{Passphrase: askpass})
 	for _, w := range warns {
 		log.Log(1, name, "", w.String())
 	}
