@@ -316,7 +316,18 @@ func TestInstance(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(creds, "auth-user-pass"), []byte(labUser+"\n"+labPass+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cfg := l.WriteFile("inst.conf", promptingConfig(srv))
+	// The client key is encrypted; its passphrase comes from the systemd credential askpass
+	// (LoadCredential=askpass:FILE), as ovpnd@NAME has no terminal to ask on.
+	const keyPass = "instance key passphrase"
+	encKey := filepath.Join(l.Dir, "inst-enc.key")
+	if out, err := exec.Command("openssl", "pkcs8", "-topk8", "-v2", "aes-256-cbc", "-in", l.PKI().ClientKey,
+		"-passout", "pass:"+keyPass, "-out", encKey).CombinedOutput(); err != nil {
+		t.Fatalf("openssl pkcs8: %v\n%s", err, out)
+	}
+	if err := os.WriteFile(filepath.Join(creds, "askpass"), []byte(keyPass+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := l.WriteFile("inst.conf", promptingConfig(srv)+"key "+encKey+"\n")
 	d := startInNS(t, l.ClientNS, []string{"NOTIFY_SOCKET=" + notify.path, "CREDENTIALS_DIRECTORY=" + creds, "WATCHDOG_USEC=400000"},
 		ovpnd, "instance", "--config", cfg, "--bus", addr, "--state-dir", filepath.Join(l.Dir, "state"), "lab-1")
 	notify.wait(t, "STATUS=connecting*", 10*time.Second)
