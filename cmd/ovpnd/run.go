@@ -76,6 +76,9 @@ func runCmd(args []string, _, stderr io.Writer) int {
 	if cfg.AuthUserPass != nil && (cfg.AuthUserPass.Ask || cfg.AuthUserPass.PasswordMissing) {
 		opts.Credentials = askTerminal
 	}
+	if px := cfg.Proxy; px != nil && px.Ask {
+		opts.ProxyCredentials = askProxyTerminal
+	}
 	s, err := session.New(cfg, opts)
 	if err != nil {
 		logger.Print(err)

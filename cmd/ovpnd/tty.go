@@ -14,9 +14,20 @@ import (
 // askTerminal prompts for a username and password on the controlling terminal,
 // with echo off for the password.
 func askTerminal(ctx context.Context) (string, string, error) {
+	return askTerminalFor(ctx, "Auth", "auth-user-pass")
+}
+
+// askProxyTerminal prompts for a proxy's credentials ("HTTP proxy", "SOCKS proxy").
+func askProxyTerminal(ctx context.Context, proxy string) (string, string, error) {
+	return askTerminalFor(ctx, strings.ToUpper(proxy[:1])+proxy[1:], "the "+proxy)
+}
+
+// askTerminalFor prompts "Enter LABEL Username/Password"; what names the
+// directive in the error when there is no terminal.
+func askTerminalFor(ctx context.Context, label, what string) (string, string, error) {
 	tty, err := os.OpenFile("/dev/tty", os.O_RDWR, 0)
 	if err != nil {
-		return "", "", fmt.Errorf("auth-user-pass needs a terminal or a credentials file: %w", err)
+		return "", "", fmt.Errorf("%s needs a terminal or a credentials file: %w", what, err)
 	}
 	defer tty.Close()
 	go func() {
@@ -24,7 +35,7 @@ func askTerminal(ctx context.Context) (string, string, error) {
 		tty.Close()
 	}()
 	r := bufio.NewReaderSize(tty, 512)
-	fmt.Fprint(tty, "Enter Auth Username: ")
+	fmt.Fprintf(tty, "Enter %s Username: ", label)
 	user, err := r.ReadString('\n')
 	if err != nil {
 		return "", "", fmt.Errorf("reading username: %w", err)
@@ -39,7 +50,7 @@ func askTerminal(ctx context.Context) (string, string, error) {
 	if err := unix.IoctlSetTermios(fd, unix.TCSETS, &noEcho); err != nil {
 		return "", "", fmt.Errorf("turning off echo: %w", err)
 	}
-	fmt.Fprint(tty, "Enter Auth Password: ")
+	fmt.Fprintf(tty, "Enter %s Password: ", label)
 	pass, err := r.ReadString('\n')
 	_ = unix.IoctlSetTermios(fd, unix.TCSETS, old)
 	fmt.Fprintln(tty)
