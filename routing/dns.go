@@ -274,6 +274,16 @@ func (d *resolvedDNS) applyLocked(ifindex int, cfg *DNS) error {
 		}
 		d.logf("systemd-resolved has no SetLinkDefaultRoute; continuing without it")
 	}
+	var tlsErr error
+	switch cfg.Transport {
+	case TransportDoT:
+		// Before the servers, so that no query goes to them in the clear.
+		if err := d.bus.call("SetLinkDNSOverTLS", idx, "yes"); err != nil {
+			tlsErr = fmt.Errorf("DNS over TLS was pushed but systemd-resolved refused it (%w): DNS to the tunnel's servers is unencrypted", err)
+		}
+	case TransportDoH:
+		tlsErr = errors.New("DNS over HTTPS was pushed but systemd-resolved cannot do it: DNS to the tunnel's servers is unencrypted")
+	}
 	addrs := []resolvedAddr{}
 	for _, s := range cfg.Servers {
 		fam := int32(2) // AF_INET
@@ -285,7 +295,7 @@ func (d *resolvedDNS) applyLocked(ifindex int, cfg *DNS) error {
 	if err := d.bus.call("SetLinkDNS", idx, addrs); err != nil {
 		return fmt.Errorf("SetLinkDNS: %w", err)
 	}
-	return nil
+	return tlsErr
 }
 
 func (d *resolvedDNS) revertLocked() error {
@@ -326,7 +336,7 @@ func dnsEqual(a, b *DNS) bool {
 	if a == nil || b == nil {
 		return a == b
 	}
-	return a.FullTunnel == b.FullTunnel && slices.Equal(a.Servers, b.Servers) &&
+	return a.FullTunnel == b.FullTunnel && a.Transport == b.Transport && slices.Equal(a.Servers, b.Servers) &&
 		slices.Equal(a.Search, b.Search) && slices.Equal(a.RoutingDomains, b.RoutingDomains)
 }
 
@@ -397,6 +407,9 @@ func (d *resolvConfDNS) set(l *ledger, _ int, cfg *DNS) error {
 		return fmt.Errorf("writing %s: %w", d.path, err)
 	}
 	d.logf("wrote %s", d.path)
+	if cfg.Transport != "" {
+		return fmt.Errorf("DNS over %s was pushed but resolv.conf cannot encrypt DNS: DNS to the tunnel's servers is unencrypted", strings.TrimPrefix(cfg.Transport, "Do"))
+	}
 	return nil
 }
 

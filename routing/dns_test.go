@@ -375,3 +375,92 @@ func FuzzParseResolvConf(f *testing.F) {
 }
 
 const resolvHeader = resolvMarker + " for the tunnels that are up; the original comes back when the last one goes down.\n"
+
+// TestDNSTransport: pushed DoT is applied through resolved's DNSOverTLS
+// before the servers; DoH (which resolved lacks), DoT without resolved's
+// support and any encryption in resolv.conf mode are applied in the clear
+// with an error that says DNS is unencrypted.
+func TestDNSTransport(t *testing.T) {
+	dot := &DNS{Servers: []netip.Addr{ma("10.8.0.53")}, FullTunnel: true, Transport: TransportDoT}
+	for _, tc := range []struct {
+		name, unknown string
+		dns           *DNS
+		wantCalls     []string
+		wantErr       bool
+	}{
+		{"dot", "", dot, []string{"SetLinkDomains 5 [~.]", "SetLinkDefaultRoute 5 true", "SetLinkDNSOverTLS 5 yes", "SetLinkDNS 5 [2:10.8.0.53]"}, false},
+		{"dot-unsupported", "SetLinkDNSOverTLS", dot, []string{"SetLinkDomains 5 [~.]", "SetLinkDefaultRoute 5 true", "SetLinkDNSOverTLS 5 yes", "SetLinkDNS 5 [2:10.8.0.53]"}, true},
+		{"doh", "", &DNS{Servers: []netip.Addr{ma("10.8.0.53")}, FullTunnel: true, Transport: TransportDoH},
+			[]string{"SetLinkDomains 5 [~.]", "SetLinkDefaultRoute 5 true", "SetLinkDNS 5 [2:10.8.0.53]"}, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			bus := newFakeBus()
+			if tc.unknown != "" {
+				bus.unknown[tc.unknown] = true
+			}
+			r, err := New(Options{StateDir: t.TempDir(), Instance: "t", Logf: t.Logf, DNSMode: ModeResolved, kernel: lanEnv(t, true),
+				dialBus: func() (resolvedBus, error) { return bus, nil }})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer r.Close()
+			err = r.Set(&Config{Link: "tun0", DNS: tc.dns})
+			var de *DNSError
+			if errors.As(err, &de) != tc.wantErr || (tc.wantErr && !strings.Contains(err.Error(), "unencrypted")) {
+				t.Errorf("Set: %v, want an unencrypted-DNS error: %v", err, tc.wantErr)
+			}
+			if diff := cmp.Diff(tc.wantCalls, bus.take()); diff != "" {
+				t.Errorf("calls (-want +got):\n%s", diff)
+			}
+		})
+	}
+	dir := t.TempDir()
+	path := filepath.Join(dir, "resolv.conf")
+	os.WriteFile(path, []byte("nameserver 192.168.1.53\n"), 0o644)
+	r, err := New(Options{StateDir: dir, Instance: "t", Logf: t.Logf, DNSMode: ModeResolvConf, ResolvConf: path, kernel: lanEnv(t, true)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	err = r.Set(&Config{Link: "tun0", DNS: dot})
+	if de := (*DNSError)(nil); !errors.As(err, &de) || !strings.Contains(err.Error(), "unencrypted") {
+		t.Errorf("resolv.conf with DoT: %v, want an unencrypted-DNS error", err)
+	}
+	if b, _ := os.ReadFile(path); !strings.Contains(string(b), "nameserver 10.8.0.53") {
+		t.Errorf("resolv.conf not written:\n%s", b)
+	}
+}
+
+// TestResolvConfReadOnlyDir: with only the file writable (the shipped
+// unit's ReadWritePaths=/etc/resolv.conf), it is rewritten in place.
+func TestResolvConfReadOnlyDir(t *testing.T) {
+	if os.Geteuid() == 0 {
+		// root ignores directory permissions; the lab test uses a
+		// read-only bind mount instead.
+		t.Skip("needs a non-root user to make the directory read-only")
+	}
+	dir := t.TempDir()
+	etc := filepath.Join(dir, "etc")
+	os.Mkdir(etc, 0o755)
+	path := filepath.Join(etc, "resolv.conf")
+	orig := "nameserver 192.168.1.53\n"
+	os.WriteFile(path, []byte(orig), 0o644)
+	os.Chmod(etc, 0o555)
+	defer os.Chmod(etc, 0o755)
+	r, err := New(Options{StateDir: dir, Instance: "t", Logf: t.Logf, DNSMode: ModeResolvConf, ResolvConf: path, kernel: lanEnv(t, true)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Set(&Config{Link: "tun0", DNS: &DNS{Servers: []netip.Addr{ma("10.8.0.53")}, FullTunnel: true}}); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(path); !strings.Contains(string(b), "nameserver 10.8.0.53") {
+		t.Errorf("not written:\n%s", b)
+	}
+	if err := r.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(path); string(b) != orig {
+		t.Errorf("not restored: %q", b)
+	}
+}
