@@ -111,9 +111,9 @@ func (r *runner) run(ctx context.Context) error {
 			Instance:    stateName,
 			Owner:       s.opts.Owner,
 			MayOverride: s.opts.MayOverride,
-			DNSMode:    s.opts.DNSMode,
-			ResolvConf: s.opts.ResolvConf,
-			Logf:       func(f string, a ...any) { s.logf(2, f, a...) },
+			DNSMode:     s.opts.DNSMode,
+			ResolvConf:  s.opts.ResolvConf,
+			Logf:        func(f string, a ...any) { s.logf(2, f, a...) },
 		})
 		if err != nil {
 			return fmt.Errorf("setting up routing: %w", err)
