@@ -63,6 +63,8 @@ type Config struct {
 	RemoteCertTLS string
 	RemoteCertEKU string
 	RemoteCertKU  []uint16
+	// NSCertType is the deprecated ns-cert-type ("server", "client" or "" when absent).
+	NSCertType string
 	// PeerFingerprints are SHA-256 fingerprints of acceptable server certificates.
 	PeerFingerprints [][32]byte
 

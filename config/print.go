@@ -157,6 +157,9 @@ func (c *Config) print(w *printer) {
 	if c.RemoteCertTLS != "" {
 		w.line("remote-cert-tls", c.RemoteCertTLS)
 	}
+	if c.NSCertType != "" {
+		w.line("ns-cert-type", c.NSCertType)
+	}
 	if c.RemoteCertEKU != "" {
 		w.line("remote-cert-eku", c.RemoteCertEKU)
 	}
@@ -225,12 +228,11 @@ func (c *Config) print(w *printer) {
 	}
 	w.line("allow-compression", []string{"asym", "no"}[c.Compression.Allow])
 	w.line("ping", secs(c.Ping))
-	if c.PingTimeout > 0 {
-		if c.PingTimeoutAction == PingExit {
-			w.line("ping-exit", secs(c.PingTimeout))
-		} else {
-			w.line("ping-restart", secs(c.PingTimeout))
-		}
+	// Always written, 0 included: without a line, a pulling client's default is 120.
+	if c.PingTimeoutAction == PingExit {
+		w.line("ping-exit", secs(c.PingTimeout))
+	} else {
+		w.line("ping-restart", secs(c.PingTimeout))
 	}
 	printNet(w, &c.Net)
 	if c.RouteNoPull {

@@ -169,6 +169,7 @@ func NewClient(cfg *Config) (*Client, error) {
 		x509Type:     n.VerifyX509Type,
 		x509Name:     n.VerifyX509Name,
 		certTLS:      n.RemoteCertTLSServer,
+		nsCertType:   n.NSCertType,
 		eku:          n.RemoteCertEKU,
 		fingerprints: n.PeerFingerprints,
 		ku:           n.RemoteCertKU,

@@ -49,6 +49,16 @@ const (
 	VerifyX509NamePrefix
 )
 
+// NSCertType is the purpose --ns-cert-type requires of the peer's certificate.
+type NSCertType int
+
+// ns-cert-type values.
+const (
+	NSCertNone NSCertType = iota
+	NSCertServer
+	NSCertClient
+)
+
 // KURequired as the first RemoteCertKU entry requires a key usage extension with any value
 // (OpenVPN's OPENVPN_KU_REQUIRED; 0xFFFF is not a valid key usage).
 const KURequired = 0xFFFF
@@ -105,6 +115,8 @@ type Config struct {
 	// RemoteCertEKU implements --remote-cert-eku: an OID ("1.3.6.1.5.5.7.3.1") or OpenSSL long
 	// name ("TLS Web Server Authentication") the leaf's extended key usage must contain.
 	RemoteCertEKU string
+	// NSCertType implements the deprecated --ns-cert-type (NSCertNone = no check).
+	NSCertType NSCertType
 	// PeerFingerprints implements --peer-fingerprint: SHA-256 digests of acceptable leaves.
 	PeerFingerprints [][32]byte
 	// TLSVersionMin and TLSVersionMax are tls.VersionTLS12/13 (0 = 1.2 and 1.3).
@@ -288,6 +300,9 @@ func (c *Config) normalize() (Config, error) {
 	}
 	if len(n.RemoteCertKU) > maxRemoteCertKU {
 		return n, fmt.Errorf("engine: remote-cert-ku has %d values (at most %d)", len(n.RemoteCertKU), maxRemoteCertKU)
+	}
+	if n.NSCertType < NSCertNone || n.NSCertType > NSCertClient {
+		return n, fmt.Errorf("engine: unknown ns-cert-type %d", n.NSCertType)
 	}
 	if n.TLSCertProfile < CertProfileNone || n.TLSCertProfile > CertProfileSuiteB {
 		return n, fmt.Errorf("engine: unknown tls-cert-profile %d", n.TLSCertProfile)

@@ -91,6 +91,7 @@ type verifier struct {
 	x509Type     VerifyX509Type
 	x509Name     string
 	certTLS      bool
+	nsCertType   NSCertType
 	eku          string
 	fingerprints [][32]byte
 	ku           []uint16
@@ -172,6 +173,9 @@ func (v *verifier) verifyChain(certs []*x509.Certificate) error {
 			return errors.New("server certificate lacks TLS Web Server Authentication EKU (remote-cert-tls server)")
 		}
 	}
+	if err := checkNSCertType(leaf, v.nsCertType); err != nil {
+		return err
+	}
 	if len(v.ku) > 0 {
 		if err := checkKeyUsage(leaf, v.ku); err != nil {
 			return err
@@ -235,9 +239,92 @@ var extKeyUsageOID = map[x509.ExtKeyUsage]string{
 	x509.ExtKeyUsageEmailProtection: "1.3.6.1.5.5.7.3.4",
 	x509.ExtKeyUsageTimeStamping:    "1.3.6.1.5.5.7.3.8",
 	x509.ExtKeyUsageOCSPSigning:     "1.3.6.1.5.5.7.3.9",
+	// Server Gated Cryptography, which crypto/x509 recognizes and OpenSSL's SSL server
+	// purpose accepts (ns-cert-type server).
+	x509.ExtKeyUsageMicrosoftServerGatedCrypto: "1.3.6.1.4.1.311.10.3.3",
+	x509.ExtKeyUsageNetscapeServerGatedCrypto:  "2.16.840.1.113730.4.1",
 }
 
 var oidKeyUsage = asn1.ObjectIdentifier{2, 5, 29, 15}
+
+// Extensions and usages the ns-cert-type check reads.
+var (
+	oidNetscapeCertType = asn1.ObjectIdentifier{2, 16, 840, 1, 113730, 1, 1}
+	oidExtKeyUsage      = asn1.ObjectIdentifier{2, 5, 29, 37}
+	// Server Gated Cryptography (Netscape and Microsoft), which OpenSSL's SSL server purpose
+	// accepts in place of serverAuth.
+	oidNetscapeSGC  = "2.16.840.1.113730.4.1"
+	oidMicrosoftSGC = "1.3.6.1.4.1.311.10.3.3"
+)
+
+// Netscape certificate type bits as OpenSSL reads the first byte of the bit string.
+const (
+	nsSSLClient = 0x80
+	nsSSLServer = 0x40
+)
+
+// checkNSCertType implements --ns-cert-type the way OpenVPN 2.6 does with OpenSSL
+// (x509_verify_ns_cert_type): the certificate must pass X509_check_purpose for the SSL server
+// (or client) purpose, and if it does not, a Netscape certificate type extension with the
+// matching bit still lets it through. The purpose check, for a leaf: an extended key usage, if
+// present, must contain serverAuth or SGC (clientAuth for client); a Netscape certificate type,
+// if present, must have the SSL server (client) bit; a key usage, if present, must allow
+// digitalSignature, keyEncipherment or keyAgreement (client: digitalSignature or keyAgreement).
+func checkNSCertType(c *x509.Certificate, want NSCertType) error {
+	if want == NSCertNone {
+		return nil
+	}
+	name, nsBit, kuMask := "server", byte(nsSSLServer), uint16(0x80|0x20|0x08)
+	ekus := []string{oidServerAuth.String(), oidNetscapeSGC, oidMicrosoftSGC}
+	if want == NSCertClient {
+		name, nsBit, kuMask = "client", nsSSLClient, 0x80|0x08
+		ekus = []string{extKeyUsageOID[x509.ExtKeyUsageClientAuth]}
+	}
+	ns, nsPresent, err := netscapeCertType(c)
+	if err != nil {
+		return fmt.Errorf("server certificate: %w", err)
+	}
+	purpose := true
+	if hasExtension(c, oidExtKeyUsage) {
+		ok := false
+		for _, e := range ekus {
+			ok = ok || hasEKU(c, e)
+		}
+		purpose = ok
+	}
+	if nsPresent && ns&nsBit == 0 {
+		purpose = false
+	}
+	ku, kuPresent, err := openSSLKeyUsage(c)
+	if err != nil {
+		return fmt.Errorf("server certificate: %w", err)
+	}
+	if kuPresent && ku&kuMask == 0 {
+		purpose = false
+	}
+	if purpose || (nsPresent && ns&nsBit != 0) {
+		return nil
+	}
+	return fmt.Errorf("server certificate is not an SSL %s certificate (ns-cert-type %s: its extended key usage, Netscape certificate type or key usage rules it out)", name, name)
+}
+
+// netscapeCertType returns the first byte of the Netscape certificate type bit string.
+func netscapeCertType(c *x509.Certificate) (byte, bool, error) {
+	for _, e := range c.Extensions {
+		if !e.Id.Equal(oidNetscapeCertType) {
+			continue
+		}
+		var bits asn1.BitString
+		if rest, err := asn1.Unmarshal(e.Value, &bits); err != nil || len(rest) > 0 {
+			return 0, true, errors.New("malformed Netscape certificate type extension")
+		}
+		if len(bits.Bytes) == 0 {
+			return 0, true, nil
+		}
+		return bits.Bytes[0], true, nil
+	}
+	return 0, false, nil
+}
 
 // openSSLKeyUsage returns the first byte of the key usage bit string the way OpenVPN's
 // x509_verify_cert_ku (OpenSSL build) reads it: ASN.1 bit i becomes value bit 7-i, so

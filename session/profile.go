@@ -158,6 +158,10 @@ func tlsOptions(ec *engine.Config, c *config.Config) error {
 			return fmt.Errorf("tls-cipher: %w", err)
 		}
 		ec.TLSCipherSuites = ids
+		if len(ids) == 0 {
+			// Nothing in the list works below TLS 1.3 (the parser warned): TLS 1.3 alone.
+			ec.TLSVersionMin = tls.VersionTLS13
+		}
 	}
 	if c.TLSCipherSuites != "" {
 		ids, _, err := config.TLS13CipherList(c.TLSCipherSuites)
@@ -172,6 +176,12 @@ func tlsOptions(ec *engine.Config, c *config.Config) error {
 	}
 	ec.TLSCertProfile = p
 	ec.RemoteCertKU = append([]uint16(nil), c.RemoteCertKU...)
+	switch c.NSCertType {
+	case "server":
+		ec.NSCertType = engine.NSCertServer
+	case "client":
+		ec.NSCertType = engine.NSCertClient
+	}
 	if c.RemoteCertTLS == "client" {
 		// OpenVPN: remote-cert-tls is remote-cert-ku (extension required) plus the
 		// matching remote-cert-eku; the engine's RemoteCertTLSServer covers only "server".
