@@ -18,9 +18,8 @@ import (
 // directory takes its lock for each change, reads it, changes the kernel and
 // writes it back. See docs/networking.md.
 const (
-	ledgerName     = "host.json"
-	ledgerLockName = "host.lock"
-	ledgerVersion  = 1
+	ledgerName    = "host.json"
+	ledgerVersion = 1
 	// maxLedgerSize bounds what we read back.
 	maxLedgerSize = 16 << 20
 )
@@ -103,12 +102,15 @@ type lockedLedger struct {
 }
 
 // lockLedger takes the host lock of stateDir (waiting for other processes)
-// and reads the ledger. An unreadable ledger is logged and started afresh:
-// the per-tunnel records still let each tunnel undo its own changes.
+// and reads the ledger. The lock is a flock on the state directory itself:
+// it needs no file that would outlive the tunnels (and a lock file cannot
+// be removed safely while others may wait on it). An unreadable ledger is
+// logged and started afresh: the per-tunnel records still let each tunnel
+// undo its own changes.
 func lockLedger(stateDir string, logf func(string, ...any)) (*lockedLedger, error) {
-	f, err := os.OpenFile(filepath.Join(stateDir, ledgerLockName), os.O_RDWR|os.O_CREATE|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+	f, err := os.OpenFile(stateDir, os.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return nil, fmt.Errorf("opening the host lock: %w", err)
+		return nil, fmt.Errorf("opening the state directory to lock it: %w", err)
 	}
 	for {
 		err = unix.Flock(int(f.Fd()), unix.LOCK_EX)
