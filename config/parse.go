@@ -28,13 +28,16 @@ func Load(path string) (*Config, []Warning, error) {
 	if err != nil {
 		return nil, nil, &Error{File: path, Msg: err.Error()}
 	}
-	dir := filepath.Dir(path)
-	return Parse(path, data, func(p string) ([]byte, error) {
+	dir, err := filepath.Abs(filepath.Dir(path))
+	if err != nil {
+		return nil, nil, &Error{File: path, Msg: err.Error()}
+	}
+	return parse(path, data, func(p string) ([]byte, error) {
 		if !filepath.IsAbs(p) {
 			p = filepath.Join(dir, p)
 		}
 		return readLimited(p, MaxMaterialSize)
-	})
+	}, dir)
 }
 
 // FSOpener returns an Opener reading from fsys (paths are cleaned and must stay inside it).
@@ -77,7 +80,13 @@ func readAllLimited(f fs.File, limit int64, name string) ([]byte, error) {
 // Parse parses a configuration held in memory. name labels errors and warnings; open reads the
 // files directives name (nil refuses every file reference, like ParseInline).
 func Parse(name string, data []byte, open Opener) (*Config, []Warning, error) {
-	p := &parser{name: name, open: open, seen: map[string]seenVal{}, attempted: map[string]bool{}, overriddenDir: KeyDirBidi}
+	return parse(name, data, open, "")
+}
+
+// parse is Parse; dir, when not empty, is the absolute folder of a profile read from disk,
+// against which the files that ovpnd keeps watching (crl-verify) are resolved.
+func parse(name string, data []byte, open Opener, dir string) (*Config, []Warning, error) {
+	p := &parser{dir: dir, name: name, open: open, seen: map[string]seenVal{}, attempted: map[string]bool{}, overriddenDir: KeyDirBidi}
 	if len(data) > MaxConfigSize {
 		return nil, nil, &Error{File: name, Msg: fmt.Sprintf("configuration is larger than %d bytes", MaxConfigSize)}
 	}
@@ -143,6 +152,7 @@ type scope struct {
 type parser struct {
 	name   string
 	open   Opener
+	dir    string // see parse
 	errs   []error
 	warns  []Warning
 	cfg    *Config
@@ -169,6 +179,7 @@ type parser struct {
 	keyDirItem                                    *item
 	cipherItem, compItem                          *item
 	remoteCertTLSItem                             *item
+	fragmentItem                                  *item
 }
 
 func (p *parser) errf(line int, format string, args ...any) {
@@ -400,6 +411,7 @@ func (p *parser) finish() {
 	p.finishMaterial()
 	p.finishWrap()
 	p.finishConnections()
+	p.finishFragment()
 	if c.Cipher != "" && c.Cipher != "none" && !containsFold(c.DataCiphers, c.Cipher) {
 		switch dc := p.seen["data-ciphers"].it; {
 		case dc != nil:
@@ -418,6 +430,9 @@ func (p *parser) finish() {
 		if ids, _, err := TLSCipherList(c.TLSCipher); err == nil && len(ids) == 0 {
 			p.errf(it.line, "tls-cipher leaves no suite for TLS 1.2 and below, and tls-version-max %s rules out TLS 1.3", tlsVersionName(c.TLSVersionMax.Version))
 		}
+	}
+	if it := p.seen["crl-verify"].it; it != nil && c.CRL != nil && c.CA == nil {
+		p.errf(it.line, "crl-verify needs ca: the revocation lists are checked against the server's chain")
 	}
 	if c.Pull && c.PingTimeout == 0 && p.seen["ping-timeout"].it == nil {
 		// OpenVPN's default for pulling clients until the server pushes its own value.

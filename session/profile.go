@@ -44,6 +44,7 @@ func engineConfig(c *config.Config, conn *config.Connection, ipv6 bool, creds *c
 		Rand:                rnd,
 		IVVer:               Version,
 		KeyDirection:        int(c.TLSWrap.Direction),
+		PushPolicy:          c.PushPolicy(),
 	}
 	if c.RenegInterval == 0 {
 		ec.RenegInterval = -1 // reneg-sec 0 disables; the engine's zero means default
