@@ -505,7 +505,7 @@ func (r *runner) applyPush(reply *push.Reply, server netip.Addr) error {
 		r.delay = time.AfterFunc(d, func() { r.delayedRoutes(gen, rc, deadline) })
 		return nil
 	}
-	err = r.router.Set(rc)
+	err := r.router.Set(rc)
 	if err != nil {
 		s.logf(1, "network settings of %s: %v", r.link, err)
 	}
