@@ -1,6 +1,7 @@
 package config
 
 import (
+	"bytes"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -193,7 +194,7 @@ func directives() []*directive {
 		withInline(sup("crl-verify", "crl-verify FILE [dir] | <crl-verify>", 0, 2, "Certificate revocation lists (PEM or DER) checked against every certificate of the server's chain at each TLS handshake, as OpenSSL does for OpenVPN: each needs a valid list from its issuer, and a revoked or expired-list chain is refused. ovpnd run and ovpnd instance re-read FILE when it changes; ovpnctl up sends the lists inline. With dir, a file in DIR named by a certificate's decimal serial number revokes it (ovpnd run and ovpnd instance only: the daemon cannot be sent a directory).", applyCRLVerify)),
 		ref("verify-hash", "not supported; use peer-fingerprint"),
 		ref("capath", "not supported; use ca"),
-		ref("askpass", "encrypted private keys are not supported; decrypt the key file"),
+		sup("askpass", "askpass [FILE]", 0, 1, "Passphrase of an encrypted key or PKCS#12 bundle: the first line of FILE; without FILE (or without askpass) ovpnctl up and ovpnd run ask on the terminal, and ovpnd instance reads the systemd credential askpass. Only the decrypted key ever reaches the daemon, and --print writes it decrypted.", applyAskpass),
 		ref("pkcs11-providers", "PKCS#11 tokens are not supported"),
 		ref("pkcs11-id", "PKCS#11 tokens are not supported"),
 		ref("cryptoapicert", "Windows certificate store only"),
@@ -499,6 +500,11 @@ func applyKey(p *parser, s *scope, it *item) error {
 		return err
 	}
 	k, norm, err := parseKey(data)
+	if errors.Is(err, errKeyEncrypted) {
+		// Decrypted in finish, once askpass (which may come later) is known.
+		p.encKey = data
+		return nil
+	}
 	if err != nil {
 		return materialErr(it, err)
 	}
@@ -528,6 +534,10 @@ func applyPKCS12(p *parser, s *scope, it *item) error {
 		}
 	}
 	k, cert, cas, err := parsePKCS12(data)
+	if errors.Is(err, errKeyEncrypted) {
+		p.encP12 = data
+		return nil
+	}
 	if err != nil {
 		return materialErr(it, err)
 	}
@@ -596,6 +606,19 @@ func applyCRLVerify(p *parser, s *scope, it *item) error {
 		}
 	}
 	p.cfg.CRL = r
+	return nil
+}
+
+func applyAskpass(p *parser, s *scope, it *item) error {
+	if !p.once(s, it, it.name, it.argString()) || len(it.args) == 0 {
+		return nil
+	}
+	data, err := p.material(it)
+	if err != nil {
+		return err
+	}
+	line, _, _ := bytes.Cut(data, []byte("\n"))
+	p.askpass = bytes.TrimSuffix(line, []byte("\r"))
 	return nil
 }
 

@@ -30,11 +30,13 @@ type sessionKey struct {
 }
 
 // userStateName names a daemon session's routing state files; instances use
-// instanceStateName, so a user's session and an ovpnd@ instance of the same name never
+// InstanceStateName, so a user's session and an ovpnd@ instance of the same name never
 // share them.
 func userStateName(uid uint32, name string) string { return fmt.Sprintf("user-%d-%s", uid, name) }
 
-func instanceStateName(name string) string { return "instance-" + name }
+// InstanceStateName names the routing state files of ovpnd@NAME (`ovpnd cleanup
+// --instance NAME` undoes those).
+func InstanceStateName(name string) string { return "instance-" + name }
 
 // newSessionPath is an object path that says nothing about the session (not its name, not
 // its owner), so that nobody learns another user's session names by probing paths.

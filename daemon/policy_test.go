@@ -87,7 +87,7 @@ func TestOwnersAndNames(t *testing.T) {
 	mu.Lock()
 	oa, ob := opts[pa], opts[pb]
 	mu.Unlock()
-	if oa.StateName != "user-1000-work" || ob.StateName != "user-1001-work" || oa.StateName == instanceStateName("work") {
+	if oa.StateName != "user-1000-work" || ob.StateName != "user-1001-work" || oa.StateName == InstanceStateName("work") {
 		t.Errorf("state names %q %q", oa.StateName, ob.StateName)
 	}
 	if oa.Owner != 1000 || !oa.MayOverride || !oa.NewLinkOnly || ob.Owner != 1001 || ob.MayOverride {

@@ -194,7 +194,27 @@ func CleanUp(stateDir string, logf func(format string, args ...any)) error {
 	return cleanUp(stateDir, k, nil, logf)
 }
 
+// CleanUpInstance is CleanUp limited to the records of one tunnel name: what ovpnd@NAME runs
+// before it starts and after it stops, so that one instance never touches another's state.
+func CleanUpInstance(stateDir, instance string, logf func(format string, args ...any)) error {
+	if logf == nil {
+		logf = func(string, ...any) {}
+	}
+	k, err := newNetlinkKernel()
+	if err != nil {
+		return err
+	}
+	defer k.close()
+	return cleanUpMatching(stateDir, instance, k, nil, logf)
+}
+
 func cleanUp(stateDir string, k kernel, dialBus func() (resolvedBus, error), logf func(string, ...any)) error {
+	return cleanUpMatching(stateDir, "", k, dialBus, logf)
+}
+
+// cleanUpMatching undoes the records of dead processes; with instance set, only that
+// tunnel's.
+func cleanUpMatching(stateDir, instance string, k kernel, dialBus func() (resolvedBus, error), logf func(string, ...any)) error {
 	if stateDir == "" {
 		stateDir = DefaultStateDir
 	}
@@ -203,16 +223,23 @@ func cleanUp(stateDir string, k kernel, dialBus func() (resolvedBus, error), log
 	} else if err != nil {
 		return fmt.Errorf("state directory: %w", err)
 	}
+	pattern := "*" + stateSuffix
+	if instance != "" {
+		pattern = instance + stateSuffix
+		if filepath.Base(pattern) != pattern || strings.ContainsAny(instance, "*?[\\") {
+			return fmt.Errorf("instance name %q cannot name a state file", instance)
+		}
+	}
 	l, err := lockLedger(stateDir, logf)
 	if err != nil {
 		return fmt.Errorf("routing: %w", err)
 	}
-	err = cleanUpLocked(stateDir, l.ledger, k, dialBus, logf)
+	err = cleanUpLocked(stateDir, pattern, instance, l.ledger, k, dialBus, logf)
 	return errors.Join(err, l.release())
 }
 
-func cleanUpLocked(stateDir string, l *ledger, k kernel, dialBus func() (resolvedBus, error), logf func(string, ...any)) error {
-	files, err := filepath.Glob(filepath.Join(stateDir, "*"+stateSuffix))
+func cleanUpLocked(stateDir, pattern, instance string, l *ledger, k kernel, dialBus func() (resolvedBus, error), logf func(string, ...any)) error {
+	files, err := filepath.Glob(filepath.Join(stateDir, pattern))
 	if err != nil {
 		return fmt.Errorf("listing %s: %w", stateDir, err)
 	}
@@ -223,7 +250,7 @@ func cleanUpLocked(stateDir string, l *ledger, k kernel, dialBus func() (resolve
 			errs = append(errs, fmt.Errorf("cleaning up %s: %w", f, err))
 			continue
 		}
-		if s.alive() {
+		if s.alive() || instance != "" && s.Instance != instance {
 			continue
 		}
 		plog := func(format string, args ...any) { logf("cleanup["+s.Instance+"]: "+format, args...) }
@@ -239,6 +266,9 @@ func cleanUpLocked(stateDir string, l *ledger, k kernel, dialBus func() (resolve
 	// What the ledger holds for a tunnel without a record (removed by hand)
 	// has no owner left to release it.
 	for _, s := range l.orphans(func(id string) bool {
+		if instance != "" && id != instance {
+			return false
+		}
 		_, err := os.Lstat(filepath.Join(stateDir, id+stateSuffix))
 		return errors.Is(err, os.ErrNotExist)
 	}) {

@@ -281,9 +281,10 @@ func (a *attempt) drain() (outcome, bool) {
 		case engine.EventNeedCredentials:
 			a.askCredentials()
 		case engine.EventAuthFailed:
-			a.authFailed = e.Message
-			if a.authFailed == "" {
-				a.authFailed = "AUTH_FAILED"
+			// In words, once: the bare AUTH_FAILED carries no reason.
+			a.authFailed = "the server refused the credentials"
+			if e.Message != "" {
+				a.authFailed = "the server said: " + e.Message
 			}
 			s.logf(0, "authentication failed: %s", a.authFailed)
 		case engine.EventAuthPending:

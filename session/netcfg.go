@@ -299,6 +299,9 @@ type routeWatcher struct {
 
 	tunIndex atomic.Int64
 	servers  atomic.Pointer[[]netip.Addr]
+	// ending is set before the loop releases its subscription: the receive error that
+	// closing the socket causes is then expected, not worth a line.
+	ending atomic.Bool
 
 	quit chan struct{}
 	done chan struct{}
@@ -320,6 +323,7 @@ func (w *routeWatcher) setServers(s []netip.Addr) {
 // start subscribes and starts the goroutine; the first subscription must
 // work, later ones are retried.
 func (w *routeWatcher) start() error {
+	w.ending.Store(false)
 	ch := make(chan netlink.RouteUpdate, 64)
 	nlDone := make(chan struct{})
 	if err := w.subscribe(ch, nlDone, w.subscriptionError); err != nil {
@@ -341,6 +345,9 @@ func (w *routeWatcher) stop() {
 }
 
 func (w *routeWatcher) subscriptionError(err error) {
+	if w.ending.Load() {
+		return
+	}
 	w.logf(3, "route monitor: %v", err)
 }
 
@@ -355,6 +362,7 @@ func (w *routeWatcher) loop(ch chan netlink.RouteUpdate, nlDone chan struct{}) {
 		if ch == nil {
 			return
 		}
+		w.ending.Store(true)
 		close(nlDone)
 		for range ch {
 		}
