@@ -353,13 +353,14 @@ func privateBus(t *testing.T) string {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	// The socket file appears before dbus-daemon listens on it: wait until it answers.
+	// The socket file appears at bind(), before listen(): wait until it accepts connections.
 	waitFor(t, func() bool {
 		c, err := net.Dial("unix", sock)
-		if err == nil {
-			c.Close()
+		if err != nil {
+			return false
 		}
-		return err == nil
+		c.Close()
+		return true
 	})
 	return "unix:path=" + sock
 }
