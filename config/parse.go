@@ -199,6 +199,7 @@ type parser struct {
 	cipherItem, compItem                          *item
 	remoteCertTLSItem                             *item
 	fragmentItem                                  *item
+	proxy                                         proxyState
 }
 
 func (p *parser) errf(line int, format string, args ...any) {
@@ -431,6 +432,7 @@ func (p *parser) finish() {
 	p.finishWrap()
 	p.finishConnections()
 	p.finishFragment()
+	p.finishProxy()
 	if c.Cipher != "" && c.Cipher != "none" && !containsFold(c.DataCiphers, c.Cipher) {
 		switch dc := p.seen["data-ciphers"].it; {
 		case dc != nil:
