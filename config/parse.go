@@ -556,6 +556,8 @@ func (p *parser) decryptPending() {
 			p.errf(it.line, "%s is encrypted: reading its passphrase: %v", what, err)
 			return
 		}
+		// The passphrase is not needed once the key is decrypted; do not keep it around.
+		defer clear(pass)
 	default:
 		p.errf(it.line, "%s is encrypted and there is no passphrase for it: ovpnctl up and ovpnd run ask for it; ovpnd instance reads askpass FILE or the systemd credential askpass", what)
 		return
