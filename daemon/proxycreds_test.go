@@ -6,8 +6,8 @@ import (
 	"testing"
 	"time"
 
-	api "github.com/ovpnd/ovpnd/dbus"
 	"github.com/ovpnd/ovpnd/config"
+	api "github.com/ovpnd/ovpnd/dbus"
 )
 
 // TestProxyCredentialsOverDBus: a proxy whose credentials the profile says to ask for is
