@@ -17,6 +17,7 @@
 // Wire layouts (OpenVPN crypto.c; hdr is 1 byte for P_DATA_V1, 4 for V2):
 //
 //	AEAD:      hdr | packet_id(4) | tag(16) | ciphertext
+//	AEAD epoch: hdr | epoch(2) ‖ counter(6) | ciphertext | tag(16)   (2.7, epoch.go)
 //	CBC:       hdr | HMAC | IV(16) | E(packet_id(4) ‖ payload, PKCS#7)
 //	none+HMAC: hdr | HMAC | packet_id(4) | payload
 //
@@ -113,6 +114,9 @@ type KeyParams struct {
 	// ReplayWindow is the replay window in packets; 0 means
 	// DefaultReplayWindow, at most MaxReplayWindow.
 	ReplayWindow int
+	// Epoch selects OpenVPN 2.7's epoch data format (pushed
+	// "protocol-flags aead-epoch"): AEAD ciphers and a peer id only.
+	Epoch bool
 	// Rand supplies CBC IVs; nil means crypto/rand.Reader. It must be safe
 	// for concurrent use when Seal is called concurrently.
 	Rand io.Reader
@@ -134,6 +138,9 @@ type Keys struct {
 	recvAEAD cipher.AEAD
 	sendIV   [implicitIVLen]byte
 	recvIV   [implicitIVLen]byte
+
+	// epoch is the epoch data format's key state; nil for the classic format.
+	epoch *epochState
 
 	// CBC and none: HMAC and CBC modes carry state, so Seal takes a private
 	// copy from sendPool while Open uses recv directly.
@@ -215,8 +222,16 @@ func NewKeys(p KeyParams) (*Keys, error) {
 	var err error
 	switch name {
 	case "AES-128-GCM", "AES-192-GCM", "AES-256-GCM", "CHACHA20-POLY1305":
-		err = k.initAEAD(name, p.Block, sendDir, recvDir)
+		if p.Epoch {
+			err = k.initEpoch(name, p, sendDir, recvDir, window)
+		} else {
+			err = k.initAEAD(name, p.Block, sendDir, recvDir)
+		}
 	case "AES-128-CBC", "AES-192-CBC", "AES-256-CBC", "NONE":
+		if p.Epoch {
+			err = fmt.Errorf("epoch data format needs an AEAD cipher, not %s: %w", name, ErrUnsupported)
+			break
+		}
 		err = k.initCBC(name, p.Digest, p.Block, sendDir, recvDir)
 	case "BF-CBC":
 		err = fmt.Errorf("cipher BF-CBC is refused (64-bit block, SWEET32): %w", ErrUnsupported)
@@ -268,6 +283,23 @@ func (k *Keys) initAEAD(name string, kb *kdf.KeyBlock, sendDir, recvDir int) err
 	// (crypto.c key_ctx_update_implicit_iv).
 	copy(k.sendIV[:], kb.HMAC(sendDir))
 	copy(k.recvIV[:], kb.HMAC(recvDir))
+	return nil
+}
+
+// initEpoch sets up the epoch data format: E_1 of each direction is the
+// first 32 bytes of its cipher key slot (ssl.c init_epoch_keys).
+func (k *Keys) initEpoch(name string, p KeyParams, sendDir, recvDir, window int) error {
+	if p.PeerID == NoPeerID {
+		// init.c: the epoch format requires P_DATA_V2.
+		return fmt.Errorf("epoch data format requires a peer id (P_DATA_V2)")
+	}
+	e, err := newEpochState(name, p.Block.Cipher(sendDir)[:epochSecretSize], p.Block.Cipher(recvDir)[:epochSecretSize], window)
+	if err != nil {
+		return err
+	}
+	k.kind = kindAEAD
+	k.epoch = e
+	k.overhead = epochPacketIDSize + tagSize
 	return nil
 }
 
@@ -371,6 +403,10 @@ func (k *Keys) Overhead() int { return k.overhead }
 // SendExhausted reports that the next packet id is at or above 0xFF000000,
 // where OpenVPN renegotiates; the engine should start a rekey.
 func (k *Keys) SendExhausted() bool {
+	if k.epoch != nil {
+		// Epoch keys renew themselves; only the 16-bit epoch space runs out.
+		return k.epoch.send.Load().key.epoch >= epochRenegotiate
+	}
 	return k.nextID.Load()+1 >= packetIDWrapTrigger
 }
 
@@ -388,6 +424,15 @@ func (k *Keys) Counters() (sent, received uint64) {
 func (k *Keys) Seal(buf []byte, off, n int) ([]byte, error) {
 	if off < Headroom || n < 0 || n > MaxPayload || len(buf)-off-n < Tailroom {
 		return nil, errSealBuffer
+	}
+	if k.epoch != nil {
+		start, end := k.comp.frame(buf, off, off+n)
+		pkt, err := k.sealEpoch(buf, start, end)
+		if err != nil {
+			return nil, err
+		}
+		k.sent.Add(1)
+		return pkt, nil
 	}
 	id := k.nextID.Add(1)
 	if id > 0xFFFFFFFF {
@@ -508,9 +553,12 @@ func (k *Keys) OpenTo(pkt, scratch []byte) ([]byte, error) {
 
 	var payload []byte
 	var err error
-	if k.kind == kindAEAD {
+	switch {
+	case k.epoch != nil:
+		payload, err = k.openEpoch(pkt, hdrLen)
+	case k.kind == kindAEAD:
 		payload, err = k.openAEAD(pkt, hdrLen)
-	} else {
+	default:
 		payload, err = k.openCBC(pkt, hdrLen)
 	}
 	if err != nil {
@@ -526,7 +574,7 @@ func (k *Keys) openAEAD(pkt []byte, hdrLen int) ([]byte, error) {
 		return nil, errShortAEAD
 	}
 	idBytes := pkt[hdrLen:base]
-	id := binary.BigEndian.Uint32(idBytes)
+	id := uint64(binary.BigEndian.Uint32(idBytes))
 	if !k.replay.check(id) {
 		return nil, errReplay
 	}
@@ -601,7 +649,7 @@ func (k *Keys) openCBC(pkt []byte, hdrLen int) ([]byte, error) {
 			return nil, errShortCBC
 		}
 	}
-	id := binary.BigEndian.Uint32(plain)
+	id := uint64(binary.BigEndian.Uint32(plain))
 	if !k.replay.accept(id) {
 		return nil, errReplay
 	}
