@@ -97,7 +97,7 @@ func TestPeerInfoAndOptions(t *testing.T) {
 	l := newLink(t, WrapNone, cfg, serverOpts{push: []string{basicPush}, ekm: true})
 	l.connect()
 	lines := strings.Split(strings.TrimSuffix(l.s.peerInfo, "\n"), "\n")
-	want := []string{"IV_VER=2.6.14", "IV_PLAT=linux", "IV_PROTO=414", "IV_NCP=2",
+	want := []string{"IV_VER=2.6.14", "IV_PLAT=linux", "IV_PROTO=3998", "IV_NCP=2",
 		"IV_CIPHERS=AES-256-GCM:AES-128-GCM:CHACHA20-POLY1305", "IV_TCPNL=1", "IV_MTU=1600", "IV_GUI_VER=ovpnd-test 1"}
 	if d := cmp.Diff(want, lines); d != "" {
 		t.Errorf("peer-info (-want +got):\n%s", d)
@@ -636,5 +636,55 @@ func TestNoGoroutineLeak(t *testing.T) {
 	}
 	if n := runtime.NumGoroutine(); n > before {
 		t.Errorf("%d goroutines after Shutdown, %d before", n, before)
+	}
+}
+
+// TestEpochAndDynamicTLSCrypt: a server that pushes protocol-flags aead-epoch and dyn-tls-crypt
+// gets epoch-format data packets, and the renegotiation is wrapped with the dynamic tls-crypt
+// key on both sides (the server unwraps key id 1 only with it), for every wrap mode.
+func TestEpochAndDynamicTLSCrypt(t *testing.T) {
+	for _, mode := range []WrapMode{WrapNone, WrapTLSAuth, WrapTLSCrypt, WrapTLSCryptV2} {
+		t.Run(fmt.Sprint(mode), func(t *testing.T) {
+			cfg := testConfig(t, testPKI(t))
+			cfg.TranWindow = 30 * time.Second
+			push := "cipher AES-256-GCM,peer-id 3,protocol-flags cc-exit tls-ekm dyn-tls-crypt aead-epoch"
+			l := newLink(t, mode, cfg, serverOpts{push: []string{push}, ekm: true, epoch: true, dynTLSCrypt: true})
+			l.connect()
+			if !l.c.epochData || !l.c.dynTLSCrypt || l.c.renegWrapper == nil {
+				t.Fatalf("epoch %v, dyn-tls-crypt %v, wrapper %v", l.c.epochData, l.c.dynTLSCrypt, l.c.renegWrapper)
+			}
+			roundTrip(t, l, 3)
+			l.s.renegotiate(l.now)
+			for i := 0; i < 40 && len(l.keys) < 2; i++ {
+				l.advance(10 * time.Millisecond)
+			}
+			if len(l.keys) != 2 || keyIDs(l.keys[1]) != "1/0" {
+				t.Fatalf("key events %d; errors %v", len(l.keys), l.errs)
+			}
+			if l.s.renegUnwrapped == 0 {
+				t.Error("the renegotiation was not wrapped with the dynamic tls-crypt key")
+			}
+			roundTrip(t, l, 3)
+		})
+	}
+}
+
+// TestEpochNeedsAEADAndPeerID: a push asking for epoch data keys with a CBC cipher or without
+// a peer-id fails like OpenVPN's, instead of running a format the server will not.
+func TestEpochNeedsAEADAndPeerID(t *testing.T) {
+	for _, push := range []string{
+		"cipher AES-256-CBC,peer-id 3,protocol-flags tls-ekm aead-epoch",
+		"cipher AES-256-GCM,protocol-flags tls-ekm aead-epoch",
+	} {
+		cfg := testConfig(t, testPKI(t))
+		cfg.DataCiphers = []string{"AES-256-GCM", "AES-256-CBC"}
+		l := newLink(t, WrapNone, cfg, serverOpts{push: []string{push}, ekm: true})
+		l.c.Start(l.now)
+		for i := 0; i < 50 && !l.has(StateReconnecting) && !l.has(StateConnected); i++ {
+			l.advance(500 * time.Millisecond)
+		}
+		if l.has(StateConnected) || !l.has(StateReconnecting) || !strings.Contains(fmt.Sprint(l.errs), "epoch") {
+			t.Errorf("%s: states %v, errors %v", push, l.states, l.errs)
+		}
 	}
 }

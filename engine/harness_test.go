@@ -56,6 +56,12 @@ func newLink(t testing.TB, mode WrapMode, cfg *Config, opts serverOpts) *link {
 		t.Fatalf("NewClient: %v", err)
 	}
 	s := newTestServer(t, p, w, opts)
+	switch mode {
+	case WrapTLSAuth, WrapTLSCrypt:
+		s.origKey = cfg.WrapKey
+	case WrapTLSCryptV2:
+		s.origKey = &cfg.TLSCryptV2.Key
+	}
 	l := &link{t: t, now: epoch, c: c, s: s}
 	t.Cleanup(func() {
 		c.closeAll()

@@ -116,6 +116,10 @@ type serverOpts struct {
 	shortKM2 bool
 	// resendWKc makes a tls-crypt-v2 server ask for WKc again (early negotiation).
 	resendWKc     bool
+	// epoch and dynTLSCrypt are what the server's push must also announce in protocol-flags
+	// (aead-epoch, dyn-tls-crypt).
+	epoch         bool
+	dynTLSCrypt   bool
 	tlsMaxVersion uint16
 	cert          *tls.Certificate
 	// cipherSuites limits the server's TLS 1.2 suites (nil = Go's defaults).
@@ -146,6 +150,11 @@ type testServer struct {
 	opts    serverOpts
 	pki     *pki
 	wrapper wrap.Wrapper
+	// origKey is the configured wrap key dynamic tls-crypt XORs in; reneg wraps key ids > 0
+	// once dynamic tls-crypt is set up; renegUnwrapped counts packets it unwrapped.
+	origKey        *statickey.Key
+	reneg          wrap.Wrapper
+	renegUnwrapped int
 	rnd     *mrand.ChaCha8
 
 	sid, clientSID wire.SessionID
@@ -247,7 +256,12 @@ func (s *testServer) handle(now time.Time, pkt []byte) {
 		s.handleData(keyID, pkt)
 		return
 	}
-	p, err := s.wrapper.Unwrap(pkt, now)
+	w := s.wrapper
+	if keyID > 0 && s.reneg != nil {
+		w = s.reneg
+		s.renegUnwrapped++
+	}
+	p, err := w.Unwrap(pkt, now)
 	if err != nil {
 		s.t.Errorf("server: unwrap %v: %v", op, err)
 		return
@@ -414,11 +428,23 @@ func (s *testServer) deriveKeys(k *srvKey) {
 	}
 	keys, err := datachannel.NewKeys(datachannel.KeyParams{
 		Cipher: s.opts.cipher, Digest: s.opts.digest, Block: &kb, Client: false,
-		KeyID: k.id, PeerID: peerID, Rand: s.rnd,
+		KeyID: k.id, PeerID: peerID, Rand: s.rnd, Epoch: s.opts.epoch,
 	})
 	if err != nil {
 		s.t.Errorf("server: NewKeys: %v", err)
 		return
+	}
+	if k.id == 0 && s.opts.dynTLSCrypt {
+		cs := k.conn.ConnectionState()
+		ekm, err := cs.ExportKeyingMaterial(kdf.LabelDynamicTLSCrypt, nil, 256)
+		if err != nil {
+			s.t.Errorf("server: dynamic tls-crypt EKM: %v", err)
+			return
+		}
+		if s.reneg, err = wrap.NewDynamicTLSCrypt(ekm, s.origKey, false); err != nil {
+			s.t.Errorf("server: dynamic tls-crypt: %v", err)
+			return
+		}
 	}
 	k.keys = keys
 	s.keyEvents++
@@ -475,7 +501,11 @@ func (s *testServer) flush(now time.Time) {
 }
 
 func (s *testServer) emit(now time.Time, p *wire.ControlPacket) {
-	b, err := s.wrapper.Wrap(nil, p, now)
+	w := s.wrapper
+	if p.KeyID > 0 && s.reneg != nil {
+		w = s.reneg
+	}
+	b, err := w.Wrap(nil, p, now)
 	if err != nil {
 		s.t.Errorf("server: wrap: %v", err)
 		return

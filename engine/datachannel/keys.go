@@ -246,6 +246,16 @@ func NewKeys(p KeyParams) (*Keys, error) {
 	return k, nil
 }
 
+// IsAEAD reports whether the OpenVPN cipher name is one of the AEAD ciphers
+// NewKeys implements (the only ones the epoch data format allows).
+func IsAEAD(cipher string) bool {
+	switch strings.ToUpper(cipher) {
+	case "AES-128-GCM", "AES-192-GCM", "AES-256-GCM", "CHACHA20-POLY1305":
+		return true
+	}
+	return false
+}
+
 // Cipher is the data-channel cipher's canonical name, such as "AES-256-GCM".
 func (k *Keys) Cipher() string { return k.cipherName }
 
