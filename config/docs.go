@@ -5,6 +5,8 @@ import (
 	"io"
 	"sort"
 	"strings"
+
+	"github.com/ovpnd/ovpnd/engine/push"
 )
 
 // Markers around the generated part of docs/config.md.
@@ -26,8 +28,8 @@ func writeDirectiveDocs(w io.Writer) {
 		return ""
 	}
 	for _, d := range ds {
-		_, push := pushHandlers[d.name]
-		fmt.Fprintf(w, "| `%s` | %s | %s | %s | %s | `%s` | %s |\n", d.name, statusNames[d.status], yes(d.inline), yes(d.conn), yes(push),
+		pushable := push.Pushable(d.name)
+		fmt.Fprintf(w, "| `%s` | %s | %s | %s | %s | `%s` | %s |\n", d.name, statusNames[d.status], yes(d.inline), yes(d.conn), yes(pushable),
 			strings.ReplaceAll(d.syntax, "|", "\\|"), strings.ReplaceAll(d.doc, "|", "\\|"))
 	}
 }

@@ -6,6 +6,8 @@ import (
 	"os"
 	"strings"
 	"testing"
+
+	"github.com/ovpnd/ovpnd/engine/push"
 )
 
 var update = flag.Bool("update", false, "rewrite the generated part of docs/config.md")
@@ -51,7 +53,7 @@ func TestTableConsistency(t *testing.T) {
 			t.Errorf("%s: inline but not an inline tag", d.name)
 		}
 	}
-	for name := range pushHandlers {
+	for _, name := range push.Names() {
 		if table[name] == nil {
 			t.Errorf("pushable %s is not in the directive table", name)
 		}

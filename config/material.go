@@ -245,3 +245,56 @@ func parseUserPass(data []byte) (*AuthUserPass, error) {
 	}
 	return a, nil
 }
+
+// MaxCRLs bounds the revocation lists one crl-verify file may hold.
+const MaxCRLs = 64
+
+// ParseCRLs reads certificate revocation lists: PEM "X509 CRL" blocks, or one DER list. It
+// returns them re-encoded as PEM, the form profiles carry inline. Signatures and dates are
+// checked at each handshake, against the server's chain and the time then.
+func ParseCRLs(data []byte) ([]byte, error) {
+	lists, err := DecodeCRLs(data)
+	if err != nil {
+		return nil, err
+	}
+	var b bytes.Buffer
+	for _, l := range lists {
+		_ = pem.Encode(&b, &pem.Block{Type: "X509 CRL", Bytes: l.Raw})
+	}
+	return b.Bytes(), nil
+}
+
+// DecodeCRLs parses what ParseCRLs accepts.
+func DecodeCRLs(data []byte) ([]*x509.RevocationList, error) {
+	if !bytes.Contains(data, []byte("-----BEGIN")) {
+		l, err := x509.ParseRevocationList(data)
+		if err != nil {
+			return nil, fmt.Errorf("not a PEM or DER certificate revocation list: %w", err)
+		}
+		return []*x509.RevocationList{l}, nil
+	}
+	var lists []*x509.RevocationList
+	rest := data
+	for {
+		var b *pem.Block
+		b, rest = pem.Decode(rest)
+		if b == nil {
+			break
+		}
+		if b.Type != "X509 CRL" {
+			return nil, fmt.Errorf("PEM block %d is %q, want X509 CRL", len(lists)+1, b.Type)
+		}
+		if len(lists) == MaxCRLs {
+			return nil, fmt.Errorf("more than %d revocation lists", MaxCRLs)
+		}
+		l, err := x509.ParseRevocationList(b.Bytes)
+		if err != nil {
+			return nil, fmt.Errorf("revocation list %d: %w", len(lists)+1, err)
+		}
+		lists = append(lists, l)
+	}
+	if len(lists) == 0 {
+		return nil, errors.New("no PEM X509 CRL block")
+	}
+	return lists, nil
+}

@@ -118,6 +118,13 @@ func (c *Config) print(w *printer) {
 	default:
 		w.line("mssfix", strconv.Itoa(c.MSSFix))
 	}
+	if c.Fragment > 0 {
+		if c.FragmentMTU {
+			w.line("fragment", strconv.Itoa(c.Fragment), "mtu")
+		} else {
+			w.line("fragment", strconv.Itoa(c.Fragment))
+		}
+	}
 
 	if c.src.ca != nil {
 		w.block("ca", c.src.ca)
@@ -156,6 +163,17 @@ func (c *Config) print(w *printer) {
 	}
 	if c.RemoteCertTLS != "" {
 		w.line("remote-cert-tls", c.RemoteCertTLS)
+	}
+	switch r := c.CRL; {
+	case r == nil:
+	case r.Dir != "":
+		// Only ovpnd run and ovpnd instance can use it; ParseInline refuses it by name.
+		w.line("crl-verify", r.Dir, "dir")
+	default:
+		w.block("crl-verify", r.PEM)
+	}
+	if c.NSCertType != "" {
+		w.line("ns-cert-type", c.NSCertType)
 	}
 	if c.RemoteCertEKU != "" {
 		w.line("remote-cert-eku", c.RemoteCertEKU)
@@ -225,12 +243,11 @@ func (c *Config) print(w *printer) {
 	}
 	w.line("allow-compression", []string{"asym", "no"}[c.Compression.Allow])
 	w.line("ping", secs(c.Ping))
-	if c.PingTimeout > 0 {
-		if c.PingTimeoutAction == PingExit {
-			w.line("ping-exit", secs(c.PingTimeout))
-		} else {
-			w.line("ping-restart", secs(c.PingTimeout))
-		}
+	// Always written, 0 included: without a line, a pulling client's default is 120.
+	if c.PingTimeoutAction == PingExit {
+		w.line("ping-exit", secs(c.PingTimeout))
+	} else {
+		w.line("ping-restart", secs(c.PingTimeout))
 	}
 	printNet(w, &c.Net)
 	if c.RouteNoPull {

@@ -12,6 +12,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/ovpnd/ovpnd/engine/datachannel"
+	"github.com/ovpnd/ovpnd/engine/push"
 	"github.com/ovpnd/ovpnd/engine/wire"
 )
 
@@ -647,8 +648,8 @@ func TestEpochAndDynamicTLSCrypt(t *testing.T) {
 		t.Run(fmt.Sprint(mode), func(t *testing.T) {
 			cfg := testConfig(t, testPKI(t))
 			cfg.TranWindow = 30 * time.Second
-			push := "cipher AES-256-GCM,peer-id 3,protocol-flags cc-exit tls-ekm dyn-tls-crypt aead-epoch"
-			l := newLink(t, mode, cfg, serverOpts{push: []string{push}, ekm: true, epoch: true, dynTLSCrypt: true})
+			pushed := "cipher AES-256-GCM,peer-id 3,protocol-flags cc-exit tls-ekm dyn-tls-crypt aead-epoch"
+			l := newLink(t, mode, cfg, serverOpts{push: []string{pushed}, ekm: true, epoch: true, dynTLSCrypt: true})
 			l.connect()
 			if !l.c.epochData || !l.c.dynTLSCrypt || l.c.renegWrapper == nil {
 				t.Fatalf("epoch %v, dyn-tls-crypt %v, wrapper %v", l.c.epochData, l.c.dynTLSCrypt, l.c.renegWrapper)
@@ -672,19 +673,63 @@ func TestEpochAndDynamicTLSCrypt(t *testing.T) {
 // TestEpochNeedsAEADAndPeerID: a push asking for epoch data keys with a CBC cipher or without
 // a peer-id fails like OpenVPN's, instead of running a format the server will not.
 func TestEpochNeedsAEADAndPeerID(t *testing.T) {
-	for _, push := range []string{
+	for _, pushed := range []string{
 		"cipher AES-256-CBC,peer-id 3,protocol-flags tls-ekm aead-epoch",
 		"cipher AES-256-GCM,protocol-flags tls-ekm aead-epoch",
 	} {
 		cfg := testConfig(t, testPKI(t))
 		cfg.DataCiphers = []string{"AES-256-GCM", "AES-256-CBC"}
-		l := newLink(t, WrapNone, cfg, serverOpts{push: []string{push}, ekm: true})
+		l := newLink(t, WrapNone, cfg, serverOpts{push: []string{pushed}, ekm: true})
 		l.c.Start(l.now)
 		for i := 0; i < 50 && !l.has(StateReconnecting) && !l.has(StateConnected); i++ {
 			l.advance(500 * time.Millisecond)
 		}
 		if l.has(StateConnected) || !l.has(StateReconnecting) || !strings.Contains(fmt.Sprint(l.errs), "epoch") {
-			t.Errorf("%s: states %v, errors %v", push, l.states, l.errs)
+			t.Errorf("%s: states %v, errors %v", pushed, l.states, l.errs)
 		}
+	}
+}
+
+// TestPushedTimersTakeEffect: a pushed keepalive and reneg-sec are applied by the engine, not
+// just accepted (the server's reneg-sec 30 rekeys after 30 s instead of the default hour).
+func TestPushedTimersTakeEffect(t *testing.T) {
+	cfg := testConfig(t, testPKI(t))
+	l := newLink(t, WrapTLSCrypt, cfg, serverOpts{push: []string{"peer-id 3,cipher AES-256-GCM,keepalive 7 40,reneg-sec 30"}, ekm: false})
+	l.connect()
+	if l.c.ping != 7*time.Second || l.c.pingRestart != 40*time.Second || l.c.pingExit != 0 {
+		t.Errorf("keepalive: ping %v ping-restart %v ping-exit %v", l.c.ping, l.c.pingRestart, l.c.pingExit)
+	}
+	if l.c.cfg.RenegInterval != 30*time.Second {
+		t.Errorf("reneg-sec %v", l.c.cfg.RenegInterval)
+	}
+	l.advance(31 * time.Second)
+	if len(l.keys) < 2 || l.keys[len(l.keys)-1].Primary.KeyID() != 1 {
+		t.Fatalf("pushed reneg-sec 30 did not rekey within 31 s: %d key events, errors %v", len(l.keys), l.errs)
+	}
+}
+
+// TestPushFiltersReachEngine: the profile's pull-filter decides on the canonical option before
+// the engine applies protocol options, however the server quotes them.
+func TestPushFiltersReachEngine(t *testing.T) {
+	cfg := testConfig(t, testPKI(t))
+	cfg.PushPolicy = push.Policy{Filters: []push.Filter{{Action: push.Ignore, Text: "ping"}, {Action: push.Ignore, Text: "peer-id"}}}
+	l := newLink(t, WrapNone, cfg, serverOpts{push: []string{`cipher AES-256-GCM,"peer-id" 3,'ping-exit' 5,p\ing 1,ping-restart 9`}, ekm: true})
+	l.connect()
+	if l.c.pingExit != 0 || l.c.pingRestart != cfg.PingRestart || l.c.ping != cfg.Ping || l.c.peerID != wire.NoPeerID {
+		t.Errorf("filtered options applied: ping %v ping-exit %v ping-restart %v peer-id %d", l.c.ping, l.c.pingExit, l.c.pingRestart, l.c.peerID)
+	}
+	if l.reply == nil || len(l.reply.Warnings) != 4 {
+		t.Errorf("want 4 pull-filter warnings, got %+v", l.reply)
+	}
+
+	cfg = testConfig(t, testPKI(t))
+	cfg.PushPolicy = push.Policy{Filters: []push.Filter{{Action: push.Reject, Text: "route "}}}
+	l = newLink(t, WrapNone, cfg, serverOpts{push: []string{`cipher AES-256-GCM,"route" 10.0.0.0 255.0.0.0`}, ekm: true})
+	l.c.Start(l.now)
+	for i := 0; i < 100 && !l.has(StateReconnecting); i++ {
+		l.advance(500 * time.Millisecond)
+	}
+	if st := l.lastState(); st.State != StateReconnecting || st.Reason != "push-rejected" || l.has(StateConnected) {
+		t.Errorf("pull-filter reject: states %v", l.states)
 	}
 }

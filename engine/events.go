@@ -4,6 +4,7 @@ import (
 	"time"
 
 	"github.com/ovpnd/ovpnd/engine/datachannel"
+	"github.com/ovpnd/ovpnd/engine/push"
 )
 
 // State is the connection state reported by EventState.
@@ -58,8 +59,11 @@ type EventKeys struct {
 	Primary, Retiring *datachannel.Keys
 }
 
-// EventPushReply is the complete pushed option list, continuations joined, one line per entry.
-type EventPushReply struct{ Options []string }
+// EventPushReply is the parsed push (continuations joined, the profile's pull-filter and
+// route-nopull applied). The engine has applied its protocol options already; the session
+// applies Reply.Net, TunMTU, MSSFix and RouteDelay and logs Reply.Warnings, which include the
+// protocol values the engine could not use.
+type EventPushReply struct{ Reply *push.Reply }
 
 // EventNeedCredentials asks for a username and password; answer with SetCredentials.
 type EventNeedCredentials struct{}

@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/ovpnd/ovpnd/engine/datachannel"
+	"github.com/ovpnd/ovpnd/engine/fragment"
 	"github.com/ovpnd/ovpnd/engine/kdf"
 )
 
@@ -215,6 +216,9 @@ func (c *Config) linkMTU(cipher string) int {
 	if c.Compression != datachannel.CompressNone {
 		o++
 	}
+	if c.Fragment > 0 {
+		o += fragment.HeaderSize
+	}
 	if c.Proto == ProtoTCP {
 		o += 2
 	}
@@ -241,6 +245,9 @@ func (c *Config) optionsString() string {
 	fmt.Fprintf(&b, ",link-mtu %d,tun-mtu %d,proto %s", c.linkMTU(cipher), c.TunMTU, c.protoName())
 	if c.Compression == datachannel.CompLZO {
 		b.WriteString(",comp-lzo")
+	}
+	if c.Fragment > 0 {
+		b.WriteString(",mtu-dynamic")
 	}
 	if c.Wrap == WrapTLSAuth && c.KeyDirection >= 0 {
 		fmt.Fprintf(&b, ",keydir %d", c.KeyDirection)

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/ovpnd/ovpnd/engine/datachannel"
+	"github.com/ovpnd/ovpnd/engine/fragment"
 	"github.com/ovpnd/ovpnd/engine/internal/tlspipe"
 	"github.com/ovpnd/ovpnd/engine/kdf"
 	"github.com/ovpnd/ovpnd/engine/reliable"
@@ -115,7 +116,7 @@ type serverOpts struct {
 	// shortKM2 sends a key-method 2 record that stops after the options string.
 	shortKM2 bool
 	// resendWKc makes a tls-crypt-v2 server ask for WKc again (early negotiation).
-	resendWKc     bool
+	resendWKc bool
 	// epoch and dynTLSCrypt are what the server's push must also announce in protocol-flags
 	// (aead-epoch, dyn-tls-crypt).
 	epoch         bool
@@ -124,6 +125,9 @@ type serverOpts struct {
 	cert          *tls.Certificate
 	// cipherSuites limits the server's TLS 1.2 suites (nil = Go's defaults).
 	cipherSuites []uint16
+	// fragment runs the server with --fragment: every data payload carries a
+	// fragment header and payloads over this many bytes go out in pieces.
+	fragment int
 }
 
 type srvKey struct {
@@ -155,7 +159,7 @@ type testServer struct {
 	origKey        *statickey.Key
 	reneg          wrap.Wrapper
 	renegUnwrapped int
-	rnd     *mrand.ChaCha8
+	rnd            *mrand.ChaCha8
 
 	sid, clientSID wire.SessionID
 	haveClient     bool
@@ -173,6 +177,9 @@ type testServer struct {
 	dropped   int
 	keyEvents int
 	now       time.Time
+	// With opts.fragment: the server's fragmentation state.
+	frag  *fragment.Fragmenter
+	reasm *fragment.Reassembler
 }
 
 func newTestServer(t testing.TB, p *pki, w wrap.Wrapper, opts serverOpts) *testServer {
@@ -532,7 +539,23 @@ func (s *testServer) handleData(keyID uint8, pkt []byte) {
 		s.dropped++
 		return
 	}
-	p, err := k.keys.OpenTo(append([]byte(nil), pkt...), make([]byte, 2048))
+	var p []byte
+	var err error
+	if s.opts.fragment > 0 {
+		if s.reasm == nil {
+			s.reasm = fragment.NewReassembler(2048)
+		}
+		if p, err = k.keys.OpenFramed(append([]byte(nil), pkt...)); err == nil {
+			if p, err = s.reasm.Incoming(s.now, p); err == nil && p != nil {
+				p, err = k.keys.Unframe(append([]byte(nil), p...), make([]byte, 2048))
+			}
+		}
+		if err == nil && p == nil {
+			return // waiting for more pieces
+		}
+	} else {
+		p, err = k.keys.OpenTo(append([]byte(nil), pkt...), make([]byte, 2048))
+	}
 	if err != nil {
 		s.t.Errorf("server: opening data packet: %v", err)
 		return
@@ -555,6 +578,10 @@ func (s *testServer) sendData(payload []byte) {
 	if k.keys == nil {
 		k = s.prev
 	}
+	if s.opts.fragment > 0 {
+		s.sendFragments(k.keys, payload)
+		return
+	}
 	buf := make([]byte, datachannel.Headroom+len(payload)+datachannel.Tailroom)
 	copy(buf[datachannel.Headroom:], payload)
 	pkt, err := k.keys.Seal(buf, datachannel.Headroom, len(payload))
@@ -562,6 +589,41 @@ func (s *testServer) sendData(payload []byte) {
 		s.t.Fatalf("server: seal: %v", err)
 	}
 	s.out = append(s.out, pkt)
+}
+
+// sendFragments is sendData with --fragment, written from OpenVPN's order of
+// operations independently of the client's code: frame, cut, then seal.
+func (s *testServer) sendFragments(k *datachannel.Keys, payload []byte) {
+	const off = datachannel.Headroom + 4
+	buf := make([]byte, off+len(payload)+datachannel.Tailroom)
+	copy(buf[off:], payload)
+	start, end := k.Frame(buf, off, len(payload))
+	framed := append([]byte(nil), buf[start:end]...)
+	seal := func(hdr func([]byte), piece []byte) {
+		pb := make([]byte, off+4+len(piece)+datachannel.Tailroom)
+		hdr(pb[off:])
+		copy(pb[off+4:], piece)
+		pkt, err := k.SealFramed(pb, off, 4+len(piece))
+		if err != nil {
+			s.t.Fatalf("server: seal: %v", err)
+		}
+		s.out = append(s.out, pkt)
+	}
+	if len(framed) <= s.opts.fragment {
+		seal(fragment.PutWhole, framed)
+		return
+	}
+	if s.frag == nil {
+		s.frag = fragment.NewFragmenter(77)
+	}
+	sp, err := s.frag.Split(len(framed), s.opts.fragment)
+	if err != nil {
+		s.t.Fatalf("server: split: %v", err)
+	}
+	for i := 0; i < sp.Count; i++ {
+		o, n := sp.Piece(i)
+		seal(func(b []byte) { sp.PutHeader(b, i) }, framed[o:o+n])
+	}
 }
 
 // wrapperPair builds matching client config fields and a server wrapper for a wrap mode.

@@ -59,6 +59,14 @@ func (r *runner) attempt(ctx context.Context, conn *config.Connection, remote ne
 		pc.Close()
 		return outcome{kind: outFatal, err: fmt.Errorf("building protocol configuration: %w", err)}
 	}
+	if c := s.crl; c != nil {
+		if c.dir != "" {
+			ec.CRLDirRevoked = c.revoked
+		} else {
+			ec.CRLs = c.current
+		}
+	}
+	ec.Fragment = fragmentLink(fragmentFromConfig(r.cfg), transportOf(pc))
 	eng, err := engine.NewClient(ec)
 	if err != nil {
 		pc.Close()
@@ -262,7 +270,7 @@ func (a *attempt) drain() (outcome, bool) {
 				s.mu.Unlock()
 			}
 		case engine.EventPushReply:
-			if err := a.r.applyPush(e.Options, a.remote.Addr()); err != nil {
+			if err := a.r.applyPush(e.Reply, a.remote.Addr()); err != nil {
 				s.logf(0, "applying pushed options: %v", err)
 				return outcome{kind: outFatal, err: fmt.Errorf("applying pushed options: %w", err)}, true
 			}

@@ -16,6 +16,7 @@ import (
 	"github.com/ovpnd/ovpnd/config"
 	"github.com/ovpnd/ovpnd/engine"
 	"github.com/ovpnd/ovpnd/engine/datachannel"
+	"github.com/ovpnd/ovpnd/engine/push"
 	"github.com/ovpnd/ovpnd/routing"
 )
 
@@ -305,7 +306,7 @@ func (r *runner) openTun() error {
 		}
 	}
 	r.dp = newDataPath(t, &r.s.cnt, dataPathConfig{Headroom: datachannel.Headroom, Tailroom: datachannel.Tailroom, MTU: mtu,
-		RefuseCompressed: r.cfg.Compression.Allow == config.AllowNo},
+		RefuseCompressed: r.cfg.Compression.Allow == config.AllowNo, Fragment: fragmentFromConfig(r.cfg)},
 		func(f string, a ...any) { r.s.logf(4, f, a...) })
 	r.dp.setMSSFix(mssFixFromConfig(r.cfg)) // mssfix hook (session/mss.go)
 	r.txDone = make(chan struct{})
@@ -406,20 +407,29 @@ func (r *runner) dial(ctx context.Context, conn *config.Connection, remote netip
 }
 
 // applyPush merges the pushed network settings over the profile's and hands
-// the result to routing. Pushed options the allow-list or pull-filter drops
-// are logged; a pull-filter reject fails the attempt, as in OpenVPN. Network
-// settings routing refuses (bounds, bad prefixes, a missing net_gateway) are
-// logged and the connection is kept: the tunnel itself works without them.
-func (r *runner) applyPush(options []string, server netip.Addr) error {
+// the result to routing. The engine has parsed the push once (push.Parse: the
+// profile's pull-filter and route-nopull, then the grammar) and applied the
+// protocol options; what it did not apply is in reply.Warnings and is logged
+// here. Network settings routing refuses (bounds, bad prefixes, a missing
+// net_gateway) are logged and the connection is kept: the tunnel itself works
+// without them.
+func (r *runner) applyPush(reply *push.Reply, server netip.Addr) error {
 	s := r.s
-	s.logf(3, "PUSH_REPLY: %s", strings.Join(config.RedactOptions(options), ","))
-	p, warns, err := r.cfg.ParsePush(options)
+	if s.verb >= 3 {
+		opts := make([]string, len(reply.Accepted))
+		for i, o := range reply.Accepted {
+			opts[i] = o.String()
+		}
+		s.logf(3, "PUSH_REPLY: %s", strings.Join(opts, ","))
+	}
+	for _, w := range reply.Warnings {
+		s.logf(2, "%v", w)
+	}
+	pn, warns := config.PushedNet(reply.Net)
 	for _, w := range warns {
 		s.logf(2, "%v", w)
 	}
-	if err != nil {
-		return err
-	}
+	p := reply
 	if r.dp != nil {
 		r.dp.setPushedMSSFix(p.MSSFix) // mssfix hook (session/mss.go)
 	}
@@ -429,7 +439,7 @@ func (r *runner) applyPush(options []string, server netip.Addr) error {
 			r.creds.tokenUser = p.AuthTokenUser
 		}
 	}
-	n := mergeNet(&r.cfg.Net, &p.Net)
+	n := mergeNet(&r.cfg.Net, pn)
 	mtu := r.cfg.TunMTU
 	if p.TunMTU != nil && *p.TunMTU > 0 {
 		mtu = *p.TunMTU
