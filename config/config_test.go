@@ -232,6 +232,16 @@ func TestDirectives(t *testing.T) {
 				t.Errorf("%+v", c)
 			}
 		}},
+		{"static-challenge", "static-challenge \"Enter OTP: \" 1\n", func(t *testing.T, c *Config) {
+			if d := cmp.Diff(&StaticChallenge{Text: "Enter OTP: ", Echo: true}, c.StaticChallenge); d != "" {
+				t.Error(d)
+			}
+		}},
+		{"static-challenge concat", "static-challenge PIN 0 concat\n", func(t *testing.T, c *Config) {
+			if d := cmp.Diff(&StaticChallenge{Text: "PIN", Concat: true}, c.StaticChallenge); d != "" {
+				t.Error(d)
+			}
+		}},
 		{"tls-auth with key-direction", "tls-auth ta.key\nkey-direction 1\n", func(t *testing.T, c *Config) {
 			if c.TLSWrap.Mode != WrapTLSAuth || c.TLSWrap.Direction != KeyDir1 || len(c.TLSWrap.Key) != 256 {
 				t.Errorf("%+v", c.TLSWrap)
@@ -386,6 +396,8 @@ func TestErrors(t *testing.T) {
 		name, text, want string
 	}{
 		{"tls-client without pull", strings.Replace(base, "client\n", "tls-client\n", 1), "test.conf: tls-client without pull (peer-to-peer TLS mode) is not supported"},
+		{"static-challenge format", base + "static-challenge OTP 0 base64\n", "test.conf:6: static-challenge: unknown format \"base64\" (want scrv1 or concat)"},
+		{"static-challenge echo", base + "static-challenge OTP yes\n", "test.conf:6: static-challenge: ECHO must be 0 or 1, not \"yes\""},
 		{"unknown directive", base + "frobnicate\n", "test.conf:6: unknown directive \"frobnicate\""},
 		{"ignore-unknown-option", base + "ignore-unknown-option frob\nfrob 1\nfrab\n", "test.conf:8: unknown directive \"frab\""},
 		{"wrong arg count", base + "ping\n", "test.conf:6: ping: wrong number of arguments; usage: ping SECONDS"},
@@ -430,7 +442,7 @@ func TestErrors(t *testing.T) {
 		{"no credentials", "client\ndev tun\nremote a\nca ca.crt\n", "test.conf: no client credentials"},
 		{"custom dev needs type", "client\ndev vpn0\nremote a\nca ca.crt\nauth-user-pass\n", "test.conf:2: cannot tell the type of device \"vpn0\""},
 		{"bad fingerprint", base + "peer-fingerprint AB:CD\n", "test.conf:6: peer-fingerprint: fingerprint \"AB:CD\" is not 32"},
-		{"encrypted key", base + "cert client.crt\n<key>\n-----BEGIN ENCRYPTED PRIVATE KEY-----\nAAAA\n-----END ENCRYPTED PRIVATE KEY-----\n</key>\n", "encrypted private keys are not supported"},
+		{"encrypted key", base + "cert client.crt\n<key>\n-----BEGIN ENCRYPTED PRIVATE KEY-----\nAAAA\n-----END ENCRYPTED PRIVATE KEY-----\n</key>\n", "private key (inline block on line 7) is encrypted and there is no passphrase for it: ovpnctl up and ovpnd run ask for it"},
 		{"tls-version-max too low", base + "tls-version-max 1.1\n", "test.conf:6: tls-version-max: TLS 1.1 is below"},
 	}
 	for _, tc := range tests {

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"bytes"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -193,13 +194,13 @@ func directives() []*directive {
 		withInline(sup("crl-verify", "crl-verify FILE [dir] | <crl-verify>", 0, 2, "Certificate revocation lists (PEM or DER) checked against every certificate of the server's chain at each TLS handshake, as OpenSSL does for OpenVPN: each needs a valid list from its issuer, and a revoked or expired-list chain is refused. ovpnd run and ovpnd instance re-read FILE when it changes; ovpnctl up sends the lists inline. With dir, a file in DIR named by a certificate's decimal serial number revokes it (ovpnd run and ovpnd instance only: the daemon cannot be sent a directory).", applyCRLVerify)),
 		ref("verify-hash", "not supported; use peer-fingerprint"),
 		ref("capath", "not supported; use ca"),
-		ref("askpass", "encrypted private keys are not supported; decrypt the key file"),
+		sup("askpass", "askpass [FILE]", 0, 1, "Passphrase of an encrypted key or PKCS#12 bundle: the first line of FILE; without FILE (or without askpass) ovpnctl up and ovpnd run ask on the terminal, and ovpnd instance reads the systemd credential askpass. Only the decrypted key ever reaches the daemon, and --print writes it decrypted.", applyAskpass),
 		ref("pkcs11-providers", "PKCS#11 tokens are not supported"),
 		ref("pkcs11-id", "PKCS#11 tokens are not supported"),
 		ref("cryptoapicert", "Windows certificate store only"),
 		ref("management-external-key", "external keys are not supported"),
 		ref("management-external-cert", "external certificates are not supported"),
-		ref("static-challenge", "challenge/response authentication is not supported"),
+		sup("static-challenge", "static-challenge TEXT ECHO [scrv1|concat]", 2, 3, "Ask for a one-time code with the password, showing TEXT (ECHO 1: the code is echoed); sent as SCRV1 or appended to the password (concat).", applyStaticChallenge),
 
 		// Control channel.
 		withInline(sup("tls-auth", "tls-auth FILE [0|1] | <tls-auth>", 0, 2, "HMAC-protect the control channel with an OpenVPN static key.", applyWrap(WrapTLSAuth))),
@@ -501,6 +502,11 @@ func applyKey(p *parser, s *scope, it *item) error {
 		return err
 	}
 	k, norm, err := parseKey(data)
+	if errors.Is(err, errKeyEncrypted) {
+		// Decrypted in finish, once askpass (which may come later) is known.
+		p.encKey = data
+		return nil
+	}
 	if err != nil {
 		return materialErr(it, err)
 	}
@@ -530,6 +536,10 @@ func applyPKCS12(p *parser, s *scope, it *item) error {
 		}
 	}
 	k, cert, cas, err := parsePKCS12(data)
+	if errors.Is(err, errKeyEncrypted) {
+		p.encP12 = data
+		return nil
+	}
 	if err != nil {
 		return materialErr(it, err)
 	}
@@ -601,6 +611,19 @@ func applyCRLVerify(p *parser, s *scope, it *item) error {
 	return nil
 }
 
+func applyAskpass(p *parser, s *scope, it *item) error {
+	if !p.once(s, it, it.name, it.argString()) || len(it.args) == 0 {
+		return nil
+	}
+	data, err := p.material(it)
+	if err != nil {
+		return err
+	}
+	line, _, _ := bytes.Cut(data, []byte("\n"))
+	p.askpass = bytes.TrimSuffix(line, []byte("\r"))
+	return nil
+}
+
 func applyAuthRetry(p *parser, s *scope, it *item) error {
 	for i, n := range authRetryNames {
 		if it.args[0] == n {
@@ -611,6 +634,35 @@ func applyAuthRetry(p *parser, s *scope, it *item) error {
 		}
 	}
 	return fmt.Errorf("unknown policy %q (want none, nointeract or interact)", it.args[0])
+}
+
+// maxChallengeText bounds the static-challenge prompt text.
+const maxChallengeText = 1024
+
+func applyStaticChallenge(p *parser, s *scope, it *item) error {
+	sc := &StaticChallenge{Text: it.args[0]}
+	if len(sc.Text) > maxChallengeText {
+		return fmt.Errorf("text is longer than %d bytes", maxChallengeText)
+	}
+	// OpenVPN reads ECHO with atoi: any non-zero number echoes.
+	n, err := strconv.Atoi(it.args[1])
+	if err != nil {
+		return fmt.Errorf("ECHO must be 0 or 1, not %q", it.args[1])
+	}
+	sc.Echo = n != 0
+	if len(it.args) == 3 {
+		switch it.args[2] {
+		case "scrv1":
+		case "concat":
+			sc.Concat = true
+		default:
+			return fmt.Errorf("unknown format %q (want scrv1 or concat)", it.args[2])
+		}
+	}
+	if p.once(s, it, it.name, strings.Join(it.args, " ")) {
+		p.cfg.StaticChallenge = sc
+	}
+	return nil
 }
 
 func applyPeerFingerprint(p *parser, s *scope, it *item) error {
