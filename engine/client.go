@@ -731,6 +731,14 @@ func (c *Client) installKeys(now time.Time, ks *keyState) {
 			return
 		}
 	}
+	if ks.id != 0 {
+		// OpenVPN's server generates and accepts a renegotiated key only once our ack of its
+		// key-method 2 record arrived (ssl.c: S_SENT_KEY → S_ACTIVE when its send window is
+		// empty) and drops data under the key before that. The session sends the events in
+		// order, so queueing the ack now keeps the data path's first packets under the new key
+		// behind it.
+		c.flush(now)
+	}
 	c.emitKeys()
 }
 

@@ -736,3 +736,34 @@ func TestPushFiltersReachEngine(t *testing.T) {
 		t.Errorf("pull-filter reject: states %v", l.states)
 	}
 }
+
+// TestRekeyAckBeforeNewKeys: OpenVPN's server uses a renegotiated key only once our ack of its
+// key-method 2 record arrived, so the ack must leave before the data path gets the new key;
+// a packet the data path seals the moment the key arrives must not overtake it.
+func TestRekeyAckBeforeNewKeys(t *testing.T) {
+	for _, epoch := range []bool{false, true} {
+		t.Run(fmt.Sprintf("epoch=%v", epoch), func(t *testing.T) {
+			cfg := testConfig(t, testPKI(t))
+			flags := "cc-exit tls-ekm"
+			if epoch {
+				flags += " aead-epoch"
+			}
+			l := newLink(t, WrapTLSCrypt, cfg, serverOpts{push: []string{"cipher AES-256-GCM,peer-id 3,protocol-flags " + flags}, ekm: true, epoch: epoch})
+			l.connect()
+			l.sendOnKeys = true
+			l.s.tun = nil
+			for round := 0; round < 3; round++ {
+				n := len(l.keys)
+				l.s.renegotiate(l.now)
+				for i := 0; i < 40 && len(l.keys) == n; i++ {
+					l.advance(10 * time.Millisecond)
+				}
+				l.pump()
+			}
+			if l.sentOnKeys < 3 || l.s.notReady != 0 || len(l.s.tun) != l.sentOnKeys {
+				t.Errorf("%d packets sent as keys arrived, %d reached the server, %d dropped before the server's key was active",
+					l.sentOnKeys, len(l.s.tun), l.s.notReady)
+			}
+		})
+	}
+}

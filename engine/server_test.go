@@ -139,6 +139,10 @@ type srvKey struct {
 	recs    [][]byte
 	pending []byte
 	km2     bool
+	// active: our key-method 2 record was acked, so data under this key is accepted. OpenVPN's
+	// server moves to S_ACTIVE, and only then generates and uses the data keys, when its send
+	// window is empty (ssl.c tls_process_state); earlier packets are dropped.
+	active bool
 	random1 [32]byte
 	random2 [32]byte
 	cli     struct {
@@ -176,6 +180,8 @@ type testServer struct {
 	helloOps  []wire.Opcode
 	dropped   int
 	keyEvents int
+	// notReady counts data packets for a key that was not active yet.
+	notReady int
 	now       time.Time
 	// With opts.fragment: the server's fragmentation state.
 	frag  *fragment.Fragmenter
@@ -304,6 +310,9 @@ func (s *testServer) handle(now time.Time, pkt []byte) {
 		return
 	}
 	k.rel.Ack(now, p.Acks)
+	if k.km2 && !k.active && k.rel.Unacked() == 0 {
+		k.active = true
+	}
 	if p.Opcode == wire.OpAckV1 {
 		return
 	}
@@ -537,6 +546,10 @@ func (s *testServer) handleData(keyID uint8, pkt []byte) {
 	k := s.keyFor(keyID)
 	if k == nil || k.keys == nil {
 		s.dropped++
+		return
+	}
+	if !k.active {
+		s.notReady++
 		return
 	}
 	var p []byte
