@@ -142,7 +142,7 @@ type srvKey struct {
 	// active: our key-method 2 record was acked, so data under this key is accepted. OpenVPN's
 	// server moves to S_ACTIVE, and only then generates and uses the data keys, when its send
 	// window is empty (ssl.c tls_process_state); earlier packets are dropped.
-	active bool
+	active  bool
 	random1 [32]byte
 	random2 [32]byte
 	cli     struct {
@@ -182,7 +182,7 @@ type testServer struct {
 	keyEvents int
 	// notReady counts data packets for a key that was not active yet.
 	notReady int
-	now       time.Time
+	now      time.Time
 	// With opts.fragment: the server's fragmentation state.
 	frag  *fragment.Fragmenter
 	reasm *fragment.Reassembler
