@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/ovpnd/ovpnd/config"
@@ -170,12 +171,17 @@ func (a *attempt) loop(ctx context.Context) outcome {
 			a.noteActivity(now)
 			a.eng.HandleTimeout(now)
 		case err := <-a.errc:
-			var te *tunError
-			if errors.As(err, &te) {
-				return outcome{kind: outFatal, err: err}
-			}
 			if !a.shutdown.IsZero() {
 				return outcome{kind: outExit}
+			}
+			var te *tunError
+			if errors.As(err, &te) {
+				// Ending the session would remove its routes and let a full
+				// tunnel's traffic out in the clear: reconnect with a new
+				// device instead, and say so.
+				s.logf(0, "%v; reconnecting with a new tun device", err)
+				a.r.tunFailed = true
+				return outcome{kind: outRetry, reason: err.Error()}
 			}
 			s.logf(1, "connection to %v lost: %v", a.remote, err)
 			return outcome{kind: outRetry, reason: err.Error()}
@@ -309,7 +315,11 @@ func (a *attempt) onState(e engine.EventState) (outcome, bool) {
 		s.mu.Lock()
 		s.status.Connected = s.opts.now()
 		s.mu.Unlock()
-		s.setState(StateConnected, "")
+		reason := ""
+		if n := len(a.r.refused); n > 0 {
+			reason = fmt.Sprintf("refused %d pushed setting(s): %s", n, strings.Join(a.r.refused, "; "))
+		}
+		s.setState(StateConnected, reason)
 		s.logf(1, "Initialization Sequence Completed (%v after start)", s.opts.now().Sub(a.start).Round(time.Millisecond))
 	case engine.StateReconnecting:
 		if !a.shutdown.IsZero() {

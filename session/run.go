@@ -81,6 +81,13 @@ type runner struct {
 	link   string
 	dp     *dataPath
 	txDone chan struct{} // closed when the tun reader returns
+	// maxMTU is the largest tun MTU the data path's buffers hold.
+	maxMTU int
+	// tunFailed: the tun device failed; the next attempt needs a new one.
+	tunFailed bool
+	// refused are the pushed settings of the current connection that were
+	// refused (checkPushed); the Connected state's reason names them.
+	refused []string
 
 	// netMu serialises every call into router after Run set it up: the
 	// control loop (push replies, teardown), the route-delay timer and the
@@ -177,8 +184,9 @@ func (r *runner) run(ctx context.Context) error {
 		}
 		wait := r.backoff(conn, retries)
 		s.setState(StateReconnecting, out.reason)
-		if !r.persistTun() {
+		if !r.persistTun() || r.tunFailed {
 			r.closeTun()
+			r.tunFailed = false
 		}
 		if wait > 0 {
 			s.logf(1, "restarting in %v", wait)
@@ -295,6 +303,7 @@ func (r *runner) openTun() error {
 	if mtu <= 0 {
 		mtu = engine.DefaultTunMTU
 	}
+	r.maxMTU = maxTunMTU(r.cfg)
 	t, link, err := open(name, mtu)
 	if err != nil {
 		return fmt.Errorf("opening tun device %s: %w", name, err)
@@ -305,8 +314,9 @@ func (r *runner) openTun() error {
 			r.watcher.setTunIndex(ifc.Index)
 		}
 	}
-	r.dp = newDataPath(t, &r.s.cnt, dataPathConfig{Headroom: datachannel.Headroom, Tailroom: datachannel.Tailroom, MTU: mtu,
-		RefuseCompressed: r.cfg.Compression.Allow == config.AllowNo, Fragment: fragmentFromConfig(r.cfg)},
+	r.dp = newDataPath(t, &r.s.cnt, dataPathConfig{Headroom: datachannel.Headroom, Tailroom: datachannel.Tailroom, MTU: r.maxMTU,
+		RefuseCompressed: r.cfg.Compression.Allow == config.AllowNo, Fragment: fragmentFromConfig(r.cfg),
+		Warnf: func(f string, a ...any) { r.s.logf(1, f, a...) }},
 		func(f string, a ...any) { r.s.logf(4, f, a...) })
 	r.dp.setMSSFix(mssFixFromConfig(r.cfg)) // mssfix hook (session/mss.go)
 	r.txDone = make(chan struct{})
@@ -319,6 +329,15 @@ func (r *runner) openTun() error {
 	r.s.mu.Unlock()
 	r.s.logf(1, "opened tun device %s (mtu %d)", link, mtu)
 	return nil
+}
+
+// maxTunMTU is the largest tun MTU a session of this profile may use: the
+// profile's tun-mtu, or the MTU the engine announces to the server as IV_MTU
+// (OpenVPN's tun-max-mtu default), whichever is larger. The data path's
+// buffers are sized for it, and a pushed tun-mtu above it is clamped, as
+// OpenVPN 2.6 clamps it to tun-max-mtu.
+func maxTunMTU(c *config.Config) int {
+	return max(c.TunMTU, engine.DefaultTunMTU, engine.DefaultTunMaxMTU)
 }
 
 func openKernelTun(name string, mtu int) (tunDevice, string, error) {
@@ -429,6 +448,27 @@ func (r *runner) applyPush(reply *push.Reply, server netip.Addr) error {
 	for _, w := range warns {
 		s.logf(2, "%v", w)
 	}
+	r.refused = nil
+	if r.router != nil {
+		readHost := s.opts.readHost
+		if readHost == nil {
+			readHost = readHostNet
+		}
+		topo := pn.Topology
+		if topo == config.TopologyUnset {
+			topo = r.cfg.Net.Topology
+		}
+		host, err := readHost(server)
+		if err != nil {
+			// Without the host's networks a pushed address cannot be checked;
+			// the checks that need none (loopback, the server) still run.
+			s.logf(1, "checking pushed settings against this host: %v", err)
+		}
+		r.refused = checkPushed(pn, topo, host)
+		for _, why := range r.refused {
+			s.logf(0, "refusing pushed %s", why)
+		}
+	}
 	p := reply
 	if r.dp != nil {
 		r.dp.setPushedMSSFix(p.MSSFix) // mssfix hook (session/mss.go)
@@ -443,6 +483,10 @@ func (r *runner) applyPush(reply *push.Reply, server netip.Addr) error {
 	mtu := r.cfg.TunMTU
 	if p.TunMTU != nil && *p.TunMTU > 0 {
 		mtu = *p.TunMTU
+		if ceil := maxTunMTU(r.cfg); mtu > ceil {
+			s.logf(1, "warning: server pushed tun-mtu %d, above the %d this client allows (its tun-mtu, or the IV_MTU it announced); using tun-mtu %d", mtu, ceil, ceil)
+			mtu = ceil
+		}
 	}
 	if r.router == nil {
 		return nil
