@@ -69,6 +69,7 @@ func readHostNet(server netip.Addr) (hostNet, error) {
 //     the server through the tunnel (route remote_host);
 //   - DNS servers (dhcp-option DNS/DNS6, dns server address) on loopback:
 //     they would send the tunnel's queries to whatever listens locally.
+//
 // topology is the one in effect (pushed, else the profile's).
 func checkPushed(n *config.NetSettings, topology config.Topology, h hostNet) []string {
 	var refused []string
