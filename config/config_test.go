@@ -422,7 +422,7 @@ func TestErrors(t *testing.T) {
 		{"no credentials", "client\ndev tun\nremote a\nca ca.crt\n", "test.conf: no client credentials"},
 		{"custom dev needs type", "client\ndev vpn0\nremote a\nca ca.crt\nauth-user-pass\n", "test.conf:2: cannot tell the type of device \"vpn0\""},
 		{"bad fingerprint", base + "peer-fingerprint AB:CD\n", "test.conf:6: peer-fingerprint: fingerprint \"AB:CD\" is not 32"},
-		{"encrypted key", base + "cert client.crt\n<key>\n-----BEGIN ENCRYPTED PRIVATE KEY-----\nAAAA\n-----END ENCRYPTED PRIVATE KEY-----\n</key>\n", "encrypted private keys are not supported"},
+		{"encrypted key", base + "cert client.crt\n<key>\n-----BEGIN ENCRYPTED PRIVATE KEY-----\nAAAA\n-----END ENCRYPTED PRIVATE KEY-----\n</key>\n", "private key (inline block on line 7) is encrypted and there is no passphrase for it: ovpnctl up and ovpnd run ask for it"},
 		{"tls-version-max too low", base + "tls-version-max 1.1\n", "test.conf:6: tls-version-max: TLS 1.1 is below"},
 	}
 	for _, tc := range tests {

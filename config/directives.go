@@ -1,11 +1,14 @@
 package config
 
 import (
+	"bytes"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
 	"github.com/ovpnd/ovpnd/engine/statickey"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -188,10 +191,10 @@ func directives() []*directive {
 		sup("remote-cert-ku", "remote-cert-ku [HEX...]", 0, maxRemoteCertKU, "Require a key usage extension on the server certificate whose value (OpenSSL bit order: digitalSignature 80, nonRepudiation 40, keyEncipherment 20, dataEncipherment 10, keyAgreement 08, keyCertSign 04, cRLSign 02, encipherOnly 01) contains all bits of one of the values; without values the extension only has to be present. After remote-cert-tls it replaces that line's key usage check (and remote-cert-eku its extended key usage check), as in OpenVPN.", applyRemoteCertKU),
 		sup("ns-cert-type", "ns-cert-type server|client", 1, 1, "Deprecated (OpenVPN 2.6 warns and still enforces it; use remote-cert-tls): the server certificate must pass OpenSSL's SSL server (or client) purpose check, that is an extended key usage, Netscape certificate type and key usage that allow the purpose where present, or else carry the Netscape certificate type bit for it.", applyNSCertType),
 		ref("tls-verify", "ovpnd never runs scripts and will not skip a verification step; use verify-x509-name or peer-fingerprint"),
-		ref("crl-verify", "certificate revocation lists are not supported"),
+		withInline(sup("crl-verify", "crl-verify FILE [dir] | <crl-verify>", 0, 2, "Certificate revocation lists (PEM or DER) checked against every certificate of the server's chain at each TLS handshake, as OpenSSL does for OpenVPN: each needs a valid list from its issuer, and a revoked or expired-list chain is refused. ovpnd run and ovpnd instance re-read FILE when it changes; ovpnctl up sends the lists inline. With dir, a file in DIR named by a certificate's decimal serial number revokes it (ovpnd run and ovpnd instance only: the daemon cannot be sent a directory).", applyCRLVerify)),
 		ref("verify-hash", "not supported; use peer-fingerprint"),
 		ref("capath", "not supported; use ca"),
-		ref("askpass", "encrypted private keys are not supported; decrypt the key file"),
+		sup("askpass", "askpass [FILE]", 0, 1, "Passphrase of an encrypted key or PKCS#12 bundle: the first line of FILE; without FILE (or without askpass) ovpnctl up and ovpnd run ask on the terminal, and ovpnd instance reads the systemd credential askpass. Only the decrypted key ever reaches the daemon, and --print writes it decrypted.", applyAskpass),
 		ref("pkcs11-providers", "PKCS#11 tokens are not supported"),
 		ref("pkcs11-id", "PKCS#11 tokens are not supported"),
 		ref("cryptoapicert", "Windows certificate store only"),
@@ -497,6 +500,11 @@ func applyKey(p *parser, s *scope, it *item) error {
 		return err
 	}
 	k, norm, err := parseKey(data)
+	if errors.Is(err, errKeyEncrypted) {
+		// Decrypted in finish, once askpass (which may come later) is known.
+		p.encKey = data
+		return nil
+	}
 	if err != nil {
 		return materialErr(it, err)
 	}
@@ -526,6 +534,10 @@ func applyPKCS12(p *parser, s *scope, it *item) error {
 		}
 	}
 	k, cert, cas, err := parsePKCS12(data)
+	if errors.Is(err, errKeyEncrypted) {
+		p.encP12 = data
+		return nil
+	}
 	if err != nil {
 		return materialErr(it, err)
 	}
@@ -551,6 +563,62 @@ func applyAuthUserPass(p *parser, s *scope, it *item) error {
 	}
 	p.cfg.AuthUserPass = a
 	p.cfg.src.authUserPass = data
+	return nil
+}
+
+func applyCRLVerify(p *parser, s *scope, it *item) error {
+	if !p.once(s, it, it.name, it.argString()) {
+		return nil
+	}
+	if !it.isInline && len(it.args) == 2 {
+		if it.args[1] != "dir" {
+			return fmt.Errorf("unknown flag %q (want dir)", it.args[1])
+		}
+		if p.dir == "" {
+			return errors.New("crl-verify DIR dir needs the profile's own folder: only ovpnd run and ovpnd instance can use it (the daemon cannot be sent a directory; give a CRL file instead)")
+		}
+		d := it.args[0]
+		if !filepath.IsAbs(d) {
+			d = filepath.Join(p.dir, d)
+		}
+		if st, err := os.Stat(d); err != nil || !st.IsDir() {
+			return fmt.Errorf("%s is not a directory", d)
+		}
+		p.cfg.CRL = &CRL{Dir: d}
+		return nil
+	}
+	if it.isInline && len(it.args) > 0 {
+		return fmt.Errorf("unexpected argument %q after the inline block", it.args[0])
+	}
+	data, err := p.material(it)
+	if err != nil {
+		return err
+	}
+	norm, err := ParseCRLs(data)
+	if err != nil {
+		return materialErr(it, err)
+	}
+	r := &CRL{PEM: norm}
+	if !it.isInline && p.dir != "" {
+		r.Path = it.args[0]
+		if !filepath.IsAbs(r.Path) {
+			r.Path = filepath.Join(p.dir, r.Path)
+		}
+	}
+	p.cfg.CRL = r
+	return nil
+}
+
+func applyAskpass(p *parser, s *scope, it *item) error {
+	if !p.once(s, it, it.name, it.argString()) || len(it.args) == 0 {
+		return nil
+	}
+	data, err := p.material(it)
+	if err != nil {
+		return err
+	}
+	line, _, _ := bytes.Cut(data, []byte("\n"))
+	p.askpass = bytes.TrimSuffix(line, []byte("\r"))
 	return nil
 }
 

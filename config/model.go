@@ -65,6 +65,8 @@ type Config struct {
 	RemoteCertKU  []uint16
 	// NSCertType is the deprecated ns-cert-type ("server", "client" or "" when absent).
 	NSCertType string
+	// CRL is crl-verify (nil when absent).
+	CRL *CRL
 	// PeerFingerprints are SHA-256 fingerprints of acceptable server certificates.
 	PeerFingerprints [][32]byte
 
@@ -127,6 +129,20 @@ type Config struct {
 
 	// src keeps what the printer needs to write the profile back with every file inlined.
 	src printSources
+}
+
+// CRL is crl-verify: certificate revocation lists checked against the server's chain at
+// every TLS handshake.
+type CRL struct {
+	// PEM holds the lists (X509 CRL blocks) as loaded; nil in directory mode.
+	PEM []byte
+	// Path is the absolute file the lists came from when the profile was read from disk
+	// (ovpnd run, ovpnd instance): the session re-reads it when it changes. It is empty for an
+	// inline block and for profiles sent to the daemon, which never opens a caller's files.
+	Path string
+	// Dir is the absolute directory of "crl-verify DIR dir": a file there named by a
+	// certificate's decimal serial number revokes that certificate.
+	Dir string
 }
 
 // Connection is one remote to try, with its own transport and retry settings.

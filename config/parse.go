@@ -24,17 +24,32 @@ type Opener func(path string) ([]byte, error)
 // against the file's own folder, never the working directory. Warnings are returned even when
 // the error is non-nil; the error joins one *Error per problem.
 func Load(path string) (*Config, []Warning, error) {
+	return LoadWith(path, LoadOptions{})
+}
+
+// LoadOptions adjust Load.
+type LoadOptions struct {
+	// Passphrase is asked for the passphrase of an encrypted private key or PKCS#12 bundle
+	// when the profile's askpass names no file. nil makes such keys an error.
+	Passphrase Passphrase
+}
+
+// LoadWith is Load with options.
+func LoadWith(path string, o LoadOptions) (*Config, []Warning, error) {
 	data, err := readLimited(path, MaxConfigSize)
 	if err != nil {
 		return nil, nil, &Error{File: path, Msg: err.Error()}
 	}
-	dir := filepath.Dir(path)
-	return Parse(path, data, func(p string) ([]byte, error) {
+	dir, err := filepath.Abs(filepath.Dir(path))
+	if err != nil {
+		return nil, nil, &Error{File: path, Msg: err.Error()}
+	}
+	return parse(path, data, func(p string) ([]byte, error) {
 		if !filepath.IsAbs(p) {
 			p = filepath.Join(dir, p)
 		}
 		return readLimited(p, MaxMaterialSize)
-	})
+	}, dir, o.Passphrase)
 }
 
 // FSOpener returns an Opener reading from fsys (paths are cleaned and must stay inside it).
@@ -77,7 +92,13 @@ func readAllLimited(f fs.File, limit int64, name string) ([]byte, error) {
 // Parse parses a configuration held in memory. name labels errors and warnings; open reads the
 // files directives name (nil refuses every file reference, like ParseInline).
 func Parse(name string, data []byte, open Opener) (*Config, []Warning, error) {
-	p := &parser{name: name, open: open, seen: map[string]seenVal{}, attempted: map[string]bool{}, overriddenDir: KeyDirBidi}
+	return parse(name, data, open, "", nil)
+}
+
+// parse is Parse; dir, when not empty, is the absolute folder of a profile read from disk,
+// against which the files that ovpnd keeps watching (crl-verify) are resolved.
+func parse(name string, data []byte, open Opener, dir string, pass Passphrase) (*Config, []Warning, error) {
+	p := &parser{dir: dir, passphrase: pass, name: name, open: open, seen: map[string]seenVal{}, attempted: map[string]bool{}, overriddenDir: KeyDirBidi}
 	if len(data) > MaxConfigSize {
 		return nil, nil, &Error{File: name, Msg: fmt.Sprintf("configuration is larger than %d bytes", MaxConfigSize)}
 	}
@@ -149,6 +170,14 @@ type parser struct {
 	seen   map[string]seenVal
 	global *scope
 	blocks []*scope
+
+	dir string // see parse
+	// passphrase asks for the passphrase of an encrypted key when askpass gave none.
+	passphrase Passphrase
+	askpass    []byte
+	// encKey and encP12 are an encrypted key and a password-protected bundle waiting for
+	// their passphrase (finish decrypts them).
+	encKey, encP12 []byte
 
 	ignoreUnknown map[string]bool
 	// attempted records directives that appeared, even if they failed, so that a failed
@@ -240,7 +269,7 @@ func (p *parser) overrideWarning(it, prev *item) {
 var materialDirectives = map[string]bool{
 	"ca": true, "cert": true, "key": true, "extra-certs": true, "pkcs12": true,
 	"auth-user-pass": true, "tls-auth": true, "tls-crypt": true, "tls-crypt-v2": true,
-	"crl-verify": true,
+	"crl-verify": true, "askpass": true,
 }
 
 // overridden maps each material directive that a later one of the same name replaces to
@@ -421,6 +450,9 @@ func (p *parser) finish() {
 			p.errf(it.line, "tls-cipher leaves no suite for TLS 1.2 and below, and tls-version-max %s rules out TLS 1.3", tlsVersionName(c.TLSVersionMax.Version))
 		}
 	}
+	if it := p.seen["crl-verify"].it; it != nil && c.CRL != nil && c.CA == nil {
+		p.errf(it.line, "crl-verify needs ca: the revocation lists are checked against the server's chain")
+	}
 	if c.Pull && c.PingTimeout == 0 && p.seen["ping-timeout"].it == nil {
 		// OpenVPN's default for pulling clients until the server pushes its own value.
 		c.PingTimeout, c.PingTimeoutAction = 120*time.Second, PingRestart
@@ -443,6 +475,7 @@ func containsFold(list []string, s string) bool {
 
 func (p *parser) finishMaterial() {
 	c := p.cfg
+	p.decryptPending()
 	if p.p12Item != nil {
 		if p.certItem != nil {
 			p.errf(p.certItem.line, "cert conflicts with pkcs12 on line %d (the bundle already holds the certificate)", p.p12Item.line)
@@ -493,6 +526,53 @@ func (p *parser) finishMaterial() {
 	if c.Cert == nil && c.AuthUserPass == nil && c.TLSClient && !p.attempted["cert"] && !p.attempted["key"] && !p.attempted["pkcs12"] && !p.attempted["auth-user-pass"] {
 		p.errf(0, "no client credentials: add cert and key, pkcs12, or auth-user-pass")
 	}
+}
+
+// decryptPending decrypts an encrypted key or PKCS#12 bundle with the passphrase from askpass
+// or the caller.
+func (p *parser) decryptPending() {
+	var it *item
+	switch {
+	case p.encKey != nil:
+		it = p.keyItem
+	case p.encP12 != nil:
+		it = p.p12Item
+	default:
+		return
+	}
+	what := "private key " + materialName(it)
+	if it == p.p12Item {
+		what = "PKCS#12 bundle " + materialName(it)
+	}
+	var pass []byte
+	switch {
+	case p.askpass != nil:
+		pass = p.askpass
+	case p.passphrase != nil:
+		var err error
+		if pass, err = p.passphrase(what); err != nil {
+			p.errf(it.line, "%s is encrypted: reading its passphrase: %v", what, err)
+			return
+		}
+	default:
+		p.errf(it.line, "%s is encrypted and there is no passphrase for it: ovpnctl up and ovpnd run ask for it; ovpnd instance reads askpass FILE or the systemd credential askpass", what)
+		return
+	}
+	if p.encKey != nil {
+		k, norm, err := parseKeyWith(p.encKey, pass)
+		if err != nil {
+			p.errf(it.line, "%s: %v", what, err)
+			return
+		}
+		p.key, p.keyPEM = k, norm
+		return
+	}
+	k, cert, cas, err := parsePKCS12With(p.encP12, string(pass))
+	if err != nil {
+		p.errf(it.line, "%s: %v", what, err)
+		return
+	}
+	p.p12Key, p.p12Cert, p.p12CAs = k, cert, cas
 }
 
 func materialName(it *item) string {

@@ -164,6 +164,14 @@ func (c *Config) print(w *printer) {
 	if c.RemoteCertTLS != "" {
 		w.line("remote-cert-tls", c.RemoteCertTLS)
 	}
+	switch r := c.CRL; {
+	case r == nil:
+	case r.Dir != "":
+		// Only ovpnd run and ovpnd instance can use it; ParseInline refuses it by name.
+		w.line("crl-verify", r.Dir, "dir")
+	default:
+		w.block("crl-verify", r.PEM)
+	}
 	if c.NSCertType != "" {
 		w.line("ns-cert-type", c.NSCertType)
 	}

@@ -41,6 +41,9 @@ func (n *Notifier) Notify(state string) error {
 	return n.send(state)
 }
 
+// Status sends a STATUS= line.
+func (n *Notifier) Status(text string) error { return n.Notify("STATUS=" + oneLine(text)) }
+
 // Observe follows t until ctx ends or the returned stop is called; stop waits for the
 // observer to finish. Call it before t.Run so that no state is missed.
 func (n *Notifier) Observe(ctx context.Context, t Tunnel) (stop func()) {
@@ -68,6 +71,10 @@ func (n *Notifier) Observe(ctx context.Context, t Tunnel) (stop func()) {
 				_ = t.Status()
 				n.Notify("WATCHDOG=1")
 			case ev := <-events:
+				if ev.Kind == session.EventAuthPending {
+					n.Status(pendingStatus(ev.Message))
+					continue
+				}
 				if ev.Kind != session.EventStateChanged {
 					continue
 				}
@@ -92,6 +99,20 @@ func (n *Notifier) Observe(ctx context.Context, t Tunnel) (stop func()) {
 		cancel()
 		wg.Wait()
 	}
+}
+
+// pendingStatus is the STATUS= text while the server waits for out-of-band authentication
+// (auth-pending): method is what the server named, such as WEB_AUTH or OPEN_URL for a login
+// in a browser, or a challenge kind.
+func pendingStatus(method string) string {
+	m := strings.ToUpper(method)
+	if strings.Contains(m, "WEB_AUTH") || strings.Contains(m, "OPEN_URL") {
+		return "waiting for web login"
+	}
+	if method == "" {
+		return "waiting for authentication to complete"
+	}
+	return "waiting for authentication to complete (" + method + ")"
 }
 
 // statusLine is the STATUS= text for a state change.

@@ -175,6 +175,8 @@ func NewClient(cfg *Config) (*Client, error) {
 		x509Name:     n.VerifyX509Name,
 		certTLS:      n.RemoteCertTLSServer,
 		nsCertType:   n.NSCertType,
+		crls:         n.CRLs,
+		crlDir:       n.CRLDirRevoked,
 		eku:          n.RemoteCertEKU,
 		fingerprints: n.PeerFingerprints,
 		ku:           n.RemoteCertKU,

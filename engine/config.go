@@ -118,6 +118,13 @@ type Config struct {
 	RemoteCertEKU string
 	// NSCertType implements the deprecated --ns-cert-type (NSCertNone = no check).
 	NSCertType NSCertType
+	// CRLs implements --crl-verify FILE: it returns the revocation lists in force and is
+	// called once per TLS handshake (on the TLS goroutine), so a caller that re-reads a
+	// changed file takes effect at the next handshake. nil = no revocation check.
+	CRLs func() ([]*x509.RevocationList, error)
+	// CRLDirRevoked implements --crl-verify DIR dir: whether DIR holds a file named by the
+	// decimal serial number. nil = no such check.
+	CRLDirRevoked func(serial string) (bool, error)
 	// PeerFingerprints implements --peer-fingerprint: SHA-256 digests of acceptable leaves.
 	PeerFingerprints [][32]byte
 	// TLSVersionMin and TLSVersionMax are tls.VersionTLS12/13 (0 = 1.2 and 1.3).

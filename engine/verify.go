@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"bytes"
 	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/elliptic"
@@ -92,6 +93,8 @@ type verifier struct {
 	x509Name     string
 	certTLS      bool
 	nsCertType   NSCertType
+	crls         func() ([]*x509.RevocationList, error)
+	crlDir       func(serial string) (bool, error)
 	eku          string
 	fingerprints [][32]byte
 	ku           []uint16
@@ -148,6 +151,9 @@ func (v *verifier) verifyChain(certs []*x509.Certificate) error {
 		if err := v.checkProfileChains(chains); err != nil {
 			return err
 		}
+		if err := v.checkRevocation(chains[0]); err != nil {
+			return err
+		}
 	} else if err := checkProfile(v.profile, certs, false); err != nil {
 		// Without a CA the peer's own certificates are all there is to judge.
 		return err
@@ -202,6 +208,78 @@ func (v *verifier) verifyChain(certs []*x509.Certificate) error {
 	case VerifyX509NamePrefix:
 		if !strings.HasPrefix(leaf.Subject.CommonName, v.x509Name) {
 			return fmt.Errorf("verify-x509-name: common name %q lacks prefix %q", leaf.Subject.CommonName, v.x509Name)
+		}
+	}
+	return nil
+}
+
+// checkRevocation implements --crl-verify as OpenVPN 2.6 sets up OpenSSL (CRL_CHECK and
+// CRL_CHECK_ALL): every certificate of the verified chain below the trust anchor needs a
+// revocation list from its issuer, signed by it and current, that does not list its serial.
+// In directory mode OpenVPN itself looks for a file named by each certificate's serial.
+func (v *verifier) checkRevocation(chain []*x509.Certificate) error {
+	if v.crlDir != nil {
+		for depth, c := range chain {
+			revoked, err := v.crlDir(c.SerialNumber.String())
+			if err != nil {
+				return fmt.Errorf("crl-verify: %w", err)
+			}
+			if revoked {
+				return fmt.Errorf("crl-verify: certificate %q (chain depth %d, serial %s) is revoked", c.Subject.CommonName, depth, c.SerialNumber)
+			}
+		}
+	}
+	if v.crls == nil {
+		return nil
+	}
+	lists, err := v.crls()
+	if err != nil {
+		return fmt.Errorf("crl-verify: %w", err)
+	}
+	now := v.now()
+	for depth := 0; depth < len(chain)-1; depth++ {
+		c, issuer := chain[depth], chain[depth+1]
+		if err := checkCRL(c, issuer, lists, now); err != nil {
+			return fmt.Errorf("crl-verify: certificate %q (chain depth %d): %w", c.Subject.CommonName, depth, err)
+		}
+	}
+	return nil
+}
+
+// checkCRL finds the issuer's current list and looks c up in it.
+func checkCRL(c, issuer *x509.Certificate, lists []*x509.RevocationList, now time.Time) error {
+	var found *x509.RevocationList
+	var firstErr error
+	for _, l := range lists {
+		if !bytes.Equal(l.RawIssuer, c.RawIssuer) {
+			continue
+		}
+		if err := l.CheckSignatureFrom(issuer); err != nil {
+			if firstErr == nil {
+				firstErr = fmt.Errorf("revocation list of %q: bad signature: %w", issuer.Subject.CommonName, err)
+			}
+			continue
+		}
+		if now.Before(l.ThisUpdate) {
+			firstErr = fmt.Errorf("revocation list of %q is not valid before %s", issuer.Subject.CommonName, l.ThisUpdate.UTC().Format(time.RFC3339))
+			continue
+		}
+		if !l.NextUpdate.IsZero() && now.After(l.NextUpdate) {
+			firstErr = fmt.Errorf("revocation list of %q expired at %s", issuer.Subject.CommonName, l.NextUpdate.UTC().Format(time.RFC3339))
+			continue
+		}
+		found = l
+		break
+	}
+	if found == nil {
+		if firstErr != nil {
+			return firstErr
+		}
+		return fmt.Errorf("no revocation list from its issuer %q", issuer.Subject.CommonName)
+	}
+	for _, e := range found.RevokedCertificateEntries {
+		if e.SerialNumber != nil && e.SerialNumber.Cmp(c.SerialNumber) == 0 {
+			return fmt.Errorf("revoked (serial %s, revoked at %s)", c.SerialNumber, e.RevocationTime.UTC().Format(time.RFC3339))
 		}
 	}
 	return nil

@@ -60,6 +60,13 @@ func (r *runner) attempt(ctx context.Context, conn *config.Connection, remote ne
 		pc.Close()
 		return outcome{kind: outFatal, err: fmt.Errorf("building protocol configuration: %w", err)}
 	}
+	if c := s.crl; c != nil {
+		if c.dir != "" {
+			ec.CRLDirRevoked = c.revoked
+		} else {
+			ec.CRLs = c.current
+		}
+	}
 	ec.Fragment = fragmentLink(fragmentFromConfig(r.cfg), transportOf(pc))
 	eng, err := engine.NewClient(ec)
 	if err != nil {
@@ -280,9 +287,10 @@ func (a *attempt) drain() (outcome, bool) {
 		case engine.EventNeedCredentials:
 			a.askCredentials()
 		case engine.EventAuthFailed:
-			a.authFailed = e.Message
-			if a.authFailed == "" {
-				a.authFailed = "AUTH_FAILED"
+			// In words, once: the bare AUTH_FAILED carries no reason.
+			a.authFailed = "the server refused the credentials"
+			if e.Message != "" {
+				a.authFailed = "the server said: " + e.Message
 			}
 			s.logf(0, "authentication failed: %s", a.authFailed)
 		case engine.EventAuthPending:

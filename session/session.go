@@ -150,6 +150,8 @@ type Session struct {
 	cfg  *config.Config
 	opts Options
 	verb int
+	// crl serves crl-verify's lists to every attempt's engine (nil without crl-verify).
+	crl *crlSource
 
 	cnt counters
 	// reqs carries Disconnect/Restart/SetCredentials to the control loop.
@@ -194,10 +196,15 @@ func New(cfg *config.Config, opts Options) (*Session, error) {
 	if verb < 0 {
 		verb = cfg.Verb
 	}
+	crl, err := newCRLSource(cfg.CRL)
+	if err != nil {
+		return nil, fmt.Errorf("session: %w", err)
+	}
 	return &Session{
 		cfg:  cfg,
 		opts: opts,
 		verb: verb,
+		crl:  crl,
 		reqs: make(chan request, 8),
 		subs: map[chan Event]struct{}{},
 	}, nil

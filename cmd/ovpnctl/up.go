@@ -46,7 +46,9 @@ func runUp(args []string, stdout, stderr io.Writer) int {
 	}
 	// The profile and every file it names are read here, as the user; the daemon receives
 	// the self-contained result and never opens a path.
-	cfg, warns, err := config.Load(path)
+	pr := newPrompter(upStdin, stderr)
+	defer pr.close()
+	cfg, warns, err := config.LoadWith(path, config.LoadOptions{Passphrase: pr.passphrase})
 	for _, w := range warns {
 		fmt.Fprintln(stderr, w.String())
 	}
@@ -79,8 +81,6 @@ func runUp(args []string, stdout, stderr io.Writer) int {
 	if *timeout > 0 {
 		deadline = time.After(*timeout)
 	}
-	pr := newPrompter(upStdin, stderr)
-	defer pr.close()
 	u := &upper{c: c, t: t, name: *name, pr: pr, stdout: stdout, stderr: stderr, verbose: *verbose, answered: map[uint32]bool{}}
 	info, err := getInfo(c, t)
 	if err != nil {
