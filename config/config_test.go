@@ -226,6 +226,16 @@ func TestDirectives(t *testing.T) {
 				t.Errorf("%+v", c)
 			}
 		}},
+		{"static-challenge", "static-challenge \"Enter OTP: \" 1\n", func(t *testing.T, c *Config) {
+			if d := cmp.Diff(&StaticChallenge{Text: "Enter OTP: ", Echo: true}, c.StaticChallenge); d != "" {
+				t.Error(d)
+			}
+		}},
+		{"static-challenge concat", "static-challenge PIN 0 concat\n", func(t *testing.T, c *Config) {
+			if d := cmp.Diff(&StaticChallenge{Text: "PIN", Concat: true}, c.StaticChallenge); d != "" {
+				t.Error(d)
+			}
+		}},
 		{"tls-auth with key-direction", "tls-auth ta.key\nkey-direction 1\n", func(t *testing.T, c *Config) {
 			if c.TLSWrap.Mode != WrapTLSAuth || c.TLSWrap.Direction != KeyDir1 || len(c.TLSWrap.Key) != 256 {
 				t.Errorf("%+v", c.TLSWrap)
@@ -380,6 +390,8 @@ func TestErrors(t *testing.T) {
 		name, text, want string
 	}{
 		{"tls-client without pull", strings.Replace(base, "client\n", "tls-client\n", 1), "test.conf: tls-client without pull (peer-to-peer TLS mode) is not supported"},
+		{"static-challenge format", base + "static-challenge OTP 0 base64\n", "test.conf:6: static-challenge: unknown format \"base64\" (want scrv1 or concat)"},
+		{"static-challenge echo", base + "static-challenge OTP yes\n", "test.conf:6: static-challenge: ECHO must be 0 or 1, not \"yes\""},
 		{"unknown directive", base + "frobnicate\n", "test.conf:6: unknown directive \"frobnicate\""},
 		{"ignore-unknown-option", base + "ignore-unknown-option frob\nfrob 1\nfrab\n", "test.conf:8: unknown directive \"frab\""},
 		{"wrong arg count", base + "ping\n", "test.conf:6: ping: wrong number of arguments; usage: ping SECONDS"},

@@ -200,7 +200,7 @@ func directives() []*directive {
 		ref("cryptoapicert", "Windows certificate store only"),
 		ref("management-external-key", "external keys are not supported"),
 		ref("management-external-cert", "external certificates are not supported"),
-		ref("static-challenge", "challenge/response authentication is not supported"),
+		sup("static-challenge", "static-challenge TEXT ECHO [scrv1|concat]", 2, 3, "Ask for a one-time code with the password, showing TEXT (ECHO 1: the code is echoed); sent as SCRV1 or appended to the password (concat).", applyStaticChallenge),
 
 		// Control channel.
 		withInline(sup("tls-auth", "tls-auth FILE [0|1] | <tls-auth>", 0, 2, "HMAC-protect the control channel with an OpenVPN static key.", applyWrap(WrapTLSAuth))),
@@ -632,6 +632,35 @@ func applyAuthRetry(p *parser, s *scope, it *item) error {
 		}
 	}
 	return fmt.Errorf("unknown policy %q (want none, nointeract or interact)", it.args[0])
+}
+
+// maxChallengeText bounds the static-challenge prompt text.
+const maxChallengeText = 1024
+
+func applyStaticChallenge(p *parser, s *scope, it *item) error {
+	sc := &StaticChallenge{Text: it.args[0]}
+	if len(sc.Text) > maxChallengeText {
+		return fmt.Errorf("text is longer than %d bytes", maxChallengeText)
+	}
+	// OpenVPN reads ECHO with atoi: any non-zero number echoes.
+	n, err := strconv.Atoi(it.args[1])
+	if err != nil {
+		return fmt.Errorf("ECHO must be 0 or 1, not %q", it.args[1])
+	}
+	sc.Echo = n != 0
+	if len(it.args) == 3 {
+		switch it.args[2] {
+		case "scrv1":
+		case "concat":
+			sc.Concat = true
+		default:
+			return fmt.Errorf("unknown format %q (want scrv1 or concat)", it.args[2])
+		}
+	}
+	if p.once(s, it, it.name, strings.Join(it.args, " ")) {
+		p.cfg.StaticChallenge = sc
+	}
+	return nil
 }
 
 func applyPeerFingerprint(p *parser, s *scope, it *item) error {

@@ -13,7 +13,22 @@ import (
 const (
 	docsBegin = "<!-- BEGIN DIRECTIVES (generated from config/directives.go by `go test ./config -run TestDocs -update`) -->"
 	docsEnd   = "<!-- END DIRECTIVES -->"
+
+	refusedBegin = "<!-- BEGIN REFUSED (generated from config/directives.go by `go test ./config -run TestDocs -update`) -->"
+	refusedEnd   = "<!-- END REFUSED -->"
 )
+
+// writeRefusedDocs lists the refused directives and why, sorted by name, for the
+// "Differences from OpenVPN 2.6" section.
+func writeRefusedDocs(w io.Writer) {
+	ds := append([]*directive(nil), directiveList...)
+	sort.Slice(ds, func(i, j int) bool { return ds[i].name < ds[j].name })
+	for _, d := range ds {
+		if d.status == refused {
+			fmt.Fprintf(w, "- `%s`: %s.\n", d.name, d.doc)
+		}
+	}
+}
 
 // writeDirectiveDocs renders the directive table as Markdown, sorted by name.
 func writeDirectiveDocs(w io.Writer) {

@@ -126,6 +126,8 @@ type Config struct {
 	Verb        int
 	AuthNoCache bool
 	AuthRetry   AuthRetry
+	// StaticChallenge is static-challenge: a one-time code asked together with the password.
+	StaticChallenge *StaticChallenge
 
 	// src keeps what the printer needs to write the profile back with every file inlined.
 	src printSources
@@ -220,6 +222,15 @@ type AuthUserPass struct {
 	Username        string
 	Password        string
 	PasswordMissing bool
+}
+
+// StaticChallenge is static-challenge TEXT ECHO [FORMAT]: the prompt shown for a one-time code,
+// whether the code is echoed, and whether it is appended to the password (concat) instead of
+// being sent in OpenVPN's SCRV1 form.
+type StaticChallenge struct {
+	Text   string
+	Echo   bool
+	Concat bool
 }
 
 // WrapMode is the control-channel protection.

@@ -151,6 +151,16 @@ func (c *Config) print(w *printer) {
 		w.line("auth-nocache")
 	}
 	w.line("auth-retry", c.AuthRetry.String())
+	if sc := c.StaticChallenge; sc != nil {
+		echo, format := "0", "scrv1"
+		if sc.Echo {
+			echo = "1"
+		}
+		if sc.Concat {
+			format = "concat"
+		}
+		w.line("static-challenge", sc.Text, echo, format)
+	}
 	if len(c.PeerFingerprints) > 0 {
 		var fb bytes.Buffer
 		for _, fp := range c.PeerFingerprints {

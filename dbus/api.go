@@ -81,12 +81,15 @@ const (
 	StateConnecting     = "connecting"
 	StateTLSHandshake   = "tls-handshake"
 	StateAuthenticating = "authenticating"
-	StateWaitingInput   = "waiting-input"
-	StateConnected      = "connected"
-	StateReconnecting   = "reconnecting"
-	StateExiting        = "exiting"
-	StateDisconnected   = "disconnected"
-	StateFailed         = "failed"
+	// StateAuthPending: the server waits for out-of-band authentication (a web login, a
+	// CR_TEXT answer, or an approval it arranges itself); StateReason says what for.
+	StateAuthPending  = "auth-pending"
+	StateWaitingInput = "waiting-input"
+	StateConnected    = "connected"
+	StateReconnecting = "reconnecting"
+	StateExiting      = "exiting"
+	StateDisconnected = "disconnected"
+	StateFailed       = "failed"
 )
 
 // Input kinds of PendingInput and InputRequired.

@@ -116,6 +116,11 @@ type Client struct {
 	tokenUser       string
 	usedToken       bool
 	authPendingUntl time.Time
+	// response answers the static or CRV1 challenge (haveResponse: given, possibly empty);
+	// crTextOpen: a CR_TEXT prompt waits for SetResponse.
+	response     string
+	haveResponse bool
+	crTextOpen   bool
 
 	// Push state.
 	pushDone     bool
@@ -564,20 +569,24 @@ func (c *Client) startTLS(ks *keyState) {
 	ks.tlsIn = nil
 }
 
-// credentials returns what goes into the key-method 2 record, or ok=false when the user has
-// to be asked first.
-func (c *Client) credentials() (user, pass string, ok bool) {
+// credentials returns what goes into the key-method 2 record, or the prompts to ask the user
+// first.
+func (c *Client) credentials() (user, pass string, ask []Prompt) {
 	if c.token != "" {
 		user = c.user
 		if c.tokenUser != "" {
 			user = c.tokenUser
 		}
-		return user, c.token, true
+		return user, c.token, nil
 	}
-	if c.user == "" && c.pass == "" {
-		return "", "", false
+	// A CRV1 answer names its own username and replaces the password.
+	if c.cfg.Challenge == nil && c.user == "" && c.pass == "" {
+		ask = append(ask, Prompt{Kind: PromptPassword})
 	}
-	return c.user, c.pass, true
+	if p, ok := c.wantResponse(); ok {
+		ask = append(ask, p)
+	}
+	return c.user, c.pass, ask
 }
 
 // sendKM2 writes our key-method 2 record; false means it waits for credentials.
@@ -585,18 +594,23 @@ func (c *Client) sendKM2(ks *keyState) bool {
 	var user, pass string
 	auth := c.cfg.AuthUserPass || c.token != ""
 	if auth {
-		var ok bool
-		user, pass, ok = c.credentials()
-		if !ok {
+		var ask []Prompt
+		user, pass, ask = c.credentials()
+		if len(ask) > 0 {
 			if !c.askedCreds {
 				c.askedCreds = true
-				c.emit(EventNeedCredentials{})
+				c.emit(EventNeedCredentials{Prompts: ask})
 			}
 			return false
 		}
 		c.usedToken = c.token != ""
-		if len(user) >= maxUserPassLen || len(pass) >= maxUserPassLen {
-			c.fatal(StateExiting, "auth-failure", errors.New("username or password longer than 127 bytes"))
+		if len(user) >= maxUserPassLen {
+			c.fatal(StateExiting, "auth-failure", errors.New("username longer than 127 bytes"))
+			return false
+		}
+		var err error
+		if user, pass, err = c.packCredentials(user, pass); err != nil {
+			c.fatal(StateExiting, "auth-failure", err)
 			return false
 		}
 	}
@@ -610,6 +624,7 @@ func (c *Client) sendKM2(ks *keyState) bool {
 	ks.km2Sent = true
 	if c.cfg.AuthNoCache && c.token == "" {
 		c.pass = ""
+		c.response, c.haveResponse = "", false
 		c.askedCreds = false
 	}
 	return true
@@ -763,6 +778,10 @@ func (c *Client) handleControlMessage(now time.Time, ks *keyState, msg string) {
 		c.handlePushReply(now, msg)
 	case strings.HasPrefix(msg, "AUTH_FAILED"):
 		m := strings.TrimPrefix(strings.TrimPrefix(msg, "AUTH_FAILED"), ",")
+		if strings.HasPrefix(m, "CRV1:") {
+			c.handleChallenge(m)
+			return
+		}
 		c.emit(EventAuthFailed{Message: serverText(m)})
 		switch {
 		case c.usedToken:
@@ -787,9 +806,9 @@ func (c *Client) handleControlMessage(now time.Time, ks *keyState, msg string) {
 	case msg == "EXIT" || strings.HasPrefix(msg, "EXIT,"):
 		c.fatal(StateReconnecting, "remote-exit", nil)
 	case strings.HasPrefix(msg, "INFO_PRE,"):
-		c.emit(EventInfo{Message: serverText(strings.TrimPrefix(msg, "INFO_PRE,"))})
+		c.handleInfo(strings.TrimPrefix(msg, "INFO_PRE,"))
 	case strings.HasPrefix(msg, "INFO,"):
-		c.emit(EventInfo{Message: serverText(strings.TrimPrefix(msg, "INFO,"))})
+		c.handleInfo(strings.TrimPrefix(msg, "INFO,"))
 	case strings.HasPrefix(msg, "CR_RESPONSE"):
 		// Only servers act on challenge responses.
 	default:
@@ -836,9 +855,16 @@ func (c *Client) handleAuthPending(now time.Time, msg string) {
 			method = kw
 		}
 	}
-	// push.c receive_auth_pending: keep asking for the push until the new deadline.
-	if d := now.Add(timeout); d.After(c.pushDeadline) {
-		c.pushDeadline = d
+	// push.c receive_auth_pending: keep asking for the push until the key's establishment
+	// plus the server's timeout, capped at the larger of hand-window and half reneg-sec (and
+	// shortened too when the server says so).
+	maxTimeout := c.cfg.HandWindow
+	if c.cfg.RenegInterval > 0 && c.cfg.RenegInterval/2 > maxTimeout {
+		maxTimeout = c.cfg.RenegInterval / 2
+	}
+	timeout = min(timeout, maxTimeout)
+	if c.pushStarted && !c.pushDone && c.primary != nil {
+		c.pushDeadline = c.primary.estab.Add(timeout)
 	}
 	if c.primary != nil && c.primary.id == 0 {
 		if d := now.Add(timeout); d.After(c.authPendingUntl) {

@@ -172,6 +172,11 @@ type Config struct {
 	// AuthToken and AuthTokenUser carry a token pushed on an earlier connection so that a
 	// reconnect uses it instead of the password (OpenVPN keeps it across SIGUSR1 restarts).
 	AuthToken, AuthTokenUser string
+	// StaticChallenge is --static-challenge: a code asked with the password and sent with it.
+	StaticChallenge *StaticChallenge
+	// Challenge is the CRV1 challenge the server sent on the previous connection
+	// (EventAuthChallenge): this connection logs in as its username with its answer.
+	Challenge *Challenge
 
 	TLSTimeout    time.Duration // --tls-timeout
 	HandWindow    time.Duration // --hand-window

@@ -280,6 +280,9 @@ func (c *Config) peerInfo() string {
 	if c.IVGUIVer != "" {
 		fmt.Fprintf(&b, "IV_GUI_VER=%s\n", c.IVGUIVer)
 	}
+	// Pending-authentication methods ovpnd presents (EventAuthPrompt); OpenVPN's GUIs send
+	// it with setenv IV_SSO, which lands after IV_GUI_VER.
+	b.WriteString("IV_SSO=webauth,openurl,crtext\n")
 	return b.String()
 }
 

@@ -370,7 +370,7 @@ func (s *testServer) readClientKM2(now time.Time, k *srvKey, r []byte) {
 	if k.cli.user, rest, err = readString(rest, maxUserPassLen); err != nil {
 		s.t.Errorf("server: reading username: %v", err)
 	}
-	if k.cli.pass, rest, err = readString(rest, maxUserPassLen); err != nil {
+	if k.cli.pass, rest, err = readString(rest, maxPackedPassLen); err != nil {
 		s.t.Errorf("server: reading password: %v", err)
 	}
 	if k.cli.peerInfo, _, err = readString(rest, maxPeerInfoLen); err != nil {

@@ -53,8 +53,11 @@ func (r *runner) attempt(ctx context.Context, conn *config.Connection, remote ne
 	}
 	var creds *credentials
 	if r.creds != (credentials{}) {
-		creds = &r.creds
+		c := r.creds
+		creds = &c
 	}
+	// A CRV1 challenge is answered by this attempt only.
+	r.creds.challenge = nil
 	ec, err := engineConfig(r.cfg, conn, remote.Addr().Is6(), creds, nil)
 	if err != nil {
 		pc.Close()
@@ -205,7 +208,12 @@ func (a *attempt) loop(ctx context.Context) outcome {
 				a.setCredentials(q.user, q.pass)
 			}
 		case q := <-a.creds:
-			a.setCredentials(q.user, q.pass)
+			if q.hasPass {
+				a.setCredentials(q.user, q.pass)
+			}
+			if q.hasResp {
+				a.eng.SetResponse(q.resp)
+			}
 		}
 	}
 }
@@ -285,7 +293,14 @@ func (a *attempt) drain() (outcome, bool) {
 				return out, true
 			}
 		case engine.EventNeedCredentials:
-			a.askCredentials()
+			a.askCredentials(e.Prompts)
+		case engine.EventAuthChallenge:
+			// Answered by the next connection, to the same server.
+			a.r.creds.challenge = e.Challenge
+			a.r.creds.token, a.r.creds.tokenUser = "", ""
+			s.logf(1, "the server asks a challenge: %s", e.Challenge.Text)
+		case engine.EventAuthPrompt:
+			a.onAuthPrompt(e)
 		case engine.EventAuthFailed:
 			// In words, once: the bare AUTH_FAILED carries no reason.
 			a.authFailed = "the server refused the credentials"
@@ -294,7 +309,8 @@ func (a *attempt) drain() (outcome, bool) {
 			}
 			s.logf(0, "authentication failed: %s", a.authFailed)
 		case engine.EventAuthPending:
-			s.logf(1, "authentication pending (%s), waiting up to %v", e.Method, e.Timeout)
+			s.logf(1, "authentication pending%s, waiting up to %v", parenthesized(e.Method), e.Timeout)
+			s.setState(StateAuthPending, fmt.Sprintf("the server waits up to %v for authentication", e.Timeout))
 			s.publish(Event{Kind: EventAuthPending, Message: e.Method, State: s.State()})
 		case engine.EventInfo:
 			s.logf(1, "server info: %s", e.Message)
@@ -333,7 +349,7 @@ func (a *attempt) onState(e engine.EventState) (outcome, bool) {
 		if !a.shutdown.IsZero() {
 			return outcome{kind: outExit}, true
 		}
-		return outcome{kind: outRetry, reason: e.Reason}, true
+		return outcome{kind: outRetry, reason: e.Reason, noAdvance: a.r.creds.challenge != nil}, true
 	case engine.StateExiting:
 		if !a.shutdown.IsZero() {
 			return outcome{kind: outExit}, true
@@ -356,30 +372,111 @@ func (a *attempt) onState(e engine.EventState) (outcome, bool) {
 	return outcome{}, false
 }
 
-// askCredentials gets a username and password from the Credentials callback or
-// from a SetCredentials call.
-func (a *attempt) askCredentials() {
+// askCredentials gets what the engine asks for before it can log in: a
+// username and password (from the Credentials callback or a SetCredentials
+// call) and a challenge answer (from the Respond callback), in that order.
+func (a *attempt) askCredentials(prompts []engine.Prompt) {
 	s := a.s
-	if a.r.creds.user != "" && a.r.creds.pass != "" {
+	needPass := false
+	var challenge *Prompt
+	for i := range prompts {
+		if prompts[i].Kind == engine.PromptPassword {
+			needPass = true
+		} else {
+			p := prompts[i]
+			challenge = &p
+		}
+	}
+	if needPass && a.r.creds.user != "" && a.r.creds.pass != "" {
 		a.eng.SetCredentials(a.r.creds.user, a.r.creds.pass)
+		needPass = false
+	}
+	if !needPass && challenge == nil {
 		return
 	}
-	s.publish(Event{Kind: EventNeedCredentials, State: s.State()})
-	if cb := s.opts.Credentials; cb != nil {
-		ch := a.creds
-		go func() {
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-			defer cancel()
+	if needPass {
+		s.publish(Event{Kind: EventNeedCredentials, State: s.State()})
+	}
+	if challenge != nil {
+		s.publish(Event{Kind: EventPrompt, Message: challenge.Text, Prompt: challenge, State: s.State()})
+	}
+	cb, respond := s.opts.Credentials, s.opts.Respond
+	if needPass && cb == nil {
+		s.logf(1, "waiting for a username and password")
+		if challenge == nil {
+			return
+		}
+	}
+	if challenge != nil && respond == nil {
+		s.logf(0, "the server needs an answer to %q (%v), but nothing here can ask for it", challenge.Text, challenge.Kind)
+		return
+	}
+	ch := a.creds
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		defer cancel()
+		q := request{kind: reqCredentials}
+		if needPass && cb != nil {
 			u, p, err := cb(ctx)
 			if err != nil {
 				s.logf(0, "asking for credentials: %v", err)
 				return
 			}
-			ch <- request{kind: reqCredentials, user: u, pass: p}
-		}()
+			q.user, q.pass, q.hasPass = u, p, true
+		}
+		if challenge != nil {
+			r, err := respond(ctx, *challenge)
+			if err != nil {
+				s.logf(0, "asking for the %v answer: %v", challenge.Kind, err)
+				return
+			}
+			q.resp, q.hasResp = r, true
+		}
+		ch <- q
+	}()
+}
+
+// onAuthPrompt presents what a pending authentication wants: a web login is
+// logged and published; a CR_TEXT challenge is asked through Respond and its
+// answer sent to the server as CR_RESPONSE.
+func (a *attempt) onAuthPrompt(e engine.EventAuthPrompt) {
+	s := a.s
+	p := e.Prompt
+	switch p.Kind {
+	case engine.PromptWebLogin:
+		s.logf(1, "web login required: open %s", p.URL)
+		s.setState(StateAuthPending, "waiting for web login at "+p.URL)
+	default:
+		s.logf(1, "the server asks: %s", p.Text)
+		s.setState(StateAuthPending, "waiting for an answer to: "+p.Text)
+	}
+	s.publish(Event{Kind: EventPrompt, Message: p.Text, Prompt: &p, State: s.State()})
+	if p.Kind != engine.PromptCRText {
 		return
 	}
-	s.logf(1, "waiting for a username and password")
+	respond := s.opts.Respond
+	if respond == nil {
+		s.logf(0, "the server needs an answer to %q, but nothing here can ask for it", p.Text)
+		return
+	}
+	ch := a.creds
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		defer cancel()
+		r, err := respond(ctx, p)
+		if err != nil {
+			s.logf(0, "asking for the challenge answer: %v", err)
+			return
+		}
+		ch <- request{kind: reqCredentials, resp: r, hasResp: true}
+	}()
+}
+
+func parenthesized(s string) string {
+	if s == "" {
+		return ""
+	}
+	return " (" + s + ")"
 }
 
 // writeTun writes one packet from the engine's slow path.

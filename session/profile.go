@@ -135,6 +135,10 @@ func engineConfig(c *config.Config, conn *config.Connection, ipv6 bool, creds *c
 			ec.Username, ec.Password = creds.user, creds.pass
 		}
 		ec.AuthToken, ec.AuthTokenUser = creds.token, creds.tokenUser
+		ec.Challenge = creds.challenge
+	}
+	if sc := c.StaticChallenge; sc != nil && c.AuthUserPass != nil {
+		ec.StaticChallenge = &engine.StaticChallenge{Text: sc.Text, Echo: sc.Echo, Concat: sc.Concat}
 	}
 	return ec, nil
 }
@@ -216,4 +220,6 @@ func compression(m config.CompressMode) (datachannel.Compression, error) {
 type credentials struct {
 	user, pass       string
 	token, tokenUser string
+	// challenge is the CRV1 challenge of the previous connection, answered by the next one.
+	challenge *engine.Challenge
 }

@@ -38,6 +38,9 @@ type outcome struct {
 	reason    string
 	err       error
 	connected bool // the attempt reached Connected
+	// noAdvance retries the same remote at once, as for a connection that worked: the
+	// server sent a challenge that only it can check (OpenVPN's no_advance).
+	noAdvance bool
 }
 
 type outcomeKind int
@@ -159,7 +162,7 @@ func (r *runner) run(ctx context.Context) error {
 		case outFatal:
 			return out.err
 		}
-		if out.connected {
+		if out.connected || out.noAdvance {
 			failures[pos], retries = 0, 0
 			// A connection that worked is tried again first: the usual cause is
 			// a server restart or a network change, not a dead server.
@@ -237,7 +240,7 @@ func (r *runner) connectEntry(ctx context.Context, conn *config.Connection) outc
 	var last outcome
 	for _, a := range addrs {
 		last = r.attempt(ctx, conn, netip.AddrPortFrom(a, conn.Port))
-		if last.kind != outRetry || last.connected {
+		if last.kind != outRetry || last.connected || last.noAdvance {
 			return last
 		}
 	}

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/ovpnd/ovpnd/config"
+	"github.com/ovpnd/ovpnd/engine"
 	"github.com/ovpnd/ovpnd/routing"
 )
 
@@ -28,13 +29,16 @@ const (
 	StateConnecting
 	StateTLSHandshake
 	StateAuthenticating
+	// StateAuthPending: the server waits for out-of-band authentication (AUTH_PENDING): a
+	// web login, a CR_TEXT answer, or something the server arranges by itself.
+	StateAuthPending
 	StateConnected
 	StateReconnecting
 	StateExiting
 	StateDisconnected
 )
 
-var stateNames = [...]string{"idle", "resolving", "connecting", "tls-handshake", "authenticating", "connected", "reconnecting", "exiting", "disconnected"}
+var stateNames = [...]string{"idle", "resolving", "connecting", "tls-handshake", "authenticating", "auth-pending", "connected", "reconnecting", "exiting", "disconnected"}
 
 func (s State) String() string {
 	if s >= 0 && int(s) < len(stateNames) {
@@ -58,6 +62,24 @@ const (
 	// EventAuthPending: the server waits for out-of-band authentication;
 	// Message names the method.
 	EventAuthPending
+	// EventPrompt: the connection needs the user: Prompt says for what (a
+	// challenge to answer through Options.Respond, or a web login to open).
+	EventPrompt
+)
+
+// Prompt is one thing the connection asks the user (engine.Prompt).
+type Prompt = engine.Prompt
+
+// PromptKind says what a Prompt asks for (engine.PromptKind).
+type PromptKind = engine.PromptKind
+
+// Prompt kinds.
+const (
+	PromptPassword        = engine.PromptPassword
+	PromptStaticChallenge = engine.PromptStaticChallenge
+	PromptChallenge       = engine.PromptChallenge
+	PromptCRText          = engine.PromptCRText
+	PromptWebLogin        = engine.PromptWebLogin
 )
 
 // Event is a notification for subscribers.
@@ -68,6 +90,8 @@ type Event struct {
 	Reason  string
 	Level   int
 	Message string
+	// Prompt is set for EventPrompt.
+	Prompt *Prompt
 }
 
 // Status is a snapshot of the session.
@@ -112,6 +136,11 @@ type Options struct {
 	// profile has none; without it the session also publishes
 	// EventNeedCredentials and waits for SetCredentials.
 	Credentials func(ctx context.Context) (user, pass string, err error)
+	// Respond, when set, asks the user to answer a challenge: the profile's
+	// static-challenge, a CRV1 challenge from the server, or a CR_TEXT of a
+	// pending authentication. Without it a connection that needs an answer
+	// cannot complete. What it returns is sent to the server and not kept.
+	Respond func(ctx context.Context, p Prompt) (string, error)
 
 	// Test seams.
 	openTun   func(name string, mtu int) (tunDevice, string, error)
@@ -173,6 +202,10 @@ const (
 type request struct {
 	kind       requestKind
 	user, pass string
+	// For credential answers from the callbacks: hasPass and hasResp say which
+	// of user/pass and resp carry an answer.
+	hasPass, hasResp bool
+	resp             string
 }
 
 // New prepares a session for a loaded profile. It does not touch the network.
