@@ -36,8 +36,7 @@ const (
 
 // Polkit actions the daemon checks.
 const (
-	ActionStart  = "net.ovpnd1.start"
-	ActionManage = "net.ovpnd1.manage"
+	ActionStart = "net.ovpnd1.start"
 )
 
 // Error names. Every D-Bus error the daemon returns is one of these, with a message that

@@ -104,6 +104,8 @@ type runner struct {
 
 	creds credentials
 	order []int // connection indexes in try order
+	// proxyCreds are proxy credentials asked for earlier (proxy.go).
+	proxyCreds *proxyCreds
 }
 
 func (r *runner) run(ctx context.Context) error {
@@ -229,7 +231,8 @@ func (r *runner) persistTun() bool { return r.cfg.PersistTun }
 func (r *runner) connectEntry(ctx context.Context, conn *config.Connection) outcome {
 	s := r.s
 	s.setState(StateResolving, conn.Remote)
-	addrs, err := r.resolve(ctx, conn)
+	// With a proxy, the proxy's addresses (proxy.go).
+	addrs, port, err := r.resolveEntry(ctx, conn)
 	if err != nil {
 		if ctx.Err() != nil {
 			return outcome{kind: outExit}
@@ -239,7 +242,7 @@ func (r *runner) connectEntry(ctx context.Context, conn *config.Connection) outc
 	}
 	var last outcome
 	for _, a := range addrs {
-		last = r.attempt(ctx, conn, netip.AddrPortFrom(a, conn.Port))
+		last = r.attempt(ctx, conn, netip.AddrPortFrom(a, port))
 		if last.kind != outRetry || last.connected || last.noAdvance {
 			return last
 		}
@@ -422,6 +425,9 @@ func (r *runner) dial(ctx context.Context, conn *config.Connection, remote netip
 	}
 	dctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
+	if r.cfg.Proxy != nil {
+		return r.dialProxy(dctx, conn, remote, o)
+	}
 	if conn.Proto == config.ProtoTCP {
 		return dialTCP(dctx, remote, o)
 	}

@@ -136,6 +136,11 @@ type Options struct {
 	// profile has none; without it the session also publishes
 	// EventNeedCredentials and waits for SetCredentials.
 	Credentials func(ctx context.Context) (user, pass string, err error)
+	// ProxyCredentials, when set, is asked for a proxy's username and password
+	// when the profile says to ask (http-proxy ... stdin or auto without
+	// credentials, socks-proxy ... stdin); proxy is "HTTP proxy" or "SOCKS
+	// proxy". Without it such a profile cannot connect through its proxy.
+	ProxyCredentials func(ctx context.Context, proxy string) (user, pass string, err error)
 	// Respond, when set, asks the user to answer a challenge: the profile's
 	// static-challenge, a CRV1 challenge from the server, or a CR_TEXT of a
 	// pending authentication. Without it a connection that needs an answer

@@ -76,6 +76,9 @@ func runCmd(args []string, _, stderr io.Writer) int {
 	if cfg.AuthUserPass != nil && (cfg.AuthUserPass.Ask || cfg.AuthUserPass.PasswordMissing) {
 		opts.Credentials = askTerminal
 	}
+	if px := cfg.Proxy; px != nil && px.Ask {
+		opts.ProxyCredentials = askProxyTerminal
+	}
 	// Challenges (static-challenge, CRV1, CR_TEXT) are asked on the terminal; web-login
 	// URLs appear in the log for the user to open.
 	opts.Respond = respondTerminal

@@ -226,11 +226,23 @@ func TestSystem(t *testing.T) {
 		if out, err := remote("bob", "ovpnctl up --name bobwork work.conf"); err == nil || !strings.Contains(out, "denied") && !strings.Contains(out, "not authorized") {
 			t.Errorf("ovpnctl up from a non-local session: err %v\n%s", err, out)
 		}
-		if out, err := local("alice", "ovpnctl down work"); err != nil {
-			t.Errorf("alice ovpnctl down: %v\n%s", err, out)
+		// The owner may stop her session from any login, here a non-local one.
+		if out, err := remote("alice", "ovpnctl down work"); err != nil {
+			t.Errorf("alice ovpnctl down from a non-local session: %v\n%s", err, out)
 		}
 		if after := netState(t, m); after != before {
 			t.Errorf("down did not restore the network:\n%s\n---\n%s", before, after)
+		}
+	})
+
+	t.Run("UserWrongPassword", func(t *testing.T) {
+		m.MustSh(t, `sed 's/^`+pass+`$/wrong-pass/' /home/alice/work.auth > /home/alice/bad.auth && sed 's/work.auth/bad.auth/' /home/alice/work.conf > /home/alice/bad.conf && chown alice: /home/alice/bad.*`)
+		out, err := m.Sh("XDG_SEAT=seat0 su - alice -c 'ovpnctl up bad.conf' 2>&1; echo exit=$?")
+		if err != nil || !strings.Contains(out, "bad: failed: authentication failed: the server refused the credentials") || !strings.Contains(out, "exit=6") {
+			t.Errorf("ovpnctl up with a wrong password: %v\n%s", err, out)
+		}
+		if strings.Count(out, "refused the credentials") != 1 {
+			t.Errorf("the reason is not printed exactly once:\n%s", out)
 		}
 	})
 
