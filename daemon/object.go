@@ -389,7 +389,8 @@ func (o *object) mayRead(sender dbus.Sender) (uint32, *dbus.Error) {
 		return 0, errFailed("%v", err)
 	}
 	if uid != 0 && uid != o.owner {
-		return uid, errAccessDenied("session %s belongs to another user", o.name)
+		// The path says nothing about the session; neither does this.
+		return uid, errAccessDenied("this session belongs to another user")
 	}
 	return uid, nil
 }

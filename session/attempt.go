@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
-	"strings"
 	"time"
 
 	"github.com/ovpnd/ovpnd/config"
@@ -338,11 +337,8 @@ func (a *attempt) onState(e engine.EventState) (outcome, bool) {
 		a.connected = true
 		s.mu.Lock()
 		s.status.Connected = s.opts.now()
+		reason := s.netReason
 		s.mu.Unlock()
-		reason := ""
-		if n := len(a.r.refused); n > 0 {
-			reason = fmt.Sprintf("refused %d pushed setting(s): %s", n, strings.Join(a.r.refused, "; "))
-		}
 		s.setState(StateConnected, reason)
 		s.logf(1, "Initialization Sequence Completed (%v after start)", s.opts.now().Sub(a.start).Round(time.Millisecond))
 	case engine.StateReconnecting:

@@ -88,8 +88,9 @@ type runner struct {
 	maxMTU int
 	// tunFailed: the tun device failed; the next attempt needs a new one.
 	tunFailed bool
-	// refused are the pushed settings of the current connection that were
-	// refused (checkPushed); the Connected state's reason names them.
+	// refused are the pushed settings of the current connection that
+	// checkPushed refused; the connected state's reason names them (noteNet).
+	// Guarded by netMu.
 	refused []string
 
 	// netMu serialises every call into router after Run set it up: the
@@ -115,12 +116,18 @@ func (r *runner) run(ctx context.Context) error {
 		newRouter = func(o routing.Options) (netRouter, error) { return routing.New(o) }
 	}
 	if r.cfg.DevType != config.DevNull {
+		stateName := s.opts.StateName
+		if stateName == "" {
+			stateName = s.opts.Name
+		}
 		rt, err := newRouter(routing.Options{
-			StateDir:   s.opts.StateDir,
-			Instance:   s.opts.Name,
-			DNSMode:    s.opts.DNSMode,
-			ResolvConf: s.opts.ResolvConf,
-			Logf:       func(f string, a ...any) { s.logf(2, f, a...) },
+			StateDir:    s.opts.StateDir,
+			Instance:    stateName,
+			Owner:       s.opts.Owner,
+			MayOverride: s.opts.MayOverride,
+			DNSMode:     s.opts.DNSMode,
+			ResolvConf:  s.opts.ResolvConf,
+			Logf:        func(f string, a ...any) { s.logf(2, f, a...) },
 		})
 		if err != nil {
 			return fmt.Errorf("setting up routing: %w", err)
@@ -310,6 +317,13 @@ func (r *runner) openTun() error {
 		mtu = engine.DefaultTunMTU
 	}
 	r.maxMTU = maxTunMTU(r.cfg)
+	if r.s.opts.NewLinkOnly && r.cfg.DevType != config.DevNull && !strings.Contains(name, "%d") {
+		// The kernel would attach us to an existing (persistent) tun of that
+		// name; only a new one is ours.
+		if _, err := net.InterfaceByName(name); err == nil {
+			return fmt.Errorf("opening tun device %s: refused: the interface exists already and this session did not create it", name)
+		}
+	}
 	t, link, err := open(name, mtu)
 	if err != nil {
 		return fmt.Errorf("opening tun device %s: %w", name, err)
@@ -457,7 +471,7 @@ func (r *runner) applyPush(reply *push.Reply, server netip.Addr) error {
 	for _, w := range warns {
 		s.logf(2, "%v", w)
 	}
-	r.refused = nil
+	var refused []string
 	if r.router != nil {
 		readHost := s.opts.readHost
 		if readHost == nil {
@@ -473,8 +487,8 @@ func (r *runner) applyPush(reply *push.Reply, server netip.Addr) error {
 			// the checks that need none (loopback, the server) still run.
 			s.logf(1, "checking pushed settings against this host: %v", err)
 		}
-		r.refused = checkPushed(pn, topo, host)
-		for _, why := range r.refused {
+		refused = checkPushed(pn, topo, host)
+		for _, why := range refused {
 			s.logf(0, "refusing pushed %s", why)
 		}
 	}
@@ -524,6 +538,7 @@ func (r *runner) applyPush(reply *push.Reply, server netip.Addr) error {
 
 	r.netMu.Lock()
 	defer r.netMu.Unlock()
+	r.refused = refused
 	r.cancelDelayLocked()
 	delay, window := r.cfg.RouteDelay, r.cfg.RouteDelayWin
 	if p.RouteDelay != nil {
@@ -533,9 +548,11 @@ func (r *runner) applyPush(reply *push.Reply, server netip.Addr) error {
 	if d := delay; d > 0 && hasRoutes(rc) {
 		// route-delay: the address now, routes and DNS (whose servers sit
 		// behind those routes) once the delay is over.
-		if err := r.router.Set(addressOnly(rc)); err != nil {
+		err := r.router.Set(addressOnly(rc))
+		if err != nil {
 			s.logf(1, "network settings of %s: %v", r.link, err)
 		}
+		s.noteNet(r.withRefusals(err))
 		if window <= 0 {
 			window = defaultRouteDelayWindow
 		}
@@ -545,9 +562,11 @@ func (r *runner) applyPush(reply *push.Reply, server netip.Addr) error {
 		r.delay = time.AfterFunc(d, func() { r.delayedRoutes(gen, rc, deadline) })
 		return nil
 	}
-	if err := r.router.Set(rc); err != nil {
+	err := r.router.Set(rc)
+	if err != nil {
 		s.logf(1, "network settings of %s: %v", r.link, err)
 	}
+	s.noteNet(r.withRefusals(err))
 	r.logNet(rc, addrs)
 	return nil
 }
@@ -586,6 +605,7 @@ func (r *runner) delayedRoutes(gen uint64, rc *routing.Config, deadline time.Tim
 	if err != nil {
 		s.logf(1, "network settings of %s: %v", rc.Link, err)
 	}
+	s.noteNet(r.withRefusals(err))
 	var addrs []netip.Prefix
 	for _, a := range rc.Addrs {
 		addrs = append(addrs, a.Prefix)
@@ -602,9 +622,21 @@ func (r *runner) refreshNet() {
 	if r.router == nil {
 		return
 	}
-	if err := r.router.Refresh(); err != nil {
+	err := r.router.Refresh()
+	if err != nil {
 		r.s.logf(1, "re-applying network settings: %v", err)
 	}
+	r.s.noteNet(r.withRefusals(err))
+}
+
+// withRefusals adds the pushed settings checkPushed refused to what routing
+// reported, so that the connected state's reason names them too; netMu is held.
+func (r *runner) withRefusals(err error) error {
+	errs := []error{err}
+	for _, why := range r.refused {
+		errs = append(errs, &routing.PolicyError{What: "pushed " + why})
+	}
+	return errors.Join(errs...)
 }
 
 func hasRoutes(rc *routing.Config) bool {

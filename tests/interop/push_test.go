@@ -111,7 +111,7 @@ func TestPushLANAddressRefused(t *testing.T) {
 	}
 	for _, want := range []string{
 		"refusing pushed ifconfig 192.168.77.99 255.255.255.0: inside 192.168.77.0/24, a network directly connected to this host",
-		"state connected: refused 1 pushed setting(s): ifconfig 192.168.77.99",
+		"state connected: refused: pushed ifconfig 192.168.77.99 255.255.255.0: inside 192.168.77.0/24",
 	} {
 		if !strings.Contains(client.Output(), want) {
 			t.Errorf("output lacks %q", want)
