@@ -33,7 +33,7 @@ func readHostNet(server netip.Addr) (hostNet, error) {
 	}
 	for _, l := range links {
 		a := l.Attrs()
-		if a.Flags&net.FlagLoopback != 0 || l.Type() == "tun" {
+		if _, tun := l.(*netlink.Tuntap); tun || a.Flags&net.FlagLoopback != 0 {
 			continue
 		}
 		addrs, err := netlink.AddrList(l, netlink.FAMILY_ALL)
