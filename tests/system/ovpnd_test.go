@@ -173,6 +173,35 @@ func TestSystem(t *testing.T) {
 		m.MustSh(t, "systemctl reset-failed ovpnd@bad")
 	})
 
+	// An instance without a credential waits, says so in its status, and root answers it.
+	t.Run("InstanceWaitsForCredentials", func(t *testing.T) {
+		if err := m.WriteFile("/etc/ovpnd/ask.conf", []byte(profile), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		m.MustSh(t, "systemctl start --no-block ovpnd@ask")
+		deadline := time.Now().Add(30 * time.Second)
+		var status string
+		for time.Now().Before(deadline) {
+			status = m.MustSh(t, "systemctl show -P StatusText ovpnd@ask")
+			if strings.Contains(status, "waiting for credentials") {
+				break
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+		if !strings.Contains(status, "waiting for credentials (answer with: ovpnctl auth ask)") {
+			t.Fatalf("status while waiting: %q", status)
+		}
+		out := m.MustSh(t, "printf '%s\\n%s\\n' "+user+" "+pass+" | ovpnctl auth ask")
+		if !strings.Contains(out, "ask: answered") {
+			t.Errorf("ovpnctl auth: %s", out)
+		}
+		waitUnit(t, m, "ovpnd@ask", "active", 30*time.Second)
+		if s := m.MustSh(t, "systemctl show -P StatusText ovpnd@ask"); !strings.HasPrefix(s, "connected") {
+			t.Errorf("status after answering: %q", s)
+		}
+		m.MustSh(t, "systemctl stop ovpnd@ask")
+	})
+
 	t.Run("CrashThenStopLeavesNothing", func(t *testing.T) {
 		m.MustSh(t, "systemctl start ovpnd@work")
 		m.MustSh(t, "systemctl kill -s KILL ovpnd@work")
@@ -275,7 +304,7 @@ func TestSystem(t *testing.T) {
 	t.Run("PurgeLeavesNothing", func(t *testing.T) {
 		files := m.MustSh(t, "dpkg -L ovpnd")
 		// What the administrator added for the tests goes first, as it would.
-		m.MustSh(t, "userdel -r alice; userdel -r bob; userdel -r carol; rm -rf /etc/ovpnd/work.* /etc/ovpnd/bad.* /etc/systemd/system/ovpnd@*.service.d && systemctl daemon-reload")
+		m.MustSh(t, "userdel -r alice; userdel -r bob; userdel -r carol; rm -rf /etc/ovpnd/work.* /etc/ovpnd/bad.* /etc/ovpnd/ask.* /etc/systemd/system/ovpnd@*.service.d && systemctl daemon-reload")
 		t.Logf("purge:\n%s", m.MustSh(t, "DEBIAN_FRONTEND=noninteractive apt-get purge -y -q ovpnd 2>&1"))
 		var left []string
 		var check strings.Builder
