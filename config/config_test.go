@@ -127,6 +127,12 @@ func TestDirectives(t *testing.T) {
 				t.Errorf("%+v", c)
 			}
 		}},
+		{"data-ciphers DEFAULT", "data-ciphers AES-192-GCM:DEFAULT:AES-128-GCM\n", func(t *testing.T, c *Config) {
+			if diff := cmp.Diff([]string{"AES-192-GCM", "AES-256-GCM", "AES-128-GCM", "CHACHA20-POLY1305"}, c.DataCiphers); diff != "" {
+				t.Error(diff)
+			}
+		}},
+		{"dns-updown disable", "dns-updown disable\n", func(t *testing.T, c *Config) {}},
 		{"ciphers", "data-ciphers aes-128-gcm:CHACHA20-POLY1305\ndata-ciphers-fallback AES-256-CBC\ncipher AES-256-GCM\nauth sha256\n", func(t *testing.T, c *Config) {
 			// An explicit list is negotiated as given: cipher is not appended to it.
 			if diff := cmp.Diff([]string{"AES-128-GCM", "CHACHA20-POLY1305"}, c.DataCiphers); diff != "" {
@@ -430,7 +436,9 @@ func TestErrors(t *testing.T) {
 		{"stray close", base + "</ca>\n", "test.conf:6: </ca> without an opening block"},
 		{"inline for non-inline directive", base + "<secret>\nx\n</secret>\n", "test.conf:6: secret is not supported"},
 		{"not a client", "dev tun\nremote a\nca ca.crt\nauth-user-pass\n", "test.conf: not a client profile"},
-		{"no dev", "client\nremote a\nca ca.crt\nauth-user-pass\n", "test.conf: no device"},
+		{"dns-updown script", base + "dns-updown /etc/openvpn/dns-updown\n", "test.conf:6: dns-updown: \"/etc/openvpn/dns-updown\" is refused: ovpnd never runs scripts"},
+		{"dns-updown force", base + "dns-updown force\n", "test.conf:6: dns-updown: \"force\" is refused"},
+		{"route-table", base + "route-table 100\n", "test.conf:6: route-table is not supported: ovpnd installs routes in the main routing table"},
 		{"no credentials", "client\ndev tun\nremote a\nca ca.crt\n", "test.conf: no client credentials"},
 		{"custom dev needs type", "client\ndev vpn0\nremote a\nca ca.crt\nauth-user-pass\n", "test.conf:2: cannot tell the type of device \"vpn0\""},
 		{"bad fingerprint", base + "peer-fingerprint AB:CD\n", "test.conf:6: peer-fingerprint: fingerprint \"AB:CD\" is not 32"},
@@ -797,5 +805,16 @@ func TestParseUserPassFile(t *testing.T) {
 				t.Errorf("got %q/%q missing %v, want %q/%q missing %v", a.Username, a.Password, a.PasswordMissing, tc.user, tc.pass, tc.missing)
 			}
 		})
+	}
+}
+
+// TestNoDevDefaultsToTun: OpenVPN 2.7 profiles may leave out dev; it means dev tun.
+func TestNoDevDefaultsToTun(t *testing.T) {
+	c, _, err := parseText(t, "client\nremote a\nca ca.crt\nauth-user-pass\n")
+	if err != nil {
+		t.Fatal(errText(err))
+	}
+	if c.Dev != "tun" || c.DevType != DevTUN {
+		t.Errorf("dev %q type %v, want tun", c.Dev, c.DevType)
 	}
 }

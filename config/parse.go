@@ -11,6 +11,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -128,7 +129,7 @@ func ParseInline(name string, data []byte) (*Config, []Warning, error) {
 func newConfig() *Config {
 	return &Config{
 		Dev:           "tun",
-		DataCiphers:   []string{"AES-256-GCM", "AES-128-GCM", "CHACHA20-POLY1305"},
+		DataCiphers:   slices.Clone(defaultDataCiphers),
 		Auth:          "SHA1",
 		TLSWrap:       TLSWrap{Direction: KeyDirBidi},
 		RenegInterval: 3600 * time.Second,
@@ -423,9 +424,8 @@ func (p *parser) finish() {
 		// ovpnd always asks the server for its settings.
 		p.errf(0, "tls-client without pull (peer-to-peer TLS mode) is not supported: add \"pull\", or use \"client\"")
 	}
-	if !p.attempted["dev"] {
-		p.errf(0, "no device: add \"dev tun\"")
-	} else if d := p.cfg.Dev; p.seen["dev-type"].it == nil && !strings.HasPrefix(d, "tun") && d != "null" {
+	// Without dev, OpenVPN 2.7 uses dev tun (options.c init_options), and so does ovpnd.
+	if d := p.cfg.Dev; p.attempted["dev"] && p.seen["dev-type"].it == nil && !strings.HasPrefix(d, "tun") && d != "null" {
 		p.errf(p.seen["dev"].it.line, "cannot tell the type of device %q: add \"dev-type tun\"", d)
 	}
 	p.finishMaterial()
