@@ -116,7 +116,11 @@ type serverOpts struct {
 	// shortKM2 sends a key-method 2 record that stops after the options string.
 	shortKM2 bool
 	// resendWKc makes a tls-crypt-v2 server ask for WKc again (early negotiation).
-	resendWKc     bool
+	resendWKc bool
+	// epoch and dynTLSCrypt are what the server's push must also announce in protocol-flags
+	// (aead-epoch, dyn-tls-crypt).
+	epoch         bool
+	dynTLSCrypt   bool
 	tlsMaxVersion uint16
 	cert          *tls.Certificate
 	// cipherSuites limits the server's TLS 1.2 suites (nil = Go's defaults).
@@ -135,6 +139,10 @@ type srvKey struct {
 	recs    [][]byte
 	pending []byte
 	km2     bool
+	// active: our key-method 2 record was acked, so data under this key is accepted. OpenVPN's
+	// server moves to S_ACTIVE, and only then generates and uses the data keys, when its send
+	// window is empty (ssl.c tls_process_state); earlier packets are dropped.
+	active  bool
 	random1 [32]byte
 	random2 [32]byte
 	cli     struct {
@@ -150,7 +158,12 @@ type testServer struct {
 	opts    serverOpts
 	pki     *pki
 	wrapper wrap.Wrapper
-	rnd     *mrand.ChaCha8
+	// origKey is the configured wrap key dynamic tls-crypt XORs in; reneg wraps key ids > 0
+	// once dynamic tls-crypt is set up; renegUnwrapped counts packets it unwrapped.
+	origKey        *statickey.Key
+	reneg          wrap.Wrapper
+	renegUnwrapped int
+	rnd            *mrand.ChaCha8
 
 	sid, clientSID wire.SessionID
 	haveClient     bool
@@ -167,7 +180,9 @@ type testServer struct {
 	helloOps  []wire.Opcode
 	dropped   int
 	keyEvents int
-	now       time.Time
+	// notReady counts data packets for a key that was not active yet.
+	notReady int
+	now      time.Time
 	// With opts.fragment: the server's fragmentation state.
 	frag  *fragment.Fragmenter
 	reasm *fragment.Reassembler
@@ -254,7 +269,12 @@ func (s *testServer) handle(now time.Time, pkt []byte) {
 		s.handleData(keyID, pkt)
 		return
 	}
-	p, err := s.wrapper.Unwrap(pkt, now)
+	w := s.wrapper
+	if keyID > 0 && s.reneg != nil {
+		w = s.reneg
+		s.renegUnwrapped++
+	}
+	p, err := w.Unwrap(pkt, now)
 	if err != nil {
 		s.t.Errorf("server: unwrap %v: %v", op, err)
 		return
@@ -290,6 +310,9 @@ func (s *testServer) handle(now time.Time, pkt []byte) {
 		return
 	}
 	k.rel.Ack(now, p.Acks)
+	if k.km2 && !k.active && k.rel.Unacked() == 0 {
+		k.active = true
+	}
 	if p.Opcode == wire.OpAckV1 {
 		return
 	}
@@ -421,11 +444,23 @@ func (s *testServer) deriveKeys(k *srvKey) {
 	}
 	keys, err := datachannel.NewKeys(datachannel.KeyParams{
 		Cipher: s.opts.cipher, Digest: s.opts.digest, Block: &kb, Client: false,
-		KeyID: k.id, PeerID: peerID, Rand: s.rnd,
+		KeyID: k.id, PeerID: peerID, Rand: s.rnd, Epoch: s.opts.epoch,
 	})
 	if err != nil {
 		s.t.Errorf("server: NewKeys: %v", err)
 		return
+	}
+	if k.id == 0 && s.opts.dynTLSCrypt {
+		cs := k.conn.ConnectionState()
+		ekm, err := cs.ExportKeyingMaterial(kdf.LabelDynamicTLSCrypt, nil, 256)
+		if err != nil {
+			s.t.Errorf("server: dynamic tls-crypt EKM: %v", err)
+			return
+		}
+		if s.reneg, err = wrap.NewDynamicTLSCrypt(ekm, s.origKey, false); err != nil {
+			s.t.Errorf("server: dynamic tls-crypt: %v", err)
+			return
+		}
 	}
 	k.keys = keys
 	s.keyEvents++
@@ -482,7 +517,11 @@ func (s *testServer) flush(now time.Time) {
 }
 
 func (s *testServer) emit(now time.Time, p *wire.ControlPacket) {
-	b, err := s.wrapper.Wrap(nil, p, now)
+	w := s.wrapper
+	if p.KeyID > 0 && s.reneg != nil {
+		w = s.reneg
+	}
+	b, err := w.Wrap(nil, p, now)
 	if err != nil {
 		s.t.Errorf("server: wrap: %v", err)
 		return
@@ -507,6 +546,10 @@ func (s *testServer) handleData(keyID uint8, pkt []byte) {
 	k := s.keyFor(keyID)
 	if k == nil || k.keys == nil {
 		s.dropped++
+		return
+	}
+	if !k.active {
+		s.notReady++
 		return
 	}
 	var p []byte
