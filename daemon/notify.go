@@ -42,15 +42,16 @@ func (n *Notifier) Notify(state string) error {
 }
 
 // Observe follows t until ctx ends or the returned stop is called; stop waits for the
-// observer to finish. Call it before t.Run so that no state is missed.
+// observer to finish. It re-reads t's status whenever t wakes it, so it reports the latest
+// state even when it misses transient ones; call it before t.Run.
 func (n *Notifier) Observe(ctx context.Context, t Tunnel) (stop func()) {
-	events, unsubscribe := t.Subscribe()
+	wake, unwatch := t.Watch()
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		defer unsubscribe()
+		defer unwatch()
 		var tick <-chan time.Time
 		if n.watchdog > 0 {
 			tk := time.NewTicker(n.watchdog / 2)
@@ -58,6 +59,7 @@ func (n *Notifier) Observe(ctx context.Context, t Tunnel) (stop func()) {
 			tick = tk.C
 		}
 		ready, stopping := false, false
+		last := ""
 		for {
 			select {
 			case <-ctx.Done():
@@ -67,24 +69,27 @@ func (n *Notifier) Observe(ctx context.Context, t Tunnel) (stop func()) {
 				// systemd restarts it.
 				_ = t.Status()
 				n.Notify("WATCHDOG=1")
-			case ev := <-events:
-				if ev.Kind != session.EventStateChanged {
-					continue
+			case <-wake:
+				st := t.Status()
+				line := statusLine(st)
+				var msgs []string
+				if line != last {
+					last = line
+					msgs = append(msgs, "STATUS="+line)
 				}
-				msgs := []string{"STATUS=" + statusLine(ev, t)}
-				switch ev.State {
-				case session.StateConnected:
-					if !ready {
-						ready = true
-						msgs = append(msgs, "READY=1")
-					}
-				case session.StateExiting, session.StateDisconnected:
-					if !stopping {
-						stopping = true
-						msgs = append(msgs, "STOPPING=1")
-					}
+				// Connected is set for good once a connection came up, so a wake-up
+				// that coalesced past the connected state still sends READY=1.
+				if !ready && !st.Connected.IsZero() && !st.State.Finished() {
+					ready = true
+					msgs = append(msgs, "READY=1")
 				}
-				n.Notify(strings.Join(msgs, "\n"))
+				if !stopping && (st.State == session.StateExiting || st.State.Finished()) {
+					stopping = true
+					msgs = append(msgs, "STOPPING=1")
+				}
+				if len(msgs) > 0 {
+					n.Notify(strings.Join(msgs, "\n"))
+				}
 			}
 		}
 	}()
@@ -94,11 +99,9 @@ func (n *Notifier) Observe(ctx context.Context, t Tunnel) (stop func()) {
 	}
 }
 
-// statusLine is the STATUS= text for a state change.
-func statusLine(ev session.Event, t Tunnel) string {
-	s := ev.State.String()
-	if ev.State == session.StateConnected {
-		st := t.Status()
+// statusLine is the STATUS= text for a status.
+func statusLine(st session.Status) string {
+	if st.State == session.StateConnected {
 		parts := []string{"connected"}
 		if st.Remote.IsValid() {
 			parts = append(parts, "to "+st.Proto+":"+st.Remote.String())
@@ -112,8 +115,9 @@ func statusLine(ev session.Event, t Tunnel) string {
 		}
 		return strings.Join(parts, " ")
 	}
-	if ev.Reason != "" {
-		s = fmt.Sprintf("%s: %s", s, ev.Reason)
+	s := st.State.String()
+	if st.Reason != "" {
+		s = fmt.Sprintf("%s: %s", s, st.Reason)
 	}
 	return oneLine(s)
 }
@@ -121,8 +125,5 @@ func statusLine(ev session.Event, t Tunnel) string {
 // oneLine keeps sd_notify's newline-separated format intact and the line short.
 func oneLine(s string) string {
 	s = strings.ReplaceAll(s, "\n", " ")
-	if len(s) > 512 {
-		s = s[:512]
-	}
-	return s
+	return clipUTF8(s, 512)
 }

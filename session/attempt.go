@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"runtime"
+	"sync"
 	"time"
 
 	"github.com/ovpnd/ovpnd/config"
@@ -24,7 +26,17 @@ type attempt struct {
 	ref    *connRef
 	ctrl   chan *ctrlPacket
 	errc   chan error
-	creds  chan request
+
+	// ctx ends when the attempt does; everything the attempt starts runs under it and is
+	// counted in wg, and attempt waits for wg before it returns.
+	ctx context.Context
+	wg  sync.WaitGroup
+	// The current credential request: its id, its own answer channel and the cancel
+	// function of its context. A new request cancels its predecessor, whose answer (if
+	// any) lands in a channel nobody reads.
+	credID     uint64
+	credAnswer chan credAnswer
+	credCancel context.CancelFunc
 
 	start      time.Time
 	base       Counters // counters when the attempt started; the engine wants its own
@@ -64,11 +76,12 @@ func (r *runner) attempt(ctx context.Context, conn *config.Connection, remote ne
 		pc.Close()
 		return outcome{kind: outFatal, err: fmt.Errorf("starting protocol engine: %w", err)}
 	}
+	actx, cancel := context.WithCancel(ctx)
 	a := &attempt{
 		r: r, s: s, conn: conn, remote: remote, eng: eng, pc: pc,
+		ctx:       actx,
 		ctrl:      make(chan *ctrlPacket, ctrlQueue),
 		errc:      make(chan error, 4),
-		creds:     make(chan request, 1),
 		start:     s.opts.now(),
 		base:      s.cnt.snapshot(),
 		usedToken: creds != nil && creds.token != "",
@@ -79,31 +92,47 @@ func (r *runner) attempt(ctx context.Context, conn *config.Connection, remote ne
 	if la, ok := pc.(interface{ LocalAddr() netip.AddrPort }); ok {
 		local = la.LocalAddr()
 	}
-	s.mu.Lock()
-	s.status.Remote, s.status.Proto, s.status.Local = remote, conn.Proto.String(), local
-	s.status.Cipher = "" // until this connection's push reply settles it
-	s.mu.Unlock()
+	s.update(func(st *Status) {
+		st.Remote, st.Proto, st.Local = remote, conn.Proto.String(), local
+		st.Cipher = "" // until this connection's push reply settles it
+	})
 
 	r.dp.setKeys(nil)
 	r.dp.conn.Store(a.ref)
-	rxDone := make(chan struct{})
+	a.wg.Add(1)
 	go func() {
-		defer close(rxDone)
+		defer a.wg.Done()
+		// The socket reader changes its thread's timer slack (rxPause): the thread is
+		// locked and, since it is never unlocked, ends with the goroutine instead of
+		// going back to the scheduler with the changed slack.
+		runtime.LockOSThread()
+		setRxTimerSlack()
 		r.dp.RoutineSocketToTun(a.ref)
 	}()
 
 	out := a.loop(ctx)
 
+	// Every exit path ends here: stop what the attempt started and wait for all of it,
+	// then close the engine (its TLS goroutines hold the session's secrets).
+	cancel()
 	a.ref.closing.Store(true)
 	r.dp.setKeys(nil)
 	r.dp.conn.CompareAndSwap(a.ref, nil)
 	pc.Close()
-	<-rxDone
+	a.wg.Wait()
+	eng.Close()
 	for len(a.ctrl) > 0 {
 		putCtrl(<-a.ctrl)
 	}
 	out.connected = out.connected || a.connected
 	return out
+}
+
+// credAnswer is what a credential prompt returned.
+type credAnswer struct {
+	id         uint64
+	user, pass string
+	err        error
 }
 
 func (a *attempt) loop(ctx context.Context) outcome {
@@ -180,18 +209,28 @@ func (a *attempt) loop(ctx context.Context) outcome {
 			return outcome{kind: outRetry, reason: err.Error()}
 		case <-ctxDone:
 			ctxDone = nil
-			a.beginShutdown("shutting down")
-		case q := <-s.reqs:
-			switch q.kind {
-			case reqDisconnect:
+			if s.disconnected() {
 				a.beginShutdown("disconnect requested")
-			case reqRestart:
-				return outcome{kind: outRetry, reason: "restart requested", connected: true}
-			case reqCredentials:
-				a.setCredentials(q.user, q.pass)
+			} else {
+				a.beginShutdown("shutting down")
 			}
-		case q := <-a.creds:
-			a.setCredentials(q.user, q.pass)
+		case <-s.restart:
+			return outcome{kind: outRetry, reason: "restart requested", connected: true}
+		case ans := <-a.credAnswer:
+			if ans.id != a.credID {
+				continue // cannot happen: each request has its own channel
+			}
+			a.credAnswer, a.credCancel = nil, nil
+			if ans.err != nil {
+				if ctx.Err() == nil {
+					s.logf(0, "asking for credentials: %v", ans.err)
+				}
+				continue
+			}
+			if s.State() == StateWaitingInput {
+				s.setState(StateAuthenticating, "")
+			}
+			a.setCredentials(ans.user, ans.pass)
 		}
 	}
 }
@@ -257,9 +296,8 @@ func (a *attempt) drain() (outcome, bool) {
 			a.r.dp.setKeys(ks)
 			if e.Primary != nil {
 				s.logf(3, "data channel keys: primary key id %d", e.Primary.KeyID())
-				s.mu.Lock()
-				s.status.Cipher = e.Primary.Cipher()
-				s.mu.Unlock()
+				cipher := e.Primary.Cipher()
+				s.update(func(st *Status) { st.Cipher = cipher })
 			}
 		case engine.EventPushReply:
 			if err := a.r.applyPush(e.Options, a.remote.Addr()); err != nil {
@@ -297,17 +335,13 @@ func (a *attempt) drain() (outcome, bool) {
 func (a *attempt) onState(e engine.EventState) (outcome, bool) {
 	s := a.s
 	switch e.State {
-	case engine.StateConnecting:
-		s.setState(StateConnecting, e.Reason)
-	case engine.StateTLSHandshake:
-		s.setState(StateTLSHandshake, e.Reason)
-	case engine.StateAuthenticating:
-		s.setState(StateAuthenticating, e.Reason)
+	case engine.StateConnecting, engine.StateTLSHandshake, engine.StateAuthenticating:
+		st, _ := fromEngine(e.State)
+		s.setState(st, e.Reason)
 	case engine.StateConnected:
 		a.connected = true
-		s.mu.Lock()
-		s.status.Connected = s.opts.now()
-		s.mu.Unlock()
+		now := s.opts.now()
+		s.update(func(st *Status) { st.Connected = now })
 		s.setState(StateConnected, "")
 		s.logf(1, "Initialization Sequence Completed (%v after start)", s.opts.now().Sub(a.start).Round(time.Millisecond))
 	case engine.StateReconnecting:
@@ -337,30 +371,57 @@ func (a *attempt) onState(e engine.EventState) (outcome, bool) {
 	return outcome{}, false
 }
 
-// askCredentials gets a username and password from the Credentials callback or
-// from a SetCredentials call.
+// fromEngine maps the engine's states onto the session's (one vocabulary: the session's
+// words are the engine's where both have the state). ok is false for the engine states
+// that the session turns into an action instead (Reconnecting, Exiting, Closed).
+func fromEngine(st engine.State) (State, bool) {
+	switch st {
+	case engine.StateConnecting:
+		return StateConnecting, true
+	case engine.StateTLSHandshake:
+		return StateTLSHandshake, true
+	case engine.StateAuthenticating:
+		return StateAuthenticating, true
+	case engine.StateConnected:
+		return StateConnected, true
+	case engine.StateReconnecting:
+		return StateReconnecting, false
+	case engine.StateExiting:
+		return StateExiting, false
+	}
+	return StateDisconnected, false
+}
+
+// askCredentials gets a username and password from the Credentials callback. The
+// prompt runs in a goroutine the attempt owns: its context ends with the attempt
+// (or when a newer request replaces it), and the attempt waits for it.
 func (a *attempt) askCredentials() {
 	s := a.s
 	if a.r.creds.user != "" && a.r.creds.pass != "" {
 		a.eng.SetCredentials(a.r.creds.user, a.r.creds.pass)
 		return
 	}
-	s.publish(Event{Kind: EventNeedCredentials, State: s.State()})
-	if cb := s.opts.Credentials; cb != nil {
-		ch := a.creds
-		go func() {
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-			defer cancel()
-			u, p, err := cb(ctx)
-			if err != nil {
-				s.logf(0, "asking for credentials: %v", err)
-				return
-			}
-			ch <- request{kind: reqCredentials, user: u, pass: p}
-		}()
+	cb := s.opts.Credentials
+	if cb == nil {
+		s.logf(0, "the server wants a username and password, and nothing can ask for them")
 		return
 	}
-	s.logf(1, "waiting for a username and password")
+	if a.credCancel != nil {
+		a.credCancel()
+	}
+	a.credID++
+	ctx, cancel := context.WithCancel(a.ctx)
+	ch := make(chan credAnswer, 1)
+	a.credAnswer, a.credCancel = ch, cancel
+	id := a.credID
+	s.setState(StateWaitingInput, "")
+	a.wg.Add(1)
+	go func() {
+		defer a.wg.Done()
+		defer cancel()
+		u, p, err := cb(ctx)
+		ch <- credAnswer{id: id, user: u, pass: p, err: err}
+	}()
 }
 
 // writeTun writes one packet from the engine's slow path.
