@@ -7,7 +7,7 @@ PKGS      := ./...
 # Packages whose goroutines deserve the race detector.
 RACE_PKGS := ./engine/... ./session/... ./routing/... ./daemon/... ./dbus/...
 
-.PHONY: all build test unit lint interop demo bench fuzz clean deps
+.PHONY: all build test unit lint interop demo bench fuzz clean deps deb
 
 all: build
 
@@ -17,13 +17,23 @@ build:
 deps:
 	./.ci/install-deps
 
+# bin/ovpnd_VERSION_amd64.deb (version from git describe), checked with lintian.
+deb:
+	@mkdir -p $(BIN)
+	@rm -f $(BIN)/ovpnd_*.deb
+	GO=$(GO) packaging/deb/build.sh $(BIN)
+	lintian --fail-on error,warning $(BIN)/ovpnd_*.deb
+
 # Unit tests (with every fuzz target's seed corpus), the race detector on the concurrent
-# packages, then the interop suite against a real OpenVPN 2.6 server in network namespaces.
+# packages, the package (lintian-checked), then the interop suite against a real OpenVPN 2.6
+# server in network namespaces, and the system test: that package installed into a booted
+# Debian 12 (tests/system; its debootstrapped root is cached in /var/cache/ovpnd-test).
 test: deps build
 	$(GO) vet $(PKGS)
 	$(GO) test -count=1 $(PKGS)
 	$(GO) test -count=1 -race $(RACE_PKGS)
-	$(MAKE) interop
+	$(MAKE) deb
+	$(MAKE) interop OVPND_DEB="$$(ls $(CURDIR)/$(BIN)/ovpnd_*.deb)"
 
 unit:
 	$(GO) test -count=1 $(PKGS)
@@ -31,7 +41,7 @@ unit:
 # The full verbose log goes to bin/interop.log; the console gets the result lines, plus the
 # log's tail when something failed.
 interop: build
-	@OVPND_LAB=1 $(GO) test -count=1 -timeout 15m -v ./tests/... > $(BIN)/interop.log 2>&1; rc=$$?; \
+	@OVPND_LAB=1 OVPND_DEB="$(OVPND_DEB)" $(GO) test -count=1 -timeout 15m -v ./tests/... > $(BIN)/interop.log 2>&1; rc=$$?; \
 	  grep -E '^(\s*--- |PASS|FAIL|ok|panic)' $(BIN)/interop.log; \
 	  if [ $$rc -ne 0 ]; then echo "--- tail of $(BIN)/interop.log:"; tail -150 $(BIN)/interop.log; fi; exit $$rc
 

@@ -9,11 +9,13 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 )
 
 func TestSplitWords(t *testing.T) {
@@ -126,7 +128,8 @@ func TestDirectives(t *testing.T) {
 			}
 		}},
 		{"ciphers", "data-ciphers aes-128-gcm:CHACHA20-POLY1305\ndata-ciphers-fallback AES-256-CBC\ncipher AES-256-GCM\nauth sha256\n", func(t *testing.T, c *Config) {
-			if diff := cmp.Diff([]string{"AES-128-GCM", "CHACHA20-POLY1305", "AES-256-GCM"}, c.DataCiphers); diff != "" {
+			// An explicit list is negotiated as given: cipher is not appended to it.
+			if diff := cmp.Diff([]string{"AES-128-GCM", "CHACHA20-POLY1305"}, c.DataCiphers); diff != "" {
 				t.Error(diff)
 			}
 			if c.DataCiphersFallback != "AES-256-CBC" || c.Auth != "SHA256" {
@@ -223,6 +226,16 @@ func TestDirectives(t *testing.T) {
 				t.Errorf("%+v", c)
 			}
 		}},
+		{"static-challenge", "static-challenge \"Enter OTP: \" 1\n", func(t *testing.T, c *Config) {
+			if d := cmp.Diff(&StaticChallenge{Text: "Enter OTP: ", Echo: true}, c.StaticChallenge); d != "" {
+				t.Error(d)
+			}
+		}},
+		{"static-challenge concat", "static-challenge PIN 0 concat\n", func(t *testing.T, c *Config) {
+			if d := cmp.Diff(&StaticChallenge{Text: "PIN", Concat: true}, c.StaticChallenge); d != "" {
+				t.Error(d)
+			}
+		}},
 		{"tls-auth with key-direction", "tls-auth ta.key\nkey-direction 1\n", func(t *testing.T, c *Config) {
 			if c.TLSWrap.Mode != WrapTLSAuth || c.TLSWrap.Direction != KeyDir1 || len(c.TLSWrap.Key) != 256 {
 				t.Errorf("%+v", c.TLSWrap)
@@ -269,6 +282,66 @@ func TestDirectives(t *testing.T) {
 				t.Errorf("%v", c.DevType)
 			}
 		}},
+		{"ping-restart 0 stays off", "ping-restart 0\n", func(t *testing.T, c *Config) {
+			if c.PingTimeout != 0 {
+				t.Errorf("ping timeout %v, want 0 (off)", c.PingTimeout)
+			}
+		}},
+		{"ping-exit", "ping-exit 30\n", func(t *testing.T, c *Config) {
+			if c.PingTimeout != 30*time.Second || c.PingTimeoutAction != PingExit {
+				t.Errorf("%v %v", c.PingTimeout, c.PingTimeoutAction)
+			}
+		}},
+		{"later reneg-sec wins", "reneg-sec 0\nreneg-sec 432000\n", func(t *testing.T, c *Config) {
+			if c.RenegInterval != 432000*time.Second {
+				t.Errorf("%v", c.RenegInterval)
+			}
+		}},
+		{"comp-lzo then compress lzo", "comp-lzo\ncompress lzo\n", func(t *testing.T, c *Config) {
+			if c.Compression.Mode != CompressLZO {
+				t.Errorf("%v", c.Compression.Mode)
+			}
+		}},
+		{"proto tcp-client then udp", "proto tcp-client\nproto udp\n", func(t *testing.T, c *Config) {
+			if c.Connections[0].Proto != ProtoUDP || !c.Connections[0].Bind {
+				t.Errorf("%+v", c.Connections[0])
+			}
+		}},
+		{"remote-cert-tls then eku keeps the key usage part", "remote-cert-tls server\nremote-cert-eku 1.2.3\n", func(t *testing.T, c *Config) {
+			if c.RemoteCertTLS != "" || c.RemoteCertEKU != "1.2.3" || !slices.Equal(c.RemoteCertKU, []uint16{KURequired}) {
+				t.Errorf("tls %q eku %q ku %v", c.RemoteCertTLS, c.RemoteCertEKU, c.RemoteCertKU)
+			}
+		}},
+		{"remote-cert-tls then ku keeps the extended key usage part", "remote-cert-tls server\nremote-cert-ku a0\n", func(t *testing.T, c *Config) {
+			if c.RemoteCertTLS != "" || c.RemoteCertEKU != oidServerAuth || !slices.Equal(c.RemoteCertKU, []uint16{0xa0}) {
+				t.Errorf("tls %q eku %q ku %v", c.RemoteCertTLS, c.RemoteCertEKU, c.RemoteCertKU)
+			}
+		}},
+		{"remote-cert-ku then remote-cert-tls", "remote-cert-ku a0\nremote-cert-eku 1.2.3\nremote-cert-tls server\n", func(t *testing.T, c *Config) {
+			if c.RemoteCertTLS != "server" || c.RemoteCertEKU != "" || c.RemoteCertKU != nil {
+				t.Errorf("tls %q eku %q ku %v", c.RemoteCertTLS, c.RemoteCertEKU, c.RemoteCertKU)
+			}
+		}},
+		{"ns-cert-type", "ns-cert-type server\n", func(t *testing.T, c *Config) {
+			if c.NSCertType != "server" {
+				t.Errorf("%q", c.NSCertType)
+			}
+		}},
+		{"tls-auth file then inline keeps the direction", "tls-auth missing.key 1\n<tls-auth>\n" + readKey(t, "ta.key") + "</tls-auth>\n", func(t *testing.T, c *Config) {
+			if c.TLSWrap.Mode != WrapTLSAuth || c.TLSWrap.Direction != KeyDir1 {
+				t.Errorf("%+v", c.TLSWrap)
+			}
+		}},
+		{"cipher appended to the default list", "cipher AES-192-CBC\n", func(t *testing.T, c *Config) {
+			if !slices.Equal(c.DataCiphers, []string{"AES-256-GCM", "AES-128-GCM", "CHACHA20-POLY1305", "AES-192-CBC"}) {
+				t.Errorf("%v", c.DataCiphers)
+			}
+		}},
+		{"cipher not appended to an explicit list", "data-ciphers AES-128-CBC\ncipher AES-192-CBC\n", func(t *testing.T, c *Config) {
+			if !slices.Equal(c.DataCiphers, []string{"AES-128-CBC"}) {
+				t.Errorf("%v", c.DataCiphers)
+			}
+		}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -300,6 +373,15 @@ func checkFixpoint(t *testing.T, c *Config) {
 	if out2 := c2.Format(); !bytes.Equal(out, out2) {
 		t.Fatalf("printing is not a fixpoint:\n%s", cmp.Diff(string(out), string(out2)))
 	}
+	if d := modelDiff(c, c2); d != "" {
+		t.Fatalf("the printed profile means something else (-original +printed):\n%s\n---\n%s", d, out)
+	}
+}
+
+// modelDiff compares two parsed profiles by meaning: every exported field, certificates and
+// keys by value (their Equal methods); the printer's own sources are left out.
+func modelDiff(a, b *Config) string {
+	return cmp.Diff(a, b, cmpopts.IgnoreUnexported(Config{}), cmpopts.EquateEmpty(), cmpopts.EquateComparable(netip.Addr{}, netip.Prefix{}, netip.AddrPort{}))
 }
 
 // TestErrors checks error messages, including those that name both lines of a conflict.
@@ -308,34 +390,30 @@ func TestErrors(t *testing.T) {
 		name, text, want string
 	}{
 		{"tls-client without pull", strings.Replace(base, "client\n", "tls-client\n", 1), "test.conf: tls-client without pull (peer-to-peer TLS mode) is not supported"},
+		{"static-challenge format", base + "static-challenge OTP 0 base64\n", "test.conf:6: static-challenge: unknown format \"base64\" (want scrv1 or concat)"},
+		{"static-challenge echo", base + "static-challenge OTP yes\n", "test.conf:6: static-challenge: ECHO must be 0 or 1, not \"yes\""},
 		{"unknown directive", base + "frobnicate\n", "test.conf:6: unknown directive \"frobnicate\""},
 		{"ignore-unknown-option", base + "ignore-unknown-option frob\nfrob 1\nfrab\n", "test.conf:8: unknown directive \"frab\""},
 		{"wrong arg count", base + "ping\n", "test.conf:6: ping: wrong number of arguments; usage: ping SECONDS"},
 		{"bad number", base + "ping x\n", "test.conf:6: ping: \"x\" is not a number"},
-		{"two devs", base + "dev tun1\n", "test.conf:6: dev tun1 conflicts with dev tun on line 2"},
-		{"same dev twice is fine but different proto is not", base + "dev tun\nproto udp\nproto tcp\n", "test.conf:8: proto tcp conflicts with proto udp on line 7"},
 		{"tls-auth and tls-crypt", base + "tls-auth ta.key 1\ntls-crypt ta.key\n", "test.conf:7: tls-crypt ta.key conflicts with tls-auth ta.key 1 on line 6"},
 		{"keepalive and ping", base + "keepalive 10 60\nping 20\n", "test.conf:7: ping 20 conflicts with keepalive 10 60 on line 6"},
 		{"ping-restart and ping-exit", base + "ping-restart 60\nping-exit 60\n", "test.conf:7: ping-exit 60 conflicts with ping-restart 60 on line 6"},
-		{"comp-lzo and compress", base + "comp-lzo no\ncompress lz4\n", "test.conf:7: compress lz4 conflicts with comp-lzo no on line 6"},
-		{"nobind and bind", base + "nobind\nbind\n", "test.conf:7: bind conflicts with nobind on line 6"},
 		{"key-direction conflict", base + "tls-auth ta.key 0\nkey-direction 1\n", "test.conf:7: key-direction 1 conflicts with the direction 0 given by tls-auth on line 6"},
 		{"cert without key", base + "cert client.crt\n", "test.conf:6: cert given without key"},
 		{"key mismatch", base + "cert client.crt\nkey other.key\n", "test.conf:7: key other.key does not match the certificate client.crt on line 6"},
 		{"pkcs12 and cert", base + "pkcs12 client.p12\ncert client.crt\nkey client.key\n", "test.conf:7: cert conflicts with pkcs12 on line 6"},
 		{"wrong pem for key", base + "cert client.crt\nkey ca.crt\n", "test.conf:7: key: ca.crt: PEM type is \"CERTIFICATE\", want a private key"},
-		{"static key for tls-crypt-v2", base + "tls-crypt-v2 ta.key\n", `test.conf:6: tls-crypt-v2: ta.key: parsing tls-crypt-v2 client key: this is a PEM "OpenVPN Static key V1", not "OpenVPN tls-crypt-v2 client key"`},
+		{"static key for tls-crypt-v2", base + "tls-crypt-v2 ta.key\n", `test.conf:6: tls-crypt-v2: ta.key: parsing tls-crypt-v2 client key: this is an "OpenVPN Static key V1" (a tls-auth or tls-crypt key), not an "OpenVPN tls-crypt-v2 client key"; use it with tls-crypt`},
+		{"tls-cipher of unknown names only", base + "tls-cipher FOO-BAR:BAZ-QUX\n", `test.conf:6: tls-cipher: no cipher suite in "FOO-BAR:BAZ-QUX" is known`},
+		{"tls-cipher only dhe with tls-version-max 1.2", base + "tls-version-max 1.2\ntls-cipher DHE-RSA-AES128-GCM-SHA256\n", "test.conf:7: tls-cipher leaves no suite for TLS 1.2 and below, and tls-version-max 1.2 rules out TLS 1.3"},
+		{"removed option", base + "ncp-disable\n", "test.conf:6: ncp-disable is not supported: removed in OpenVPN 2.6; ignore-unknown-option ncp-disable skips it"},
+		{"ns-cert-type value", base + "ns-cert-type peer\n", `test.conf:6: ns-cert-type: want server or client, not "peer"`},
 		{"compression refused", base + "allow-compression no\ncomp-lzo yes\n", "test.conf:7: comp-lzo yes conflicts with allow-compression no"},
 		{"v2 key as tls-auth", base + "tls-auth tc2-client.key\n", `test.conf:6: tls-auth: tc2-client.key: parsing static key: this is a PEM "OpenVPN tls-crypt-v2 client key", not an OpenVPN static key`},
 		{"missing file", base + "cert nope.crt\nkey client.key\n", "test.conf:6: cert: nope.crt: file does not exist"},
-		{"remote-cert-tls and eku", base + "remote-cert-tls server\nremote-cert-eku 1.2.3\n", "test.conf:7: remote-cert-eku conflicts with remote-cert-tls on line 6"},
-		{"remote-cert-tls then ku", base + "remote-cert-tls server\nremote-cert-ku a0\n", "test.conf:7: remote-cert-ku: conflicts with remote-cert-tls on line 6"},
-		{"remote-cert-ku then tls", base + "remote-cert-ku a0\nremote-cert-tls server\n", "test.conf:7: remote-cert-tls: conflicts with remote-cert-ku on line 6"},
 		{"remote-cert-ku not hex", base + "remote-cert-ku a0 zz\n", `test.conf:6: remote-cert-ku: key usage "zz" is not a hex number`},
-		{"tls-cipher unknown", base + "tls-cipher ECDHE-RSA-AES256-GCM-SHA384:FOO-BAR\n", `test.conf:6: tls-cipher: unknown TLS cipher suite "FOO-BAR"`},
 		{"tls-cipher rule", base + "tls-cipher HIGH:!aNULL\n", `test.conf:6: tls-cipher: OpenSSL cipher rule "HIGH" is not supported`},
-		{"tls-cipher only dhe", base + "tls-cipher TLS-DHE-RSA-WITH-AES-256-GCM-SHA384:DHE-RSA-AES128-GCM-SHA256\n", "test.conf:6: tls-cipher: no cipher suite in"},
-		{"tls-cipher tls13 suite", base + "tls-cipher TLS_AES_128_GCM_SHA256\n", "test.conf:6: tls-cipher: TLS_AES_128_GCM_SHA256 is a TLS 1.3 suite"},
 		{"tls-ciphersuites unknown", base + "tls-ciphersuites TLS_AES_256_GCM_SHA384:TLS_FOO\n", `test.conf:6: tls-ciphersuites: unknown TLS 1.3 cipher suite "TLS_FOO"`},
 		{"tls-ciphersuites only ccm", base + "tls-ciphersuites TLS_AES_128_CCM_SHA256\n", "test.conf:6: tls-ciphersuites: no cipher suite in"},
 		{"tls-ciphersuites tls12 suite", base + "tls-ciphersuites ECDHE-RSA-AES256-GCM-SHA384\n", "test.conf:6: tls-ciphersuites: unknown TLS 1.3 cipher suite"},
@@ -356,8 +434,7 @@ func TestErrors(t *testing.T) {
 		{"no credentials", "client\ndev tun\nremote a\nca ca.crt\n", "test.conf: no client credentials"},
 		{"custom dev needs type", "client\ndev vpn0\nremote a\nca ca.crt\nauth-user-pass\n", "test.conf:2: cannot tell the type of device \"vpn0\""},
 		{"bad fingerprint", base + "peer-fingerprint AB:CD\n", "test.conf:6: peer-fingerprint: fingerprint \"AB:CD\" is not 32"},
-		{"encrypted key", base + "cert client.crt\n<key>\n-----BEGIN ENCRYPTED PRIVATE KEY-----\nAAAA\n-----END ENCRYPTED PRIVATE KEY-----\n</key>\n", "encrypted private keys are not supported"},
-		{"removed option", base + "ns-cert-type server\n", "test.conf:6: ns-cert-type is not supported: removed in OpenVPN 2.5"},
+		{"encrypted key", base + "cert client.crt\n<key>\n-----BEGIN ENCRYPTED PRIVATE KEY-----\nAAAA\n-----END ENCRYPTED PRIVATE KEY-----\n</key>\n", "private key (inline block on line 7) is encrypted and there is no passphrase for it: ovpnctl up and ovpnd run ask for it"},
 		{"tls-version-max too low", base + "tls-version-max 1.1\n", "test.conf:6: tls-version-max: TLS 1.1 is below"},
 	}
 	for _, tc := range tests {
@@ -388,7 +465,21 @@ func TestWarnings(t *testing.T) {
 		{"script", "script-security 2\n", "test.conf:6: warning: ignoring script-security: ovpnd never runs scripts"},
 		{"up", "up /etc/openvpn/up.sh\n", "test.conf:6: warning: ignoring up:"},
 		{"windows", "block-outside-dns\n", "test.conf:6: warning: ignoring block-outside-dns: Windows only"},
-		{"legacy cipher appended", "cipher AES-256-CBC\n", "test.conf:6: warning: cipher AES-256-CBC is not in data-ciphers; appending it"},
+		{"legacy cipher appended", "cipher AES-256-CBC\n", "test.conf:6: warning: cipher AES-256-CBC is not in the default data-ciphers; appending it"},
+		{"cipher missing from explicit data-ciphers", "data-ciphers AES-128-CBC\ncipher AES-192-CBC\n", "test.conf:7: warning: DEPRECATED OPTION: --cipher set to 'AES-192-CBC' but missing in --data-ciphers (AES-128-CBC) on line 6. OpenVPN ignores --cipher for cipher negotiations."},
+		{"ns-cert-type", "ns-cert-type server\n", "test.conf:6: warning: ns-cert-type is DEPRECATED; use remote-cert-tls instead (still enforced)"},
+		{"ignore-unknown-option for a removed option", "ignore-unknown-option ncp-disable\nncp-disable\n", "test.conf:7: warning: ignoring ncp-disable (listed in ignore-unknown-option)"},
+		{"proxy retry", "http-proxy-retry\nsocks-proxy-retry\n", "test.conf:7: warning: ignoring socks-proxy-retry: deprecated"},
+		{"tls-cipher unknown name", "tls-cipher ECDHE-RSA-AES256-GCM-SHA384:FOO-BAR\n", `test.conf:6: warning: tls-cipher: dropping unknown cipher suite "FOO-BAR"`},
+		{"tls-cipher tls13 name", "tls-cipher TLS_AES_128_GCM_SHA256:ECDHE-RSA-AES256-GCM-SHA384\n", "test.conf:6: warning: tls-cipher: dropping TLS_AES_128_GCM_SHA256: it is a TLS 1.3 suite"},
+		{"tls-cipher only dhe", "tls-cipher TLS-DHE-RSA-WITH-AES-256-GCM-SHA384:DHE-RSA-AES128-GCM-SHA256\n", "test.conf:6: warning: tls-cipher: no suite in the list is left for TLS 1.2 and below; only TLS 1.3 can be negotiated"},
+		{"dev twice", "dev tun1\n", "test.conf:6: warning: dev tun1 overrides dev tun on line 2 (the later line wins, as in OpenVPN)"},
+		{"proto twice", "proto tcp-client\nproto tcp\n", "test.conf:7: warning: proto tcp overrides proto tcp-client on line 6"},
+		{"comp-lzo then compress", "comp-lzo\ncompress lzo\n", "test.conf:7: warning: compress lzo overrides comp-lzo on line 6"},
+		{"reneg-sec twice", "reneg-sec 0\nreneg-sec 432000\n", "test.conf:7: warning: reneg-sec 432000 overrides reneg-sec 0 on line 6"},
+		{"remote-cert-tls then eku", "remote-cert-tls server\nremote-cert-eku 1.2.3\n", "test.conf:7: warning: remote-cert-eku 1.2.3 overrides the extended key usage check of remote-cert-tls server on line 6"},
+		{"remote-cert-ku then tls", "remote-cert-ku a0\nremote-cert-tls server\n", "test.conf:7: warning: remote-cert-tls server overrides remote-cert-ku a0 on line 6"},
+		{"ca file then inline", "<ca>\n" + readKey(t, "ca.crt") + "</ca>\n", "test.conf:6: warning: <ca> overrides ca ca.crt on line 4"},
 		{"unknown cipher", "cipher BF-CBC\n", "test.conf:6: warning: cipher BF-CBC is not supported by ovpnd"},
 		{"tls-auth bidi", "tls-auth ta.key\n", "test.conf:6: warning: tls-auth without a key direction"},
 		{"key-direction with tls-crypt", "tls-crypt ta.key\nkey-direction 1\n", "test.conf:7: warning: key-direction has no effect with tls-crypt"},
@@ -655,13 +746,14 @@ func TestTLSCipherList(t *testing.T) {
 }
 
 func FuzzTLSCipherList(f *testing.F) {
-	for _, s := range []string{"DEFAULT:@SECLEVEL=0", "ECDHE-RSA-AES256-GCM-SHA384", "TLS-ECDHE-RSA-WITH-AES-128-GCM-SHA256", "HIGH:!aNULL", ":::", "TLS_AES_128_GCM_SHA256", "-", "!"} {
+	for _, s := range []string{"DEFAULT:@SECLEVEL=0", "ECDHE-RSA-AES256-GCM-SHA384", "TLS-ECDHE-RSA-WITH-AES-128-GCM-SHA256", "HIGH:!aNULL", ":::", "TLS_AES_128_GCM_SHA256", "-", "!", "DHE-RSA-AES256-SHA:FOO-BAR"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, list string) {
-		for _, fn := range []func(string) ([]uint16, []string, error){TLSCipherList, TLS13CipherList} {
+		for i, fn := range []func(string) ([]uint16, []string, error){TLSCipherList, TLS13CipherList} {
 			ids, _, err := fn(list)
-			if err == nil && (len(ids) == 0 || len(ids) > maxSuiteList) {
+			// An empty TLS 1.2 list without an error means "TLS 1.3 only".
+			if err == nil && ((i == 1 && len(ids) == 0) || len(ids) > maxSuiteList) {
 				t.Errorf("%q: %d suites without an error", list, len(ids))
 			}
 			for _, id := range ids {

@@ -1,11 +1,14 @@
 package config
 
 import (
+	"bytes"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
 	"github.com/ovpnd/ovpnd/engine/statickey"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -34,6 +37,10 @@ type directive struct {
 	inline bool // may be an inline <name> block
 	conn   bool // allowed inside <connection>
 	apply  func(p *parser, s *scope, it *item) error
+
+	// removed marks a refused directive that OpenVPN 2.6 no longer knows either, so that
+	// ignore-unknown-option covers it as it does in OpenVPN.
+	removed bool
 }
 
 // table is the single source of truth: Parse, ParsePush and the docs test all read it.
@@ -63,6 +70,13 @@ func ign(name, why string) *directive {
 
 func ref(name, why string) *directive {
 	return &directive{name: name, syntax: name + " ...", doc: why, status: refused, max: -1}
+}
+
+// gone is a directive OpenVPN 2.6 removed: refused, unless ignore-unknown-option lists it.
+func gone(name, why string) *directive {
+	d := ref(name, why+"; ignore-unknown-option "+name+" skips it, as in OpenVPN 2.6")
+	d.removed = true
+	return d
 }
 
 func pushonly(name, syntax, doc string) *directive {
@@ -174,19 +188,19 @@ func directives() []*directive {
 		sup("verify-x509-name", "verify-x509-name NAME [subject|name|name-prefix]", 1, 2, "Check the server certificate's subject or common name.", applyVerifyX509Name),
 		sup("remote-cert-tls", "remote-cert-tls server|client", 1, 1, "Require a key usage extension and the TLS Web Server (or, for client, TLS Web Client) extended key usage on the server certificate.", applyRemoteCertTLS),
 		sup("remote-cert-eku", "remote-cert-eku OID|NAME", 1, 1, "Require this extended key usage on the server certificate.", applyRemoteCertEKU),
-		sup("remote-cert-ku", "remote-cert-ku [HEX...]", 0, maxRemoteCertKU, "Require a key usage extension on the server certificate whose value (OpenSSL bit order: digitalSignature 80, nonRepudiation 40, keyEncipherment 20, dataEncipherment 10, keyAgreement 08, keyCertSign 04, cRLSign 02, encipherOnly 01) contains all bits of one of the values; without values the extension only has to be present. Cannot be combined with remote-cert-tls.", applyRemoteCertKU),
-		ref("ns-cert-type", "removed in OpenVPN 2.5; use remote-cert-tls server"),
+		sup("remote-cert-ku", "remote-cert-ku [HEX...]", 0, maxRemoteCertKU, "Require a key usage extension on the server certificate whose value (OpenSSL bit order: digitalSignature 80, nonRepudiation 40, keyEncipherment 20, dataEncipherment 10, keyAgreement 08, keyCertSign 04, cRLSign 02, encipherOnly 01) contains all bits of one of the values; without values the extension only has to be present. After remote-cert-tls it replaces that line's key usage check (and remote-cert-eku its extended key usage check), as in OpenVPN.", applyRemoteCertKU),
+		sup("ns-cert-type", "ns-cert-type server|client", 1, 1, "Deprecated (OpenVPN 2.6 warns and still enforces it; use remote-cert-tls): the server certificate must pass OpenSSL's SSL server (or client) purpose check, that is an extended key usage, Netscape certificate type and key usage that allow the purpose where present, or else carry the Netscape certificate type bit for it.", applyNSCertType),
 		ref("tls-verify", "ovpnd never runs scripts and will not skip a verification step; use verify-x509-name or peer-fingerprint"),
-		ref("crl-verify", "certificate revocation lists are not supported"),
+		withInline(sup("crl-verify", "crl-verify FILE [dir] | <crl-verify>", 0, 2, "Certificate revocation lists (PEM or DER) checked against every certificate of the server's chain at each TLS handshake, as OpenSSL does for OpenVPN: each needs a valid list from its issuer, and a revoked or expired-list chain is refused. ovpnd run and ovpnd instance re-read FILE when it changes; ovpnctl up sends the lists inline. With dir, a file in DIR named by a certificate's decimal serial number revokes it (ovpnd run and ovpnd instance only: the daemon cannot be sent a directory).", applyCRLVerify)),
 		ref("verify-hash", "not supported; use peer-fingerprint"),
 		ref("capath", "not supported; use ca"),
-		ref("askpass", "encrypted private keys are not supported; decrypt the key file"),
+		sup("askpass", "askpass [FILE]", 0, 1, "Passphrase of an encrypted key or PKCS#12 bundle: the first line of FILE; without FILE (or without askpass) ovpnctl up and ovpnd run ask on the terminal, and ovpnd instance reads the systemd credential askpass. Only the decrypted key ever reaches the daemon, and --print writes it decrypted.", applyAskpass),
 		ref("pkcs11-providers", "PKCS#11 tokens are not supported"),
 		ref("pkcs11-id", "PKCS#11 tokens are not supported"),
 		ref("cryptoapicert", "Windows certificate store only"),
 		ref("management-external-key", "external keys are not supported"),
 		ref("management-external-cert", "external certificates are not supported"),
-		ref("static-challenge", "challenge/response authentication is not supported"),
+		sup("static-challenge", "static-challenge TEXT ECHO [scrv1|concat]", 2, 3, "Ask for a one-time code with the password, showing TEXT (ECHO 1: the code is echoed); sent as SCRV1 or appended to the password (concat).", applyStaticChallenge),
 
 		// Control channel.
 		withInline(sup("tls-auth", "tls-auth FILE [0|1] | <tls-auth>", 0, 2, "HMAC-protect the control channel with an OpenVPN static key.", applyWrap(WrapTLSAuth))),
@@ -214,14 +228,14 @@ func directives() []*directive {
 		sup("data-ciphers-fallback", "data-ciphers-fallback CIPHER", 1, 1, "Cipher for servers that cannot negotiate.", applyFallback),
 		sup("cipher", "cipher CIPHER", 1, 1, "Legacy cipher; appended to data-ciphers when supported and missing (as OpenVPN 2.6 does).", applyCipher),
 		sup("auth", "auth DIGEST", 1, 1, "HMAC digest for tls-auth and CBC ciphers (default SHA1).", applyAuth),
-		ref("ncp-disable", "removed in OpenVPN 2.6"),
-		ref("keysize", "removed in OpenVPN 2.6"),
+		gone("ncp-disable", "removed in OpenVPN 2.6"),
+		gone("keysize", "removed in OpenVPN 2.6"),
 		ref("no-replay", "disabling replay protection is not supported"),
 		sup("replay-window", "replay-window N [SECONDS]", 1, 2, "Data-channel replay window size in packets (default 64). The time part (default 15) is not applied: ovpnd's data-channel window checks packet ids only, so a SECONDS other than 15 draws a warning.", applyReplayWindow),
 		sup("comp-lzo", "comp-lzo [yes|no|adaptive]", 0, 1, "LZO compression framing; ovpnd never compresses, and decompresses only with allow-compression.", applyCompression),
 		sup("compress", "compress [stub|stub-v2|lzo|lz4|lz4-v2]", 0, 1, "Compression framing; ovpnd never compresses, and decompresses only with allow-compression.", applyCompression),
 		sup("allow-compression", "allow-compression no|asym|yes", 1, 1, "Whether compressed packets from the server are accepted (default asym: decompress, never compress; yes behaves as asym; no drops them).", applyAllowCompression),
-		ref("fragment", "internal fragmentation is not supported; use mssfix and a smaller tun-mtu"),
+		sup("fragment", "fragment BYTES [mtu]", 1, 2, "UDP only: OpenVPN's data-channel fragmentation, both ways; data packets larger than BYTES of UDP payload (with mtu: of IP datagram) are sent in pieces and the server's pieces are reassembled. The server must use fragment too. Without an mssfix value, mssfix defaults to \"BYTES mtu\" as in OpenVPN.", applyFragment),
 
 		// Keepalive.
 		sup("ping", "ping SECONDS", 1, 1, "Send a keepalive after this much silence (default 0 = never).", applyPing),
@@ -267,10 +281,11 @@ func directives() []*directive {
 		ign("dev-node", "ovpnd opens /dev/net/tun"),
 		ign("lladdr", "only meaningful for tap devices"),
 		ign("iproute", "ovpnd configures the network through netlink"),
-		ref("http-proxy", "proxies are not supported"),
-		ref("http-proxy-option", "proxies are not supported"),
-		ref("socks-proxy", "proxies are not supported"),
-		ref("http-proxy-user-pass", "proxies are not supported"),
+		sup("http-proxy", "http-proxy HOST PORT [AUTHFILE|stdin|auto|auto-nct] [none|basic]", 2, 4, "Connect through an HTTP proxy with CONNECT (TCP only). With AUTHFILE (username and password lines, or an inline <http-proxy-user-pass>) Basic credentials go with the request; stdin asks for them; auto answers the proxy's Basic challenge, asking when no credentials are given; auto-nct refuses clear-text Basic. NTLM is refused. The bypass route goes to the proxy.", applyHTTPProxy),
+		sup("http-proxy-option", "http-proxy-option VERSION 1.0|1.1 | AGENT STRING | CUSTOM-HEADER NAME [CONTENT]", 2, 3, "HTTP version (default 1.0; 1.1 adds a Host header), User-Agent and extra headers (EXT1/EXT2 are other names of CUSTOM-HEADER; at most 10) of the CONNECT request.", applyHTTPProxyOption),
+		sup("socks-proxy", "socks-proxy HOST [PORT] [AUTHFILE|stdin]", 1, 3, "Connect through a SOCKS5 proxy (port 1080 by default): CONNECT for TCP, UDP ASSOCIATE for UDP (IPv4, as in OpenVPN). AUTHFILE holds a username and password for RFC 1929 authentication; stdin asks for them. The bypass route goes to the proxy.", applySOCKSProxy),
+		withInline(sup("http-proxy-user-pass", "http-proxy-user-pass FILE | <http-proxy-user-pass>", 0, 1, "The HTTP proxy's username and password (overrides http-proxy's AUTHFILE).", applyHTTPProxyUserPass)),
+		withInline(sup("socks-proxy-user-pass", "<socks-proxy-user-pass>", 0, 0, "ovpnd's inline form of socks-proxy credentials, which --print writes (OpenVPN reads them only from a file).", applySOCKSProxyUserPass)),
 		ref("client-nat", "not supported"),
 		ref("ifconfig-pool", "server option"),
 		ref("push", "server option"),
@@ -333,6 +348,8 @@ func directives() []*directive {
 		ign("mark", "ovpnd marks its own packets for routing"),
 		ign("auth-user-pass-optional", "server option"),
 		ign("comp-noadapt", "ovpnd never compresses"),
+		ign("http-proxy-retry", "deprecated and without effect in OpenVPN 2.6 (a failed proxy connection is retried like any other)"),
+		ign("socks-proxy-retry", "deprecated and without effect in OpenVPN 2.6 (a failed proxy connection is retried like any other)"),
 		sup("verb", "verb 0-11", 1, 1, "Log verbosity (default 1); a later verb overrides an earlier one.", applyVerb),
 		sup("mute", "mute N", 1, 1, "Log at most N consecutive lines of the same kind, then count the rest (0: no limit); ovpnd also rate-limits its log.", applyMute),
 		sup("ignore-unknown-option", "ignore-unknown-option NAME...", 1, -1, "Warn about the listed unknown directives instead of failing.", applyIgnoreUnknown),
@@ -484,6 +501,11 @@ func applyKey(p *parser, s *scope, it *item) error {
 		return err
 	}
 	k, norm, err := parseKey(data)
+	if errors.Is(err, errKeyEncrypted) {
+		// Decrypted in finish, once askpass (which may come later) is known.
+		p.encKey = data
+		return nil
+	}
 	if err != nil {
 		return materialErr(it, err)
 	}
@@ -513,6 +535,10 @@ func applyPKCS12(p *parser, s *scope, it *item) error {
 		}
 	}
 	k, cert, cas, err := parsePKCS12(data)
+	if errors.Is(err, errKeyEncrypted) {
+		p.encP12 = data
+		return nil
+	}
 	if err != nil {
 		return materialErr(it, err)
 	}
@@ -541,6 +567,62 @@ func applyAuthUserPass(p *parser, s *scope, it *item) error {
 	return nil
 }
 
+func applyCRLVerify(p *parser, s *scope, it *item) error {
+	if !p.once(s, it, it.name, it.argString()) {
+		return nil
+	}
+	if !it.isInline && len(it.args) == 2 {
+		if it.args[1] != "dir" {
+			return fmt.Errorf("unknown flag %q (want dir)", it.args[1])
+		}
+		if p.dir == "" {
+			return errors.New("crl-verify DIR dir needs the profile's own folder: only ovpnd run and ovpnd instance can use it (the daemon cannot be sent a directory; give a CRL file instead)")
+		}
+		d := it.args[0]
+		if !filepath.IsAbs(d) {
+			d = filepath.Join(p.dir, d)
+		}
+		if st, err := os.Stat(d); err != nil || !st.IsDir() {
+			return fmt.Errorf("%s is not a directory", d)
+		}
+		p.cfg.CRL = &CRL{Dir: d}
+		return nil
+	}
+	if it.isInline && len(it.args) > 0 {
+		return fmt.Errorf("unexpected argument %q after the inline block", it.args[0])
+	}
+	data, err := p.material(it)
+	if err != nil {
+		return err
+	}
+	norm, err := ParseCRLs(data)
+	if err != nil {
+		return materialErr(it, err)
+	}
+	r := &CRL{PEM: norm}
+	if !it.isInline && p.dir != "" {
+		r.Path = it.args[0]
+		if !filepath.IsAbs(r.Path) {
+			r.Path = filepath.Join(p.dir, r.Path)
+		}
+	}
+	p.cfg.CRL = r
+	return nil
+}
+
+func applyAskpass(p *parser, s *scope, it *item) error {
+	if !p.once(s, it, it.name, it.argString()) || len(it.args) == 0 {
+		return nil
+	}
+	data, err := p.material(it)
+	if err != nil {
+		return err
+	}
+	line, _, _ := bytes.Cut(data, []byte("\n"))
+	p.askpass = bytes.TrimSuffix(line, []byte("\r"))
+	return nil
+}
+
 func applyAuthRetry(p *parser, s *scope, it *item) error {
 	for i, n := range authRetryNames {
 		if it.args[0] == n {
@@ -551,6 +633,35 @@ func applyAuthRetry(p *parser, s *scope, it *item) error {
 		}
 	}
 	return fmt.Errorf("unknown policy %q (want none, nointeract or interact)", it.args[0])
+}
+
+// maxChallengeText bounds the static-challenge prompt text.
+const maxChallengeText = 1024
+
+func applyStaticChallenge(p *parser, s *scope, it *item) error {
+	sc := &StaticChallenge{Text: it.args[0]}
+	if len(sc.Text) > maxChallengeText {
+		return fmt.Errorf("text is longer than %d bytes", maxChallengeText)
+	}
+	// OpenVPN reads ECHO with atoi: any non-zero number echoes.
+	n, err := strconv.Atoi(it.args[1])
+	if err != nil {
+		return fmt.Errorf("ECHO must be 0 or 1, not %q", it.args[1])
+	}
+	sc.Echo = n != 0
+	if len(it.args) == 3 {
+		switch it.args[2] {
+		case "scrv1":
+		case "concat":
+			sc.Concat = true
+		default:
+			return fmt.Errorf("unknown format %q (want scrv1 or concat)", it.args[2])
+		}
+	}
+	if p.once(s, it, it.name, strings.Join(it.args, " ")) {
+		p.cfg.StaticChallenge = sc
+	}
+	return nil
 }
 
 func applyPeerFingerprint(p *parser, s *scope, it *item) error {
@@ -600,20 +711,68 @@ func applyRemoteCertTLS(p *parser, s *scope, it *item) error {
 	if it.args[0] == "client" {
 		p.warnf(it.line, "remote-cert-tls client expects the server to present a client certificate; this is almost always a mistake for a client profile")
 	}
-	if ku := s.seen["remote-cert-ku"]; ku.it != nil {
-		return fmt.Errorf("conflicts with remote-cert-ku on line %d (remote-cert-tls already sets the key usage check)", ku.it.line)
-	}
 	if p.once(s, it, it.name, it.args[0]) {
+		// remote-cert-tls sets both the key usage and the extended key usage checks, so it
+		// replaces an earlier remote-cert-ku or remote-cert-eku (OpenVPN: the later line wins).
+		for _, k := range []string{"remote-cert-ku", "remote-cert-eku"} {
+			if prev := s.seen[k]; prev.it != nil {
+				p.overrideWarning(it, prev.it)
+				delete(s.seen, k)
+			}
+		}
+		p.cfg.RemoteCertKU, p.cfg.RemoteCertEKU = nil, ""
 		p.cfg.RemoteCertTLS = it.args[0]
 		p.remoteCertTLSItem = it
 	}
 	return nil
 }
 
+// splitRemoteCertTLS handles remote-cert-ku or remote-cert-eku after remote-cert-tls: as in
+// OpenVPN the later line replaces its part of remote-cert-tls, and the other part stays.
+func (p *parser) splitRemoteCertTLS(it *item) {
+	if p.cfg.RemoteCertTLS == "" {
+		return
+	}
+	prev := p.remoteCertTLSItem
+	oid := oidServerAuth
+	if p.cfg.RemoteCertTLS == "client" {
+		oid = oidClientAuth
+	}
+	part := "key usage"
+	if it.name == "remote-cert-ku" {
+		p.cfg.RemoteCertEKU = oid
+	} else {
+		part = "extended key usage"
+		p.cfg.RemoteCertKU = []uint16{KURequired}
+	}
+	p.warnf(it.line, "%s overrides the %s check of %s on line %d (the later line wins, as in OpenVPN)", describe(it), part, describe(prev), prev.line)
+	p.cfg.RemoteCertTLS = ""
+	p.remoteCertTLSItem = nil
+	delete(p.global.seen, "remote-cert-tls")
+}
+
+// Extended key usages that remote-cert-tls server and client require.
+const (
+	oidServerAuth = "1.3.6.1.5.5.7.3.1"
+	oidClientAuth = "1.3.6.1.5.5.7.3.2"
+)
+
+func applyNSCertType(p *parser, s *scope, it *item) error {
+	if it.args[0] != "server" && it.args[0] != "client" {
+		return fmt.Errorf("want server or client, not %q", it.args[0])
+	}
+	if p.once(s, it, it.name, it.args[0]) {
+		// OpenVPN 2.6's own words for it.
+		p.warnf(it.line, "ns-cert-type is DEPRECATED; use remote-cert-tls instead (still enforced)")
+		p.cfg.NSCertType = it.args[0]
+	}
+	return nil
+}
+
 func applyRemoteCertEKU(p *parser, s *scope, it *item) error {
 	if p.once(s, it, it.name, it.args[0]) {
+		p.splitRemoteCertTLS(it)
 		p.cfg.RemoteCertEKU = it.args[0]
-		p.remoteCertEKUItem = it
 	}
 	return nil
 }
@@ -626,9 +785,6 @@ const KURequired = 0xFFFF
 const maxRemoteCertKU = 16
 
 func applyRemoteCertKU(p *parser, s *scope, it *item) error {
-	if p.remoteCertTLSItem != nil {
-		return fmt.Errorf("conflicts with remote-cert-tls on line %d (remote-cert-tls already sets the key usage check)", p.remoteCertTLSItem.line)
-	}
 	kus := []uint16{KURequired}
 	if len(it.args) > 0 {
 		kus = kus[:0]
@@ -641,6 +797,7 @@ func applyRemoteCertKU(p *parser, s *scope, it *item) error {
 		kus = append(kus, uint16(n))
 	}
 	if p.once(s, it, it.name, strings.Join(it.args, " ")) {
+		p.splitRemoteCertTLS(it)
 		p.cfg.RemoteCertKU = kus
 	}
 	return nil
@@ -697,9 +854,24 @@ func applyWrap(mode WrapMode) func(p *parser, s *scope, it *item) error {
 			kb := key.Bytes()
 			w.Key = kb[:]
 		}
+		if dir == KeyDirBidi && mode == WrapTLSAuth {
+			dir = p.overriddenDir
+		}
 		p.cfg.TLSWrap = w
 		p.wrapItem, p.wrapDir = it, dir
 		return nil
+	}
+}
+
+// noteOverriddenDirection keeps the key direction of a tls-auth line that a later one
+// replaces (OpenVPN sets the direction as it reads each line).
+func (p *parser) noteOverriddenDirection(it *item) {
+	a := it.args
+	if !it.isInline && len(a) > 0 {
+		a = a[1:]
+	}
+	if len(a) == 1 && (a[0] == "0" || a[0] == "1") {
+		p.overriddenDir = KeyDirection(a[0][0] - '0')
 	}
 }
 
@@ -1017,9 +1189,11 @@ func splitSuites(list string) ([]string, error) {
 
 // TLSCipherList translates a tls-cipher value (TLS 1.2 suites, colon-separated, as OpenVPN
 // accepts them: OpenSSL names or IANA names with dashes) into crypto/tls suite ids for
-// tls.Config.CipherSuites, in the order given. notes are warnings for what was dropped or is
-// insecure. Unknown names, OpenSSL rules and a list with no suite crypto/tls implements are
-// errors.
+// tls.Config.CipherSuites, in the order given. Like OpenSSL, which OpenVPN hands the list to,
+// it skips what it cannot use: suites crypto/tls lacks (DHE, CAMELLIA, ...), TLS 1.3 names and
+// names it does not know are dropped, each with a note. An empty ids with a nil error means
+// that nothing is left for TLS 1.2 and below, so only TLS 1.3 can be negotiated. OpenSSL
+// rules (HIGH, !aNULL) and a list that names no cipher suite at all are errors.
 func TLSCipherList(list string) (ids []uint16, notes []string, err error) {
 	entries, err := splitSuites(list)
 	if err != nil {
@@ -1036,10 +1210,12 @@ func TLSCipherList(list string) (ids []uint16, notes []string, err error) {
 			notes = append(notes, fmt.Sprintf("%s is an insecure cipher suite", cs.Name))
 		}
 	}
+	real := false // some entry names a real cipher suite
 	for _, e := range entries {
 		up := strings.ToUpper(e)
 		switch {
 		case up == "DEFAULT":
+			real = true
 			for _, cs := range tls.CipherSuites() {
 				if cs.SupportedVersions[0] != tls.VersionTLS13 {
 					add(cs)
@@ -1058,27 +1234,36 @@ func TLSCipherList(list string) (ids []uint16, notes []string, err error) {
 			iana = strings.ReplaceAll(up, "-", "_")
 			if cs, ok := goSuite(iana, false); ok {
 				add(cs)
+				real = true
 				continue
 			}
 		} else if id, ok := openSSLSuiteNames[up]; ok {
 			cs, _ := goSuite(tls.CipherSuiteName(id), false)
 			add(cs)
+			real = true
 			continue
 		}
 		known := false
 		for _, m := range missingSuites {
 			known = known || m[0] == up || m[1] == iana
 		}
-		if _, is13 := goSuite(iana, true); is13 {
-			return nil, nil, fmt.Errorf("%s is a TLS 1.3 suite; put it in tls-ciphersuites", e)
+		switch _, is13 := goSuite(iana, true); {
+		case is13:
+			real = true
+			notes = append(notes, fmt.Sprintf("dropping %s: it is a TLS 1.3 suite, which belongs in tls-ciphersuites", e))
+		case known:
+			real = true
+			notes = append(notes, fmt.Sprintf("dropping %s: crypto/tls does not implement it", e))
+		default:
+			notes = append(notes, fmt.Sprintf("dropping unknown cipher suite %q, as OpenSSL does (names look like ECDHE-RSA-AES256-GCM-SHA384 or TLS-ECDHE-RSA-WITH-AES-256-GCM-SHA384)", e))
 		}
-		if !known {
-			return nil, nil, fmt.Errorf("unknown TLS cipher suite %q (use OpenSSL names like ECDHE-RSA-AES256-GCM-SHA384 or IANA names like TLS-ECDHE-RSA-WITH-AES-256-GCM-SHA384)", e)
-		}
-		notes = append(notes, fmt.Sprintf("dropping %s: crypto/tls does not implement it", e))
+	}
+	if !real {
+		// OpenSSL refuses a list in which it finds no suite at all, and so does OpenVPN.
+		return nil, nil, fmt.Errorf("no cipher suite in %q is known", list)
 	}
 	if len(ids) == 0 {
-		return nil, nil, fmt.Errorf("no cipher suite in %q is implemented by crypto/tls", list)
+		notes = append(notes, "no suite in the list is left for TLS 1.2 and below; only TLS 1.3 can be negotiated")
 	}
 	return ids, notes, nil
 }

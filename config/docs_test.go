@@ -3,29 +3,39 @@ package config
 import (
 	"bytes"
 	"flag"
+	"io"
 	"os"
 	"strings"
 	"testing"
+
+	"github.com/ovpnd/ovpnd/engine/push"
 )
 
 var update = flag.Bool("update", false, "rewrite the generated part of docs/config.md")
 
 const docsPath = "../docs/config.md"
 
-// TestDocs checks that docs/config.md lists exactly the directive table.
+// TestDocs checks that docs/config.md lists exactly the directive table, and the refused
+// directives in its "Differences from OpenVPN 2.6" section.
 func TestDocs(t *testing.T) {
 	doc, err := os.ReadFile(docsPath)
 	if err != nil {
 		t.Fatal(err)
 	}
 	s := string(doc)
-	i, j := strings.Index(s, docsBegin), strings.Index(s, docsEnd)
-	if i < 0 || j < i {
-		t.Fatalf("%s lacks the %q and %q markers", docsPath, docsBegin, docsEnd)
+	want := s
+	for _, part := range []struct {
+		begin, end string
+		write      func(w io.Writer)
+	}{{docsBegin, docsEnd, writeDirectiveDocs}, {refusedBegin, refusedEnd, writeRefusedDocs}} {
+		i, j := strings.Index(want, part.begin), strings.Index(want, part.end)
+		if i < 0 || j < i {
+			t.Fatalf("%s lacks the %q and %q markers", docsPath, part.begin, part.end)
+		}
+		var gen bytes.Buffer
+		part.write(&gen)
+		want = want[:i+len(part.begin)] + "\n" + gen.String() + want[j:]
 	}
-	var gen bytes.Buffer
-	writeDirectiveDocs(&gen)
-	want := s[:i+len(docsBegin)] + "\n" + gen.String() + s[j:]
 	if want == s {
 		return
 	}
@@ -51,7 +61,7 @@ func TestTableConsistency(t *testing.T) {
 			t.Errorf("%s: inline but not an inline tag", d.name)
 		}
 	}
-	for name := range pushHandlers {
+	for _, name := range push.Names() {
 		if table[name] == nil {
 			t.Errorf("pushable %s is not in the directive table", name)
 		}

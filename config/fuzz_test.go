@@ -43,27 +43,6 @@ func FuzzParse(f *testing.F) {
 	})
 }
 
-// FuzzParsePushReply feeds arbitrary control messages to the push parser.
-func FuzzParsePushReply(f *testing.F) {
-	f.Add("PUSH_REPLY,route-gateway 10.8.0.1,topology subnet,ping 10,ping-restart 120,ifconfig 10.8.0.2 255.255.255.0,peer-id 0,cipher AES-256-GCM")
-	f.Add("PUSH_REPLY,route-ipv6 2001:db8::/32,dhcp-option DNS6 2001:db8::1,dns server 0 address [::1]:53,auth-token-user Ym9i,redirect-gateway def1 ipv6")
-	f.Add("PUSH_REPLY,dev tap,remote x,up /bin/sh,\"unterminated,push-continuation 2\x00")
-	f.Fuzz(func(t *testing.T, msg string) {
-		p, w, err := ParsePushReply(msg)
-		if err != nil {
-			return
-		}
-		if p == nil {
-			t.Fatal("nil Pushed without error")
-		}
-		for _, x := range w {
-			if x.File != PushSource {
-				t.Fatalf("warning from %q", x.File)
-			}
-		}
-	})
-}
-
 // FuzzParseMaterial feeds arbitrary bytes to the readers of the files and inline blocks a
 // profile names (certificates, keys, fingerprints, auth-user-pass). The daemon parses profiles
 // sent over D-Bus, so none of them may panic, and what they accept must be self-consistent.

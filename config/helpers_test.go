@@ -15,7 +15,8 @@ func material(t testing.TB) fstest.MapFS {
 	t.Helper()
 	fsys := fstest.MapFS{}
 	for _, n := range []string{"ca.crt", "client.crt", "client.key", "other.key", "rsa-client.crt", "rsa-client.key",
-		"ta.key", "tc2-client.key", "tc2-server.key", "client.p12", "client-pw.p12", "user.txt"} {
+		"ta.key", "tc2-client.key", "tc2-server.key", "client.p12", "client-pw.p12", "user.txt",
+		"client-pkcs8-enc.key", "client-scrypt-enc.key", "client-legacy-enc.key", "askpass.txt"} {
 		data, err := os.ReadFile(filepath.Join(keyDir, n))
 		if err != nil {
 			t.Fatal(err)

@@ -16,7 +16,8 @@ import (
 // change that shows up in review. ("connection FILE" fails its argument count before it could
 // read anything, and peer-fingerprint takes a fingerprint, not a file; both are checked below.)
 var knownFileDirectives = []string{
-	"auth-user-pass", "ca", "cert", "extra-certs", "key", "pkcs12", "tls-auth", "tls-crypt", "tls-crypt-v2",
+	"askpass", "auth-user-pass", "ca", "cert", "crl-verify", "extra-certs", "key", "pkcs12", "tls-auth", "tls-crypt", "tls-crypt-v2",
+	"http-proxy-user-pass",
 }
 
 // TestParseInlineRefusesEveryPath walks the whole directive table. For each directive and a

@@ -2,8 +2,9 @@ package config
 
 import (
 	"bytes"
-	"fmt"
 	"strings"
+
+	"github.com/ovpnd/ovpnd/engine/push"
 )
 
 // Limits on what the parser reads. They bound memory and time for hostile input; real profiles
@@ -23,8 +24,6 @@ const (
 	MaxConnections = 256
 	// MaxListEntries bounds every other list (routes, dhcp-options, pull-filters, ...).
 	MaxListEntries = 4096
-	// MaxPushReplySize bounds a PUSH_REPLY (continuations joined).
-	MaxPushReplySize = 64 << 10
 )
 
 // inlineTags are the blocks that may appear as <tag>...</tag>.
@@ -32,6 +31,7 @@ var inlineTags = map[string]bool{
 	"ca": true, "cert": true, "key": true, "pkcs12": true, "tls-auth": true, "tls-crypt": true,
 	"tls-crypt-v2": true, "auth-user-pass": true, "peer-fingerprint": true, "connection": true,
 	"extra-certs": true, "secret": true, "dh": true, "crl-verify": true, "http-proxy-user-pass": true,
+	"socks-proxy-user-pass": true,
 }
 
 // item is one directive as written: its name, its arguments and, when it was given as an inline
@@ -183,55 +183,8 @@ func openTag(s string) (string, bool) {
 	return tag, true
 }
 
-// splitWords splits one line into words. A # or ; that starts a word starts a comment.
+// splitWords splits one line into words with the tokenizer pushes use too (push.Words), so a
+// pull-filter pattern and the pushed option it filters are read the same way.
 func splitWords(line string) ([]string, error) {
-	var words []string
-	var cur strings.Builder
-	inWord := false
-	var quote byte
-	for i := 0; i < len(line); i++ {
-		c := line[i]
-		switch {
-		case quote == '\'':
-			if c == '\'' {
-				quote = 0
-			} else {
-				cur.WriteByte(c)
-			}
-		case c == '\\':
-			if i+1 >= len(line) {
-				return nil, fmt.Errorf("backslash at end of line")
-			}
-			i++
-			cur.WriteByte(line[i])
-			inWord = true
-		case quote == '"':
-			if c == '"' {
-				quote = 0
-			} else {
-				cur.WriteByte(c)
-			}
-		case c == '"' || c == '\'':
-			quote = c
-			inWord = true
-		case c == ' ' || c == '\t' || c == '\r' || c == '\v' || c == '\f':
-			if inWord {
-				words = append(words, cur.String())
-				cur.Reset()
-				inWord = false
-			}
-		case (c == '#' || c == ';') && !inWord:
-			return words, nil
-		default:
-			cur.WriteByte(c)
-			inWord = true
-		}
-	}
-	if quote != 0 {
-		return nil, fmt.Errorf("unterminated %c quote", quote)
-	}
-	if inWord {
-		words = append(words, cur.String())
-	}
-	return words, nil
+	return push.Words(line)
 }

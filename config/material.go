@@ -55,9 +55,17 @@ func encodeCerts(certs []*x509.Certificate) []byte {
 	return b.Bytes()
 }
 
+// errKeyEncrypted says that a key needs its passphrase.
+var errKeyEncrypted = errors.New("the private key is encrypted")
+
 // parseKey reads a PEM private key in PKCS#8, PKCS#1 or SEC 1 form. It returns the key and the
-// normalized PKCS#8 PEM.
+// normalized PKCS#8 PEM, or errKeyEncrypted for an encrypted key.
 func parseKey(data []byte) (crypto.Signer, []byte, error) {
+	return parseKeyWith(data, nil)
+}
+
+// parseKeyWith is parseKey that decrypts an encrypted key with pass (nil: errKeyEncrypted).
+func parseKeyWith(data, pass []byte) (crypto.Signer, []byte, error) {
 	rest := data
 	for {
 		var b *pem.Block
@@ -68,8 +76,15 @@ func parseKey(data []byte) (crypto.Signer, []byte, error) {
 		if b.Type == "EC PARAMETERS" {
 			continue
 		}
-		if _, enc := b.Headers["Proc-Type"]; enc || b.Type == "ENCRYPTED PRIVATE KEY" {
-			return nil, nil, errors.New("encrypted private keys are not supported; decrypt it with openssl pkey")
+		if isEncryptedKey(b) {
+			if pass == nil {
+				return nil, nil, errKeyEncrypted
+			}
+			der, typ, err := decryptKeyBlock(b, pass)
+			if err != nil {
+				return nil, nil, err
+			}
+			b = &pem.Block{Type: typ, Bytes: der}
 		}
 		var k any
 		var err error
@@ -136,16 +151,24 @@ func buildCert(chain []*x509.Certificate, extra []*x509.Certificate, key crypto.
 	return c
 }
 
-// parsePKCS12 decodes a PKCS#12 bundle without a password (OpenVPN would prompt; ovpnd's
-// profiles must be usable unattended).
+// parsePKCS12 decodes a PKCS#12 bundle without a password; a password-protected one gives
+// errKeyEncrypted.
 func parsePKCS12(der []byte) (crypto.Signer, *x509.Certificate, []*x509.Certificate, error) {
+	return parsePKCS12With(der, "")
+}
+
+// parsePKCS12With decodes a PKCS#12 bundle with its password.
+func parsePKCS12With(der []byte, password string) (crypto.Signer, *x509.Certificate, []*x509.Certificate, error) {
 	if err := checkPKCS12Work(der); err != nil {
 		return nil, nil, nil, err
 	}
-	k, cert, cas, err := pkcs12.DecodeChain(der, "")
+	k, cert, cas, err := pkcs12.DecodeChain(der, password)
 	if err != nil {
 		if errors.Is(err, pkcs12.ErrIncorrectPassword) {
-			return nil, nil, nil, errors.New("PKCS#12 bundle is password-protected; password-protected bundles are not supported, export it without a password")
+			if password == "" {
+				return nil, nil, nil, errKeyEncrypted
+			}
+			return nil, nil, nil, errWrongPassphrase
 		}
 		return nil, nil, nil, fmt.Errorf("decoding PKCS#12: %w", err)
 	}
@@ -244,4 +267,57 @@ func parseUserPass(data []byte) (*AuthUserPass, error) {
 		}
 	}
 	return a, nil
+}
+
+// MaxCRLs bounds the revocation lists one crl-verify file may hold.
+const MaxCRLs = 64
+
+// ParseCRLs reads certificate revocation lists: PEM "X509 CRL" blocks, or one DER list. It
+// returns them re-encoded as PEM, the form profiles carry inline. Signatures and dates are
+// checked at each handshake, against the server's chain and the time then.
+func ParseCRLs(data []byte) ([]byte, error) {
+	lists, err := DecodeCRLs(data)
+	if err != nil {
+		return nil, err
+	}
+	var b bytes.Buffer
+	for _, l := range lists {
+		_ = pem.Encode(&b, &pem.Block{Type: "X509 CRL", Bytes: l.Raw})
+	}
+	return b.Bytes(), nil
+}
+
+// DecodeCRLs parses what ParseCRLs accepts.
+func DecodeCRLs(data []byte) ([]*x509.RevocationList, error) {
+	if !bytes.Contains(data, []byte("-----BEGIN")) {
+		l, err := x509.ParseRevocationList(data)
+		if err != nil {
+			return nil, fmt.Errorf("not a PEM or DER certificate revocation list: %w", err)
+		}
+		return []*x509.RevocationList{l}, nil
+	}
+	var lists []*x509.RevocationList
+	rest := data
+	for {
+		var b *pem.Block
+		b, rest = pem.Decode(rest)
+		if b == nil {
+			break
+		}
+		if b.Type != "X509 CRL" {
+			return nil, fmt.Errorf("PEM block %d is %q, want X509 CRL", len(lists)+1, b.Type)
+		}
+		if len(lists) == MaxCRLs {
+			return nil, fmt.Errorf("more than %d revocation lists", MaxCRLs)
+		}
+		l, err := x509.ParseRevocationList(b.Bytes)
+		if err != nil {
+			return nil, fmt.Errorf("revocation list %d: %w", len(lists)+1, err)
+		}
+		lists = append(lists, l)
+	}
+	if len(lists) == 0 {
+		return nil, errors.New("no PEM X509 CRL block")
+	}
+	return lists, nil
 }

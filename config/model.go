@@ -63,6 +63,10 @@ type Config struct {
 	RemoteCertTLS string
 	RemoteCertEKU string
 	RemoteCertKU  []uint16
+	// NSCertType is the deprecated ns-cert-type ("server", "client" or "" when absent).
+	NSCertType string
+	// CRL is crl-verify (nil when absent).
+	CRL *CRL
 	// PeerFingerprints are SHA-256 fingerprints of acceptable server certificates.
 	PeerFingerprints [][32]byte
 
@@ -100,6 +104,13 @@ type Config struct {
 	MSSFixFixed   bool
 	MSSFixDefault bool
 	TunMTU        int
+	// Proxy is the HTTP or SOCKS proxy every connection goes through (nil: none).
+	Proxy *Proxy
+
+	// Fragment is fragment's size limit (0 = no fragmentation layer) and FragmentMTU its
+	// "mtu" flag: the limit includes the outer IP and UDP headers.
+	Fragment    int
+	FragmentMTU bool
 
 	// Net holds the tunnel's network settings given in the profile; pushed settings are
 	// merged on top by the session.
@@ -120,9 +131,25 @@ type Config struct {
 	Mute        int
 	AuthNoCache bool
 	AuthRetry   AuthRetry
+	// StaticChallenge is static-challenge: a one-time code asked together with the password.
+	StaticChallenge *StaticChallenge
 
 	// src keeps what the printer needs to write the profile back with every file inlined.
 	src printSources
+}
+
+// CRL is crl-verify: certificate revocation lists checked against the server's chain at
+// every TLS handshake.
+type CRL struct {
+	// PEM holds the lists (X509 CRL blocks) as loaded; nil in directory mode.
+	PEM []byte
+	// Path is the absolute file the lists came from when the profile was read from disk
+	// (ovpnd run, ovpnd instance): the session re-reads it when it changes. It is empty for an
+	// inline block and for profiles sent to the daemon, which never opens a caller's files.
+	Path string
+	// Dir is the absolute directory of "crl-verify DIR dir": a file there named by a
+	// certificate's decimal serial number revokes that certificate.
+	Dir string
 }
 
 // Connection is one remote to try, with its own transport and retry settings.
@@ -200,6 +227,15 @@ type AuthUserPass struct {
 	Username        string
 	Password        string
 	PasswordMissing bool
+}
+
+// StaticChallenge is static-challenge TEXT ECHO [FORMAT]: the prompt shown for a one-time code,
+// whether the code is echoed, and whether it is appended to the password (concat) instead of
+// being sent in OpenVPN's SCRV1 form.
+type StaticChallenge struct {
+	Text   string
+	Echo   bool
+	Concat bool
 }
 
 // WrapMode is the control-channel protection.

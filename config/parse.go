@@ -24,17 +24,32 @@ type Opener func(path string) ([]byte, error)
 // against the file's own folder, never the working directory. Warnings are returned even when
 // the error is non-nil; the error joins one *Error per problem.
 func Load(path string) (*Config, []Warning, error) {
+	return LoadWith(path, LoadOptions{})
+}
+
+// LoadOptions adjust Load.
+type LoadOptions struct {
+	// Passphrase is asked for the passphrase of an encrypted private key or PKCS#12 bundle
+	// when the profile's askpass names no file. nil makes such keys an error.
+	Passphrase Passphrase
+}
+
+// LoadWith is Load with options.
+func LoadWith(path string, o LoadOptions) (*Config, []Warning, error) {
 	data, err := readLimited(path, MaxConfigSize)
 	if err != nil {
 		return nil, nil, &Error{File: path, Msg: err.Error()}
 	}
-	dir := filepath.Dir(path)
-	return Parse(path, data, func(p string) ([]byte, error) {
+	dir, err := filepath.Abs(filepath.Dir(path))
+	if err != nil {
+		return nil, nil, &Error{File: path, Msg: err.Error()}
+	}
+	return parse(path, data, func(p string) ([]byte, error) {
 		if !filepath.IsAbs(p) {
 			p = filepath.Join(dir, p)
 		}
 		return readLimited(p, MaxMaterialSize)
-	})
+	}, dir, o.Passphrase)
 }
 
 // FSOpener returns an Opener reading from fsys (paths are cleaned and must stay inside it).
@@ -77,7 +92,13 @@ func readAllLimited(f fs.File, limit int64, name string) ([]byte, error) {
 // Parse parses a configuration held in memory. name labels errors and warnings; open reads the
 // files directives name (nil refuses every file reference, like ParseInline).
 func Parse(name string, data []byte, open Opener) (*Config, []Warning, error) {
-	p := &parser{name: name, open: open, seen: map[string]seenVal{}, attempted: map[string]bool{}}
+	return parse(name, data, open, "", nil)
+}
+
+// parse is Parse; dir, when not empty, is the absolute folder of a profile read from disk,
+// against which the files that ovpnd keeps watching (crl-verify) are resolved.
+func parse(name string, data []byte, open Opener, dir string, pass Passphrase) (*Config, []Warning, error) {
+	p := &parser{dir: dir, passphrase: pass, name: name, open: open, seen: map[string]seenVal{}, attempted: map[string]bool{}, overriddenDir: KeyDirBidi}
 	if len(data) > MaxConfigSize {
 		return nil, nil, &Error{File: name, Msg: fmt.Sprintf("configuration is larger than %d bytes", MaxConfigSize)}
 	}
@@ -150,6 +171,14 @@ type parser struct {
 	global *scope
 	blocks []*scope
 
+	dir string // see parse
+	// passphrase asks for the passphrase of an encrypted key when askpass gave none.
+	passphrase Passphrase
+	askpass    []byte
+	// encKey and encP12 are an encrypted key and a password-protected bundle waiting for
+	// their passphrase (finish decrypts them).
+	encKey, encP12 []byte
+
 	ignoreUnknown map[string]bool
 	// attempted records directives that appeared, even if they failed, so that a failed
 	// directive is not reported a second time as missing.
@@ -165,9 +194,12 @@ type parser struct {
 	p12CAs                                        []*x509.Certificate
 	wrapItem                                      *item
 	wrapDir                                       KeyDirection
+	overriddenDir                                 KeyDirection
 	keyDirItem                                    *item
 	cipherItem, compItem                          *item
-	remoteCertTLSItem, remoteCertEKUItem          *item
+	remoteCertTLSItem                             *item
+	fragmentItem                                  *item
+	proxy                                         proxyState
 }
 
 func (p *parser) errf(line int, format string, args ...any) {
@@ -189,8 +221,13 @@ func describe(it *item) string {
 	return it.name + " " + strings.Join(it.args, " ")
 }
 
-// once enforces the repeat rule: the same setting twice is harmless, two different values are
-// an error naming both lines. It reports whether the caller should apply it.
+// once applies OpenVPN's repeat rule. The same setting twice is harmless (false: nothing to
+// apply). A single-valued directive given again with a different value overrides the earlier
+// one, as in OpenVPN, with a warning naming both lines. Two different directives that share a
+// setting (key) override each other the same way when laterWins lists the key; otherwise
+// OpenVPN refuses the pair too (tls-auth with tls-crypt, ping-restart with ping-exit,
+// keepalive with ping), and so does once, naming both lines. It reports whether the caller
+// should apply it.
 func (p *parser) once(s *scope, it *item, key, val string) bool {
 	prev, ok := s.seen[key]
 	if !ok {
@@ -200,11 +237,63 @@ func (p *parser) once(s *scope, it *item, key, val string) bool {
 	if prev.val == val {
 		return false
 	}
+	if prev.it.name == it.name || laterWins[key] {
+		p.overrideWarning(it, prev.it)
+		s.seen[key] = seenVal{it, val}
+		return true
+	}
 	p.errf(it.line, "%s conflicts with %s on line %d", describe(it), describe(prev.it), prev.it.line)
 	return false
 }
 
+// laterWins are the settings shared by different directives that OpenVPN lets override each
+// other (the later line wins).
+var laterWins = map[string]bool{
+	"compression":     true, // comp-lzo and compress set the same algorithm
+	"connect-timeout": true, // server-poll-timeout is its other name
+	"bind":            true, // bind and nobind
+	"data-ciphers":    true, // ncp-ciphers is its old name
+}
+
+// overrideWarning says that a later line replaced an earlier one (once per pair of lines:
+// keepalive sets two settings).
+func (p *parser) overrideWarning(it, prev *item) {
+	msg := fmt.Sprintf("%s overrides %s on line %d (the later line wins, as in OpenVPN)", describe(it), describe(prev), prev.line)
+	if n := len(p.warns); n > 0 && p.warns[n-1].Line == it.line && p.warns[n-1].Msg == msg {
+		return
+	}
+	p.warnf(it.line, "%s", msg)
+}
+
+// materialDirectives load a file or inline block. When one is given again, OpenVPN keeps only
+// the last and never opens the files of the earlier ones; overridden finds those.
+var materialDirectives = map[string]bool{
+	"ca": true, "cert": true, "key": true, "extra-certs": true, "pkcs12": true,
+	"auth-user-pass": true, "tls-auth": true, "tls-crypt": true, "tls-crypt-v2": true,
+	"crl-verify": true, "askpass": true,
+}
+
+// overridden maps each material directive that a later one of the same name replaces to
+// that later one.
+func overridden(items []*item) map[*item]*item {
+	last := map[string]*item{}
+	out := map[*item]*item{}
+	for i := len(items) - 1; i >= 0; i-- {
+		it := items[i]
+		if !materialDirectives[it.name] {
+			continue
+		}
+		if l := last[it.name]; l != nil {
+			out[it] = l
+		} else {
+			last[it.name] = it
+		}
+	}
+	return out
+}
+
 func (p *parser) run(items []*item, s *scope) {
+	later := overridden(items)
 	for _, it := range items {
 		d := table[it.name]
 		p.attempted[it.name] = true
@@ -221,6 +310,11 @@ func (p *parser) run(items []*item, s *scope) {
 			p.warnf(it.line, "ignoring %s: %s", it.name, d.doc)
 			continue
 		case refused:
+			if d.removed && p.ignoreUnknown[it.name] {
+				// OpenVPN 2.6 no longer knows it either, so ignore-unknown-option covers it.
+				p.warnf(it.line, "ignoring %s (listed in ignore-unknown-option): %s", it.name, d.doc)
+				continue
+			}
 			p.errf(it.line, "%s is not supported: %s", it.name, d.doc)
 			continue
 		case pushOnly:
@@ -241,6 +335,15 @@ func (p *parser) run(items []*item, s *scope) {
 				p.errf(it.line, "%s: wrong number of arguments; usage: %s", it.name, d.syntax)
 				continue
 			}
+		}
+		if l := later[it]; l != nil {
+			p.overrideWarning(l, it)
+			if it.name == "tls-auth" {
+				// OpenVPN keeps a key direction given on an overridden tls-auth line unless
+				// the later line gives its own.
+				p.noteOverriddenDirection(it)
+			}
+			continue
 		}
 		if err := d.apply(p, s, it); err != nil {
 			p.errf(it.line, "%s: %v", it.name, err)
@@ -328,17 +431,29 @@ func (p *parser) finish() {
 	p.finishMaterial()
 	p.finishWrap()
 	p.finishConnections()
-	if p.remoteCertTLSItem != nil && p.remoteCertEKUItem != nil {
-		p.errf(p.remoteCertEKUItem.line, "remote-cert-eku conflicts with remote-cert-tls on line %d (remote-cert-tls already sets the extended key usage)", p.remoteCertTLSItem.line)
-	}
+	p.finishFragment()
+	p.finishProxy()
 	if c.Cipher != "" && c.Cipher != "none" && !containsFold(c.DataCiphers, c.Cipher) {
-		if supportedCiphers[strings.ToUpper(c.Cipher)] {
-			// OpenVPN 2.6 appends --cipher to the negotiable list so old configs keep working.
+		switch dc := p.seen["data-ciphers"].it; {
+		case dc != nil:
+			// OpenVPN 2.6 and 2.7 append --cipher only to the default list; an explicit list
+			// is what gets negotiated (their words).
+			p.warnf(p.cipherItem.line, "DEPRECATED OPTION: --cipher set to '%s' but missing in --data-ciphers (%s) on line %d. OpenVPN ignores --cipher for cipher negotiations.", c.Cipher, strings.Join(c.DataCiphers, ":"), dc.line)
+		case supportedCiphers[strings.ToUpper(c.Cipher)]:
+			// OpenVPN 2.6 appends --cipher to the default list so old configs keep working.
 			c.DataCiphers = append(c.DataCiphers, strings.ToUpper(c.Cipher))
-			p.warnf(p.cipherItem.line, "cipher %s is not in data-ciphers; appending it to data-ciphers as OpenVPN 2.6 does", c.Cipher)
-		} else {
+			p.warnf(p.cipherItem.line, "cipher %s is not in the default data-ciphers; appending it to data-ciphers as OpenVPN 2.6 does", c.Cipher)
+		default:
 			p.warnf(p.cipherItem.line, "cipher %s is not supported by ovpnd and is only meaningful to servers that cannot negotiate; ignoring it", c.Cipher)
 		}
+	}
+	if it := p.seen["tls-cipher"].it; it != nil && c.TLSVersionMax.Version != 0 && c.TLSVersionMax.Version < tls.VersionTLS13 {
+		if ids, _, err := TLSCipherList(c.TLSCipher); err == nil && len(ids) == 0 {
+			p.errf(it.line, "tls-cipher leaves no suite for TLS 1.2 and below, and tls-version-max %s rules out TLS 1.3", tlsVersionName(c.TLSVersionMax.Version))
+		}
+	}
+	if it := p.seen["crl-verify"].it; it != nil && c.CRL != nil && c.CA == nil {
+		p.errf(it.line, "crl-verify needs ca: the revocation lists are checked against the server's chain")
 	}
 	if c.Pull && c.PingTimeout == 0 && p.seen["ping-timeout"].it == nil {
 		// OpenVPN's default for pulling clients until the server pushes its own value.
@@ -362,6 +477,7 @@ func containsFold(list []string, s string) bool {
 
 func (p *parser) finishMaterial() {
 	c := p.cfg
+	p.decryptPending()
 	if p.p12Item != nil {
 		if p.certItem != nil {
 			p.errf(p.certItem.line, "cert conflicts with pkcs12 on line %d (the bundle already holds the certificate)", p.p12Item.line)
@@ -412,6 +528,55 @@ func (p *parser) finishMaterial() {
 	if c.Cert == nil && c.AuthUserPass == nil && c.TLSClient && !p.attempted["cert"] && !p.attempted["key"] && !p.attempted["pkcs12"] && !p.attempted["auth-user-pass"] {
 		p.errf(0, "no client credentials: add cert and key, pkcs12, or auth-user-pass")
 	}
+}
+
+// decryptPending decrypts an encrypted key or PKCS#12 bundle with the passphrase from askpass
+// or the caller.
+func (p *parser) decryptPending() {
+	var it *item
+	switch {
+	case p.encKey != nil:
+		it = p.keyItem
+	case p.encP12 != nil:
+		it = p.p12Item
+	default:
+		return
+	}
+	what := "private key " + materialName(it)
+	if it == p.p12Item {
+		what = "PKCS#12 bundle " + materialName(it)
+	}
+	var pass []byte
+	switch {
+	case p.askpass != nil:
+		pass = p.askpass
+	case p.passphrase != nil:
+		var err error
+		if pass, err = p.passphrase(what); err != nil {
+			p.errf(it.line, "%s is encrypted: reading its passphrase: %v", what, err)
+			return
+		}
+		// The passphrase is not needed once the key is decrypted; do not keep it around.
+		defer clear(pass)
+	default:
+		p.errf(it.line, "%s is encrypted and there is no passphrase for it: ovpnctl up and ovpnd run ask for it; ovpnd instance reads askpass FILE or the systemd credential askpass", what)
+		return
+	}
+	if p.encKey != nil {
+		k, norm, err := parseKeyWith(p.encKey, pass)
+		if err != nil {
+			p.errf(it.line, "%s: %v", what, err)
+			return
+		}
+		p.key, p.keyPEM = k, norm
+		return
+	}
+	k, cert, cas, err := parsePKCS12With(p.encP12, string(pass))
+	if err != nil {
+		p.errf(it.line, "%s: %v", what, err)
+		return
+	}
+	p.p12Key, p.p12Cert, p.p12CAs = k, cert, cas
 }
 
 func materialName(it *item) string {

@@ -101,6 +101,9 @@ func (c *Config) print(w *printer) {
 		}
 		w.b.WriteString("</connection>\n")
 	}
+	if c.Proxy != nil {
+		printProxy(w, c.Proxy)
+	}
 	if c.PersistTun {
 		w.line("persist-tun")
 	}
@@ -117,6 +120,13 @@ func (c *Config) print(w *printer) {
 		w.line("mssfix", strconv.Itoa(c.MSSFix), "fixed")
 	default:
 		w.line("mssfix", strconv.Itoa(c.MSSFix))
+	}
+	if c.Fragment > 0 {
+		if c.FragmentMTU {
+			w.line("fragment", strconv.Itoa(c.Fragment), "mtu")
+		} else {
+			w.line("fragment", strconv.Itoa(c.Fragment))
+		}
 	}
 
 	if c.src.ca != nil {
@@ -144,6 +154,16 @@ func (c *Config) print(w *printer) {
 		w.line("auth-nocache")
 	}
 	w.line("auth-retry", c.AuthRetry.String())
+	if sc := c.StaticChallenge; sc != nil {
+		echo, format := "0", "scrv1"
+		if sc.Echo {
+			echo = "1"
+		}
+		if sc.Concat {
+			format = "concat"
+		}
+		w.line("static-challenge", sc.Text, echo, format)
+	}
 	if len(c.PeerFingerprints) > 0 {
 		var fb bytes.Buffer
 		for _, fp := range c.PeerFingerprints {
@@ -156,6 +176,17 @@ func (c *Config) print(w *printer) {
 	}
 	if c.RemoteCertTLS != "" {
 		w.line("remote-cert-tls", c.RemoteCertTLS)
+	}
+	switch r := c.CRL; {
+	case r == nil:
+	case r.Dir != "":
+		// Only ovpnd run and ovpnd instance can use it; ParseInline refuses it by name.
+		w.line("crl-verify", r.Dir, "dir")
+	default:
+		w.block("crl-verify", r.PEM)
+	}
+	if c.NSCertType != "" {
+		w.line("ns-cert-type", c.NSCertType)
 	}
 	if c.RemoteCertEKU != "" {
 		w.line("remote-cert-eku", c.RemoteCertEKU)
@@ -225,12 +256,11 @@ func (c *Config) print(w *printer) {
 	}
 	w.line("allow-compression", []string{"asym", "no"}[c.Compression.Allow])
 	w.line("ping", secs(c.Ping))
-	if c.PingTimeout > 0 {
-		if c.PingTimeoutAction == PingExit {
-			w.line("ping-exit", secs(c.PingTimeout))
-		} else {
-			w.line("ping-restart", secs(c.PingTimeout))
-		}
+	// Always written, 0 included: without a line, a pulling client's default is 120.
+	if c.PingTimeoutAction == PingExit {
+		w.line("ping-exit", secs(c.PingTimeout))
+	} else {
+		w.line("ping-restart", secs(c.PingTimeout))
 	}
 	printNet(w, &c.Net)
 	if c.RouteNoPull {

@@ -24,6 +24,7 @@ func TestStateVocabulary(t *testing.T) {
 		session.StateConnecting:     api.StateConnecting,
 		session.StateTLSHandshake:   api.StateTLSHandshake,
 		session.StateAuthenticating: api.StateAuthenticating,
+		session.StateAuthPending:    api.StateAuthPending,
 		session.StateWaitingInput:   api.StateWaitingInput,
 		session.StateConnected:      api.StateConnected,
 		session.StateReconnecting:   api.StateReconnecting,

@@ -37,6 +37,9 @@ type InstanceOptions struct {
 	Credentials func(ctx context.Context) (user, pass string, err error)
 	// NewTunnel makes the tunnel (session.New if nil).
 	NewTunnel TunnelFactory
+	// Waiting, when set, is called each time the session starts waiting for credentials over
+	// the bus (no Credentials), so that systemd's STATUS can say what it waits for.
+	Waiting func(what string)
 }
 
 // Instance is a running ovpnd@NAME session.
@@ -71,6 +74,12 @@ func NewInstance(opts InstanceOptions) (*Instance, error) {
 	so := o.sessionOptions(opts.StateDir)
 	if opts.Credentials != nil {
 		so.Credentials = opts.Credentials
+	} else if opts.Waiting != nil {
+		ask := so.Credentials
+		so.Credentials = func(ctx context.Context) (string, string, error) {
+			opts.Waiting("credentials")
+			return ask(ctx)
+		}
 	}
 	newTunnel := opts.NewTunnel
 	if newTunnel == nil {
@@ -159,6 +168,38 @@ func CredentialsFromDirectory(dir string) (func(ctx context.Context) (string, st
 			return "", "", fmt.Errorf("reading credential auth-user-pass: %w", err)
 		}
 		return parseUserPass(data)
+	}, nil
+}
+
+// PassphraseFromDirectory returns the passphrase reader for an encrypted private key of
+// ovpnd@NAME: the first line of the systemd credential "askpass" (LoadCredential=askpass:FILE)
+// in dir, $CREDENTIALS_DIRECTORY. It is nil when there is no such credential.
+func PassphraseFromDirectory(dir string) (func(what string) ([]byte, error), error) {
+	if dir == "" {
+		return nil, nil
+	}
+	path := filepath.Join(dir, "askpass")
+	if _, err := os.Stat(path); err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("reading credential askpass: %w", err)
+	}
+	return func(string) ([]byte, error) {
+		f, err := os.Open(path)
+		if err != nil {
+			return nil, fmt.Errorf("reading credential askpass: %w", err)
+		}
+		defer f.Close()
+		data, err := io.ReadAll(io.LimitReader(f, maxCredentialFile+1))
+		if err != nil {
+			return nil, fmt.Errorf("reading credential askpass: %w", err)
+		}
+		if len(data) > maxCredentialFile {
+			return nil, fmt.Errorf("credential askpass is larger than %d bytes", maxCredentialFile)
+		}
+		line, _, _ := bytes.Cut(data, []byte("\n"))
+		return bytes.TrimSuffix(line, []byte("\r")), nil
 	}, nil
 }
 

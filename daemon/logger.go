@@ -44,6 +44,10 @@ func (journalLogger) Log(level int, session, state, msg string) {
 	if state != "" {
 		vars["OVPND_STATE"] = state
 	}
+	if session != "" {
+		// The name in the text too: `journalctl -u ovpnd` shows only the message.
+		msg = "[" + session + "] " + msg
+	}
 	if err := journal.Send(msg, prio, vars); err != nil {
 		fmt.Fprintf(os.Stderr, "%s\n", msg)
 	}

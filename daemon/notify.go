@@ -41,17 +41,22 @@ func (n *Notifier) Notify(state string) error {
 	return n.send(state)
 }
 
+// Status sends a STATUS= line.
+func (n *Notifier) Status(text string) error { return n.Notify("STATUS=" + oneLine(text)) }
+
 // Observe follows t until ctx ends or the returned stop is called; stop waits for the
 // observer to finish. It re-reads t's status whenever t wakes it, so it reports the latest
 // state even when it misses transient ones; call it before t.Run.
 func (n *Notifier) Observe(ctx context.Context, t Tunnel) (stop func()) {
 	wake, unwatch := t.Watch()
+	events, unsubscribe := t.Subscribe()
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
 		defer unwatch()
+		defer unsubscribe()
 		var tick <-chan time.Time
 		if n.watchdog > 0 {
 			tk := time.NewTicker(n.watchdog / 2)
@@ -69,6 +74,12 @@ func (n *Notifier) Observe(ctx context.Context, t Tunnel) (stop func()) {
 				// systemd restarts it.
 				_ = t.Status()
 				n.Notify("WATCHDOG=1")
+			case ev := <-events:
+				// Log events are lossy; an auth-pending notice only refines the status.
+				if ev.Kind == session.EventAuthPending {
+					n.Status(pendingStatus(ev.Message))
+					last = ""
+				}
 			case <-wake:
 				st := t.Status()
 				line := statusLine(st)
@@ -97,6 +108,20 @@ func (n *Notifier) Observe(ctx context.Context, t Tunnel) (stop func()) {
 		cancel()
 		wg.Wait()
 	}
+}
+
+// pendingStatus is the STATUS= text while the server waits for out-of-band authentication
+// (auth-pending): method is what the server named, such as WEB_AUTH or OPEN_URL for a login
+// in a browser, or a challenge kind.
+func pendingStatus(method string) string {
+	m := strings.ToUpper(method)
+	if strings.Contains(m, "WEB_AUTH") || strings.Contains(m, "OPEN_URL") {
+		return "waiting for web login"
+	}
+	if method == "" {
+		return "waiting for authentication to complete"
+	}
+	return "waiting for authentication to complete (" + method + ")"
 }
 
 // statusLine is the STATUS= text for a status.

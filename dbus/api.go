@@ -36,8 +36,7 @@ const (
 
 // Polkit actions the daemon checks.
 const (
-	ActionStart  = "net.ovpnd1.start"
-	ActionManage = "net.ovpnd1.manage"
+	ActionStart = "net.ovpnd1.start"
 )
 
 // Error names. Every D-Bus error the daemon returns is one of these, with a message that
@@ -88,12 +87,15 @@ const (
 	StateConnecting     = "connecting"
 	StateTLSHandshake   = "tls-handshake"
 	StateAuthenticating = "authenticating"
-	StateWaitingInput   = "waiting-input"
-	StateConnected      = "connected"
-	StateReconnecting   = "reconnecting"
-	StateExiting        = "exiting"
-	StateDisconnected   = "disconnected"
-	StateFailed         = "failed"
+	// StateAuthPending: the server waits for out-of-band authentication (a web login, a
+	// CR_TEXT answer, or an approval it arranges itself); StateReason says what for.
+	StateAuthPending  = "auth-pending"
+	StateWaitingInput = "waiting-input"
+	StateConnected    = "connected"
+	StateReconnecting = "reconnecting"
+	StateExiting      = "exiting"
+	StateDisconnected = "disconnected"
+	StateFailed       = "failed"
 )
 
 // Input kinds of PendingInput and InputRequired.

@@ -18,7 +18,7 @@ package engine
 import (
 	"bytes"
 	"crypto/tls"
-	"encoding/base64"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -28,7 +28,9 @@ import (
 	"time"
 
 	"github.com/ovpnd/ovpnd/engine/datachannel"
+	"github.com/ovpnd/ovpnd/engine/fragment"
 	"github.com/ovpnd/ovpnd/engine/kdf"
+	"github.com/ovpnd/ovpnd/engine/push"
 	"github.com/ovpnd/ovpnd/engine/reliable"
 	"github.com/ovpnd/ovpnd/engine/wire"
 	"github.com/ovpnd/ovpnd/engine/wrap"
@@ -114,6 +116,11 @@ type Client struct {
 	tokenUser       string
 	usedToken       bool
 	authPendingUntl time.Time
+	// response answers the static or CRV1 challenge (haveResponse: given, possibly empty);
+	// crTextOpen: a CR_TEXT prompt waits for SetResponse.
+	response     string
+	haveResponse bool
+	crTextOpen   bool
 
 	// Push state.
 	pushDone     bool
@@ -143,6 +150,9 @@ type Client struct {
 	exitCC      *keyState
 
 	scratch []byte
+	// With --fragment, the slow path's fragmentation state.
+	frag  *fragment.Fragmenter
+	reasm *fragment.Reassembler
 }
 
 // NewClient validates cfg and returns a Client ready for Start.
@@ -169,6 +179,9 @@ func NewClient(cfg *Config) (*Client, error) {
 		x509Type:     n.VerifyX509Type,
 		x509Name:     n.VerifyX509Name,
 		certTLS:      n.RemoteCertTLSServer,
+		nsCertType:   n.NSCertType,
+		crls:         n.CRLs,
+		crlDir:       n.CRLDirRevoked,
 		eku:          n.RemoteCertEKU,
 		fingerprints: n.PeerFingerprints,
 		ku:           n.RemoteCertKU,
@@ -564,20 +577,24 @@ func (c *Client) startTLS(ks *keyState) {
 	ks.tlsIn = nil
 }
 
-// credentials returns what goes into the key-method 2 record, or ok=false when the user has
-// to be asked first.
-func (c *Client) credentials() (user, pass string, ok bool) {
+// credentials returns what goes into the key-method 2 record, or the prompts to ask the user
+// first.
+func (c *Client) credentials() (user, pass string, ask []Prompt) {
 	if c.token != "" {
 		user = c.user
 		if c.tokenUser != "" {
 			user = c.tokenUser
 		}
-		return user, c.token, true
+		return user, c.token, nil
 	}
-	if c.user == "" && c.pass == "" {
-		return "", "", false
+	// A CRV1 answer names its own username and replaces the password.
+	if c.cfg.Challenge == nil && c.user == "" && c.pass == "" {
+		ask = append(ask, Prompt{Kind: PromptPassword})
 	}
-	return c.user, c.pass, true
+	if p, ok := c.wantResponse(); ok {
+		ask = append(ask, p)
+	}
+	return c.user, c.pass, ask
 }
 
 // sendKM2 writes our key-method 2 record; false means it waits for credentials.
@@ -585,18 +602,23 @@ func (c *Client) sendKM2(ks *keyState) bool {
 	var user, pass string
 	auth := c.cfg.AuthUserPass || c.token != ""
 	if auth {
-		var ok bool
-		user, pass, ok = c.credentials()
-		if !ok {
+		var ask []Prompt
+		user, pass, ask = c.credentials()
+		if len(ask) > 0 {
 			if !c.askedCreds {
 				c.askedCreds = true
-				c.emit(EventNeedCredentials{})
+				c.emit(EventNeedCredentials{Prompts: ask})
 			}
 			return false
 		}
 		c.usedToken = c.token != ""
-		if len(user) >= maxUserPassLen || len(pass) >= maxUserPassLen {
-			c.fatal(StateExiting, "auth-failure", errors.New("username or password longer than 127 bytes"))
+		if len(user) >= maxUserPassLen {
+			c.fatal(StateExiting, "auth-failure", errors.New("username longer than 127 bytes"))
+			return false
+		}
+		var err error
+		if user, pass, err = c.packCredentials(user, pass); err != nil {
+			c.fatal(StateExiting, "auth-failure", err)
 			return false
 		}
 	}
@@ -610,6 +632,7 @@ func (c *Client) sendKM2(ks *keyState) bool {
 	ks.km2Sent = true
 	if c.cfg.AuthNoCache && c.token == "" {
 		c.pass = ""
+		c.response, c.haveResponse = "", false
 		c.askedCreds = false
 	}
 	return true
@@ -763,6 +786,10 @@ func (c *Client) handleControlMessage(now time.Time, ks *keyState, msg string) {
 		c.handlePushReply(now, msg)
 	case strings.HasPrefix(msg, "AUTH_FAILED"):
 		m := strings.TrimPrefix(strings.TrimPrefix(msg, "AUTH_FAILED"), ",")
+		if strings.HasPrefix(m, "CRV1:") {
+			c.handleChallenge(m)
+			return
+		}
 		c.emit(EventAuthFailed{Message: serverText(m)})
 		switch {
 		case c.usedToken:
@@ -787,9 +814,9 @@ func (c *Client) handleControlMessage(now time.Time, ks *keyState, msg string) {
 	case msg == "EXIT" || strings.HasPrefix(msg, "EXIT,"):
 		c.fatal(StateReconnecting, "remote-exit", nil)
 	case strings.HasPrefix(msg, "INFO_PRE,"):
-		c.emit(EventInfo{Message: serverText(strings.TrimPrefix(msg, "INFO_PRE,"))})
+		c.handleInfo(strings.TrimPrefix(msg, "INFO_PRE,"))
 	case strings.HasPrefix(msg, "INFO,"):
-		c.emit(EventInfo{Message: serverText(strings.TrimPrefix(msg, "INFO,"))})
+		c.handleInfo(strings.TrimPrefix(msg, "INFO,"))
 	case strings.HasPrefix(msg, "CR_RESPONSE"):
 		// Only servers act on challenge responses.
 	default:
@@ -836,9 +863,16 @@ func (c *Client) handleAuthPending(now time.Time, msg string) {
 			method = kw
 		}
 	}
-	// push.c receive_auth_pending: keep asking for the push until the new deadline.
-	if d := now.Add(timeout); d.After(c.pushDeadline) {
-		c.pushDeadline = d
+	// push.c receive_auth_pending: keep asking for the push until the key's establishment
+	// plus the server's timeout, capped at the larger of hand-window and half reneg-sec (and
+	// shortened too when the server says so).
+	maxTimeout := c.cfg.HandWindow
+	if c.cfg.RenegInterval > 0 && c.cfg.RenegInterval/2 > maxTimeout {
+		maxTimeout = c.cfg.RenegInterval / 2
+	}
+	timeout = min(timeout, maxTimeout)
+	if c.pushStarted && !c.pushDone && c.primary != nil {
+		c.pushDeadline = c.primary.estab.Add(timeout)
 	}
 	if c.primary != nil && c.primary.id == 0 {
 		if d := now.Add(timeout); d.After(c.authPendingUntl) {
@@ -848,7 +882,8 @@ func (c *Client) handleAuthPending(now time.Time, msg string) {
 	c.emit(EventAuthPending{Timeout: timeout, Method: serverText(method)})
 }
 
-// handlePushReply collects one PUSH_REPLY part; the last part applies the options.
+// handlePushReply collects one PUSH_REPLY part; the last part is parsed (push.Parse: the
+// profile's pull-filter and route-nopull, then the grammar) and applied.
 func (c *Client) handlePushReply(now time.Time, msg string) {
 	if c.pushDone {
 		return // OpenVPN ignores repeated replies to one push request
@@ -856,12 +891,13 @@ func (c *Client) handlePushReply(now time.Time, msg string) {
 	body := strings.TrimPrefix(msg, "PUSH_REPLY")
 	more := false
 	for _, o := range strings.Split(body, ",") {
-		o = strings.TrimSpace(o)
-		if o == "" {
+		if strings.TrimSpace(o) == "" {
 			continue
 		}
-		if f := strings.Fields(o); f[0] == "push-continuation" {
-			more = len(f) > 1 && f[1] == "2"
+		// The continuation marker is read with the same tokenizer as every option, so a
+		// quoted marker counts too; push.Parse skips it.
+		if w, err := push.Words(o); err == nil && len(w) > 0 && w[0] == "push-continuation" {
+			more = len(w) > 1 && w[1] == "2"
 			continue
 		}
 		if len(c.pushOpts) >= maxPushOptions {
@@ -878,11 +914,18 @@ func (c *Client) handlePushReply(now time.Time, msg string) {
 		return
 	}
 	c.pushDone = true
-	if err := c.applyPush(c.pushOpts); err != nil {
+	reply, err := push.Parse(c.pushOpts, c.cfg.PushPolicy)
+	c.pushOpts = nil
+	if err != nil {
+		// pull-filter reject: OpenVPN restarts the connection (options.c apply_pull_filter).
+		c.fatal(StateReconnecting, "push-rejected", err)
+		return
+	}
+	if err := c.applyPush(reply); err != nil {
 		c.fatal(StateReconnecting, "push-failed", fmt.Errorf("applying pushed options: %w", err))
 		return
 	}
-	c.emit(EventPushReply{Options: append([]string(nil), c.pushOpts...)})
+	c.emit(EventPushReply{Reply: reply})
 	if c.primary != nil && c.primary.id == 0 && c.primary.km2Recv && c.primary.keys == nil {
 		c.installKeys(now, c.primary)
 		if c.dead {
@@ -894,91 +937,83 @@ func (c *Client) handlePushReply(now time.Time, msg string) {
 	c.setState(StateConnected, "")
 }
 
-// applyPush applies the protocol options of a push (options.c, OPT_P_NCP/TIMER/PEER_ID/...).
-func (c *Client) applyPush(opts []string) error {
-	pushedCipher := ""
-	for _, o := range opts {
-		f := strings.Fields(o)
-		if len(f) == 0 {
-			continue
-		}
-		arg := func(i int) string {
-			if i < len(f) {
-				return f[i]
-			}
-			return ""
-		}
-		switch f[0] {
-		case "cipher":
-			pushedCipher = strings.ToUpper(arg(1))
-		case "peer-id":
-			n, ok := atoiBounded(arg(1), wire.NoPeerID)
-			if !ok {
-				return fmt.Errorf("bad peer-id %q", arg(1))
-			}
-			c.peerID = uint32(n)
-		case "ping":
-			if n, ok := atoiBounded(arg(1), 1<<20); ok {
-				c.ping = time.Duration(n) * time.Second
-			}
-		case "ping-restart":
-			if n, ok := atoiBounded(arg(1), 1<<20); ok {
-				c.pingRestart = time.Duration(n) * time.Second
-				c.pingExit = 0 // ping-restart and ping-exit are exclusive in OpenVPN
-			}
-		case "ping-exit":
-			if n, ok := atoiBounded(arg(1), 1<<20); ok {
-				c.pingExit = time.Duration(n) * time.Second
-				c.pingRestart = 0
-			}
-		case "protocol-flags":
-			for _, w := range f[1:] {
-				switch w {
-				case "cc-exit":
-					c.ccExit = true
-				case "tls-ekm":
-					c.useEKM = true
-				}
-			}
-		case "key-derivation":
-			if arg(1) == "tls-ekm" {
-				c.useEKM = true
-			}
-		case "auth-token":
-			if t := arg(1); t != "" && len(t) < maxUserPassLen {
-				c.token = t
-			}
-		case "auth-token-user":
-			u, err := base64.StdEncoding.DecodeString(arg(1))
-			if err == nil && len(u) > 0 && len(u) < maxUserPassLen {
-				c.tokenUser = string(u)
-			}
-		case "explicit-exit-notify":
-			n := 1
-			if v, ok := atoiBounded(arg(1), 1<<10); ok {
-				n = v
-			}
-			c.cfg.ExplicitExitNotify = n
-		case "comp-lzo":
-			c.compression = datachannel.CompLZO
-		case "compress":
-			switch arg(1) {
-			case "", "stub":
-				c.compression = datachannel.CompressStub
-			case "stub-v2":
-				c.compression = datachannel.CompressStubV2
-			case "lz4":
-				c.compression = datachannel.CompressLZ4
-			case "lz4-v2":
-				c.compression = datachannel.CompressLZ4V2
-			case "lzo":
-				c.compression = datachannel.CompressLZO
-			default:
-				return fmt.Errorf("unsupported pushed compress %q", arg(1))
-			}
+// applyPush applies the protocol options of a parsed push (options.c,
+// OPT_P_NCP/TIMER/PEER_ID/...). A value the engine cannot use is added to r.Warnings, so that
+// nothing accepted by the grammar is dropped silently.
+func (c *Client) applyPush(r *push.Reply) error {
+	warn := func(format string, args ...any) {
+		r.Warnings = append(r.Warnings, push.Warning{Msg: fmt.Sprintf(format, args...)})
+	}
+	if r.PeerID != nil {
+		c.peerID = *r.PeerID
+	}
+	if r.Ping != nil {
+		c.ping = *r.Ping
+	}
+	if r.PingTimeout != nil {
+		// ping-restart and ping-exit are exclusive in OpenVPN; the last one pushed wins.
+		switch r.PingTimeoutAction {
+		case push.PingRestart:
+			c.pingRestart, c.pingExit = *r.PingTimeout, 0
+		case push.PingExit:
+			c.pingExit, c.pingRestart = *r.PingTimeout, 0
 		}
 	}
-	cipher, err := c.negotiateCipher(pushedCipher)
+	if r.Reneg != nil {
+		d := r.Reneg.Max
+		if span := r.Reneg.Max - r.Reneg.Min; span > 0 {
+			// ssl.c tls_session_init: a random point between min and max, so that a
+			// server's clients do not all renegotiate at once.
+			var b [8]byte
+			if _, err := io.ReadFull(c.rand, b[:]); err == nil {
+				d = r.Reneg.Min + time.Duration(binary.BigEndian.Uint64(b[:])%uint64(span))
+			}
+		}
+		if d == 0 {
+			d = -1 // reneg-sec 0 disables time-based renegotiation
+		}
+		c.cfg.RenegInterval = d
+	}
+	for _, f := range r.ProtocolFlags {
+		switch f {
+		case "cc-exit":
+			c.ccExit = true
+		case "tls-ekm":
+			c.useEKM = true
+		case "dyn-tls-crypt":
+			// ovpnd does not announce IV_PROTO_DYN_TLS_CRYPT, so a server should not ask.
+			warn("ignoring protocol-flags dyn-tls-crypt: ovpnd did not offer dynamic tls-crypt")
+		default:
+			warn("ignoring unknown protocol-flags word %q", f)
+		}
+	}
+	if r.KeyDerivation == "tls-ekm" {
+		c.useEKM = true
+	}
+	if r.AuthToken != "" {
+		c.token = r.AuthToken
+	}
+	if r.AuthTokenUser != "" {
+		c.tokenUser = r.AuthTokenUser
+	}
+	if r.ExplicitExitNotify != nil {
+		c.cfg.ExplicitExitNotify = *r.ExplicitExitNotify
+	}
+	switch r.Compression {
+	case push.CompLZO:
+		c.compression = datachannel.CompLZO
+	case push.CompStub:
+		c.compression = datachannel.CompressStub
+	case push.CompStubV2:
+		c.compression = datachannel.CompressStubV2
+	case push.CompLZ4:
+		c.compression = datachannel.CompressLZ4
+	case push.CompLZ4V2:
+		c.compression = datachannel.CompressLZ4V2
+	case push.CompLZOCompress:
+		c.compression = datachannel.CompressLZO
+	}
+	cipher, err := c.negotiateCipher(r.Cipher)
 	if err != nil {
 		return err
 	}
@@ -1141,6 +1176,9 @@ func (c *Client) sealData(now time.Time, payload []byte) bool {
 	if k == nil {
 		return false
 	}
+	if c.cfg.Fragment > 0 {
+		return c.sealFragments(now, k, payload)
+	}
 	buf := make([]byte, datachannel.Headroom+len(payload)+datachannel.Tailroom)
 	copy(buf[datachannel.Headroom:], payload)
 	pkt, err := k.Seal(buf, datachannel.Headroom, len(payload))
@@ -1153,6 +1191,71 @@ func (c *Client) sealData(now time.Time, payload []byte) bool {
 	c.slowPkts++
 	c.emit(EventSend{Packet: pkt})
 	return true
+}
+
+// sealFragments is sealData with --fragment: OpenVPN frames for compression,
+// then fragments, then encrypts, so every payload (pings and OCC messages
+// too) carries a fragment header, and one too large for a datagram goes out
+// in pieces.
+func (c *Client) sealFragments(now time.Time, k *datachannel.Keys, payload []byte) bool {
+	// The fragment header goes between the framing and the encryption.
+	const off = datachannel.Headroom + fragment.HeaderSize
+	buf := make([]byte, off+len(payload)+datachannel.Tailroom)
+	copy(buf[off:], payload)
+	start, end := k.Frame(buf, off, len(payload))
+	framed := buf[start:end]
+	maxPiece := fragmentPiece(c.cfg.Fragment, k)
+	var pkts [][]byte
+	if len(framed) <= maxPiece {
+		fragment.PutWhole(buf[start-fragment.HeaderSize:])
+		pkt, err := k.SealFramed(buf, start-fragment.HeaderSize, len(framed)+fragment.HeaderSize)
+		if err != nil {
+			c.warn("sealing data packet: %w", err)
+			return false
+		}
+		pkts = append(pkts, pkt)
+	} else {
+		if c.frag == nil {
+			var seed [1]byte
+			_, _ = io.ReadFull(c.rand, seed[:])
+			c.frag = fragment.NewFragmenter(seed[0])
+		}
+		sp, err := c.frag.Split(len(framed), maxPiece)
+		if err != nil {
+			c.warn("dropping %d-byte data packet: %w", len(payload), err)
+			return false
+		}
+		for i := 0; i < sp.Count; i++ {
+			o, n := sp.Piece(i)
+			pb := make([]byte, off+fragment.HeaderSize+n+datachannel.Tailroom)
+			sp.PutHeader(pb[off:], i)
+			copy(pb[off+fragment.HeaderSize:], framed[o:o+n])
+			pkt, err := k.SealFramed(pb, off, fragment.HeaderSize+n)
+			if err != nil {
+				c.warn("sealing data packet: %w", err)
+				return false
+			}
+			pkts = append(pkts, pkt)
+		}
+	}
+	c.lastSent = now
+	c.slowBytes += uint64(len(payload))
+	c.slowPkts++
+	for _, p := range pkts {
+		c.emit(EventSend{Packet: p})
+	}
+	return true
+}
+
+// fragmentPiece is the largest piece of a payload for these keys with the
+// fragment limit link (OpenVPN's max_fragment_size).
+func fragmentPiece(link int, k *datachannel.Keys) int {
+	fo := k.FrameOverhead()
+	id := 0
+	if fo.Block > 0 {
+		id = datachannel.PacketIDSize
+	}
+	return fragment.MaxPiece(link, fo.Header, fo.Block, id)
 }
 
 // SendTunPacket encrypts one IP packet on the slow path (tests and tools; the session's data
@@ -1187,7 +1290,17 @@ func (c *Client) handleData(now time.Time, keyID uint8, pkt []byte) {
 		c.scratch = make([]byte, datachannel.MaxPayload)
 	}
 	buf := append([]byte(nil), pkt...)
-	p, err := k.OpenTo(buf, c.scratch)
+	var p []byte
+	var err error
+	if c.cfg.Fragment > 0 {
+		p, err = c.openFragment(now, k, buf)
+		if p == nil && err == nil {
+			c.lastRecv = now // an authentic piece of a larger packet
+			return
+		}
+	} else {
+		p, err = k.OpenTo(buf, c.scratch)
+	}
 	if err != nil {
 		c.warn("dropping data packet: %w", err)
 		return
@@ -1207,6 +1320,29 @@ func (c *Client) handleData(now time.Time, keyID uint8, pkt []byte) {
 	}
 	c.emit(EventTunPacket{Packet: append([]byte(nil), p...)})
 }
+
+// openFragment decrypts a data packet with --fragment: it returns the
+// payload once its last piece is in, nil without error while pieces are
+// missing.
+func (c *Client) openFragment(now time.Time, k *datachannel.Keys, pkt []byte) ([]byte, error) {
+	p, err := k.OpenFramed(pkt)
+	if err != nil {
+		return nil, err
+	}
+	if c.reasm == nil {
+		c.reasm = fragment.NewReassembler(c.cfg.TunMTU + fragmentSlack)
+	}
+	whole, err := c.reasm.Incoming(now, p)
+	if err != nil || whole == nil {
+		return nil, err
+	}
+	return k.Unframe(append([]byte(nil), whole...), c.scratch)
+}
+
+// fragmentSlack is what a reassembled payload may carry beyond tun-mtu:
+// compression framing, with room to spare. OpenVPN sizes its reassembly
+// buffers from its own frame the same way and drops larger packets.
+const fragmentSlack = 64
 
 // AuthToken returns the auth-token (and auth-token-user, if pushed) the server gave this
 // connection, for the session to put into the Config of the next connection, as OpenVPN keeps

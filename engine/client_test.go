@@ -12,6 +12,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/ovpnd/ovpnd/engine/datachannel"
+	"github.com/ovpnd/ovpnd/engine/push"
 	"github.com/ovpnd/ovpnd/engine/wire"
 )
 
@@ -98,7 +99,8 @@ func TestPeerInfoAndOptions(t *testing.T) {
 	l.connect()
 	lines := strings.Split(strings.TrimSuffix(l.s.peerInfo, "\n"), "\n")
 	want := []string{"IV_VER=2.6.14", "IV_PLAT=linux", "IV_PROTO=414", "IV_NCP=2",
-		"IV_CIPHERS=AES-256-GCM:AES-128-GCM:CHACHA20-POLY1305", "IV_TCPNL=1", "IV_MTU=1600", "IV_GUI_VER=ovpnd-test 1"}
+		"IV_CIPHERS=AES-256-GCM:AES-128-GCM:CHACHA20-POLY1305", "IV_TCPNL=1", "IV_MTU=1600", "IV_GUI_VER=ovpnd-test 1",
+		"IV_SSO=webauth,openurl,crtext"}
 	if d := cmp.Diff(want, lines); d != "" {
 		t.Errorf("peer-info (-want +got):\n%s", d)
 	}
@@ -631,10 +633,56 @@ func TestNoGoroutineLeak(t *testing.T) {
 		t.Fatalf("state %+v", st)
 	}
 	l.s.close()
-	for i := 0; i < 100 && runtime.NumGoroutine() > before; i++ {
+	// Closed TLS goroutines finish on their own schedule; on a loaded machine a hundred
+	// yields are not always enough for them to be gone.
+	for i := 0; i < 1000000 && runtime.NumGoroutine() > before; i++ {
 		runtime.Gosched()
 	}
 	if n := runtime.NumGoroutine(); n > before {
 		t.Errorf("%d goroutines after Shutdown, %d before", n, before)
+	}
+}
+
+// TestPushedTimersTakeEffect: a pushed keepalive and reneg-sec are applied by the engine, not
+// just accepted (the server's reneg-sec 30 rekeys after 30 s instead of the default hour).
+func TestPushedTimersTakeEffect(t *testing.T) {
+	cfg := testConfig(t, testPKI(t))
+	l := newLink(t, WrapTLSCrypt, cfg, serverOpts{push: []string{"peer-id 3,cipher AES-256-GCM,keepalive 7 40,reneg-sec 30"}, ekm: false})
+	l.connect()
+	if l.c.ping != 7*time.Second || l.c.pingRestart != 40*time.Second || l.c.pingExit != 0 {
+		t.Errorf("keepalive: ping %v ping-restart %v ping-exit %v", l.c.ping, l.c.pingRestart, l.c.pingExit)
+	}
+	if l.c.cfg.RenegInterval != 30*time.Second {
+		t.Errorf("reneg-sec %v", l.c.cfg.RenegInterval)
+	}
+	l.advance(31 * time.Second)
+	if len(l.keys) < 2 || l.keys[len(l.keys)-1].Primary.KeyID() != 1 {
+		t.Fatalf("pushed reneg-sec 30 did not rekey within 31 s: %d key events, errors %v", len(l.keys), l.errs)
+	}
+}
+
+// TestPushFiltersReachEngine: the profile's pull-filter decides on the canonical option before
+// the engine applies protocol options, however the server quotes them.
+func TestPushFiltersReachEngine(t *testing.T) {
+	cfg := testConfig(t, testPKI(t))
+	cfg.PushPolicy = push.Policy{Filters: []push.Filter{{Action: push.Ignore, Text: "ping"}, {Action: push.Ignore, Text: "peer-id"}}}
+	l := newLink(t, WrapNone, cfg, serverOpts{push: []string{`cipher AES-256-GCM,"peer-id" 3,'ping-exit' 5,p\ing 1,ping-restart 9`}, ekm: true})
+	l.connect()
+	if l.c.pingExit != 0 || l.c.pingRestart != cfg.PingRestart || l.c.ping != cfg.Ping || l.c.peerID != wire.NoPeerID {
+		t.Errorf("filtered options applied: ping %v ping-exit %v ping-restart %v peer-id %d", l.c.ping, l.c.pingExit, l.c.pingRestart, l.c.peerID)
+	}
+	if l.reply == nil || len(l.reply.Warnings) != 4 {
+		t.Errorf("want 4 pull-filter warnings, got %+v", l.reply)
+	}
+
+	cfg = testConfig(t, testPKI(t))
+	cfg.PushPolicy = push.Policy{Filters: []push.Filter{{Action: push.Reject, Text: "route "}}}
+	l = newLink(t, WrapNone, cfg, serverOpts{push: []string{`cipher AES-256-GCM,"route" 10.0.0.0 255.0.0.0`}, ekm: true})
+	l.c.Start(l.now)
+	for i := 0; i < 100 && !l.has(StateReconnecting); i++ {
+		l.advance(500 * time.Millisecond)
+	}
+	if st := l.lastState(); st.State != StateReconnecting || st.Reason != "push-rejected" || l.has(StateConnected) {
+		t.Errorf("pull-filter reject: states %v", l.states)
 	}
 }

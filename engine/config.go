@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/ovpnd/ovpnd/engine/datachannel"
+	"github.com/ovpnd/ovpnd/engine/push"
 	"github.com/ovpnd/ovpnd/engine/statickey"
 )
 
@@ -47,6 +48,16 @@ const (
 	VerifyX509Name
 	// VerifyX509NamePrefix requires the common name to start with the given name.
 	VerifyX509NamePrefix
+)
+
+// NSCertType is the purpose --ns-cert-type requires of the peer's certificate.
+type NSCertType int
+
+// ns-cert-type values.
+const (
+	NSCertNone NSCertType = iota
+	NSCertServer
+	NSCertClient
 )
 
 // KURequired as the first RemoteCertKU entry requires a key usage extension with any value
@@ -105,6 +116,15 @@ type Config struct {
 	// RemoteCertEKU implements --remote-cert-eku: an OID ("1.3.6.1.5.5.7.3.1") or OpenSSL long
 	// name ("TLS Web Server Authentication") the leaf's extended key usage must contain.
 	RemoteCertEKU string
+	// NSCertType implements the deprecated --ns-cert-type (NSCertNone = no check).
+	NSCertType NSCertType
+	// CRLs implements --crl-verify FILE: it returns the revocation lists in force and is
+	// called once per TLS handshake (on the TLS goroutine), so a caller that re-reads a
+	// changed file takes effect at the next handshake. nil = no revocation check.
+	CRLs func() ([]*x509.RevocationList, error)
+	// CRLDirRevoked implements --crl-verify DIR dir: whether DIR holds a file named by the
+	// decimal serial number. nil = no such check.
+	CRLDirRevoked func(serial string) (bool, error)
 	// PeerFingerprints implements --peer-fingerprint: SHA-256 digests of acceptable leaves.
 	PeerFingerprints [][32]byte
 	// TLSVersionMin and TLSVersionMax are tls.VersionTLS12/13 (0 = 1.2 and 1.3).
@@ -152,6 +172,11 @@ type Config struct {
 	// AuthToken and AuthTokenUser carry a token pushed on an earlier connection so that a
 	// reconnect uses it instead of the password (OpenVPN keeps it across SIGUSR1 restarts).
 	AuthToken, AuthTokenUser string
+	// StaticChallenge is --static-challenge: a code asked with the password and sent with it.
+	StaticChallenge *StaticChallenge
+	// Challenge is the CRV1 challenge the server sent on the previous connection
+	// (EventAuthChallenge): this connection logs in as its username with its answer.
+	Challenge *Challenge
 
 	TLSTimeout    time.Duration // --tls-timeout
 	HandWindow    time.Duration // --hand-window
@@ -162,6 +187,8 @@ type Config struct {
 	Ping          time.Duration // --ping
 	PingRestart   time.Duration // --ping-restart
 	PingExit      time.Duration // --ping-exit
+	// PushPolicy is the profile's pull-filter rules and route-nopull, applied to the push.
+	PushPolicy push.Policy
 	// PushRequestInterval is how often PUSH_REQUEST is repeated until a reply arrives.
 	PushRequestInterval time.Duration
 	// ExplicitExitNotify is --explicit-exit-notify N (0 = off).
@@ -176,6 +203,11 @@ type Config struct {
 	TunMTU, TunMaxMTU int
 	// TLSMTU is --tls-mtu, the largest control packet the engine emits.
 	TLSMTU int
+	// Fragment turns on OpenVPN's fragmentation layer (--fragment, UDP only):
+	// the largest data packet, in bytes of UDP payload, after taking off the
+	// outer IP and UDP headers (--fragment N mtu) and a SOCKS relay's UDP
+	// header. Zero means no fragmentation layer.
+	Fragment int
 
 	// Rand supplies all randomness (session ids, key material, TLS).
 	Rand io.Reader
@@ -251,6 +283,9 @@ func (c *Config) normalize() (Config, error) {
 	if n.TunMTU <= 0 {
 		n.TunMTU = DefaultTunMTU
 	}
+	if n.Fragment < 0 || n.Fragment > 0 && n.Proto == ProtoTCP {
+		return n, errors.New("engine: fragment needs a UDP transport")
+	}
 	if n.TunMaxMTU <= 0 {
 		n.TunMaxMTU = max(DefaultTunMaxMTU, n.TunMTU)
 	}
@@ -288,6 +323,9 @@ func (c *Config) normalize() (Config, error) {
 	}
 	if len(n.RemoteCertKU) > maxRemoteCertKU {
 		return n, fmt.Errorf("engine: remote-cert-ku has %d values (at most %d)", len(n.RemoteCertKU), maxRemoteCertKU)
+	}
+	if n.NSCertType < NSCertNone || n.NSCertType > NSCertClient {
+		return n, fmt.Errorf("engine: unknown ns-cert-type %d", n.NSCertType)
 	}
 	if n.TLSCertProfile < CertProfileNone || n.TLSCertProfile > CertProfileSuiteB {
 		return n, fmt.Errorf("engine: unknown tls-cert-profile %d", n.TLSCertProfile)

@@ -4,6 +4,7 @@ import (
 	"time"
 
 	"github.com/ovpnd/ovpnd/engine/datachannel"
+	"github.com/ovpnd/ovpnd/engine/push"
 )
 
 // State is the connection state reported by EventState.
@@ -58,11 +59,30 @@ type EventKeys struct {
 	Primary, Retiring *datachannel.Keys
 }
 
-// EventPushReply is the complete pushed option list, continuations joined, one line per entry.
-type EventPushReply struct{ Options []string }
+// EventPushReply is the parsed push (continuations joined, the profile's pull-filter and
+// route-nopull applied). The engine has applied its protocol options already; the session
+// applies Reply.Net, TunMTU, MSSFix and RouteDelay and logs Reply.Warnings, which include the
+// protocol values the engine could not use.
+type EventPushReply struct{ Reply *push.Reply }
 
-// EventNeedCredentials asks for a username and password; answer with SetCredentials.
-type EventNeedCredentials struct{}
+// EventNeedCredentials asks for what the key-method 2 record still needs, in the order to
+// ask: a PromptPassword (answer with SetCredentials) and/or a challenge, PromptStaticChallenge
+// or PromptChallenge (answer with SetResponse).
+type EventNeedCredentials struct{ Prompts []Prompt }
+
+// EventAuthChallenge reports a dynamic challenge (AUTH_FAILED,CRV1:...). It is followed by
+// StateReconnecting ("auth-challenge"): the next connection, to the same server, answers it
+// when the session passes Challenge on as Config.Challenge.
+type EventAuthChallenge struct{ Challenge *Challenge }
+
+// EventAuthPrompt reports what a pending authentication wants from the user (INFO_PRE with
+// WEB_AUTH, OPEN_URL or CR_TEXT): a web login to open (PromptWebLogin, nothing to answer) or a
+// CR_TEXT challenge to answer with SetResponse. Method is the IV_SSO method (webauth, openurl,
+// crtext); Flags are the flags the server sent with it.
+type EventAuthPrompt struct {
+	Method, Flags string
+	Prompt        Prompt
+}
 
 // EventAuthFailed reports AUTH_FAILED with the server's message (may be empty).
 type EventAuthFailed struct{ Message string }
@@ -92,6 +112,8 @@ func (EventPushReply) isEvent()       {}
 func (EventNeedCredentials) isEvent() {}
 func (EventAuthFailed) isEvent()      {}
 func (EventAuthPending) isEvent()     {}
+func (EventAuthChallenge) isEvent()   {}
+func (EventAuthPrompt) isEvent()      {}
 func (EventInfo) isEvent()            {}
 func (EventError) isEvent()           {}
 

@@ -2,8 +2,10 @@ package engine
 
 import (
 	"bytes"
+	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 )
 
 // fuzzSeeds records a real handshake so the fuzzers start from valid packets.
@@ -82,6 +84,11 @@ func FuzzControlMessages(f *testing.F) {
 		"PUSH_REPLY,compress lz4-v2,ping-restart 5,auth-token-user !!!",
 		"AUTH_FAILED,TEMP[backoff 10]:later",
 		"AUTH_PENDING,timeout 30,openurl",
+		"AUTH_FAILED,CRV1:R,E:st:YWxpY2U=:Enter PIN",
+		"AUTH_FAILED,CRV1:R:st",
+		"INFO_PRE,WEB_AUTH::https://sso.example.com/x",
+		"INFO_PRE,CR_TEXT:R:Enter code",
+		"INFO,OPEN_URL:https://a",
 		"RESTART,[P]:bye", "HALT", "EXIT", "INFO,x",
 	} {
 		f.Add(s)
@@ -95,5 +102,60 @@ func FuzzControlMessages(f *testing.F) {
 		}
 		l.c.HandleTimeout(l.now.Add(10 * time.Second))
 		l.collect()
+	})
+}
+
+func FuzzParseCRV1(f *testing.F) {
+	for _, s := range []string{
+		"CRV1:R,E:Om01u7Fh4LrGBS7uh0SWmzwabUiGiW6l:Y3Ix:Please enter token PIN",
+		"CRV1::s:YWxpY2U=:",
+		"CRV1:R:s:!!:x",
+		"CRV1:R:s",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		c, err := ParseCRV1(s)
+		if err != nil {
+			return
+		}
+		if c.StateID == "" || strings.ContainsFunc(c.StateID, isControl) || strings.ContainsFunc(c.Username, isControl) {
+			t.Fatalf("accepted state id %q username %q", c.StateID, c.Username)
+		}
+		if strings.ContainsFunc(c.Text, isControl) || !utf8.ValidString(c.Text) {
+			t.Fatalf("unsanitized text %q", c.Text)
+		}
+		if p := EncodeCRV1(c.StateID, "123456"); len(p) >= maxPackedPassLen {
+			t.Fatalf("packed answer of %d bytes", len(p))
+		}
+	})
+}
+
+func FuzzParsePendingInfo(f *testing.F) {
+	for _, s := range []string{
+		"WEB_AUTH::https://sso.example.com/x", "WEB_AUTH:external:http://a/", "OPEN_URL:https://a",
+		"CR_TEXT:R,E:Enter code", "CR_TEXT:R", "WEB_AUTH:proxy=1.2.3.4;1;;,x:https://a", "hello",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		info, ok, err := ParsePendingInfo(s)
+		if !ok || err != nil {
+			return
+		}
+		p := info.Prompt
+		switch p.Kind {
+		case PromptWebLogin:
+			l := strings.ToLower(p.URL)
+			if !strings.HasPrefix(l, "https://") && !strings.HasPrefix(l, "http://") || strings.ContainsAny(p.URL, " \n\x00\x1b") {
+				t.Fatalf("accepted URL %q", p.URL)
+			}
+		case PromptCRText:
+			if strings.ContainsFunc(p.Text, isControl) || !utf8.ValidString(p.Text) {
+				t.Fatalf("unsanitized text %q", p.Text)
+			}
+		default:
+			t.Fatalf("kind %v from %q", p.Kind, s)
+		}
 	})
 }

@@ -5,6 +5,8 @@ import (
 	mrand "math/rand/v2"
 	"testing"
 	"time"
+
+	"github.com/ovpnd/ovpnd/engine/push"
 )
 
 var epoch = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
@@ -26,6 +28,7 @@ type link struct {
 	keys      []EventKeys
 	tun       [][]byte
 	push      []string
+	reply     *push.Reply
 	errs      []error
 	authFail  []string
 	needCreds int
@@ -79,7 +82,11 @@ func (l *link) collect() [][]byte {
 		case EventTunPacket:
 			l.tun = append(l.tun, e.Packet)
 		case EventPushReply:
-			l.push = e.Options
+			l.reply = e.Reply
+			l.push = nil
+			for _, o := range e.Reply.Accepted {
+				l.push = append(l.push, o.String())
+			}
 		case EventError:
 			l.errs = append(l.errs, e.Err)
 		case EventAuthFailed:

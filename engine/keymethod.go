@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/ovpnd/ovpnd/engine/datachannel"
+	"github.com/ovpnd/ovpnd/engine/fragment"
 	"github.com/ovpnd/ovpnd/engine/kdf"
 )
 
@@ -209,6 +210,9 @@ func (c *Config) linkMTU(cipher string) int {
 	if c.Compression != datachannel.CompressNone {
 		o++
 	}
+	if c.Fragment > 0 {
+		o += fragment.HeaderSize
+	}
 	if c.Proto == ProtoTCP {
 		o += 2
 	}
@@ -235,6 +239,9 @@ func (c *Config) optionsString() string {
 	fmt.Fprintf(&b, ",link-mtu %d,tun-mtu %d,proto %s", c.linkMTU(cipher), c.TunMTU, c.protoName())
 	if c.Compression == datachannel.CompLZO {
 		b.WriteString(",comp-lzo")
+	}
+	if c.Fragment > 0 {
+		b.WriteString(",mtu-dynamic")
 	}
 	if c.Wrap == WrapTLSAuth && c.KeyDirection >= 0 {
 		fmt.Fprintf(&b, ",keydir %d", c.KeyDirection)
@@ -273,6 +280,9 @@ func (c *Config) peerInfo() string {
 	if c.IVGUIVer != "" {
 		fmt.Fprintf(&b, "IV_GUI_VER=%s\n", c.IVGUIVer)
 	}
+	// Pending-authentication methods ovpnd presents (EventAuthPrompt); OpenVPN's GUIs send
+	// it with setenv IV_SSO, which lands after IV_GUI_VER.
+	b.WriteString("IV_SSO=webauth,openurl,crtext\n")
 	return b.String()
 }
 

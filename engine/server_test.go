@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/ovpnd/ovpnd/engine/datachannel"
+	"github.com/ovpnd/ovpnd/engine/fragment"
 	"github.com/ovpnd/ovpnd/engine/internal/tlspipe"
 	"github.com/ovpnd/ovpnd/engine/kdf"
 	"github.com/ovpnd/ovpnd/engine/reliable"
@@ -120,6 +121,9 @@ type serverOpts struct {
 	cert          *tls.Certificate
 	// cipherSuites limits the server's TLS 1.2 suites (nil = Go's defaults).
 	cipherSuites []uint16
+	// fragment runs the server with --fragment: every data payload carries a
+	// fragment header and payloads over this many bytes go out in pieces.
+	fragment int
 }
 
 type srvKey struct {
@@ -164,6 +168,9 @@ type testServer struct {
 	dropped   int
 	keyEvents int
 	now       time.Time
+	// With opts.fragment: the server's fragmentation state.
+	frag  *fragment.Fragmenter
+	reasm *fragment.Reassembler
 }
 
 func newTestServer(t testing.TB, p *pki, w wrap.Wrapper, opts serverOpts) *testServer {
@@ -363,7 +370,7 @@ func (s *testServer) readClientKM2(now time.Time, k *srvKey, r []byte) {
 	if k.cli.user, rest, err = readString(rest, maxUserPassLen); err != nil {
 		s.t.Errorf("server: reading username: %v", err)
 	}
-	if k.cli.pass, rest, err = readString(rest, maxUserPassLen); err != nil {
+	if k.cli.pass, rest, err = readString(rest, maxPackedPassLen); err != nil {
 		s.t.Errorf("server: reading password: %v", err)
 	}
 	if k.cli.peerInfo, _, err = readString(rest, maxPeerInfoLen); err != nil {
@@ -502,7 +509,23 @@ func (s *testServer) handleData(keyID uint8, pkt []byte) {
 		s.dropped++
 		return
 	}
-	p, err := k.keys.OpenTo(append([]byte(nil), pkt...), make([]byte, 2048))
+	var p []byte
+	var err error
+	if s.opts.fragment > 0 {
+		if s.reasm == nil {
+			s.reasm = fragment.NewReassembler(2048)
+		}
+		if p, err = k.keys.OpenFramed(append([]byte(nil), pkt...)); err == nil {
+			if p, err = s.reasm.Incoming(s.now, p); err == nil && p != nil {
+				p, err = k.keys.Unframe(append([]byte(nil), p...), make([]byte, 2048))
+			}
+		}
+		if err == nil && p == nil {
+			return // waiting for more pieces
+		}
+	} else {
+		p, err = k.keys.OpenTo(append([]byte(nil), pkt...), make([]byte, 2048))
+	}
 	if err != nil {
 		s.t.Errorf("server: opening data packet: %v", err)
 		return
@@ -525,6 +548,10 @@ func (s *testServer) sendData(payload []byte) {
 	if k.keys == nil {
 		k = s.prev
 	}
+	if s.opts.fragment > 0 {
+		s.sendFragments(k.keys, payload)
+		return
+	}
 	buf := make([]byte, datachannel.Headroom+len(payload)+datachannel.Tailroom)
 	copy(buf[datachannel.Headroom:], payload)
 	pkt, err := k.keys.Seal(buf, datachannel.Headroom, len(payload))
@@ -532,6 +559,41 @@ func (s *testServer) sendData(payload []byte) {
 		s.t.Fatalf("server: seal: %v", err)
 	}
 	s.out = append(s.out, pkt)
+}
+
+// sendFragments is sendData with --fragment, written from OpenVPN's order of
+// operations independently of the client's code: frame, cut, then seal.
+func (s *testServer) sendFragments(k *datachannel.Keys, payload []byte) {
+	const off = datachannel.Headroom + 4
+	buf := make([]byte, off+len(payload)+datachannel.Tailroom)
+	copy(buf[off:], payload)
+	start, end := k.Frame(buf, off, len(payload))
+	framed := append([]byte(nil), buf[start:end]...)
+	seal := func(hdr func([]byte), piece []byte) {
+		pb := make([]byte, off+4+len(piece)+datachannel.Tailroom)
+		hdr(pb[off:])
+		copy(pb[off+4:], piece)
+		pkt, err := k.SealFramed(pb, off, 4+len(piece))
+		if err != nil {
+			s.t.Fatalf("server: seal: %v", err)
+		}
+		s.out = append(s.out, pkt)
+	}
+	if len(framed) <= s.opts.fragment {
+		seal(fragment.PutWhole, framed)
+		return
+	}
+	if s.frag == nil {
+		s.frag = fragment.NewFragmenter(77)
+	}
+	sp, err := s.frag.Split(len(framed), s.opts.fragment)
+	if err != nil {
+		s.t.Fatalf("server: split: %v", err)
+	}
+	for i := 0; i < sp.Count; i++ {
+		o, n := sp.Piece(i)
+		seal(func(b []byte) { sp.PutHeader(b, i) }, framed[o:o+n])
+	}
 }
 
 // wrapperPair builds matching client config fields and a server wrapper for a wrap mode.

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"bytes"
 	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/elliptic"
@@ -91,6 +92,9 @@ type verifier struct {
 	x509Type     VerifyX509Type
 	x509Name     string
 	certTLS      bool
+	nsCertType   NSCertType
+	crls         func() ([]*x509.RevocationList, error)
+	crlDir       func(serial string) (bool, error)
 	eku          string
 	fingerprints [][32]byte
 	ku           []uint16
@@ -147,6 +151,9 @@ func (v *verifier) verifyChain(certs []*x509.Certificate) error {
 		if err := v.checkProfileChains(chains); err != nil {
 			return err
 		}
+		if err := v.checkRevocation(chains[0]); err != nil {
+			return err
+		}
 	} else if err := checkProfile(v.profile, certs, false); err != nil {
 		// Without a CA the peer's own certificates are all there is to judge.
 		return err
@@ -171,6 +178,9 @@ func (v *verifier) verifyChain(certs []*x509.Certificate) error {
 		if !hasEKU(leaf, oidServerAuth.String()) {
 			return errors.New("server certificate lacks TLS Web Server Authentication EKU (remote-cert-tls server)")
 		}
+	}
+	if err := checkNSCertType(leaf, v.nsCertType); err != nil {
+		return err
 	}
 	if len(v.ku) > 0 {
 		if err := checkKeyUsage(leaf, v.ku); err != nil {
@@ -198,6 +208,78 @@ func (v *verifier) verifyChain(certs []*x509.Certificate) error {
 	case VerifyX509NamePrefix:
 		if !strings.HasPrefix(leaf.Subject.CommonName, v.x509Name) {
 			return fmt.Errorf("verify-x509-name: common name %q lacks prefix %q", leaf.Subject.CommonName, v.x509Name)
+		}
+	}
+	return nil
+}
+
+// checkRevocation implements --crl-verify as OpenVPN 2.6 sets up OpenSSL (CRL_CHECK and
+// CRL_CHECK_ALL): every certificate of the verified chain below the trust anchor needs a
+// revocation list from its issuer, signed by it and current, that does not list its serial.
+// In directory mode OpenVPN itself looks for a file named by each certificate's serial.
+func (v *verifier) checkRevocation(chain []*x509.Certificate) error {
+	if v.crlDir != nil {
+		for depth, c := range chain {
+			revoked, err := v.crlDir(c.SerialNumber.String())
+			if err != nil {
+				return fmt.Errorf("crl-verify: %w", err)
+			}
+			if revoked {
+				return fmt.Errorf("crl-verify: certificate %q (chain depth %d, serial %s) is revoked", c.Subject.CommonName, depth, c.SerialNumber)
+			}
+		}
+	}
+	if v.crls == nil {
+		return nil
+	}
+	lists, err := v.crls()
+	if err != nil {
+		return fmt.Errorf("crl-verify: %w", err)
+	}
+	now := v.now()
+	for depth := 0; depth < len(chain)-1; depth++ {
+		c, issuer := chain[depth], chain[depth+1]
+		if err := checkCRL(c, issuer, lists, now); err != nil {
+			return fmt.Errorf("crl-verify: certificate %q (chain depth %d): %w", c.Subject.CommonName, depth, err)
+		}
+	}
+	return nil
+}
+
+// checkCRL finds the issuer's current list and looks c up in it.
+func checkCRL(c, issuer *x509.Certificate, lists []*x509.RevocationList, now time.Time) error {
+	var found *x509.RevocationList
+	var firstErr error
+	for _, l := range lists {
+		if !bytes.Equal(l.RawIssuer, c.RawIssuer) {
+			continue
+		}
+		if err := l.CheckSignatureFrom(issuer); err != nil {
+			if firstErr == nil {
+				firstErr = fmt.Errorf("revocation list of %q: bad signature: %w", issuer.Subject.CommonName, err)
+			}
+			continue
+		}
+		if now.Before(l.ThisUpdate) {
+			firstErr = fmt.Errorf("revocation list of %q is not valid before %s", issuer.Subject.CommonName, l.ThisUpdate.UTC().Format(time.RFC3339))
+			continue
+		}
+		if !l.NextUpdate.IsZero() && now.After(l.NextUpdate) {
+			firstErr = fmt.Errorf("revocation list of %q expired at %s", issuer.Subject.CommonName, l.NextUpdate.UTC().Format(time.RFC3339))
+			continue
+		}
+		found = l
+		break
+	}
+	if found == nil {
+		if firstErr != nil {
+			return firstErr
+		}
+		return fmt.Errorf("no revocation list from its issuer %q", issuer.Subject.CommonName)
+	}
+	for _, e := range found.RevokedCertificateEntries {
+		if e.SerialNumber != nil && e.SerialNumber.Cmp(c.SerialNumber) == 0 {
+			return fmt.Errorf("revoked (serial %s, revoked at %s)", c.SerialNumber, e.RevocationTime.UTC().Format(time.RFC3339))
 		}
 	}
 	return nil
@@ -235,9 +317,92 @@ var extKeyUsageOID = map[x509.ExtKeyUsage]string{
 	x509.ExtKeyUsageEmailProtection: "1.3.6.1.5.5.7.3.4",
 	x509.ExtKeyUsageTimeStamping:    "1.3.6.1.5.5.7.3.8",
 	x509.ExtKeyUsageOCSPSigning:     "1.3.6.1.5.5.7.3.9",
+	// Server Gated Cryptography, which crypto/x509 recognizes and OpenSSL's SSL server
+	// purpose accepts (ns-cert-type server).
+	x509.ExtKeyUsageMicrosoftServerGatedCrypto: "1.3.6.1.4.1.311.10.3.3",
+	x509.ExtKeyUsageNetscapeServerGatedCrypto:  "2.16.840.1.113730.4.1",
 }
 
 var oidKeyUsage = asn1.ObjectIdentifier{2, 5, 29, 15}
+
+// Extensions and usages the ns-cert-type check reads.
+var (
+	oidNetscapeCertType = asn1.ObjectIdentifier{2, 16, 840, 1, 113730, 1, 1}
+	oidExtKeyUsage      = asn1.ObjectIdentifier{2, 5, 29, 37}
+	// Server Gated Cryptography (Netscape and Microsoft), which OpenSSL's SSL server purpose
+	// accepts in place of serverAuth.
+	oidNetscapeSGC  = "2.16.840.1.113730.4.1"
+	oidMicrosoftSGC = "1.3.6.1.4.1.311.10.3.3"
+)
+
+// Netscape certificate type bits as OpenSSL reads the first byte of the bit string.
+const (
+	nsSSLClient = 0x80
+	nsSSLServer = 0x40
+)
+
+// checkNSCertType implements --ns-cert-type the way OpenVPN 2.6 does with OpenSSL
+// (x509_verify_ns_cert_type): the certificate must pass X509_check_purpose for the SSL server
+// (or client) purpose, and if it does not, a Netscape certificate type extension with the
+// matching bit still lets it through. The purpose check, for a leaf: an extended key usage, if
+// present, must contain serverAuth or SGC (clientAuth for client); a Netscape certificate type,
+// if present, must have the SSL server (client) bit; a key usage, if present, must allow
+// digitalSignature, keyEncipherment or keyAgreement (client: digitalSignature or keyAgreement).
+func checkNSCertType(c *x509.Certificate, want NSCertType) error {
+	if want == NSCertNone {
+		return nil
+	}
+	name, nsBit, kuMask := "server", byte(nsSSLServer), uint16(0x80|0x20|0x08)
+	ekus := []string{oidServerAuth.String(), oidNetscapeSGC, oidMicrosoftSGC}
+	if want == NSCertClient {
+		name, nsBit, kuMask = "client", nsSSLClient, 0x80|0x08
+		ekus = []string{extKeyUsageOID[x509.ExtKeyUsageClientAuth]}
+	}
+	ns, nsPresent, err := netscapeCertType(c)
+	if err != nil {
+		return fmt.Errorf("server certificate: %w", err)
+	}
+	purpose := true
+	if hasExtension(c, oidExtKeyUsage) {
+		ok := false
+		for _, e := range ekus {
+			ok = ok || hasEKU(c, e)
+		}
+		purpose = ok
+	}
+	if nsPresent && ns&nsBit == 0 {
+		purpose = false
+	}
+	ku, kuPresent, err := openSSLKeyUsage(c)
+	if err != nil {
+		return fmt.Errorf("server certificate: %w", err)
+	}
+	if kuPresent && ku&kuMask == 0 {
+		purpose = false
+	}
+	if purpose || (nsPresent && ns&nsBit != 0) {
+		return nil
+	}
+	return fmt.Errorf("server certificate is not an SSL %s certificate (ns-cert-type %s: its extended key usage, Netscape certificate type or key usage rules it out)", name, name)
+}
+
+// netscapeCertType returns the first byte of the Netscape certificate type bit string.
+func netscapeCertType(c *x509.Certificate) (byte, bool, error) {
+	for _, e := range c.Extensions {
+		if !e.Id.Equal(oidNetscapeCertType) {
+			continue
+		}
+		var bits asn1.BitString
+		if rest, err := asn1.Unmarshal(e.Value, &bits); err != nil || len(rest) > 0 {
+			return 0, true, errors.New("malformed Netscape certificate type extension")
+		}
+		if len(bits.Bytes) == 0 {
+			return 0, true, nil
+		}
+		return bits.Bytes[0], true, nil
+	}
+	return 0, false, nil
+}
 
 // openSSLKeyUsage returns the first byte of the key usage bit string the way OpenVPN's
 // x509_verify_cert_ku (OpenSSL build) reads it: ASN.1 bit i becomes value bit 7-i, so

@@ -633,6 +633,41 @@ func TestCleanUpSkipsLiveOwners(t *testing.T) {
 	}
 }
 
+// TestCleanUpInstanceOnlyThatOne: the cleanup of ovpnd@b leaves the crashed a's state alone;
+// a's own cleanup undoes it.
+func TestCleanUpInstanceOnlyThatOne(t *testing.T) {
+	k := lanEnv(t, true)
+	before := k.String()
+	dir := t.TempDir()
+	r, err := New(Options{StateDir: dir, Instance: "a", Logf: t.Logf, DNSMode: ModeNone, kernel: k, bypassFunc: testBypass, pid: deadPID(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Set(with(func(c *Config) { c.Redirect = &Redirect{Def1: true, Gateway4: vpnGw4} })); err != nil {
+		t.Fatal(err)
+	}
+	if err := cleanUpMatching(dir, "b", k, nil, t.Logf); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "a"+stateSuffix)); err != nil {
+		t.Errorf("cleanup of b touched a's record: %v", err)
+	}
+	if before == k.String() {
+		t.Fatal("cleanup of b undid a's routes")
+	}
+	if err := cleanUpMatching(dir, "a", k, nil, t.Logf); err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(before, k.String()); diff != "" {
+		t.Errorf("(-before +after cleanup of a):\n%s", diff)
+	}
+	for _, bad := range []string{"*", "../a", "a/b"} {
+		if err := cleanUpMatching(dir, bad, k, nil, t.Logf); err == nil {
+			t.Errorf("cleanup accepted instance %q", bad)
+		}
+	}
+}
+
 func TestNewUndoesStaleInstance(t *testing.T) {
 	k := lanEnv(t, true)
 	before := k.String()

@@ -193,7 +193,27 @@ func CleanUp(stateDir string, logf func(format string, args ...any)) error {
 	return cleanUp(stateDir, k, nil, logf)
 }
 
+// CleanUpInstance is CleanUp limited to the records of one tunnel name: what ovpnd@NAME runs
+// before it starts and after it stops, so that one instance never touches another's state.
+func CleanUpInstance(stateDir, instance string, logf func(format string, args ...any)) error {
+	if logf == nil {
+		logf = func(string, ...any) {}
+	}
+	k, err := newNetlinkKernel()
+	if err != nil {
+		return err
+	}
+	defer k.close()
+	return cleanUpMatching(stateDir, instance, k, nil, logf)
+}
+
 func cleanUp(stateDir string, k kernel, dialBus func() (resolvedBus, error), logf func(string, ...any)) error {
+	return cleanUpMatching(stateDir, "", k, dialBus, logf)
+}
+
+// cleanUpMatching undoes the records of dead processes; with instance set, only that
+// tunnel's.
+func cleanUpMatching(stateDir, instance string, k kernel, dialBus func() (resolvedBus, error), logf func(string, ...any)) error {
 	if stateDir == "" {
 		stateDir = DefaultStateDir
 	}
@@ -202,7 +222,14 @@ func cleanUp(stateDir string, k kernel, dialBus func() (resolvedBus, error), log
 	} else if err != nil {
 		return fmt.Errorf("state directory: %w", err)
 	}
-	files, err := filepath.Glob(filepath.Join(stateDir, "*"+stateSuffix))
+	pattern := "*" + stateSuffix
+	if instance != "" {
+		pattern = instance + stateSuffix
+		if filepath.Base(pattern) != pattern || strings.ContainsAny(instance, "*?[\\") {
+			return fmt.Errorf("instance name %q cannot name a state file", instance)
+		}
+	}
+	files, err := filepath.Glob(filepath.Join(stateDir, pattern))
 	if err != nil {
 		return fmt.Errorf("listing %s: %w", stateDir, err)
 	}
@@ -213,7 +240,7 @@ func cleanUp(stateDir string, k kernel, dialBus func() (resolvedBus, error), log
 			errs = append(errs, fmt.Errorf("cleaning up %s: %w", f, err))
 			continue
 		}
-		if s.alive() {
+		if s.alive() || instance != "" && s.Instance != instance {
 			continue
 		}
 		plog := func(format string, args ...any) { logf("cleanup["+s.Instance+"]: "+format, args...) }

@@ -64,13 +64,24 @@ func (r *runner) attempt(ctx context.Context, conn *config.Connection, remote ne
 	}
 	var creds *credentials
 	if r.creds != (credentials{}) {
-		creds = &r.creds
+		c := r.creds
+		creds = &c
 	}
+	// A CRV1 challenge is answered by this attempt only.
+	r.creds.challenge = nil
 	ec, err := engineConfig(r.cfg, conn, remote.Addr().Is6(), creds, nil)
 	if err != nil {
 		pc.Close()
 		return outcome{kind: outFatal, err: fmt.Errorf("building protocol configuration: %w", err)}
 	}
+	if c := s.crl; c != nil {
+		if c.dir != "" {
+			ec.CRLDirRevoked = c.revoked
+		} else {
+			ec.CRLs = c.current
+		}
+	}
+	ec.Fragment = fragmentLink(fragmentFromConfig(r.cfg), transportOf(pc))
 	eng, err := engine.NewClient(ec)
 	if err != nil {
 		pc.Close()
@@ -128,10 +139,14 @@ func (r *runner) attempt(ctx context.Context, conn *config.Connection, remote ne
 	return out
 }
 
-// credAnswer is what a credential prompt returned.
+// credAnswer is what a credential request returned: a username and password
+// (hasPass), a challenge answer (hasResp), or an error.
 type credAnswer struct {
 	id         uint64
 	user, pass string
+	hasPass    bool
+	resp       string
+	hasResp    bool
 	err        error
 }
 
@@ -223,14 +238,19 @@ func (a *attempt) loop(ctx context.Context) outcome {
 			a.credAnswer, a.credCancel = nil, nil
 			if ans.err != nil {
 				if ctx.Err() == nil {
-					s.logf(0, "asking for credentials: %v", ans.err)
+					s.logf(0, "%v", ans.err)
 				}
 				continue
 			}
-			if s.State() == StateWaitingInput {
+			if st := s.State(); st == StateWaitingInput {
 				s.setState(StateAuthenticating, "")
 			}
-			a.setCredentials(ans.user, ans.pass)
+			if ans.hasPass {
+				a.setCredentials(ans.user, ans.pass)
+			}
+			if ans.hasResp {
+				a.eng.SetResponse(ans.resp)
+			}
 		}
 	}
 }
@@ -300,7 +320,7 @@ func (a *attempt) drain() (outcome, bool) {
 				s.update(func(st *Status) { st.Cipher = cipher })
 			}
 		case engine.EventPushReply:
-			if err := a.r.applyPush(e.Options, a.remote.Addr()); err != nil {
+			if err := a.r.applyPush(e.Reply, a.remote.Addr()); err != nil {
 				s.logf(0, "applying pushed options: %v", err)
 				return outcome{kind: outFatal, err: fmt.Errorf("applying pushed options: %w", err)}, true
 			}
@@ -309,15 +329,24 @@ func (a *attempt) drain() (outcome, bool) {
 				return out, true
 			}
 		case engine.EventNeedCredentials:
-			a.askCredentials()
+			a.askCredentials(e.Prompts)
+		case engine.EventAuthChallenge:
+			// Answered by the next connection, to the same server.
+			a.r.creds.challenge = e.Challenge
+			a.r.creds.token, a.r.creds.tokenUser = "", ""
+			s.logf(1, "the server asks a challenge: %s", e.Challenge.Text)
+		case engine.EventAuthPrompt:
+			a.onAuthPrompt(e)
 		case engine.EventAuthFailed:
-			a.authFailed = e.Message
-			if a.authFailed == "" {
-				a.authFailed = "AUTH_FAILED"
+			// In words, once: the bare AUTH_FAILED carries no reason.
+			a.authFailed = "the server refused the credentials"
+			if e.Message != "" {
+				a.authFailed = "the server said: " + e.Message
 			}
 			s.logf(0, "authentication failed: %s", a.authFailed)
 		case engine.EventAuthPending:
-			s.logf(1, "authentication pending (%s), waiting up to %v", e.Method, e.Timeout)
+			s.logf(1, "authentication pending%s, waiting up to %v", parenthesized(e.Method), e.Timeout)
+			s.setState(StateAuthPending, fmt.Sprintf("the server waits up to %v for authentication", e.Timeout))
 			s.publish(Event{Kind: EventAuthPending, Message: e.Method, State: s.State()})
 		case engine.EventInfo:
 			s.logf(1, "server info: %s", e.Message)
@@ -348,7 +377,7 @@ func (a *attempt) onState(e engine.EventState) (outcome, bool) {
 		if !a.shutdown.IsZero() {
 			return outcome{kind: outExit}, true
 		}
-		return outcome{kind: outRetry, reason: e.Reason}, true
+		return outcome{kind: outRetry, reason: e.Reason, noAdvance: a.r.creds.challenge != nil}, true
 	case engine.StateExiting:
 		if !a.shutdown.IsZero() {
 			return outcome{kind: outExit}, true
@@ -392,20 +421,70 @@ func fromEngine(st engine.State) (State, bool) {
 	return StateDisconnected, false
 }
 
-// askCredentials gets a username and password from the Credentials callback. The
-// prompt runs in a goroutine the attempt owns: its context ends with the attempt
-// (or when a newer request replaces it), and the attempt waits for it.
-func (a *attempt) askCredentials() {
+// askCredentials gets what the engine asks for before it can log in: a
+// username and password (from the Credentials callback or a SetCredentials
+// call) and a challenge answer (from the Respond callback), in that order.
+func (a *attempt) askCredentials(prompts []engine.Prompt) {
 	s := a.s
-	if a.r.creds.user != "" && a.r.creds.pass != "" {
+	needPass := false
+	var challenge *Prompt
+	for i := range prompts {
+		if prompts[i].Kind == engine.PromptPassword {
+			needPass = true
+		} else {
+			p := prompts[i]
+			challenge = &p
+		}
+	}
+	if needPass && a.r.creds.user != "" && a.r.creds.pass != "" {
 		a.eng.SetCredentials(a.r.creds.user, a.r.creds.pass)
+		needPass = false
+	}
+	if !needPass && challenge == nil {
 		return
 	}
-	cb := s.opts.Credentials
-	if cb == nil {
-		s.logf(0, "the server wants a username and password, and nothing can ask for them")
+	if needPass {
+		s.setState(StateWaitingInput, "")
+	}
+	if challenge != nil {
+		s.publish(Event{Kind: EventPrompt, Message: challenge.Text, Prompt: challenge, State: s.State()})
+	}
+	cb, respond := s.opts.Credentials, s.opts.Respond
+	if needPass && cb == nil {
+		s.logf(0, "the server wants a username and password, and nothing here can ask for them")
+		if challenge == nil {
+			return
+		}
+	}
+	if challenge != nil && respond == nil {
+		s.logf(0, "the server needs an answer to %q (%v), but nothing here can ask for it", challenge.Text, challenge.Kind)
 		return
 	}
+	a.startRequest(func(ctx context.Context) credAnswer {
+		var ans credAnswer
+		if needPass && cb != nil {
+			u, p, err := cb(ctx)
+			if err != nil {
+				return credAnswer{err: fmt.Errorf("asking for credentials: %w", err)}
+			}
+			ans.user, ans.pass, ans.hasPass = u, p, true
+		}
+		if challenge != nil {
+			r, err := respond(ctx, *challenge)
+			if err != nil {
+				return credAnswer{err: fmt.Errorf("asking for the %v answer: %w", challenge.Kind, err)}
+			}
+			ans.resp, ans.hasResp = r, true
+		}
+		return ans
+	})
+}
+
+// startRequest runs one credential request in a goroutine the attempt owns. The
+// request has its own id, answer channel and context; it cancels its predecessor,
+// whose late answer lands in the predecessor's channel, which nobody reads. The
+// context ends with the attempt, which waits for the goroutine.
+func (a *attempt) startRequest(ask func(ctx context.Context) credAnswer) {
 	if a.credCancel != nil {
 		a.credCancel()
 	}
@@ -414,14 +493,53 @@ func (a *attempt) askCredentials() {
 	ch := make(chan credAnswer, 1)
 	a.credAnswer, a.credCancel = ch, cancel
 	id := a.credID
-	s.setState(StateWaitingInput, "")
 	a.wg.Add(1)
 	go func() {
 		defer a.wg.Done()
 		defer cancel()
-		u, p, err := cb(ctx)
-		ch <- credAnswer{id: id, user: u, pass: p, err: err}
+		ans := ask(ctx)
+		ans.id = id
+		ch <- ans
 	}()
+}
+
+// onAuthPrompt presents what a pending authentication wants: a web login is
+// logged and published; a CR_TEXT challenge is asked through Respond and its
+// answer sent to the server as CR_RESPONSE.
+func (a *attempt) onAuthPrompt(e engine.EventAuthPrompt) {
+	s := a.s
+	p := e.Prompt
+	switch p.Kind {
+	case engine.PromptWebLogin:
+		s.logf(1, "web login required: open %s", p.URL)
+		s.setState(StateAuthPending, "waiting for web login at "+p.URL)
+	default:
+		s.logf(1, "the server asks: %s", p.Text)
+		s.setState(StateAuthPending, "waiting for an answer to: "+p.Text)
+	}
+	s.publish(Event{Kind: EventPrompt, Message: p.Text, Prompt: &p, State: s.State()})
+	if p.Kind != engine.PromptCRText {
+		return
+	}
+	respond := s.opts.Respond
+	if respond == nil {
+		s.logf(0, "the server needs an answer to %q, but nothing here can ask for it", p.Text)
+		return
+	}
+	a.startRequest(func(ctx context.Context) credAnswer {
+		r, err := respond(ctx, p)
+		if err != nil {
+			return credAnswer{err: fmt.Errorf("asking for the challenge answer: %w", err)}
+		}
+		return credAnswer{resp: r, hasResp: true}
+	})
+}
+
+func parenthesized(s string) string {
+	if s == "" {
+		return ""
+	}
+	return " (" + s + ")"
 }
 
 // writeTun writes one packet from the engine's slow path.

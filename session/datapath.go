@@ -31,6 +31,7 @@ import (
 	"unsafe"
 
 	"github.com/ovpnd/ovpnd/engine/datachannel"
+	"github.com/ovpnd/ovpnd/engine/fragment"
 )
 
 const (
@@ -63,6 +64,11 @@ type dataKeys interface {
 	Seal(buf []byte, off, n int) ([]byte, error)
 	OpenTo(pkt, scratch []byte) ([]byte, error)
 	KeyID() uint8
+	// The steps of Seal and OpenTo that --fragment puts its header between.
+	Frame(buf []byte, off, n int) (start, end int)
+	SealFramed(buf []byte, off, n int) ([]byte, error)
+	OpenFramed(pkt []byte) ([]byte, error)
+	Unframe(payload, scratch []byte) ([]byte, error)
 }
 
 // keySet is the current data-channel keys: primary seals and opens, retiring
@@ -72,6 +78,8 @@ type keySet struct {
 	retiring dataKeys
 	// mss is the mssfix clamp for these keys' overhead, filled in by setKeys.
 	mss mssClamp
+	// fragPiece is the largest payload piece with --fragment (0: off).
+	fragPiece int
 }
 
 func (ks *keySet) forID(id uint8) dataKeys {
@@ -180,6 +188,9 @@ type dataPath struct {
 	ctlMu  sync.Mutex
 	mssCfg mssFixConfig // the profile's mssfix (zero: off)
 
+	// frag is the --fragment state (fragment.go); nil without it.
+	frag *fragState
+
 	// Per-routine state: tx is only touched by RoutineTunToSocket and rx by
 	// RoutineSocketToTun.
 	tx struct {
@@ -203,6 +214,8 @@ type dataPathConfig struct {
 	// RefuseCompressed drops LZO/LZ4-compressed packets from the server
 	// (allow-compression no) instead of decompressing them.
 	RefuseCompressed bool
+	// Fragment is the profile's --fragment (zero: off).
+	Fragment fragmentConfig
 }
 
 // connRef is one connection as the data path sees it: the transport, where its
@@ -230,7 +243,8 @@ func (c *connRef) fail(err error) {
 
 func newDataPath(t tunDevice, cnt *counters, dc dataPathConfig, logf func(string, ...any)) *dataPath {
 	d := &dataPath{tun: t, cnt: cnt, logf: logf}
-	d.txOff = (dc.Headroom + 15) &^ 15
+	// The fragment header needs room in front of the framed payload.
+	d.txOff = (dc.Headroom + fragment.HeaderSize + 15) &^ 15
 	mtu := max(dc.MTU, 1500)
 	d.txBufSize = d.txOff + mtu + dc.Tailroom + 256
 	d.tx.bufs = make([][]byte, maxBatch)
@@ -253,6 +267,9 @@ func newDataPath(t tunDevice, cnt *counters, dc dataPathConfig, logf func(string
 		// Without a scratch buffer OpenTo refuses compressed payloads.
 		d.rx.scratch = make([]byte, 64<<10)
 	}
+	if dc.Fragment.N > 0 {
+		d.frag = newFragState(dc.Fragment, mtu, d.txBufSize)
+	}
 	return d
 }
 
@@ -263,6 +280,7 @@ func (d *dataPath) setKeys(ks *keySet) {
 	defer d.ctlMu.Unlock()
 	if ks != nil {
 		ks.mss = d.clampLocked(ks)
+		ks.fragPiece = d.fragPieceLocked(ks)
 	}
 	d.keys.Store(ks)
 }
@@ -302,7 +320,31 @@ func (d *dataPath) reclampLocked() {
 	}
 	ks := *cur
 	ks.mss = d.clampLocked(&ks)
+	ks.fragPiece = d.fragPieceLocked(&ks)
 	d.keys.Store(&ks)
+}
+
+// fragPieceLocked is the --fragment piece size for ks on the current
+// connection (0: fragmentation off).
+func (d *dataPath) fragPieceLocked(ks *keySet) int {
+	if d.frag == nil {
+		return 0
+	}
+	k := ks.primary
+	if k == nil {
+		k = ks.retiring
+	}
+	fo, ok := k.(interface {
+		FrameOverhead() datachannel.FrameOverhead
+	})
+	if !ok {
+		return 0
+	}
+	var t transportInfo
+	if c := d.conn.Load(); c != nil {
+		t = transportOf(c.conn)
+	}
+	return fragmentPieceFor(fragmentLink(d.frag.cfg, t), fo.FrameOverhead())
 }
 
 // clampLocked computes the clamp for ks on the current connection.
@@ -325,7 +367,12 @@ func (d *dataPath) clampLocked(ks *keySet) mssClamp {
 		}
 		t = transportOf(c.conn)
 	}
-	return computeMSSClamp(m, fo.FrameOverhead(), t)
+	f := fo.FrameOverhead()
+	if d.frag != nil {
+		// OpenVPN counts the fragment header as payload overhead.
+		f.Payload += fragment.HeaderSize
+	}
+	return computeMSSClamp(m, f, t)
 }
 
 // RoutineTunToSocket reads plaintext batches from the tun device, seals them in
@@ -359,6 +406,10 @@ func (d *dataPath) sealAndSend(n int) {
 	c := d.conn.Load()
 	if ks == nil || ks.primary == nil || c == nil {
 		d.cnt.dropped.Add(uint64(n))
+		return
+	}
+	if ks.fragPiece > 0 {
+		d.sealFragmented(ks, c, n)
 		return
 	}
 	out := d.tx.out[:0]
@@ -400,6 +451,10 @@ func (d *dataPath) RoutineSocketToTun(c *connRef) {
 	// A TCP transport needs no moderation: one read of its stream buffer
 	// already returns every frame that has arrived.
 	moderate := !transportOf(c.conn).stream
+	if d.frag != nil {
+		// Pieces of the previous connection's packets can never complete.
+		d.frag.reasm.Reset()
+	}
 	var last time.Time
 	for {
 		n, err := c.conn.ReadBatch(rbufs, d.rx.sizes)
@@ -432,7 +487,11 @@ func (d *dataPath) openAndWrite(c *connRef, n int) {
 	ks := d.keys.Load()
 	out := d.rx.out[:0]
 	var bytes uint64
-	var pings, bad, dropped int
+	var pings, bad, dropped, partial int
+	var now time.Time
+	if d.frag != nil {
+		now = time.Now()
+	}
 	for i := 0; i < n; i++ {
 		sz := d.rx.sizes[i]
 		if sz == 0 {
@@ -461,10 +520,26 @@ func (d *dataPath) openAndWrite(c *connRef, n int) {
 			dropped++
 			continue
 		}
-		payload, err := k.OpenTo(pkt, d.rx.scratch)
-		if err != nil {
-			bad++
-			continue
+		var payload []byte
+		if d.frag != nil {
+			var st int
+			switch payload, st = d.openFragment(k, buf, pkt, now); st {
+			case fragBad:
+				bad++
+				continue
+			case fragDropped:
+				dropped++
+				continue
+			case fragPartial:
+				partial++
+				continue
+			}
+		} else {
+			var err error
+			if payload, err = k.OpenTo(pkt, d.rx.scratch); err != nil {
+				bad++
+				continue
+			}
 		}
 		if len(payload) == 0 {
 			continue
@@ -510,7 +585,7 @@ func (d *dataPath) openAndWrite(c *connRef, n int) {
 	if dropped > 0 {
 		d.cnt.dropped.Add(uint64(dropped))
 	}
-	if len(out) > 0 || pings > 0 {
+	if len(out) > 0 || pings > 0 || partial > 0 {
 		d.cnt.lastRecv.Store(time.Now().UnixNano())
 	}
 	if len(out) == 0 {

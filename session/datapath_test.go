@@ -71,6 +71,13 @@ func (k *fakeKeys) OpenTo(pkt, _ []byte) ([]byte, error) {
 	return pl, nil
 }
 
+// The fake has no compression framing: Frame and Unframe leave the payload
+// as it is, and the framed variants are Seal and OpenTo.
+func (k *fakeKeys) Frame(buf []byte, off, n int) (int, int)           { return off, off + n }
+func (k *fakeKeys) SealFramed(buf []byte, off, n int) ([]byte, error) { return k.Seal(buf, off, n) }
+func (k *fakeKeys) OpenFramed(pkt []byte) ([]byte, error)             { return k.OpenTo(pkt, nil) }
+func (k *fakeKeys) Unframe(p, _ []byte) ([]byte, error)               { return p, nil }
+
 // fakeTun returns queued packets from Read and records Write.
 type fakeTun struct {
 	in      [][]byte

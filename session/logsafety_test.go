@@ -7,6 +7,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/ovpnd/ovpnd/config"
+	"github.com/ovpnd/ovpnd/engine/push"
 )
 
 // TestApplyPushDoesNotLogToken: the PUSH_REPLY is logged at verbosity 3, and an auth-token in
@@ -14,8 +15,8 @@ import (
 func TestApplyPushDoesNotLogToken(t *testing.T) {
 	const secret = "S3CRETTOKEN"
 	r, _, logs := newTestRunner(t, &config.Config{TunMTU: 1500})
-	push := append(append([]string(nil), labPush...), "auth-token "+secret, "auth-token-user "+"dXNlcg==")
-	if err := r.applyPush(push, netip.MustParseAddr("198.18.0.1")); err != nil {
+	lines := append(append([]string(nil), labPush...), "auth-token "+secret, "auth-token-user "+"dXNlcg==")
+	if err := applyPushLines(r, lines, netip.MustParseAddr("198.18.0.1")); err != nil {
 		t.Fatalf("applyPush: %v", err)
 	}
 	if r.creds.token != secret {
@@ -28,7 +29,7 @@ func TestApplyPushDoesNotLogToken(t *testing.T) {
 	if strings.Contains(out, secret) || strings.Contains(out, "dXNlcg==") {
 		t.Errorf("log carries the auth-token:\n%s", out)
 	}
-	if !strings.Contains(out, "auth-token "+config.Redacted) {
+	if !strings.Contains(out, "auth-token "+push.Redacted) {
 		t.Errorf("log lacks the redacted auth-token:\n%s", out)
 	}
 }

@@ -10,11 +10,13 @@ package session
  *
  *   fixed:  mss = N - 40
  *   else:   overhead = protocol header (opcode/peer-id, packet id, tag or
- *                      IV+HMAC), +2 over TCP, + the outer IP and UDP/TCP
+ *                      IV+HMAC), +2 over TCP, +10 through a SOCKS UDP
+ *                      relay, + the outer IP and UDP/TCP
  *                      headers with the "mtu" flag (and by default)
  *           target   = N - overhead, for CBC rounded down to a block, minus 1
  *           mss      = target - payload overhead (v1 compression byte, CBC
- *                      packet id) - 40 (inner IPv4 + TCP headers)
+ *                      packet id, fragment header) - 40 (inner IPv4 + TCP
+ *                      headers)
  *   IPv6 packets get mss - 20 (their header is 20 bytes longer).
  */
 
@@ -47,9 +49,13 @@ type mssFixConfig struct {
 
 // mssFixFromConfig applies OpenVPN's defaults to the profile's mssfix fields.
 // Without an mssfix value (no mssfix line, or a bare "mssfix") OpenVPN uses
-// "mssfix 1492 mtu" when tun-mtu is 1500 and "mssfix TUN-MTU fixed" otherwise.
+// "mssfix FRAGMENT mtu" with fragment, else "mssfix 1492 mtu" when tun-mtu is
+// 1500 and "mssfix TUN-MTU fixed" otherwise.
 func mssFixFromConfig(c *config.Config) mssFixConfig {
 	m := mssFixConfig{N: c.MSSFix, Encap: c.MSSFixMTU, Fixed: c.MSSFixFixed}
+	if c.MSSFixDefault && c.Fragment > 0 {
+		return mssFixConfig{N: c.Fragment, Encap: true}
+	}
 	if c.MSSFixDefault {
 		mtu := c.TunMTU
 		if mtu <= 0 {
@@ -74,6 +80,9 @@ type mssClamp struct {
 type transportInfo struct {
 	stream   bool // TCP: every packet has a 2-byte length prefix
 	remoteV6 bool // the outer IP header is IPv6
+	// extra is what a relay adds to every datagram: the SOCKS5 UDP header,
+	// which OpenVPN counts as 10 bytes.
+	extra int
 }
 
 // computeMSSClamp returns the clamp for one mssfix setting and one key's wire
@@ -86,7 +95,7 @@ func computeMSSClamp(m mssFixConfig, f datachannel.FrameOverhead, t transportInf
 	if m.Fixed {
 		mss = m.N - ipv4TCPHeaders
 	} else {
-		overhead := f.Header
+		overhead := f.Header + t.extra
 		if t.stream {
 			overhead += 2
 		}
@@ -128,6 +137,9 @@ func transportOf(c packetConn) transportInfo {
 	if r, ok := c.(interface{ RemoteAddr() netip.AddrPort }); ok {
 		a := r.RemoteAddr().Addr()
 		t.remoteV6 = a.Is6() && !a.Is4In6()
+	}
+	if x, ok := c.(interface{ DatagramOverhead() int }); ok {
+		t.extra = x.DatagramOverhead()
 	}
 	return t
 }

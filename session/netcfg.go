@@ -293,6 +293,9 @@ type routeWatcher struct {
 
 	tunIndex atomic.Int64
 	servers  atomic.Pointer[[]netip.Addr]
+	// ending is set before the loop releases its subscription: the receive error that
+	// closing the socket causes is then expected, not worth a line.
+	ending atomic.Bool
 
 	quit chan struct{}
 	done chan struct{}
@@ -314,6 +317,7 @@ func (w *routeWatcher) setServers(s []netip.Addr) {
 // start subscribes and starts the goroutine; the first subscription must
 // work, later ones are retried.
 func (w *routeWatcher) start() error {
+	w.ending.Store(false)
 	ch := make(chan netlink.RouteUpdate, 64)
 	nlDone := make(chan struct{})
 	if err := w.subscribe(ch, nlDone, w.subscriptionError); err != nil {
@@ -335,6 +339,9 @@ func (w *routeWatcher) stop() {
 }
 
 func (w *routeWatcher) subscriptionError(err error) {
+	if w.ending.Load() {
+		return
+	}
 	w.logf(3, "route monitor: %v", err)
 }
 
@@ -349,6 +356,7 @@ func (w *routeWatcher) loop(ch chan netlink.RouteUpdate, nlDone chan struct{}) {
 		if ch == nil {
 			return
 		}
+		w.ending.Store(true)
 		close(nlDone)
 		for range ch {
 		}

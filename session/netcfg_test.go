@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ovpnd/ovpnd/config"
+	"github.com/ovpnd/ovpnd/engine/push"
 	"github.com/ovpnd/ovpnd/routing"
 )
 
@@ -283,6 +284,16 @@ var labPush = []string{
 	"cipher AES-256-GCM", "peer-id 0",
 }
 
+// applyPushLines parses option lines under the runner's profile, as the engine does, and
+// applies the result; a pull-filter reject comes back as the error.
+func applyPushLines(r *runner, lines []string, server netip.Addr) error {
+	reply, err := push.Parse(lines, r.cfg.PushPolicy())
+	if err != nil {
+		return err
+	}
+	return r.applyPush(reply, server)
+}
+
 func TestApplyPush(t *testing.T) {
 	server := netip.MustParseAddr("198.18.0.1")
 	for _, tc := range []struct {
@@ -306,7 +317,7 @@ func TestApplyPush(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r, fr, logs := newTestRunner(t, &tc.cfg)
-			err := r.applyPush(labPush, server)
+			err := applyPushLines(r, labPush, server)
 			if (err != nil) != tc.wantErr {
 				t.Fatalf("applyPush: %v, want error %v", err, tc.wantErr)
 			}
@@ -339,7 +350,7 @@ func TestApplyPush(t *testing.T) {
 func TestApplyPushKeepsConnectionOnRoutingErrors(t *testing.T) {
 	r, fr, logs := newTestRunner(t, &config.Config{TunMTU: 1500})
 	fr.err = errors.New("route 0.0.0.0/1: conflicts")
-	if err := r.applyPush(labPush, netip.MustParseAddr("198.18.0.1")); err != nil {
+	if err := applyPushLines(r, labPush, netip.MustParseAddr("198.18.0.1")); err != nil {
 		t.Fatalf("a routing error ended the connection: %v", err)
 	}
 	if !strings.Contains(logs(), "conflicts") {
@@ -349,7 +360,7 @@ func TestApplyPushKeepsConnectionOnRoutingErrors(t *testing.T) {
 
 func TestApplyPushPushedMTU(t *testing.T) {
 	r, fr, _ := newTestRunner(t, &config.Config{TunMTU: 1500})
-	if err := r.applyPush(append(labPush[:len(labPush):len(labPush)], "tun-mtu 1400"), netip.MustParseAddr("198.18.0.1")); err != nil {
+	if err := applyPushLines(r, append(labPush[:len(labPush):len(labPush)], "tun-mtu 1400"), netip.MustParseAddr("198.18.0.1")); err != nil {
 		t.Fatal(err)
 	}
 	if got := fr.last().MTU; got != 1400 {
@@ -361,7 +372,7 @@ func TestRouteDelay(t *testing.T) {
 	t.Run("routes after the delay", func(t *testing.T) {
 		r, fr, _ := newTestRunner(t, &config.Config{TunMTU: 1500, RouteDelay: 200 * time.Millisecond})
 		start := time.Now()
-		if err := r.applyPush(labPush, netip.MustParseAddr("198.18.0.1")); err != nil {
+		if err := applyPushLines(r, labPush, netip.MustParseAddr("198.18.0.1")); err != nil {
 			t.Fatal(err)
 		}
 		first := fr.last()
@@ -383,7 +394,7 @@ func TestRouteDelay(t *testing.T) {
 	})
 	t.Run("teardown cancels", func(t *testing.T) {
 		r, fr, _ := newTestRunner(t, &config.Config{TunMTU: 1500, RouteDelay: 100 * time.Millisecond})
-		if err := r.applyPush(labPush, netip.MustParseAddr("198.18.0.1")); err != nil {
+		if err := applyPushLines(r, labPush, netip.MustParseAddr("198.18.0.1")); err != nil {
 			t.Fatal(err)
 		}
 		if err := r.closeTun(); err != nil {
@@ -397,7 +408,7 @@ func TestRouteDelay(t *testing.T) {
 	t.Run("failed routes retried within the window", func(t *testing.T) {
 		r, fr, _ := newTestRunner(t, &config.Config{TunMTU: 1500, RouteDelay: 50 * time.Millisecond, RouteDelayWin: 1500 * time.Millisecond})
 		fr.err = errors.New("network unreachable")
-		if err := r.applyPush(labPush, netip.MustParseAddr("198.18.0.1")); err != nil {
+		if err := applyPushLines(r, labPush, netip.MustParseAddr("198.18.0.1")); err != nil {
 			t.Fatal(err)
 		}
 		time.Sleep(2500 * time.Millisecond)

@@ -44,6 +44,7 @@ func engineConfig(c *config.Config, conn *config.Connection, ipv6 bool, creds *c
 		Rand:                rnd,
 		IVVer:               Version,
 		KeyDirection:        int(c.TLSWrap.Direction),
+		PushPolicy:          c.PushPolicy(),
 	}
 	if c.RenegInterval == 0 {
 		ec.RenegInterval = -1 // reneg-sec 0 disables; the engine's zero means default
@@ -134,6 +135,10 @@ func engineConfig(c *config.Config, conn *config.Connection, ipv6 bool, creds *c
 			ec.Username, ec.Password = creds.user, creds.pass
 		}
 		ec.AuthToken, ec.AuthTokenUser = creds.token, creds.tokenUser
+		ec.Challenge = creds.challenge
+	}
+	if sc := c.StaticChallenge; sc != nil && c.AuthUserPass != nil {
+		ec.StaticChallenge = &engine.StaticChallenge{Text: sc.Text, Echo: sc.Echo, Concat: sc.Concat}
 	}
 	return ec, nil
 }
@@ -158,6 +163,10 @@ func tlsOptions(ec *engine.Config, c *config.Config) error {
 			return fmt.Errorf("tls-cipher: %w", err)
 		}
 		ec.TLSCipherSuites = ids
+		if len(ids) == 0 {
+			// Nothing in the list works below TLS 1.3 (the parser warned): TLS 1.3 alone.
+			ec.TLSVersionMin = tls.VersionTLS13
+		}
 	}
 	if c.TLSCipherSuites != "" {
 		ids, _, err := config.TLS13CipherList(c.TLSCipherSuites)
@@ -172,6 +181,12 @@ func tlsOptions(ec *engine.Config, c *config.Config) error {
 	}
 	ec.TLSCertProfile = p
 	ec.RemoteCertKU = append([]uint16(nil), c.RemoteCertKU...)
+	switch c.NSCertType {
+	case "server":
+		ec.NSCertType = engine.NSCertServer
+	case "client":
+		ec.NSCertType = engine.NSCertClient
+	}
 	if c.RemoteCertTLS == "client" {
 		// OpenVPN: remote-cert-tls is remote-cert-ku (extension required) plus the
 		// matching remote-cert-eku; the engine's RemoteCertTLSServer covers only "server".
@@ -205,4 +220,6 @@ func compression(m config.CompressMode) (datachannel.Compression, error) {
 type credentials struct {
 	user, pass       string
 	token, tokenUser string
+	// challenge is the CRV1 challenge of the previous connection, answered by the next one.
+	challenge *engine.Challenge
 }

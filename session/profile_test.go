@@ -52,6 +52,15 @@ func TestEngineConfig(t *testing.T) {
 			},
 		},
 		{
+			name: "tls-cipher without a TLS 1.2 suite crypto/tls has means TLS 1.3 alone",
+			edit: func(c *config.Config) { c.TLSCipher = "DHE-RSA-AES256-GCM-SHA384"; c.NSCertType = "server" },
+			check: func(t *testing.T, ec *engine.Config) {
+				if ec.TLSVersionMin != tls.VersionTLS13 || len(ec.TLSCipherSuites) != 0 || ec.NSCertType != engine.NSCertServer {
+					t.Errorf("min %#x suites %v ns %v", ec.TLSVersionMin, ec.TLSCipherSuites, ec.NSCertType)
+				}
+			},
+		},
+		{
 			name: "tls-auth key direction 1 over TCP with ping-exit",
 			edit: func(c *config.Config) {
 				c.TLSWrap = config.TLSWrap{Mode: config.WrapTLSAuth, Key: key, Direction: config.KeyDir1}

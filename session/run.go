@@ -16,6 +16,7 @@ import (
 	"github.com/ovpnd/ovpnd/config"
 	"github.com/ovpnd/ovpnd/engine"
 	"github.com/ovpnd/ovpnd/engine/datachannel"
+	"github.com/ovpnd/ovpnd/engine/push"
 	"github.com/ovpnd/ovpnd/routing"
 )
 
@@ -37,6 +38,9 @@ type outcome struct {
 	reason    string
 	err       error
 	connected bool // the attempt reached Connected
+	// noAdvance retries the same remote at once, as for a connection that worked: the
+	// server sent a challenge that only it can check (OpenVPN's no_advance).
+	noAdvance bool
 }
 
 type outcomeKind int
@@ -106,6 +110,8 @@ type runner struct {
 
 	creds credentials
 	order []int // connection indexes in try order
+	// proxyCreds are proxy credentials asked for earlier (proxy.go).
+	proxyCreds *proxyCreds
 }
 
 func (r *runner) run(ctx context.Context) error {
@@ -163,7 +169,7 @@ func (r *runner) run(ctx context.Context) error {
 		case outFatal:
 			return out.err
 		}
-		if out.connected {
+		if out.connected || out.noAdvance {
 			failures[pos], retries = 0, 0
 			// A connection that worked is tried again first: the usual cause is
 			// a server restart or a network change, not a dead server.
@@ -229,7 +235,8 @@ func (r *runner) persistTun() bool { return r.cfg.PersistTun }
 func (r *runner) connectEntry(ctx context.Context, conn *config.Connection) outcome {
 	s := r.s
 	s.setState(StateResolving, conn.Remote)
-	addrs, err := r.resolve(ctx, conn)
+	// With a proxy, the proxy's addresses (proxy.go).
+	addrs, port, err := r.resolveEntry(ctx, conn)
 	if err != nil {
 		if ctx.Err() != nil {
 			return outcome{kind: outExit}
@@ -239,8 +246,8 @@ func (r *runner) connectEntry(ctx context.Context, conn *config.Connection) outc
 	}
 	var last outcome
 	for _, a := range addrs {
-		last = r.attempt(ctx, conn, netip.AddrPortFrom(a, conn.Port))
-		if last.kind != outRetry || last.connected {
+		last = r.attempt(ctx, conn, netip.AddrPortFrom(a, port))
+		if last.kind != outRetry || last.connected || last.noAdvance {
 			return last
 		}
 	}
@@ -326,7 +333,7 @@ func (r *runner) openTun() error {
 		}
 	}
 	r.dp = newDataPath(t, &r.s.cnt, dataPathConfig{Headroom: datachannel.Headroom, Tailroom: datachannel.Tailroom, MTU: mtu,
-		RefuseCompressed: r.cfg.Compression.Allow == config.AllowNo},
+		RefuseCompressed: r.cfg.Compression.Allow == config.AllowNo, Fragment: fragmentFromConfig(r.cfg)},
 		func(f string, a ...any) { r.s.logf(4, f, a...) })
 	r.dp.setMSSFix(mssFixFromConfig(r.cfg)) // mssfix hook (session/mss.go)
 	r.txDone = make(chan struct{})
@@ -418,6 +425,9 @@ func (r *runner) dial(ctx context.Context, conn *config.Connection, remote netip
 	}
 	dctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
+	if r.cfg.Proxy != nil {
+		return r.dialProxy(dctx, conn, remote, o)
+	}
 	if conn.Proto == config.ProtoTCP {
 		return dialTCP(dctx, remote, o)
 	}
@@ -425,20 +435,29 @@ func (r *runner) dial(ctx context.Context, conn *config.Connection, remote netip
 }
 
 // applyPush merges the pushed network settings over the profile's and hands
-// the result to routing. Pushed options the allow-list or pull-filter drops
-// are logged; a pull-filter reject fails the attempt, as in OpenVPN. Network
-// settings routing refuses (bounds, bad prefixes, a missing net_gateway) are
-// logged and the connection is kept: the tunnel itself works without them.
-func (r *runner) applyPush(options []string, server netip.Addr) error {
+// the result to routing. The engine has parsed the push once (push.Parse: the
+// profile's pull-filter and route-nopull, then the grammar) and applied the
+// protocol options; what it did not apply is in reply.Warnings and is logged
+// here. Network settings routing refuses (bounds, bad prefixes, a missing
+// net_gateway) are logged and the connection is kept: the tunnel itself works
+// without them.
+func (r *runner) applyPush(reply *push.Reply, server netip.Addr) error {
 	s := r.s
-	s.logf(3, "PUSH_REPLY: %s", strings.Join(config.RedactOptions(options), ","))
-	p, warns, err := r.cfg.ParsePush(options)
+	if s.verb >= 3 {
+		opts := make([]string, len(reply.Accepted))
+		for i, o := range reply.Accepted {
+			opts[i] = o.String()
+		}
+		s.logf(3, "PUSH_REPLY: %s", strings.Join(opts, ","))
+	}
+	for _, w := range reply.Warnings {
+		s.logf(2, "%v", w)
+	}
+	pn, warns := config.PushedNet(reply.Net)
 	for _, w := range warns {
 		s.logf(2, "%v", w)
 	}
-	if err != nil {
-		return err
-	}
+	p := reply
 	if r.dp != nil {
 		r.dp.setPushedMSSFix(p.MSSFix) // mssfix hook (session/mss.go)
 	}
@@ -448,7 +467,7 @@ func (r *runner) applyPush(options []string, server netip.Addr) error {
 			r.creds.tokenUser = p.AuthTokenUser
 		}
 	}
-	n := mergeNet(&r.cfg.Net, &p.Net)
+	n := mergeNet(&r.cfg.Net, pn)
 	mtu := r.cfg.TunMTU
 	if p.TunMTU != nil && *p.TunMTU > 0 {
 		mtu = *p.TunMTU

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/ovpnd/ovpnd/config"
+	"github.com/ovpnd/ovpnd/engine"
 	"github.com/ovpnd/ovpnd/routing"
 )
 
@@ -28,6 +29,9 @@ const (
 	StateConnecting
 	StateTLSHandshake
 	StateAuthenticating
+	// StateAuthPending: the server waits for out-of-band authentication (AUTH_PENDING): a
+	// web login, a CR_TEXT answer, or something the server arranges by itself.
+	StateAuthPending
 	StateConnected
 	StateReconnecting
 	StateExiting
@@ -40,7 +44,7 @@ const (
 
 // stateNames is the one state vocabulary: the D-Bus State property, sd_notify STATUS= and the
 // journal's OVPND_STATE all use these words (daemon's TestStateVocabulary pins them to dbus/).
-var stateNames = [...]string{"idle", "resolving", "connecting", "tls-handshake", "authenticating", "connected", "reconnecting", "exiting", "disconnected", "waiting-input", "failed"}
+var stateNames = [...]string{"idle", "resolving", "connecting", "tls-handshake", "authenticating", "auth-pending", "connected", "reconnecting", "exiting", "disconnected", "waiting-input", "failed"}
 
 // States lists every State, for tests that pin the vocabulary.
 func States() []State {
@@ -73,6 +77,24 @@ const (
 	// EventAuthPending: the server waits for out-of-band authentication;
 	// Message names the method.
 	EventAuthPending
+	// EventPrompt: the connection needs the user: Prompt says for what (a
+	// challenge to answer through Options.Respond, or a web login to open).
+	EventPrompt
+)
+
+// Prompt is one thing the connection asks the user (engine.Prompt).
+type Prompt = engine.Prompt
+
+// PromptKind says what a Prompt asks for (engine.PromptKind).
+type PromptKind = engine.PromptKind
+
+// Prompt kinds.
+const (
+	PromptPassword        = engine.PromptPassword
+	PromptStaticChallenge = engine.PromptStaticChallenge
+	PromptChallenge       = engine.PromptChallenge
+	PromptCRText          = engine.PromptCRText
+	PromptWebLogin        = engine.PromptWebLogin
 )
 
 // Event is a log notification for subscribers; events may be dropped.
@@ -82,6 +104,8 @@ type Event struct {
 	State   State // the state when the event was made
 	Level   int
 	Message string
+	// Prompt is set for EventPrompt.
+	Prompt *Prompt
 }
 
 // Status is a snapshot of the session.
@@ -128,6 +152,16 @@ type Options struct {
 	// the session waits for the call to return before the next attempt.
 	// Without it such a profile cannot connect.
 	Credentials func(ctx context.Context) (user, pass string, err error)
+	// ProxyCredentials, when set, is asked for a proxy's username and password
+	// when the profile says to ask (http-proxy ... stdin or auto without
+	// credentials, socks-proxy ... stdin); proxy is "HTTP proxy" or "SOCKS
+	// proxy". Without it such a profile cannot connect through its proxy.
+	ProxyCredentials func(ctx context.Context, proxy string) (user, pass string, err error)
+	// Respond, when set, asks the user to answer a challenge: the profile's
+	// static-challenge, a CRV1 challenge from the server, or a CR_TEXT of a
+	// pending authentication. Without it a connection that needs an answer
+	// cannot complete. What it returns is sent to the server and not kept.
+	Respond func(ctx context.Context, p Prompt) (string, error)
 
 	// Test seams.
 	openTun   func(name string, mtu int) (tunDevice, string, error)
@@ -165,6 +199,8 @@ type Session struct {
 	cfg  *config.Config
 	opts Options
 	verb int
+	// crl serves crl-verify's lists to every attempt's engine (nil without crl-verify).
+	crl *crlSource
 
 	cnt counters
 	// restart carries Restart to the control loop; one pending restart is enough.
@@ -205,6 +241,10 @@ func New(cfg *config.Config, opts Options) (*Session, error) {
 	if verb < 0 {
 		verb = cfg.Verb
 	}
+	crl, err := newCRLSource(cfg.CRL)
+	if err != nil {
+		return nil, fmt.Errorf("session: %w", err)
+	}
 	return &Session{
 		limit:    logLimiter{mute: cfg.Mute},
 		cfg:      cfg,
@@ -213,6 +253,7 @@ func New(cfg *config.Config, opts Options) (*Session, error) {
 		restart:  make(chan struct{}, 1),
 		subs:     map[chan Event]struct{}{},
 		watchers: map[chan struct{}]struct{}{},
+		crl:      crl,
 	}, nil
 }
 

@@ -4,9 +4,13 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
 
 	"github.com/ovpnd/ovpnd/config"
 )
+
+// checkStdin is where a passphrase comes from when there is no terminal (a test seam).
+var checkStdin io.Reader = os.Stdin
 
 func init() {
 	register("check", command{
@@ -39,8 +43,11 @@ func runCheck(args []string, stdout, stderr io.Writer) int {
 		return exitUsage
 	}
 	status := exitOK
+	// Checking an encrypted key means decrypting it, so check asks for its passphrase too.
+	pr := newPrompter(checkStdin, stderr)
+	defer pr.close()
 	for _, f := range files {
-		cfg, warns, err := config.Load(f)
+		cfg, warns, err := config.LoadWith(f, config.LoadOptions{Passphrase: pr.passphrase})
 		for _, w := range warns {
 			fmt.Fprintln(stderr, w.String())
 		}

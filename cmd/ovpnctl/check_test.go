@@ -15,7 +15,7 @@ const testdata = "../../config/testdata"
 func TestCheck(t *testing.T) {
 	valid := filepath.Join(testdata, "valid", "connections.conf")
 	warns := filepath.Join(testdata, "valid", "linux-updown.conf")
-	invalid := filepath.Join(testdata, "invalid", "two-devs.conf")
+	invalid := filepath.Join(testdata, "invalid", "ping-conflict.conf")
 	tests := []struct {
 		name       string
 		args       []string
@@ -30,7 +30,7 @@ func TestCheck(t *testing.T) {
 		{"no command", nil, 2, []string{"usage: ovpnctl COMMAND"}, false},
 		{"valid", []string{"check", valid}, 0, nil, false},
 		{"warnings", []string{"check", warns}, 0, []string{warns + ":9: warning: ignoring script-security: ovpnd never runs scripts"}, false},
-		{"invalid", []string{"check", valid, invalid}, 1, []string{invalid + ":3: dev tun1 conflicts with dev tun0 on line 2"}, false},
+		{"invalid", []string{"check", valid, invalid}, 1, []string{invalid + ":6: ping-exit 60 conflicts with keepalive 10 120 on line 5"}, false},
 		{"missing file", []string{"check", "/nonexistent/x.conf"}, 1, []string{"/nonexistent/x.conf: open /nonexistent/x.conf: no such file or directory"}, false},
 		{"print", []string{"check", "--print", valid}, 0, nil, true},
 	}

@@ -18,6 +18,7 @@ const (
 	exitNotFound    = 3 // no such session
 	exitDenied      = 4 // not allowed (ownership or polkit)
 	exitUnreachable = 5 // ovpnd is not reachable on the bus
+	exitAuthFailed  = 6 // the server refused the credentials
 )
 
 // target is where a session is served: the manager or an ovpnd@NAME instance.

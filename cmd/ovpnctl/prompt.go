@@ -77,3 +77,13 @@ func (p *prompter) ask(prompt string, secret bool) (string, error) {
 	}
 	return line, nil
 }
+
+// passphrase asks for the passphrase of an encrypted key (config.Passphrase). The key is
+// decrypted here, as the user; the daemon only ever receives the decrypted key.
+func (p *prompter) passphrase(what string) ([]byte, error) {
+	s, err := p.ask("Enter Private Key Password for "+what, true)
+	if err != nil {
+		return nil, err
+	}
+	return []byte(s), nil
+}

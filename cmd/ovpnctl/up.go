@@ -46,7 +46,9 @@ func runUp(args []string, stdout, stderr io.Writer) int {
 	}
 	// The profile and every file it names are read here, as the user; the daemon receives
 	// the self-contained result and never opens a path.
-	cfg, warns, err := config.Load(path)
+	pr := newPrompter(upStdin, stderr)
+	defer pr.close()
+	cfg, warns, err := config.LoadWith(path, config.LoadOptions{Passphrase: pr.passphrase})
 	for _, w := range warns {
 		fmt.Fprintln(stderr, w.String())
 	}
@@ -82,8 +84,6 @@ func runUp(args []string, stdout, stderr io.Writer) int {
 	if *timeout > 0 {
 		deadline = time.After(*timeout)
 	}
-	pr := newPrompter(upStdin, stderr)
-	defer pr.close()
 	u := &upper{c: c, t: t, name: *name, pr: pr, stdout: stdout, stderr: stderr, verbose: *verbose, answered: map[uint32]bool{}}
 	info, err := getInfo(c, t)
 	if err != nil {
@@ -161,12 +161,15 @@ func (u *upper) progress() (int, bool) {
 			addrs := strings.Join(u.info.TunnelAddresses, " ")
 			fmt.Fprintf(u.stdout, "%s: connected to %s, device %s, address %s\n", u.name, dash(u.info.Remote), dash(u.info.Device), dash(addrs))
 			return exitOK, true
-		case api.StateFailed:
+		case api.StateFailed, api.StateDisconnected:
+			// The session ended before it was up: say why, once, and exit with the status
+			// documented for that reason.
+			if u.info.StateReason == "" {
+				fmt.Fprintf(u.stderr, "%s: disconnected before connecting\n", u.name)
+				return exitFail, true
+			}
 			fmt.Fprintf(u.stderr, "%s: failed: %s\n", u.name, u.info.StateReason)
-			return exitFail, true
-		case api.StateDisconnected:
-			fmt.Fprintf(u.stderr, "%s: disconnected\n", u.name)
-			return exitFail, true
+			return failureCode(u.info.StateReason), true
 		case api.StateWaitingInput:
 		default:
 			if u.info.StateReason != "" {

@@ -13,6 +13,7 @@ import (
 	"syscall"
 
 	"github.com/ovpnd/ovpnd/config"
+	api "github.com/ovpnd/ovpnd/dbus"
 	"github.com/ovpnd/ovpnd/routing"
 	"github.com/ovpnd/ovpnd/session"
 )
@@ -37,7 +38,7 @@ func runCmd(args []string, _, stderr io.Writer) int {
 		return 2
 	}
 	path := fs.Arg(0)
-	logger := log.New(stderr, "", log.LstdFlags)
+	logger := log.New(stderr, "", logFlags())
 	switch *dnsMode {
 	case "", routing.ModeResolved, routing.ModeResolvConf, routing.ModeNone:
 	default:
@@ -51,7 +52,7 @@ func runCmd(args []string, _, stderr io.Writer) int {
 
 	cleanStale(*stateDir, logger.Printf)
 
-	cfg, warns, err := config.Load(path)
+	cfg, warns, err := config.LoadWith(path, config.LoadOptions{Passphrase: askPassphraseTerminal})
 	for _, w := range warns {
 		logger.Print(w.String())
 	}
@@ -59,7 +60,7 @@ func runCmd(args []string, _, stderr io.Writer) int {
 		for _, e := range config.Errors(err) {
 			logger.Print(e)
 		}
-		return 1
+		return exitConfig
 	}
 	if *name == "" {
 		*name = instanceName(path)
@@ -75,6 +76,12 @@ func runCmd(args []string, _, stderr io.Writer) int {
 	if cfg.AuthUserPass != nil && (cfg.AuthUserPass.Ask || cfg.AuthUserPass.PasswordMissing) {
 		opts.Credentials = askTerminal
 	}
+	if px := cfg.Proxy; px != nil && px.Ask {
+		opts.ProxyCredentials = askProxyTerminal
+	}
+	// Challenges (static-challenge, CRV1, CR_TEXT) are asked on the terminal; web-login
+	// URLs appear in the log for the user to open.
+	opts.Respond = respondTerminal
 	s, err := session.New(cfg, opts)
 	if err != nil {
 		logger.Print(err)
@@ -95,10 +102,7 @@ func runCmd(args []string, _, stderr io.Writer) int {
 	err = s.Run(ctx)
 	if err != nil {
 		logger.Printf("exiting: %v", err)
-		if errors.Is(err, session.ErrAuthFailed) {
-			return 3
-		}
-		return 1
+		return exitCode(err)
 	}
 	logger.Print("exiting")
 	return 0
@@ -138,15 +142,55 @@ func cleanupCmd(args []string, _, stderr io.Writer) int {
 	fs := flag.NewFlagSet("ovpnd cleanup", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	stateDir := fs.String("state-dir", routing.DefaultStateDir, "directory of crash-recovery records")
+	instance := fs.String("instance", "", "undo only what the tunnel of this name left behind (ovpnd@NAME's ExecStartPre/ExecStopPost)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	logger := log.New(stderr, "", log.LstdFlags)
-	if err := routing.CleanUp(*stateDir, logger.Printf); err != nil {
+	if fs.NArg() != 0 {
+		fmt.Fprintln(stderr, "usage: ovpnd cleanup [--state-dir DIR] [--instance NAME]")
+		return 2
+	}
+	logger := log.New(stderr, "", logFlags())
+	var err error
+	if *instance != "" {
+		if !api.ValidName(*instance) {
+			fmt.Fprintf(stderr, "ovpnd cleanup: name %q is not 1-%d characters of [A-Za-z0-9_.@-]\n", *instance, api.MaxNameLen)
+			return 2
+		}
+		err = routing.CleanUpInstance(*stateDir, *instance, logger.Printf)
+	} else {
+		err = routing.CleanUp(*stateDir, logger.Printf)
+	}
+	if err != nil {
 		logger.Printf("cleanup: %v", err)
 		return 1
 	}
 	return 0
+}
+
+// Exit statuses of `ovpnd run` and `ovpnd instance` besides 0 (clean stop), 1 (any other
+// failure; worth retrying) and 2 (usage). systemd names them NOPERM and CONFIG in
+// `systemctl status`, and ovpnd@.service does not retry them (RestartPreventExitStatus=):
+// retrying a refused password only risks locking the account.
+const (
+	exitAuthFailed = 77 // the server refused the credentials
+	exitConfig     = 78 // the profile or the credential file is invalid
+)
+
+// exitCode is the exit status for the error a session ended with.
+func exitCode(err error) int {
+	if errors.Is(err, session.ErrAuthFailed) {
+		return exitAuthFailed
+	}
+	return 1
+}
+
+// logFlags leaves out the timestamp when stderr goes to the journal, which adds its own.
+func logFlags() int {
+	if os.Getenv("JOURNAL_STREAM") != "" {
+		return 0
+	}
+	return log.LstdFlags
 }
 
 // cleanStale runs before anything else in every long-running command: it undoes what crashed

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -14,21 +13,11 @@ import (
 	"github.com/ovpnd/ovpnd/daemon"
 	api "github.com/ovpnd/ovpnd/dbus"
 	"github.com/ovpnd/ovpnd/routing"
-	"github.com/ovpnd/ovpnd/session"
 )
 
 func init() {
 	commands["instance"] = command{"run /etc/ovpnd/NAME.conf for ovpnd@NAME.service (sd_notify, journal, bus)", instanceCmd}
 }
-
-// systemdObserve is the hook for `ovpnd run --systemd`: it reports s to systemd (READY=1
-// once the tunnel is up, STATUS=, STOPPING=1, WATCHDOG=1). Call before s.Run; call the
-// returned function after Run returns.
-func systemdObserve(ctx context.Context, s *session.Session) func() {
-	return daemon.NewNotifier().Observe(ctx, s)
-}
-
-var _ = systemdObserve
 
 func instanceCmd(args []string, _, stderr io.Writer) int {
 	fs := flag.NewFlagSet("ovpnd instance", flag.ContinueOnError)
@@ -57,14 +46,26 @@ func instanceCmd(args []string, _, stderr io.Writer) int {
 	}
 	log := daemon.NewLogger(stderr)
 	notify := daemon.NewNotifier()
-	fail := func(msg string) int {
+	// fail logs msg once and leaves it as the unit's status. No ERRNO=: systemd would show
+	// it as an errno name, and none describes a VPN failure.
+	fail := func(code int, msg string) int {
 		log.Log(0, name, "", msg)
-		notify.Notify("STATUS=" + msg + "\nERRNO=1")
-		return 1
+		notify.Status(msg)
+		return code
 	}
 
-	cleanStale(*stateDir, func(format string, args ...any) { log.Log(1, name, "", fmt.Sprintf(format, args...)) })
-	cfg, warns, err := config.Load(*cfgPath)
+	// The unit's ExecStartPre and ExecStopPost clean up too; this covers `ovpnd instance` run
+	// by hand. Only this instance's records: other instances' are theirs.
+	if err := routing.CleanUpInstance(*stateDir, name, func(format string, args ...any) { log.Log(1, name, "", fmt.Sprintf(format, args...)) }); err != nil {
+		log.Log(1, name, "", fmt.Sprintf("cleaning up after an earlier run: %v", err))
+	}
+	// An encrypted key's passphrase comes from askpass FILE in the profile or, failing that,
+	// from the systemd credential askpass (there is no terminal to ask on).
+	askpass, err := daemon.PassphraseFromDirectory(os.Getenv("CREDENTIALS_DIRECTORY"))
+	if err != nil {
+		return fail(exitConfig, err.Error())
+	}
+	cfg, warns, err := config.LoadWith(*cfgPath, config.LoadOptions{Passphrase: askpass})
 	for _, w := range warns {
 		log.Log(1, name, "", w.String())
 	}
@@ -72,13 +73,18 @@ func instanceCmd(args []string, _, stderr io.Writer) int {
 		for _, e := range config.Errors(err) {
 			log.Log(0, name, "", e.Error())
 		}
-		return fail("invalid profile " + *cfgPath)
+		return fail(exitConfig, "invalid profile "+*cfgPath)
 	}
 	creds, err := daemon.CredentialsFromDirectory(os.Getenv("CREDENTIALS_DIRECTORY"))
 	if err != nil {
-		return fail(err.Error())
+		return fail(exitConfig, err.Error())
 	}
 	opts := daemon.InstanceOptions{Name: name, Config: cfg, Log: log, StateDir: *stateDir, Credentials: creds}
+	if creds == nil {
+		opts.Waiting = func(string) {
+			notify.Status("waiting for credentials (answer with: ovpnctl auth " + name + ")")
+		}
+	}
 	if *busFlag != "none" {
 		conn, err := connectBus(*busFlag)
 		if err != nil {
@@ -91,7 +97,7 @@ func instanceCmd(args []string, _, stderr io.Writer) int {
 	}
 	inst, err := daemon.NewInstance(opts)
 	if err != nil {
-		return fail(err.Error())
+		return fail(1, err.Error())
 	}
 
 	ctx, cancel := context.WithCancel(context.Background())
@@ -112,10 +118,9 @@ func instanceCmd(args []string, _, stderr io.Writer) int {
 	err = inst.Run(ctx)
 	stopNotify()
 	if err != nil {
-		if errors.Is(err, session.ErrAuthFailed) {
-			return fail("authentication failed: " + err.Error())
-		}
-		return fail(err.Error())
+		// The session has logged the failure as it happened; the status keeps its reason.
+		notify.Status(err.Error())
+		return exitCode(err)
 	}
 	return 0
 }

@@ -80,6 +80,9 @@ const (
 	Tailroom = cbcBlockSize + 1
 	// MaxPayload is the largest payload Seal accepts.
 	MaxPayload = 65535
+	// PacketIDSize is the packet id every data packet carries; CBC encrypts
+	// it with the payload (FrameOverhead counts it in Payload then).
+	PacketIDSize = packetIDSize
 )
 
 type cipherKind int
@@ -389,13 +392,37 @@ func (k *Keys) Seal(buf []byte, off, n int) ([]byte, error) {
 	if off < Headroom || n < 0 || n > MaxPayload || len(buf)-off-n < Tailroom {
 		return nil, errSealBuffer
 	}
+	start, end := k.comp.frame(buf, off, off+n)
+	return k.seal(buf, start, end)
+}
+
+// Frame applies the compression framing to the payload buf[off:off+n] in place
+// and returns its new bounds, for a caller that puts its own inner header (the
+// fragment header) between framing and encryption, as OpenVPN does with
+// --fragment. It needs FramePrefix bytes before off and one byte after the
+// payload; Seal = Frame + SealFramed.
+func (k *Keys) Frame(buf []byte, off, n int) (start, end int) {
+	return k.comp.frame(buf, off, off+n)
+}
+
+// FramePrefix is how many bytes Frame may add in front of a payload.
+const FramePrefix = 2
+
+// SealFramed is Seal for a payload that Frame already framed: it requires
+// off >= Headroom-FramePrefix and len(buf) >= off+n+Tailroom-1.
+func (k *Keys) SealFramed(buf []byte, off, n int) ([]byte, error) {
+	if off < Headroom-FramePrefix || n < 0 || n > MaxPayload+FramePrefix+1 || len(buf)-off-n < Tailroom-1 {
+		return nil, errSealBuffer
+	}
+	return k.seal(buf, off, off+n)
+}
+
+func (k *Keys) seal(buf []byte, start, end int) ([]byte, error) {
 	id := k.nextID.Add(1)
 	if id > 0xFFFFFFFF {
 		// Never reuse a nonce; the engine should have rekeyed at 0xFF000000.
 		return nil, errExhausted
 	}
-	start, end := k.comp.frame(buf, off, off+n)
-
 	var pkt []byte
 	var err error
 	switch k.kind {
@@ -487,6 +514,17 @@ func (k *Keys) Open(pkt []byte) ([]byte, error) {
 // min(len(scratch), 65535) bytes) and returns a subslice of scratch for it.
 // Uncompressed payloads are still returned inside pkt.
 func (k *Keys) OpenTo(pkt, scratch []byte) ([]byte, error) {
+	payload, err := k.OpenFramed(pkt)
+	if err != nil {
+		return nil, err
+	}
+	return k.comp.unframe(payload, scratch)
+}
+
+// OpenFramed authenticates and decrypts a data packet in place like Open but
+// leaves the compression framing (and any inner header in front of it) in
+// the returned payload; Unframe removes the framing later.
+func (k *Keys) OpenFramed(pkt []byte) ([]byte, error) {
 	if len(pkt) < 1 {
 		return nil, errShortHeader
 	}
@@ -517,6 +555,13 @@ func (k *Keys) OpenTo(pkt, scratch []byte) ([]byte, error) {
 		return nil, err
 	}
 	k.received.Add(1)
+	return payload, nil
+}
+
+// Unframe removes the compression framing from a payload OpenFramed returned
+// (after the caller took its inner header off), decompressing into scratch as
+// OpenTo does. Allocation-free.
+func (k *Keys) Unframe(payload, scratch []byte) ([]byte, error) {
 	return k.comp.unframe(payload, scratch)
 }
 

@@ -326,7 +326,7 @@ func TestParseTLSCryptV2Errors(t *testing.T) {
 	}{
 		{"client-empty", true, "", "no PEM block"},
 		{"client-wrong-type", true, testV2ServerKey, `this is a PEM "OpenVPN tls-crypt-v2 server key", not "OpenVPN tls-crypt-v2 client key"`},
-		{"client-static-key", true, testPktStaticKey, "no PEM block"},
+		{"client-static-key", true, testPktStaticKey, `this is an "OpenVPN Static key V1" (a tls-auth or tls-crypt key), not an "OpenVPN tls-crypt-v2 client key"`},
 		{"client-bad-length-field", true, withWKc(func(w []byte) []byte { w[len(w)-1]++; return w }), "length field"},
 		{"client-truncated", true, withWKc(func(w []byte) []byte { return w[:MinWKcLen-1] }), "at least"},
 		{"client-too-long", true, withWKc(func(w []byte) []byte {
@@ -334,7 +334,7 @@ func TestParseTLSCryptV2Errors(t *testing.T) {
 			return binary.BigEndian.AppendUint16(w, uint16(len(w)+2))
 		}), "maximum 1024"},
 		{"server-empty", false, "", "no PEM block"},
-		{"server-wrong-type", false, testV2ClientKey, "no PEM block"},
+		{"server-wrong-type", false, testV2ClientKey, `this is a PEM "OpenVPN tls-crypt-v2 client key", not "OpenVPN tls-crypt-v2 server key"`},
 		{"server-short", false, string(pemBlock(TLSCryptV2ServerPEMType, make([]byte, 127))), "127 bytes"},
 		{"server-long", false, string(pemBlock(TLSCryptV2ServerPEMType, make([]byte, 129))), "129 bytes"},
 	}

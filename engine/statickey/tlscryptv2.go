@@ -56,6 +56,10 @@ type TLSCryptV2ServerKey struct {
 	HMAC   [64]byte
 }
 
+// staticKeyPEMType is the PEM type of tls-auth and tls-crypt keys, named when one is given where
+// a tls-crypt-v2 key belongs.
+const staticKeyPEMType = "OpenVPN Static key V1"
+
 // decodePEM finds the first PEM block of the wanted type, skipping other
 // blocks, because an inline <tls-crypt-v2> section may sit next to others.
 func decodePEM(data []byte, typ string) ([]byte, error) {
@@ -80,7 +84,10 @@ func decodePEM(data []byte, typ string) ([]byte, error) {
 	}
 	if len(other) > 0 {
 		// Name what the file is, since the usual mistake is a key of the wrong kind.
-		return nil, fmt.Errorf("this is a PEM %q, not %q (%w)", other[0], typ, errNoBlock)
+		if strings.EqualFold(other[0], staticKeyPEMType) {
+			return nil, fmt.Errorf("this is an %q (a tls-auth or tls-crypt key), not an %q; use it with tls-crypt, or ask for a tls-crypt-v2 client key", other[0], typ)
+		}
+		return nil, fmt.Errorf("this is a PEM %q, not %q", other[0], typ)
 	}
 	return nil, fmt.Errorf("%w of type %q", errNoBlock, typ)
 }

@@ -64,9 +64,9 @@ func TestDaemon(t *testing.T) {
 	addr := startBus(t, shared)
 	alice, bob := addUser(t, "a"), addUser(t, "b")
 	pk := startPolkit(t, addr, map[uint32]map[string]bool{
-		uint32(alice.uid): {api.ActionStart: true, api.ActionManage: true},
-		// Bob may manage his own sessions but not start any.
-		uint32(bob.uid): {api.ActionManage: true},
+		uint32(alice.uid): {api.ActionStart: true},
+		// Bob may not start any session.
+		uint32(bob.uid): {},
 	})
 	notify := listenNotify(t, shared)
 	d := startInNS(t, l.ClientNS, []string{"NOTIFY_SOCKET=" + notify.path}, ovpnd, "daemon", "--bus", addr, "--state-dir", filepath.Join(l.Dir, "state"))
@@ -235,8 +235,40 @@ func TestDaemon(t *testing.T) {
 		if code != 0 || !strings.Contains(out, "disconnected") {
 			t.Fatalf("ovpnctl down: exit %d: %s %s", code, out, stderr)
 		}
-		if !pkAsked(pk, fmt.Sprintf("%d:%s", alice.uid, api.ActionManage)) {
-			t.Error("polkit was not asked for net.ovpnd1.manage")
+		// Owners stop their own sessions without polkit (from any login).
+		if pkAsked(pk, fmt.Sprintf("%d:net.ovpnd1.manage", alice.uid)) {
+			t.Error("polkit was asked whether the owner may stop her own session")
+		}
+	})
+
+	t.Run("up as user with an encrypted key", func(t *testing.T) {
+		// ovpnctl decrypts the key as alice, asking for its passphrase; the daemon gets the
+		// decrypted key inline and never sees the passphrase or the file.
+		const keyPass = "alice key passphrase"
+		encKey := filepath.Join(userDir, "enc.key")
+		if out, err := exec.Command("openssl", "pkcs8", "-topk8", "-v2", "aes-256-cbc", "-in", l.PKI().ClientKey,
+			"-passout", "pass:"+keyPass, "-out", encKey).CombinedOutput(); err != nil {
+			t.Fatalf("openssl pkcs8: %v\n%s", err, out)
+		}
+		if err := os.Chown(encKey, alice.uid, alice.gid); err != nil {
+			t.Fatal(err)
+		}
+		cfg := writeOwned(t, userDir, "enc.conf", promptingConfig(srv)+"key enc.key\n", alice)
+		out, stderr, code := runAs(t, &alice, addr, nil, keyPass+"\n"+labUser+"\n"+labPass+"\n", ovpnctl, "up", "--name", "enc", cfg)
+		if code != 0 {
+			t.Fatalf("ovpnctl up: exit %d\nstdout: %s\nstderr: %s", code, out, stderr)
+		}
+		if !strings.Contains(out, "connected") || !strings.Contains(out, srv.ClientTunnelAddr()) {
+			t.Errorf("ovpnctl up printed %q, want the tunnel address %s", out, srv.ClientTunnelAddr())
+		}
+		if !strings.Contains(stderr, "Enter Private Key Password for private key enc.key") {
+			t.Errorf("no passphrase prompt in %q", stderr)
+		}
+		if strings.Contains(out+stderr+d.out.String(), keyPass) {
+			t.Error("the passphrase was echoed or reached the daemon's log")
+		}
+		if out, stderr, code := runAs(t, &alice, addr, nil, "", ovpnctl, "down", "enc"); code != 0 {
+			t.Errorf("ovpnctl down: exit %d: %s %s", code, out, stderr)
 		}
 	})
 
@@ -284,7 +316,18 @@ func TestInstance(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(creds, "auth-user-pass"), []byte(labUser+"\n"+labPass+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cfg := l.WriteFile("inst.conf", promptingConfig(srv))
+	// The client key is encrypted; its passphrase comes from the systemd credential askpass
+	// (LoadCredential=askpass:FILE), as ovpnd@NAME has no terminal to ask on.
+	const keyPass = "instance key passphrase"
+	encKey := filepath.Join(l.Dir, "inst-enc.key")
+	if out, err := exec.Command("openssl", "pkcs8", "-topk8", "-v2", "aes-256-cbc", "-in", l.PKI().ClientKey,
+		"-passout", "pass:"+keyPass, "-out", encKey).CombinedOutput(); err != nil {
+		t.Fatalf("openssl pkcs8: %v\n%s", err, out)
+	}
+	if err := os.WriteFile(filepath.Join(creds, "askpass"), []byte(keyPass+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := l.WriteFile("inst.conf", promptingConfig(srv)+"key "+encKey+"\n")
 	d := startInNS(t, l.ClientNS, []string{"NOTIFY_SOCKET=" + notify.path, "CREDENTIALS_DIRECTORY=" + creds, "WATCHDOG_USEC=400000"},
 		ovpnd, "instance", "--config", cfg, "--bus", addr, "--state-dir", filepath.Join(l.Dir, "state"), "lab-1")
 	notify.wait(t, "STATUS=connecting*", 10*time.Second)

@@ -158,6 +158,21 @@ func interopCases() []interopCase {
 			},
 		},
 		interopCase{
+			// A provider-style profile: a tls-cipher list of DHE suites crypto/tls lacks (so
+			// only TLS 1.3 is left), the deprecated ns-cert-type, ping-restart 0 and a repeated
+			// reneg-sec, which OpenVPN 2.6 accepts with warnings.
+			name:   "udp/tls-crypt/provider-quirks",
+			server: lab.ServerOptions{Wrap: "tls-crypt"},
+			client: lab.ClientOptions{Extra: []string{"tls-cipher TLS-DHE-RSA-WITH-AES-256-GCM-SHA384:DHE-RSA-AES256-SHA",
+				"ns-cert-type server", "reneg-sec 0", "reneg-sec 3600"}},
+			cipher: "AES-256-GCM",
+			exercise: func(t *testing.T, l *lab.Lab, srv *lab.Server, _ *lab.Process) {
+				if want := "Control Channel: TLSv1.3"; !strings.Contains(srv.Log(), want) {
+					t.Errorf("server log lacks %q", want)
+				}
+			},
+		},
+		interopCase{
 			name: "udp/tls-crypt/pushed-routes",
 			server: lab.ServerOptions{Wrap: "tls-crypt", Push: []string{
 				"route 10.9.0.0 255.255.255.0",

@@ -394,6 +394,7 @@ type Process struct {
 	name  string
 	cmd   *exec.Cmd
 	out   syncBuffer
+	tty   *os.File // the terminal's controlling side, for StartClientProcessTTY
 	done  chan struct{}
 	err   error
 	start time.Time

@@ -34,6 +34,13 @@ type ServerOptions struct {
 	RenegSec int
 	// UserPass turns on username/password authentication with auth-gen-token.
 	UserPass *UserPass
+	// AuthScript, when set, is the body of an auth-user-pass-verify script (via-file: $1 holds
+	// the username and password lines; $auth_failed_reason_file is where a refusal's reason
+	// goes). The server runs it with script-security 2 in its namespace; no auth-gen-token.
+	AuthScript string
+	// ManagementClientAuth opens the management interface on a unix socket with
+	// management-client-auth: every client waits until the test decides through Management.
+	ManagementClientAuth bool
 	// IPv6 adds `server-ipv6 fd00:8::/64`.
 	IPv6 bool
 	// Push lines are pushed verbatim (`push "LINE"`).
@@ -204,6 +211,21 @@ func (s *Server) config() (string, error) {
 		} else {
 			w("auth-gen-token")
 		}
+	}
+	if o.AuthScript != "" {
+		path := filepath.Join(s.dir, "auth-script.sh")
+		if err := os.WriteFile(path, []byte("#!/bin/sh\n"+o.AuthScript), 0o700); err != nil {
+			return "", fmt.Errorf("writing auth script: %w", err)
+		}
+		w("script-security 2")
+		w("auth-user-pass-verify %s via-file", path)
+		w("tmp-dir %s", s.dir)
+	}
+	if o.ManagementClientAuth {
+		w("management %s unix", s.ManagementSocket())
+		w("management-client-auth")
+		// Pending authentication needs no password from the client.
+		w("auth-user-pass-optional")
 	}
 	for _, line := range o.Push {
 		w("push %q", line)

@@ -1,0 +1,106 @@
+package interop
+
+import (
+	"context"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ovpnd/ovpnd/tests/lab"
+)
+
+// ipFragCounters reads the IP fragmentation counters of a namespace from
+// /proc/net/snmp: datagrams the kernel cut up to send, and pieces it had to
+// put back together on receipt.
+func ipFragCounters(t *testing.T, exec func(context.Context, ...string) ([]byte, error)) (creates, reasm int) {
+	t.Helper()
+	out, err := exec(context.Background(), "cat", "/proc/net/snmp")
+	if err != nil {
+		t.Fatalf("reading /proc/net/snmp: %v", err)
+	}
+	var names, values []string
+	for _, line := range strings.Split(string(out), "\n") {
+		if !strings.HasPrefix(line, "Ip: ") {
+			continue
+		}
+		if names == nil {
+			names = strings.Fields(line)
+		} else {
+			values = strings.Fields(line)
+		}
+	}
+	for i := range names {
+		if i >= len(values) {
+			break
+		}
+		n, _ := strconv.Atoi(values[i])
+		switch names[i] {
+		case "FragCreates":
+			creates = n
+		case "ReasmReqds":
+			reasm = n
+		}
+	}
+	return creates, reasm
+}
+
+// TestOvpndFragment runs ovpnd with "fragment 1300" against an OpenVPN 2.6
+// server that has "fragment 1300" too. The underlay MTU is 1340, so any data
+// datagram of more than 1312 bytes of UDP payload would have to be cut up by
+// the kernel: the IP fragmentation counters of both namespaces staying at
+// zero while 1400-byte pings (a 1428-byte packet, about 1470 bytes once
+// encrypted) and 4 MB each way get through shows that both ends fragmented
+// and reassembled inside OpenVPN's protocol, and that ovpnd understood the
+// server's pieces.
+func TestOvpndFragment(t *testing.T) {
+	skipWithoutOvpnd(t)
+	l := lab.New(t, lab.Options{VethMTU: 1340})
+	srv := l.StartServer(lab.ServerOptions{Wrap: "tls-crypt", Extra: []string{"fragment 1300"}})
+	cfg := l.WriteFile("client.conf", srv.ClientConfig(lab.ClientOptions{Extra: []string{"fragment 1300"}}))
+	client := startOvpnd(t, l, cfg)
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("--- client output ---\n%s\n--- server log ---\n%s", client.Output(), srv.Log())
+		}
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if _, err := l.WaitTunnel(ctx, client, srv.ClientTunnelAddr()); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.WaitPing(srv.TunnelAddr(), 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	cBefore, cReasmBefore := ipFragCounters(t, l.ClientExec)
+	sBefore, sReasmBefore := ipFragCounters(t, l.ServerExec)
+
+	pctx, pcancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer pcancel()
+	out, err := l.ClientExec(pctx, "ping", "-n", "-c", "5", "-i", "0.2", "-W", "2", "-s", "1400", "-M", "do", srv.TunnelAddr())
+	if err != nil {
+		t.Fatalf("1400-byte pings through the tunnel: %v\n%s", err, out)
+	}
+	if !strings.Contains(string(out), " 0% packet loss") {
+		t.Errorf("1400-byte pings lost:\n%s", out)
+	}
+	up, down := l.Transfer(t, srv.TunnelAddr(), transferSize)
+	t.Logf("1400-byte pings ok; %d bytes up in %v, down in %v", up.Bytes, up.Duration.Round(time.Millisecond), down.Duration.Round(time.Millisecond))
+
+	cAfter, cReasmAfter := ipFragCounters(t, l.ClientExec)
+	sAfter, sReasmAfter := ipFragCounters(t, l.ServerExec)
+	for _, c := range []struct {
+		name          string
+		before, after int
+	}{
+		{"client FragCreates", cBefore, cAfter}, {"client ReasmReqds", cReasmBefore, cReasmAfter},
+		{"server FragCreates", sBefore, sAfter}, {"server ReasmReqds", sReasmBefore, sReasmAfter},
+	} {
+		if c.after != c.before {
+			t.Errorf("%s went from %d to %d: datagrams too large for fragment 1300 crossed the underlay", c.name, c.before, c.after)
+		}
+	}
+	if err := client.Stop(15 * time.Second); err != nil {
+		t.Errorf("client after SIGTERM: %v", err)
+	}
+}
