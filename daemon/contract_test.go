@@ -71,7 +71,6 @@ type testManager struct {
 	m                     *Manager
 	srv, alice, bob, root *dbus.Conn
 	auth                  *fakeAuth
-	newTunnel             func(cfg *config.Config, o session.Options) (Tunnel, error)
 }
 
 func newTestManager(t *testing.T, linger time.Duration, newTunnel TunnelFactory) *testManager {
