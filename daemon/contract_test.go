@@ -276,3 +276,10 @@ func waitPending(t *testing.T, o *object, n int) []uint32 {
 	})
 	return ids
 }
+
+// TestNewLoggerWithoutWriter: without journald, NewLogger(nil) fell back to a text logger
+// with a nil writer, which panicked on its first line.
+func TestNewLoggerWithoutWriter(t *testing.T) {
+	t.Setenv("JOURNAL_STREAM", "")
+	NewLogger(nil).Log(1, "work", api.StateConnected, "a line on stderr")
+}

@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/netip"
+	"os"
 	"strings"
 	"sync"
 	"time"
@@ -377,7 +378,15 @@ func (r *runner) closeTun() error {
 	if r.tun != nil {
 		r.dp.closing.Store(true)
 		if err := r.tun.Close(); err != nil {
-			errs = append(errs, fmt.Errorf("closing tun device: %w", err))
+			if errors.Is(err, os.ErrClosed) {
+				// wireguard's NativeTun.Close races with its own netlink listener
+				// and reports "file already closed" for a descriptor it closed
+				// itself: the device is gone either way, and a clean stop must
+				// not turn into exit status 1.
+				r.s.logf(3, "closing tun device: %v", err)
+			} else {
+				errs = append(errs, fmt.Errorf("closing tun device: %w", err))
+			}
 		}
 		<-r.txDone
 		r.tun, r.dp, r.link = nil, nil, ""
