@@ -8,6 +8,8 @@ import (
 	"strconv"
 
 	"github.com/godbus/dbus/v5"
+
+	api "github.com/ovpnd/ovpnd/dbus"
 )
 
 // Authorizer answers the two questions every method asks: who is calling, and may that
@@ -114,6 +116,11 @@ func (a *BusAuthorizer) checkPolkit(sender dbus.Sender, action string) error {
 }
 
 func (a *BusAuthorizer) checkGroup(uid uint32, action string) error {
+	if action == api.ActionOverride {
+		// The group lets its members run their own tunnels, not take
+		// other users' networks.
+		return fmt.Errorf("%w: no polkit on the bus, so only root may %s", ErrNotAuthorized, action)
+	}
 	fallbackGID := a.FallbackGID
 	if fallbackGID == nil {
 		fallbackGID = lookupFallbackGID

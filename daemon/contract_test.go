@@ -155,7 +155,7 @@ func TestSpoofedNameOwnerChanged(t *testing.T) {
 	})
 	tm.m.mu.Lock()
 	_, mgrSub := tm.m.subs[victim]
-	o := tm.m.sessions["work"]
+	o := tm.m.sessions[sessionKey{1000, "work"}]
 	tm.m.mu.Unlock()
 	o.mu.Lock()
 	_, sessSub := o.subs[victim]

@@ -165,6 +165,9 @@ func TestCheckGroupFallback(t *testing.T) {
 			return []uint32{uid}, nil
 		},
 	}
+	if err := a.checkGroup(1000, api.ActionOverride); !errors.Is(err, ErrNotAuthorized) {
+		t.Errorf("the group granted %s: %v", api.ActionOverride, err)
+	}
 	if err := a.checkGroup(1000, api.ActionStart); err != nil {
 		t.Errorf("member of the group refused: %v", err)
 	}
@@ -392,6 +395,8 @@ type fakeAuth struct {
 	mu      sync.Mutex
 	uids    map[string]uint32
 	allowed map[uint32]bool
+	// deny, when set, refuses actions the table allows.
+	deny func(uid uint32, action string) bool
 }
 
 func (a *fakeAuth) CallerUID(s dbus.Sender) (uint32, error) {
@@ -407,7 +412,7 @@ func (a *fakeAuth) CallerUID(s dbus.Sender) (uint32, error) {
 func (a *fakeAuth) CheckAction(_ dbus.Sender, uid uint32, action string) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if uid == 0 || a.allowed[uid] {
+	if uid == 0 || (a.allowed[uid] && (a.deny == nil || !a.deny(uid, action))) {
 		return nil
 	}
 	return fmt.Errorf("%w: table denies %s to %d", ErrNotAuthorized, action, uid)
@@ -525,8 +530,8 @@ func TestManagerOverBus(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if path != dbus.ObjectPath(api.SessionPath("work")) {
-		t.Errorf("path %s", path)
+	if !strings.HasPrefix(string(path), api.SessionPathPrefix) || strings.Contains(string(path), "work") {
+		t.Errorf("path %s: want an opaque path under %s", path, api.SessionPathPrefix)
 	}
 	if _, err := start(alice, "work", profile, map[string]dbus.Variant{}); dbusErrName(err) != api.ErrExists {
 		t.Errorf("second Start with the same name: %v, want Exists", err)
@@ -578,7 +583,7 @@ func TestManagerOverBus(t *testing.T) {
 				// Another user's session and a path with no session answer the same.
 				err := sobj(bob).Call(c.method, 0, c.args...).Err
 				none := bob.Object(api.BusName, dbus.ObjectPath(api.SessionPath("nosuch"))).Call(c.method, 0, c.args...).Err
-				want := strings.Replace(fmt.Sprint(none), "nosuch", "work", 1)
+				want := strings.Replace(fmt.Sprint(none), api.SessionPath("nosuch"), string(path), 1)
 				if dbusErrName(err) != api.ErrNotFound || fmt.Sprint(err) != want {
 					t.Errorf("%s by another user: %v; on a path with no session: %v", c.method, err, none)
 				}

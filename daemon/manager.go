@@ -53,7 +53,7 @@ type Manager struct {
 	quit chan struct{} // closed by Shutdown: the reaper ends
 
 	mu       sync.Mutex
-	sessions map[string]*object
+	sessions map[sessionKey]*object
 	subs     map[string]subscription
 	closing  bool
 }
@@ -77,7 +77,7 @@ func NewManager(opts Options) (*Manager, error) {
 	if err != nil {
 		return nil, err
 	}
-	m := &Manager{bus: b, opts: opts, newTunnel: opts.NewTunnel, sessions: map[string]*object{}, subs: map[string]subscription{}, quit: make(chan struct{})}
+	m := &Manager{bus: b, opts: opts, newTunnel: opts.NewTunnel, sessions: map[sessionKey]*object{}, subs: map[string]subscription{}, quit: make(chan struct{})}
 	if m.newTunnel == nil {
 		m.newTunnel = newSessionTunnel
 	}
@@ -212,11 +212,12 @@ func (m *Manager) Shutdown(ctx context.Context) error {
 // remove unexports a finished session (unless a new one took its name meanwhile).
 func (m *Manager) remove(o *object) {
 	m.mu.Lock()
-	if m.sessions[o.name] != o {
+	key := sessionKey{o.owner, o.name}
+	if m.sessions[key] != o {
 		m.mu.Unlock()
 		return
 	}
-	delete(m.sessions, o.name)
+	delete(m.sessions, key)
 	subs := m.visibleSubs(o.owner)
 	m.mu.Unlock()
 	m.bus.unexport(o.path, api.SessionInterface)
@@ -287,10 +288,22 @@ func (mi managerIface) Start(sender dbus.Sender, name, profile string, options m
 		}
 		return "", busError(api.ErrInvalidProfile, "%s", b.String())
 	}
-	if owned, err := m.instanceRunning(name); err != nil {
+	if err := checkOwnerProfile(cfg, uid); err != nil {
+		return "", busError(api.ErrInvalidProfile, "%v", err)
+	}
+	if uid == 0 {
+		// Root's sessions and root's ovpnd@ instances share ovpnctl's name space. Users'
+		// names are their own: their state is apart from the instances'.
+		if owned, err := m.instanceRunning(name); err != nil {
+			return "", errFailed("%v", err)
+		} else if owned {
+			return "", busError(api.ErrExists, "ovpnd@%s.service is running a session called %s", name, name)
+		}
+	}
+	override := m.mayOverride(sender, uid)
+	path, err := newSessionPath()
+	if err != nil {
 		return "", errFailed("%v", err)
-	} else if owned {
-		return "", busError(api.ErrExists, "ovpnd@%s.service is running a session called %s", name, name)
 	}
 
 	m.mu.Lock()
@@ -299,19 +312,14 @@ func (mi managerIface) Start(sender dbus.Sender, name, profile string, options m
 		return "", errFailed("ovpnd is shutting down")
 	}
 	var evicted []*object
-	if old, ok := m.sessions[name]; ok {
+	key := sessionKey{uid, name}
+	if old, ok := m.sessions[key]; ok {
 		if !old.isFinished() {
 			m.mu.Unlock()
-			return "", busError(api.ErrExists, "a session called %s is running", name)
-		}
-		if uid != 0 && old.owner != uid {
-			// Another user's finished session: its name is not free yet, and nothing may
-			// tell the caller that it exists.
-			m.mu.Unlock()
-			return "", busError(api.ErrExists, "the session name %s is taken", name)
+			return "", busError(api.ErrExists, "you have a session called %s running", name)
 		}
 		// A finished session's name is free again.
-		delete(m.sessions, name)
+		delete(m.sessions, key)
 		evicted = append(evicted, old)
 	}
 	running := m.running()
@@ -336,7 +344,8 @@ func (mi managerIface) Start(sender dbus.Sender, name, profile string, options m
 	// up objects.
 	evicted = append(evicted, m.evictFinishedLocked(uid)...)
 	o := newObject(m.bus, name, uid, cfg, m.opts.Log)
-	tun, err := m.newTunnel(cfg, o.sessionOptions(m.opts.StateDir))
+	o.path = path
+	tun, err := m.newTunnel(cfg, ownerOptions(o.sessionOptions(m.opts.StateDir), uid, name, override))
 	if err != nil {
 		m.mu.Unlock()
 		return "", busError(api.ErrInvalidProfile, "%v", err)
@@ -346,7 +355,7 @@ func (mi managerIface) Start(sender dbus.Sender, name, profile string, options m
 		m.mu.Unlock()
 		return "", errFailed("%v", err)
 	}
-	m.sessions[name] = o
+	m.sessions[key] = o
 	subs := m.visibleSubs(uid)
 	m.wg.Add(1)
 	m.mu.Unlock()
@@ -357,7 +366,11 @@ func (mi managerIface) Start(sender dbus.Sender, name, profile string, options m
 	// The caller hears everything from the first state change on.
 	_ = o.subscribe(sender, uid)
 	m.bus.watch(string(sender))
-	m.opts.Log.Log(1, name, "", fmt.Sprintf("session started by uid %d (%s)", uid, sender))
+	note := ""
+	if override && uid != 0 {
+		note = "; polkit lets it override the network policy"
+	}
+	m.opts.Log.Log(1, name, "", fmt.Sprintf("session started by uid %d (%s)%s", uid, sender, note))
 	for _, s := range subs {
 		m.bus.signal(s, api.ManagerPath, api.ManagerInterface, api.SignalSessionAdded, o.path, name, uid)
 	}
@@ -391,7 +404,7 @@ func (m *Manager) evictFinishedLocked(uid uint32) []*object {
 	gone := map[*object]bool{}
 	for len(mine) >= api.MaxFinishedPerUser {
 		out, gone[mine[0]] = append(out, mine[0]), true
-		delete(m.sessions, mine[0].name)
+		delete(m.sessions, sessionKey{mine[0].owner, mine[0].name})
 		mine = mine[1:]
 	}
 	n := len(all) - len(out)
@@ -401,7 +414,7 @@ func (m *Manager) evictFinishedLocked(uid uint32) []*object {
 		}
 		if !gone[o] {
 			out = append(out, o)
-			delete(m.sessions, o.name)
+			delete(m.sessions, sessionKey{o.owner, o.name})
 			n--
 		}
 	}
@@ -457,8 +470,16 @@ func (mi managerIface) Lookup(sender dbus.Sender, name string) (dbus.ObjectPath,
 	}
 	mi.m.mu.Lock()
 	defer mi.m.mu.Unlock()
-	o, ok := mi.m.sessions[name]
-	if !ok || uid != 0 && o.owner != uid {
+	o, ok := mi.m.sessions[sessionKey{uid, name}]
+	if !ok && uid == 0 {
+		// Root sees every user's sessions: its own first, else the lowest uid's.
+		for k, so := range mi.m.sessions {
+			if k.name == name && (o == nil || so.owner < o.owner) {
+				o, ok = so, true
+			}
+		}
+	}
+	if !ok {
 		return "", busError(api.ErrNotFound, "no session called %s", name)
 	}
 	return o.path, nil

@@ -370,8 +370,12 @@ func (a *attempt) onState(e engine.EventState) (outcome, bool) {
 	case engine.StateConnected:
 		a.connected = true
 		now := s.opts.now()
-		s.update(func(st *Status) { st.Connected = now })
-		s.setState(StateConnected, "")
+		var reason string
+		s.update(func(st *Status) {
+			st.Connected = now
+			reason = s.netReason
+		})
+		s.setState(StateConnected, reason)
 		s.logf(1, "Initialization Sequence Completed (%v after start)", s.opts.now().Sub(a.start).Round(time.Millisecond))
 	case engine.StateReconnecting:
 		if !a.shutdown.IsZero() {

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/base64"
+	"fmt"
 	"io"
 	"net"
 	"net/netip"
@@ -251,9 +252,11 @@ func FuzzHTTPConnectResponse(f *testing.F) {
 // checks the credentials (when want is set), answers with relay's address
 // (0.0.0.0 when zeroAddr), and echoes datagrams with their header.
 type fakeSOCKS struct {
-	ln    net.Listener
-	relay *net.UDPConn
-	wg    sync.WaitGroup
+	ln      net.Listener
+	relay   *net.UDPConn
+	wg      sync.WaitGroup
+	mu      sync.Mutex
+	targets []string // CONNECT targets
 }
 
 func newFakeSOCKS(t *testing.T, want *proxyCreds, zeroAddr bool) *fakeSOCKS {
@@ -310,7 +313,32 @@ func newFakeSOCKS(t *testing.T, want *proxyCreds, zeroAddr bool) *fakeSOCKS {
 					}
 					c.Write([]byte{1, 0})
 				}
-				if _, err := io.ReadFull(c, b[:10]); err != nil || b[1] != 3 {
+				if _, err := io.ReadFull(c, b[:4]); err != nil {
+					return
+				}
+				if b[1] == 1 {
+					// CONNECT (from x/net/proxy): record the target, then echo.
+					var target string
+					switch b[3] {
+					case 1:
+						io.ReadFull(c, b[:6])
+						target = netip.AddrPortFrom(netip.AddrFrom4([4]byte(b[:4])), uint16(b[4])<<8|uint16(b[5])).String()
+					case 3:
+						io.ReadFull(c, b[:1])
+						n := int(b[0])
+						io.ReadFull(c, b[:n+2])
+						target = fmt.Sprintf("%s:%d", b[:n], uint16(b[n])<<8|uint16(b[n+1]))
+					default:
+						return
+					}
+					s.mu.Lock()
+					s.targets = append(s.targets, target)
+					s.mu.Unlock()
+					c.Write([]byte{5, 0, 0, 1, 127, 0, 0, 1, 0, 1})
+					io.Copy(c, c)
+					return
+				}
+				if _, err := io.ReadFull(c, b[4:10]); err != nil || b[1] != 3 {
 					return
 				}
 				rep := []byte{5, 0, 0, 1, 127, 0, 0, 1, 0, 0}
@@ -330,6 +358,54 @@ func newFakeSOCKS(t *testing.T, want *proxyCreds, zeroAddr bool) *fakeSOCKS {
 		s.wg.Wait()
 	})
 	return s
+}
+
+// TestSOCKSTCP runs the SOCKS5 CONNECT path (golang.org/x/net/proxy) against the fake
+// server: the server's name goes to the proxy unresolved, credentials are offered when
+// configured, and the tunnel then runs over the proxied TCP connection.
+func TestSOCKSTCP(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		px      config.Proxy
+		want    *proxyCreds
+		wantErr string
+	}{
+		{name: "no auth"},
+		{name: "user/pass", px: config.Proxy{Creds: &config.ProxyCreds{User: "bob", Pass: "pw"}}, want: &proxyCreds{user: "bob", pass: "pw"}},
+		{name: "wrong pass", px: config.Proxy{Creds: &config.ProxyCreds{User: "bob", Pass: "x"}}, want: &proxyCreds{user: "bob", pass: "pw"}, wantErr: "username/password authentication failed"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			fs := newFakeSOCKS(t, tc.want, false)
+			px := tc.px
+			px.Kind = config.ProxySOCKS
+			r := testRunner(t, &px, nil)
+			addr := fs.ln.Addr().(*net.TCPAddr).AddrPort()
+			pc, err := r.dialSOCKSTCP(context.Background(), &px, addr, "vpn.example.com:443", udpDialOptions{})
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("error %v, want %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer pc.Close()
+			fs.mu.Lock()
+			targets := fs.targets
+			fs.mu.Unlock()
+			if len(targets) != 1 || targets[0] != "vpn.example.com:443" {
+				t.Errorf("CONNECT targets %v", targets)
+			}
+			if err := pc.WritePacket([]byte("hello")); err != nil {
+				t.Fatal(err)
+			}
+			bufs, sizes := [][]byte{make([]byte, 100)}, []int{0}
+			if n, err := pc.ReadBatch(bufs, sizes); err != nil || n != 1 || string(bufs[0][:sizes[0]]) != "hello" {
+				t.Fatalf("echo: %d %q %v", n, bufs[0][:sizes[0]], err)
+			}
+		})
+	}
 }
 
 func TestSOCKSUDP(t *testing.T) {

@@ -122,12 +122,18 @@ func (r *runner) run(ctx context.Context) error {
 		newRouter = func(o routing.Options) (netRouter, error) { return routing.New(o) }
 	}
 	if r.cfg.DevType != config.DevNull {
+		stateName := s.opts.StateName
+		if stateName == "" {
+			stateName = s.opts.Name
+		}
 		rt, err := newRouter(routing.Options{
-			StateDir:   s.opts.StateDir,
-			Instance:   s.opts.Name,
-			DNSMode:    s.opts.DNSMode,
-			ResolvConf: s.opts.ResolvConf,
-			Logf:       func(f string, a ...any) { s.logf(2, f, a...) },
+			StateDir:    s.opts.StateDir,
+			Instance:    stateName,
+			Owner:       s.opts.Owner,
+			MayOverride: s.opts.MayOverride,
+			DNSMode:     s.opts.DNSMode,
+			ResolvConf:  s.opts.ResolvConf,
+			Logf:        func(f string, a ...any) { s.logf(2, f, a...) },
 		})
 		if err != nil {
 			return fmt.Errorf("setting up routing: %w", err)
@@ -322,6 +328,13 @@ func (r *runner) openTun() error {
 	mtu := r.cfg.TunMTU
 	if mtu <= 0 {
 		mtu = engine.DefaultTunMTU
+	}
+	if r.s.opts.NewLinkOnly && r.cfg.DevType != config.DevNull && !strings.Contains(name, "%d") {
+		// The kernel would attach us to an existing (persistent) tun of that
+		// name; only a new one is ours.
+		if _, err := net.InterfaceByName(name); err == nil {
+			return fmt.Errorf("opening tun device %s: refused: the interface exists already and this session did not create it", name)
+		}
 	}
 	t, link, err := open(name, mtu)
 	if err != nil {
@@ -527,9 +540,11 @@ func (r *runner) applyPush(reply *push.Reply, server netip.Addr) error {
 		r.delay = time.AfterFunc(d, func() { r.delayedRoutes(gen, rc, deadline) })
 		return nil
 	}
-	if err := r.router.Set(rc); err != nil {
+	err := r.router.Set(rc)
+	if err != nil {
 		s.logf(1, "network settings of %s: %v", r.link, err)
 	}
+	s.noteNet(err)
 	r.logNet(rc, addrs)
 	return nil
 }
@@ -568,6 +583,7 @@ func (r *runner) delayedRoutes(gen uint64, rc *routing.Config, deadline time.Tim
 	if err != nil {
 		s.logf(1, "network settings of %s: %v", rc.Link, err)
 	}
+	s.noteNet(err)
 	var addrs []netip.Prefix
 	for _, a := range rc.Addrs {
 		addrs = append(addrs, a.Prefix)
@@ -584,9 +600,11 @@ func (r *runner) refreshNet() {
 	if r.router == nil {
 		return
 	}
-	if err := r.router.Refresh(); err != nil {
+	err := r.router.Refresh()
+	if err != nil {
 		r.s.logf(1, "re-applying network settings: %v", err)
 	}
+	r.s.noteNet(err)
 }
 
 func hasRoutes(rc *routing.Config) bool {

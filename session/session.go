@@ -135,6 +135,19 @@ type Options struct {
 	Name string
 	// StateDir is routing's crash-recovery directory (routing.DefaultStateDir if empty).
 	StateDir string
+	// StateName names the tunnel's state files under StateDir (Name if
+	// empty); it tells owners and kinds of tunnel apart, so that two users'
+	// sessions or a session and an ovpnd@ instance of the same Name never
+	// share them.
+	StateName string
+	// Owner is the uid the session runs for; with MayOverride it decides
+	// what routing lets the session take (routing.Options.Owner).
+	Owner       uint32
+	MayOverride bool
+	// NewLinkOnly refuses a dev that names an existing interface: the
+	// session may only use a tun device it creates (set for non-root owners,
+	// so that nobody attaches to another user's persistent tun).
+	NewLinkOnly bool
 	// DNSMode forces routing's DNS mechanism ("systemd-resolved",
 	// "resolv.conf", "none"); empty detects it.
 	DNSMode string
@@ -218,6 +231,9 @@ type Session struct {
 	// which reaches resolve, dial, prompts and the control loop at once.
 	stopped   bool
 	runCancel context.CancelFunc
+	// netReason says what of the network settings was refused or failed
+	// (DNS, policy); a connected session shows it as its state reason.
+	netReason string
 }
 
 // New prepares a session for a loaded profile. It does not touch the network.

@@ -121,17 +121,19 @@ func resolve(c *dbus.Conn, name string) (target, error) {
 	if !api.ValidName(name) {
 		return target{}, &cliError{exitUsage, fmt.Sprintf("%q is not a session name (1-%d characters of [A-Za-z0-9_.@-])", name, api.MaxNameLen)}
 	}
-	inst := api.InstanceBusName(name)
-	var has bool
-	if err := c.BusObject().Call("org.freedesktop.DBus.NameHasOwner", 0, inst).Store(&has); err == nil && has {
-		return target{dest: inst, path: dbus.ObjectPath(api.SessionPath(name))}, nil
-	}
+	// The caller's own daemon session first: a user's names are their own, and an
+	// ovpnd@ instance of the same name is root's.
 	var p dbus.ObjectPath
 	err := c.Object(api.BusName, api.ManagerPath).Call(api.ManagerInterface+".Lookup", 0, name).Store(&p)
-	if err != nil {
-		return target{}, err
+	if err == nil {
+		return target{dest: api.BusName, path: p}, nil
 	}
-	return target{dest: api.BusName, path: p}, nil
+	inst := api.InstanceBusName(name)
+	var has bool
+	if herr := c.BusObject().Call("org.freedesktop.DBus.NameHasOwner", 0, inst).Store(&has); herr == nil && has {
+		return target{dest: inst, path: dbus.ObjectPath(api.SessionPath(name))}, nil
+	}
+	return target{}, err
 }
 
 // listTargets returns every session the caller may see: the manager's and the instances'.

@@ -98,7 +98,20 @@ func TestDaemon(t *testing.T) {
 			t.Error("the password was echoed")
 		}
 	})
-	path := api.SessionPath("work")
+	// Session paths are opaque: ask the manager (as root, who sees every session).
+	var path string
+	func() {
+		c, err := dbus.Connect(addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		var p dbus.ObjectPath
+		if err := c.Object(api.BusName, api.ManagerPath).Call(api.ManagerInterface+".Lookup", 0, "work").Store(&p); err != nil {
+			t.Fatalf("Lookup(work) as root: %v", err)
+		}
+		path = string(p)
+	}()
 
 	t.Run("status as owner", func(t *testing.T) {
 		out, stderr, code := runAs(t, &alice, addr, nil, "", ovpnctl, "status", "--json", "work")

@@ -3,6 +3,7 @@ package interop
 import (
 	"context"
 	"fmt"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -17,6 +18,10 @@ import (
 // redirect-gateway def1, so the tunnel only carries traffic if ovpnd keeps the proxy's
 // address (not the server's) out of the tunnel. Each case pings, moves 4 MB each way, and
 // finds the connection in the proxy's own log.
+// socksUser is the system user the SOCKS authentication cases create for dante: unique per
+// test process, short enough for useradd.
+func socksUser() string { return fmt.Sprintf("ovl%d", os.Getpid()) }
+
 func TestOvpndProxy(t *testing.T) {
 	for _, tc := range []struct {
 		name  string
@@ -55,15 +60,32 @@ func TestOvpndProxy(t *testing.T) {
 		},
 		{
 			name: "socks-tcp", proto: "tcp",
-			start: func(l *lab.Lab) *lab.Proxy { return l.StartDante() },
+			start: func(l *lab.Lab) *lab.Proxy { return l.StartDante("", "") },
 			extra: func(p *lab.Proxy) []string { return []string{fmt.Sprintf("socks-proxy %s %d", lab.ProxyAddr, p.Port)} },
 			logs:  []string{"tcp/connect", lab.ServerUnderlay4 + ".1194"},
 		},
 		{
 			name: "socks-udp", proto: "udp",
-			start: func(l *lab.Lab) *lab.Proxy { return l.StartDante() },
+			start: func(l *lab.Lab) *lab.Proxy { return l.StartDante("", "") },
 			extra: func(p *lab.Proxy) []string { return []string{fmt.Sprintf("socks-proxy %s %d", lab.ProxyAddr, p.Port)} },
 			logs:  []string{"udp/udpassociate", lab.ServerUnderlay4 + ".1194"},
+		},
+		{
+			// RFC 1929 username/password with a credentials file, checked by dante itself.
+			name: "socks-udp-auth", proto: "udp",
+			start: func(l *lab.Lab) *lab.Proxy { return l.StartDante(socksUser(), "socks pw") },
+			extra: func(p *lab.Proxy) []string {
+				return []string{fmt.Sprintf("socks-proxy %s %d %s", lab.ProxyAddr, p.Port, p.CredsFile(socksUser(), "socks pw"))}
+			},
+			logs: []string{"username%" + socksUser() + "@", "udp/udpassociate"},
+		},
+		{
+			name: "socks-tcp-auth", proto: "tcp",
+			start: func(l *lab.Lab) *lab.Proxy { return l.StartDante(socksUser(), "socks pw") },
+			extra: func(p *lab.Proxy) []string {
+				return []string{fmt.Sprintf("socks-proxy %s %d %s", lab.ProxyAddr, p.Port, p.CredsFile(socksUser(), "socks pw"))}
+			},
+			logs: []string{"username%" + socksUser() + "@", "tcp/connect"},
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

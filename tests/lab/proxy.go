@@ -32,6 +32,11 @@ func (p *Proxy) Log() string {
 	return string(b)
 }
 
+// CredsFile writes a proxy credentials file (username line, password line) and returns its path.
+func (p *Proxy) CredsFile(user, pass string) string {
+	return p.lab.WriteFile(fmt.Sprintf("proxy-creds%d.txt", p.lab.fileSeq.Add(1)), user+"\n"+pass+"\n")
+}
+
 // Output is what the process wrote to stdout and stderr.
 func (p *Proxy) Output() string { return p.proc.Output() }
 
@@ -119,14 +124,30 @@ func (l *Lab) StartSquid(users map[string]string) *Proxy {
 	return p
 }
 
-// StartDante runs dante's danted as a SOCKS5 proxy on ProxyAddr (no authentication) that lets
-// the client namespace CONNECT and UDP ASSOCIATE to the server namespace. It sends from the
-// server's underlay address: OpenVPN answers a UDP datagram from the address the kernel picks
-// for the reply, which must be the one the relay sent to.
-func (l *Lab) StartDante() *Proxy {
+// StartDante runs dante's danted as a SOCKS5 proxy on ProxyAddr that lets the client namespace
+// CONNECT and UDP ASSOCIATE to the server namespace. It sends from the server's underlay
+// address: OpenVPN answers a UDP datagram from the address the kernel picks for the reply,
+// which must be the one the relay sent to. Without a user it needs no authentication; with
+// one it requires RFC 1929 username/password, which dante checks against the system's user
+// database, so a system user with that password exists while the test runs (removed by a
+// cleanup).
+func (l *Lab) StartDante(user, pass string) *Proxy {
 	l.tb.Helper()
 	if _, err := os.Stat("/usr/sbin/danted"); err != nil {
 		l.tb.Skipf("dante-server is not installed (run .ci/install-deps): %v", err)
+	}
+	method := "none"
+	if user != "" {
+		if out, err := exec.Command("useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", user).CombinedOutput(); err != nil {
+			l.tb.Skipf("lab: useradd %s: %v: %s", user, err, out)
+		}
+		l.tb.Cleanup(func() { exec.Command("userdel", user).Run() })
+		cmd := exec.Command("chpasswd")
+		cmd.Stdin = strings.NewReader(user + ":" + pass + "\n")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			l.tb.Fatalf("lab: chpasswd: %v: %s", err, out)
+		}
+		method = "username"
 	}
 	l.addProxyAddr()
 	dir := l.proxyDir("dante")
@@ -135,7 +156,7 @@ func (l *Lab) StartDante() *Proxy {
 	conf := fmt.Sprintf(`logoutput: %s
 internal: %s port = %d
 external: %s
-socksmethod: none
+socksmethod: %s
 clientmethod: none
 user.privileged: root
 user.unprivileged: nobody
@@ -153,7 +174,7 @@ socks pass {
 	command: udpreply
 	log: connect disconnect error
 }
-`, logPath, ProxyAddr, port, ServerUnderlay4, ClientUnderlay4, ClientUnderlay4, ClientUnderlay4)
+`, logPath, ProxyAddr, port, ServerUnderlay4, method, ClientUnderlay4, ClientUnderlay4, ClientUnderlay4)
 	confPath := filepath.Join(dir, "danted.conf")
 	if err := os.WriteFile(confPath, []byte(conf), 0o644); err != nil {
 		l.tb.Fatalf("lab: %v", err)
