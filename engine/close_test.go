@@ -16,11 +16,11 @@ func TestCloseEndsTLSGoroutines(t *testing.T) {
 	}{
 		{"after the reset", func(l *link) {
 			l.c.Start(l.now)
-			l.s.handle(l.now, l.collect()[0])
-			for _, p := range l.s.out {
+			l.s.Handle(l.now, l.collect()[0])
+			for _, p := range l.s.Out {
 				l.c.HandlePacket(l.now, p)
 			}
-			l.s.out = nil
+			l.s.Out = nil
 		}},
 		{"mid handshake", func(l *link) {
 			l.c.Start(l.now)
@@ -37,13 +37,13 @@ func TestCloseEndsTLSGoroutines(t *testing.T) {
 	for _, ph := range phases {
 		t.Run(ph.name, func(t *testing.T) {
 			base := countGoroutines()
-			l := newLink(t, WrapNone, nil, serverOpts{push: []string{basicPush}, ekm: true})
+			l := newLink(t, WrapNone, nil, serverOpts{Push: []string{basicPush}, EKM: true})
 			ph.run(l)
 			if countGoroutines() <= base {
 				t.Fatal("no TLS goroutine running before Close: the test proves nothing")
 			}
 			l.c.Close()
-			l.s.close()
+			l.s.Close()
 			if n := waitGoroutines(base); n > base {
 				t.Errorf("%d goroutines after Close, %d before the connection", n, base)
 			}
