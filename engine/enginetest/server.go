@@ -32,6 +32,7 @@ import (
 
 // PKI is a throwaway CA with a server and a client certificate.
 type PKI struct {
+	CACert     *x509.Certificate
 	CAPool     *x509.CertPool
 	ServerCert tls.Certificate
 	ServerLeaf *x509.Certificate
@@ -94,7 +95,7 @@ func NewPKI(t testing.TB, serverCN string) *PKI {
 		c, _ := x509.ParseCertificate(der)
 		return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: k, Leaf: c}, c
 	}
-	p := &PKI{CAPool: x509.NewCertPool(), ClientPool: x509.NewCertPool()}
+	p := &PKI{CACert: ca, CAPool: x509.NewCertPool(), ClientPool: x509.NewCertPool()}
 	p.CAPool.AddCert(ca)
 	p.ClientPool.AddCert(ca)
 	p.ServerCert, p.ServerLeaf = leaf(2, serverCN, x509.ExtKeyUsageServerAuth)
