@@ -242,7 +242,9 @@ func (m *Manager) visibleSubs(owner uint32) []string {
 type managerIface struct{ m *Manager }
 
 // Start runs a new session from a self-contained profile.
-func (mi managerIface) Start(sender dbus.Sender, name, profile string, options map[string]dbus.Variant) (dbus.ObjectPath, *dbus.Error) {
+// msg is the call itself: its ALLOW_INTERACTIVE_AUTHORIZATION flag lets polkit ask the
+// caller's agent for a password.
+func (mi managerIface) Start(sender dbus.Sender, msg dbus.Message, name, profile string, options map[string]dbus.Variant) (dbus.ObjectPath, *dbus.Error) {
 	m := mi.m
 	if !api.ValidName(name) {
 		return "", errInvalidArg("session name %q is not 1-%d characters of [A-Za-z0-9_.@-]", truncate(name, 80), api.MaxNameLen)
@@ -262,7 +264,7 @@ func (mi managerIface) Start(sender dbus.Sender, name, profile string, options m
 	if err != nil {
 		return "", errFailed("%v", err)
 	}
-	if err := m.bus.auth.CheckAction(sender, uid, api.ActionStart); err != nil {
+	if err := checkAction(m.bus.auth, &msg, sender, uid, api.ActionStart); err != nil {
 		if errors.Is(err, ErrNotAuthorized) {
 			return "", errAccessDenied("%v", err)
 		}

@@ -122,11 +122,16 @@ func resolve(c *dbus.Conn, name string) (target, error) {
 		return target{}, &cliError{exitUsage, fmt.Sprintf("%q is not a session name (1-%d characters of [A-Za-z0-9_.@-])", name, api.MaxNameLen)}
 	}
 	// The caller's own daemon session first: a user's names are their own, and an
-	// ovpnd@ instance of the same name is root's.
+	// ovpnd@ instance of the same name is root's. A daemon that is not running has no
+	// sessions: looking one up must not start it.
 	var p dbus.ObjectPath
-	err := c.Object(api.BusName, api.ManagerPath).Call(api.ManagerInterface+".Lookup", 0, name).Store(&p)
+	err := c.Object(api.BusName, api.ManagerPath).Call(api.ManagerInterface+".Lookup", dbus.FlagNoAutoStart, name).Store(&p)
 	if err == nil {
 		return target{dest: api.BusName, path: p}, nil
+	}
+	var derr dbus.Error
+	if errors.As(err, &derr) && (derr.Name == "org.freedesktop.DBus.Error.ServiceUnknown" || derr.Name == "org.freedesktop.DBus.Error.NameHasNoOwner") {
+		err = &cliError{exitNotFound, fmt.Sprintf("no session %s", name)}
 	}
 	inst := api.InstanceBusName(name)
 	var has bool

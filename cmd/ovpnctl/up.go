@@ -68,7 +68,7 @@ func runUp(args []string, stdout, stderr io.Writer) int {
 	sigs := make(chan *dbus.Signal, 256)
 	c.Signal(sigs)
 	var p dbus.ObjectPath
-	err = c.Object(api.BusName, api.ManagerPath).Call(api.ManagerInterface+".Start", 0, *name, profile, map[string]dbus.Variant{}).Store(&p)
+	err = callInteractive(c, api.BusName, api.ManagerPath, api.ManagerInterface+".Start", stderr, *name, profile, map[string]dbus.Variant{}).Store(&p)
 	if err != nil {
 		return report(stderr, err)
 	}

@@ -1,8 +1,10 @@
 package interop
 
 import (
+	"context"
 	"net"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -138,5 +140,59 @@ func TestRoutingTwoFullTunnels(t *testing.T) {
 				rl.checkRestored(t, "after both tunnels went down")
 			})
 		}
+	}
+}
+
+// TestRoutingResolvConfReadOnlyEtc: resolv.conf mode as the shipped units run it
+// (ProtectSystem=strict: the directory read-only, only the file itself writable through its
+// own bind mount). The file is rewritten in place and restored. With the file read-only too,
+// the tunnel comes up degraded, and says so in its state, instead of a plain "connected".
+// Before, the temporary file could not be created next to resolv.conf: DNS silently stayed the
+// host's while the session reported success.
+func TestRoutingResolvConfReadOnlyEtc(t *testing.T) {
+	rl := newRoutingLab(t, lab.ServerOptions{Wrap: "tls-crypt", Push: []string{"redirect-gateway def1", "dhcp-option DNS 10.8.0.1"}})
+	const orig = "nameserver 192.0.2.53\n"
+	etc := filepath.Join(rl.Dir, "etc")
+	if err := os.Mkdir(etc, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	resolv := filepath.Join(etc, "resolv.conf")
+	cfg := rl.WriteFile("ro.conf", rl.srv.ClientConfig(lab.ClientOptions{}))
+	for _, tc := range []struct {
+		name         string
+		fileWritable bool
+	}{{"file-writable", true}, {"all-read-only", false}} {
+		t.Run(tc.name, func(t *testing.T) {
+			if err := os.WriteFile(resolv, []byte(orig), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			// The mounts live in a private mount namespace that ends with the process.
+			script := `mount --bind "$1" "$1" && mount -o remount,bind,ro "$1"`
+			if tc.fileWritable {
+				script += ` && mount --bind "$1/resolv.conf" "$1/resolv.conf" && mount -o remount,bind,rw "$1/resolv.conf"`
+			}
+			script += ` && shift && exec "$@"`
+			p := rl.StartClientProcess("unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh", etc,
+				ovpndBinary(), "run", "--name", "ro", "--state-dir", rl.stateDir, "--dns-mode", "resolv.conf", "--resolv-conf", resolv, cfg)
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			if err := p.WaitOutput(ctx, "Initialization Sequence Completed"); err != nil {
+				t.Fatalf("%v\n%s", err, p.Output())
+			}
+			b, _ := os.ReadFile(resolv)
+			degraded := strings.Contains(p.Output(), "state connected: DNS degraded")
+			if tc.fileWritable {
+				if !strings.Contains(string(b), "nameserver 10.8.0.1") || degraded {
+					t.Errorf("resolv.conf while connected:\n%s\nlog:\n%s", b, p.Output())
+				}
+			} else if string(b) != orig || !degraded {
+				t.Errorf("with resolv.conf read-only: file %q, want it untouched and the state degraded; log:\n%s", b, p.Output())
+			}
+			stop(t, p)
+			if b, _ := os.ReadFile(resolv); string(b) != orig {
+				t.Errorf("resolv.conf after SIGTERM: %q", b)
+			}
+			rl.checkRestored(t, "after SIGTERM")
+		})
 	}
 }
