@@ -498,12 +498,19 @@ func TestRunLoopGoroutinesReturnToBaseline(t *testing.T) {
 // session (two during a key transition). A kernel tun device adds wireguard's netlink
 // listeners and the route monitor adds its netlink subscription; dev null has neither.
 func TestRunLoopGoroutinesAtRest(t *testing.T) {
+	// Goroutines left by other tests are not this session's.
+	before := map[string]bool{}
+	for _, g := range strings.Split(goroutineDump(), "\n\n") {
+		before[strings.SplitN(g, " [", 2)[0]] = true
+	}
 	u := startUDPServer(t, enginetest.Options{})
 	st := startSession(t, runloopProfile(t, u, ""), Options{})
 	st.waitState(t, StateConnected)
 	counts := map[string]int{}
 	for _, g := range strings.Split(goroutineDump(), "\n\n") {
 		switch {
+		case before[strings.SplitN(g, " [", 2)[0]]:
+			continue
 		case strings.Contains(g, "enginetest.") || strings.Contains(g, "udpServer") || strings.Contains(g, "goroutineDump"):
 			continue // the test's server, and this goroutine
 		case strings.Contains(g, "session.(*Session).Run"):
