@@ -3,6 +3,10 @@ package daemon
 import (
 	"bytes"
 	"context"
+	"errors"
+	"fmt"
+	"os/exec"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -282,4 +286,131 @@ func waitPending(t *testing.T, o *object, n int) []uint32 {
 func TestNewLoggerWithoutWriter(t *testing.T) {
 	t.Setenv("JOURNAL_STREAM", "")
 	NewLogger(nil).Log(1, "work", api.StateConnected, "a line on stderr")
+}
+
+// TestBusctlIntrospect runs `busctl introspect` on every object as the owner and as another
+// user. busctl refused the manager's XML before ("duplicate method 'Ping'": ovpnd listed
+// org.freedesktop.DBus.Peer and godbus added it again); the session prefix listed every
+// user's sessions; another user's session answered AccessDenied instead of NotFound.
+func TestBusctlIntrospect(t *testing.T) {
+	if _, err := exec.LookPath("busctl"); err != nil {
+		t.Skip("busctl not installed")
+	}
+	tm := newTestManager(t, time.Hour, nil)
+	addr := tm.busAddr(t)
+	var p dbus.ObjectPath
+	if err := tm.alice.Object(api.BusName, api.ManagerPath).Call(api.ManagerInterface+".Start", 0, "work", loadTestProfile(t), map[string]dbus.Variant{}).Store(&p); err != nil {
+		t.Fatal(err)
+	}
+	busctl := func(uid uint32, path string) (string, error) {
+		tm.auth.mu.Lock()
+		tm.auth.others = &uid
+		tm.auth.mu.Unlock()
+		out, err := exec.Command("busctl", "--address="+addr, "introspect", "--no-pager", api.BusName, path).CombinedOutput()
+		return string(out), err
+	}
+	root := strings.TrimSuffix(api.SessionPathPrefix, "/")
+	for _, tc := range []struct {
+		uid  uint32
+		path string
+		ok   bool
+		has  []string
+		not  []string
+	}{
+		{1000, api.ManagerPath, true, []string{api.ManagerInterface, "org.freedesktop.DBus.Peer"}, nil},
+		{1001, api.ManagerPath, true, []string{api.ManagerInterface}, nil},
+		{1000, root, true, nil, nil},
+		{1000, string(p), true, []string{api.SessionInterface, ".State", ".Disconnect"}, nil},
+		{0, string(p), true, []string{api.SessionInterface}, nil},
+		{1001, string(p), false, []string{api.ErrNotFound}, []string{api.SessionInterface, "work"}},
+		{1001, api.SessionPath("nosuch"), false, []string{api.ErrNotFound}, nil},
+	} {
+		out, err := busctl(tc.uid, tc.path)
+		if (err == nil) != tc.ok {
+			t.Errorf("uid %d, %s: %v\n%s", tc.uid, tc.path, err, out)
+			continue
+		}
+		for _, h := range tc.has {
+			if tc.ok && !strings.Contains(out, h) {
+				t.Errorf("uid %d, %s: no %s in\n%s", tc.uid, tc.path, h, out)
+			}
+		}
+		for _, n := range tc.not {
+			if strings.Contains(out, n) {
+				t.Errorf("uid %d, %s: %s shown\n%s", tc.uid, tc.path, n, out)
+			}
+		}
+	}
+	// The prefix lists the caller's own sessions only (busctl tree walks it).
+	elem := strings.TrimPrefix(string(p), api.SessionPathPrefix)
+	for _, tc := range []struct {
+		uid  uint32
+		want bool
+	}{{1000, true}, {0, true}, {1001, false}} {
+		uid := tc.uid
+		tm.auth.mu.Lock()
+		tm.auth.others = &uid
+		tm.auth.mu.Unlock()
+		out, err := exec.Command("busctl", "--address="+addr, "tree", "--no-pager", api.BusName).CombinedOutput()
+		if err != nil {
+			t.Fatalf("busctl tree as %d: %v\n%s", uid, err, out)
+		}
+		if strings.Contains(string(out), elem) != tc.want {
+			t.Errorf("busctl tree as uid %d lists %s: %v\n%s", uid, elem, !tc.want, out)
+		}
+	}
+}
+
+// failingTunnel holds buffers like a real session (data path, profile) and fails at once.
+type failingTunnel struct {
+	fakeTunnel
+	ballast []byte
+}
+
+func (f *failingTunnel) Run(context.Context) error {
+	f.set(session.StateFailed, "no route to host")
+	return errors.New("no route to host")
+}
+
+// TestFinishedSessionsDoNotPileUp is the lingering-session memory defect: 300 failing Starts
+// took the daemon from 50 MB to 1.55 GB, because every finished session kept its tunnel
+// (profile, buffers) for the linger time and was not counted. Now a finished session drops
+// its tunnel, and a user's oldest finished sessions are forgotten beyond MaxFinishedPerUser.
+func TestFinishedSessionsDoNotPileUp(t *testing.T) {
+	const ballast = 1 << 20
+	tm := newTestManager(t, time.Hour, func(cfg *config.Config, o session.Options) (Tunnel, error) {
+		return &failingTunnel{fakeTunnel: *newFakeTunnel(o), ballast: make([]byte, ballast)}, nil
+	})
+	profile := loadTestProfile(t)
+	var before runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	for i := 0; i < 300; i++ {
+		var p dbus.ObjectPath
+		name := fmt.Sprintf("s%d", i)
+		if err := tm.alice.Object(api.BusName, api.ManagerPath).Call(api.ManagerInterface+".Start", 0, name, profile, map[string]dbus.Variant{}).Store(&p); err != nil {
+			t.Fatalf("Start %d: %v", i, err)
+		}
+		tm.m.mu.Lock()
+		o := tm.m.sessions[sessionKey{1000, name}]
+		tm.m.mu.Unlock()
+		<-o.done
+	}
+	var after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	tm.m.mu.Lock()
+	n := len(tm.m.sessions)
+	tm.m.mu.Unlock()
+	if n > api.MaxFinishedPerUser {
+		t.Errorf("%d finished sessions kept for one user, limit %d", n, api.MaxFinishedPerUser)
+	}
+	if grew := int64(after.HeapInuse) - int64(before.HeapInuse); grew > 32*ballast {
+		t.Errorf("heap grew by %d MiB over 300 failed sessions", grew>>20)
+	}
+	// The newest finished session still tells its owner why it ended.
+	var list []dbus.ObjectPath
+	if err := tm.alice.Object(api.BusName, api.ManagerPath).Call(api.ManagerInterface+".List", 0).Store(&list); err != nil || len(list) == 0 {
+		t.Fatalf("List: %v %v", list, err)
+	}
 }

@@ -397,6 +397,8 @@ type fakeAuth struct {
 	allowed map[uint32]bool
 	// deny, when set, refuses actions the table allows.
 	deny func(uid uint32, action string) bool
+	// others, when set, is the uid of every sender not in uids (busctl's connections).
+	others *uint32
 }
 
 func (a *fakeAuth) CallerUID(s dbus.Sender) (uint32, error) {
@@ -404,6 +406,9 @@ func (a *fakeAuth) CallerUID(s dbus.Sender) (uint32, error) {
 	defer a.mu.Unlock()
 	uid, ok := a.uids[string(s)]
 	if !ok {
+		if a.others != nil {
+			return *a.others, nil
+		}
 		return 0, fmt.Errorf("unknown sender %s", s)
 	}
 	return uid, nil
