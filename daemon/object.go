@@ -389,7 +389,9 @@ func (o *object) props() map[string]dbus.Variant {
 	if st.Local.IsValid() {
 		p.LocalAddress = st.Local.String()
 	}
-	return p.Variants()
+	v := p.Variants()
+	v[api.PropNetworkConfig] = dbus.MakeVariant(netConfigOf(st))
+	return v
 }
 
 // publishProps sends PropertiesChanged with every announced property that changed since
