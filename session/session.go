@@ -124,7 +124,7 @@ type Status struct {
 	// DNSMode is how the tunnel's DNS settings are applied:
 	// "systemd-resolved", "resolv.conf" or "none"; empty before routing is set up
 	// and for dev null.
-	DNSMode  string
+	DNSMode string
 	// NetConfig is the network configuration of the tunnel for the client
 	// that applies it, in external network mode (Options.ExternalNet); nil
 	// otherwise and while there is none (before the push reply, between
