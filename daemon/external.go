@@ -115,3 +115,19 @@ func joinSorted(names []string) string {
 	sort.Strings(names)
 	return strings.Join(names, ", ")
 }
+
+// applierGone ends an external-mode session whose applier left the bus: nobody applies or
+// removes its network settings any more (NetworkManager's plugin was killed, or
+// NetworkManager restarted and the plugin went with it), so keeping the tunnel would leave
+// an orphaned tun device and session.
+func (o *object) applierGone(name string) {
+	if o.applier == "" || o.applier != name {
+		return
+	}
+	t := o.tunnel()
+	if t == nil {
+		return
+	}
+	o.logf("%s, which applies this session's network settings, left the bus; disconnecting", name)
+	t.Disconnect()
+}

@@ -129,3 +129,39 @@ func TestExternalNetworkStart(t *testing.T) {
 		t.Errorf("DNS %v %v %v", c.DNS, c.SearchDomains, c.DNSDefault)
 	}
 }
+
+// TestExternalSessionEndsWithItsApplier: when the connection that started an external-mode
+// session leaves the bus (the plugin was killed, NetworkManager restarted), the session is
+// disconnected, so no tun device or session is left behind; other sessions are not.
+func TestExternalSessionEndsWithItsApplier(t *testing.T) {
+	var tuns []*fakeTunnel
+	tm := newTestManager(t, time.Hour, func(cfg *config.Config, o session.Options) (Tunnel, error) {
+		f := newFakeTunnel(o)
+		f.creds = nil
+		tuns = append(tuns, f)
+		return f, nil
+	})
+	plugin := tm.dialAs(t, tm.busAddr(t), 0)
+	for _, tc := range []struct {
+		name string
+		ext  bool
+	}{{"nm", true}, {"plain", false}} {
+		var p dbus.ObjectPath
+		opts := map[string]dbus.Variant{}
+		if tc.ext {
+			opts[api.StartOptionExternalNetwork] = dbus.MakeVariant(true)
+		}
+		if err := plugin.Object(api.BusName, api.ManagerPath).Call(api.ManagerInterface+".Start", 0, tc.name, loadTestProfile(t), opts).Store(&p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, func() bool {
+		return tuns[0].Status().State == session.StateConnected && tuns[1].Status().State == session.StateConnected
+	})
+	plugin.Close()
+	waitFor(t, func() bool { return tuns[0].Status().State == session.StateDisconnected })
+	time.Sleep(50 * time.Millisecond)
+	if st := tuns[1].Status().State; st != session.StateConnected {
+		t.Errorf("the plain session is %v after its starter left", st)
+	}
+}

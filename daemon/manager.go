@@ -150,6 +150,7 @@ func (m *Manager) forget(name string) {
 	m.mu.Unlock()
 	for _, o := range objs {
 		o.unsubscribe(name)
+		o.applierGone(name)
 	}
 }
 
@@ -351,6 +352,9 @@ func (mi managerIface) Start(sender dbus.Sender, msg dbus.Message, name, profile
 		return "", busError(api.ErrInvalidProfile, "%v", err)
 	}
 	o.tun = tun
+	if sopts.external {
+		o.applier = string(sender)
+	}
 	if err := m.bus.exportObject(o.path, api.SessionInterface, sessionIface{o}, sessionProps{o}, o.mayIntrospect); err != nil {
 		m.mu.Unlock()
 		return "", errFailed("%v", err)

@@ -53,6 +53,9 @@ type object struct {
 	log   Logger
 	// askUser reports whether the profile leaves the username to be asked for.
 	askUser bool
+	// applier is the unique bus name that applies an external-mode session's network
+	// settings (the caller of Start); "" for other sessions.
+	applier string
 
 	cancel context.CancelFunc
 	done   chan struct{} // closed when Run returned and the final state is published
