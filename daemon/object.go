@@ -23,8 +23,11 @@ type inputRequest struct {
 	kind     string
 	prompt   string
 	secret   bool
+	url      string // web-login only
 	answered bool
 	value    string
+	// done, when set, is closed when the request is answered (askResponse waits on it).
+	done chan struct{}
 }
 
 type logLine struct {
@@ -54,6 +57,9 @@ type object struct {
 	finished  bool
 	runErr    error // what Run returned
 	inputs    []*inputRequest
+	// webLogin is the web login the server waits for, listed by PendingInput but not
+	// answered: the server completes it. nil when none.
+	webLogin  *inputRequest
 	nextID    uint32
 	inputWake chan struct{} // signalled when an input is answered
 	ring      []logLine
@@ -88,6 +94,7 @@ func (o *object) sessionOptions(stateDir string) session.Options {
 		Verb:        -1,
 		Logf:        o.logf,
 		Credentials: o.askCredentials,
+		Respond:     o.askResponse,
 	}
 }
 
@@ -168,6 +175,9 @@ func (o *object) handleEvent(ev session.Event) {
 		if len(o.pendingLocked()) == 0 {
 			o.state = stateName(ev.State)
 		}
+		if ev.State != session.StateAuthPending {
+			o.webLogin = nil // completed, refused or abandoned with the connection
+		}
 		o.reason = clipUTF8(ev.Reason, api.MaxLogLine)
 		o.mu.Unlock()
 		o.publishProps()
@@ -175,6 +185,29 @@ func (o *object) handleEvent(ev session.Event) {
 		o.addLog(ev.Time, ev.Level, ev.Message)
 	case session.EventAuthPending:
 		o.addLog(ev.Time, 1, "authentication pending: "+ev.Message)
+	case session.EventPrompt:
+		if p := ev.Prompt; p != nil && p.Kind == session.PromptWebLogin {
+			o.announceWebLogin(p.URL)
+		}
+	}
+}
+
+// announceWebLogin lists the web login in PendingInput and tells subscribers to open it
+// (InputRequired with kind web-login, and OpenURL).
+func (o *object) announceWebLogin(url string) {
+	o.mu.Lock()
+	if o.finished {
+		o.mu.Unlock()
+		return
+	}
+	o.nextID++
+	r := &inputRequest{id: o.nextID, kind: api.InputWebLogin, prompt: "Log in at " + url, url: clipUTF8(url, api.MaxLogLine)}
+	o.webLogin = r
+	subs := o.subscribersLocked()
+	o.mu.Unlock()
+	for _, s := range subs {
+		o.bus.signal(s, o.path, api.SessionInterface, "InputRequired", r.id, r.kind, r.prompt, r.secret, r.url)
+		o.bus.signal(s, o.path, api.SessionInterface, "OpenURL", r.url)
 	}
 }
 
@@ -256,7 +289,7 @@ func (o *object) askCredentials(ctx context.Context) (string, string, error) {
 	o.publishProps()
 	for _, r := range reqs {
 		for _, s := range subs {
-			o.bus.signal(s, o.path, api.SessionInterface, "InputRequired", r.id, r.kind, r.prompt)
+			o.bus.signal(s, o.path, api.SessionInterface, "InputRequired", r.id, r.kind, r.prompt, r.secret, r.url)
 		}
 	}
 	defer func() {
@@ -294,6 +327,69 @@ func (o *object) askCredentials(ctx context.Context) (string, string, error) {
 			return "", "", errors.New("session finished")
 		case <-o.inputWake:
 		}
+	}
+}
+
+// inputKinds maps the session's challenge prompts to PendingInput kinds.
+var inputKinds = map[session.PromptKind]string{
+	session.PromptStaticChallenge: api.InputStaticChallenge,
+	session.PromptChallenge:       api.InputChallenge,
+	session.PromptCRText:          api.InputCRText,
+}
+
+// askResponse is the session's Respond callback: one request for the answer to a challenge,
+// announced with InputRequired and answered with ProvideInput. Only the requests it added
+// are removed when it returns.
+func (o *object) askResponse(ctx context.Context, p session.Prompt) (string, error) {
+	kind, ok := inputKinds[p.Kind]
+	if !ok {
+		return "", fmt.Errorf("no answer can be given to a %v prompt", p.Kind)
+	}
+	prompt := p.Text
+	if prompt == "" {
+		prompt = "Challenge response"
+	}
+	o.mu.Lock()
+	if o.finished {
+		o.mu.Unlock()
+		return "", errors.New("session finished")
+	}
+	o.nextID++
+	r := &inputRequest{id: o.nextID, kind: kind, prompt: clipUTF8(prompt, api.MaxLogLine), secret: !p.Echo, done: make(chan struct{})}
+	o.inputs = append(o.inputs, r)
+	prevState := o.state
+	o.state = api.StateWaitingInput
+	subs := o.subscribersLocked()
+	o.mu.Unlock()
+	o.log.Log(1, o.name, api.StateWaitingInput, "waiting for the answer to a "+kind+" over D-Bus")
+	o.publishProps()
+	for _, s := range subs {
+		o.bus.signal(s, o.path, api.SessionInterface, "InputRequired", r.id, r.kind, r.prompt, r.secret, r.url)
+	}
+	defer func() {
+		o.mu.Lock()
+		for i, q := range o.inputs {
+			if q == r {
+				o.inputs = append(o.inputs[:i], o.inputs[i+1:]...)
+				break
+			}
+		}
+		r.value = ""
+		if o.state == api.StateWaitingInput && len(o.pendingLocked()) == 0 {
+			o.state = prevState
+		}
+		o.mu.Unlock()
+		o.publishProps()
+	}()
+	select {
+	case <-r.done:
+		o.mu.Lock()
+		defer o.mu.Unlock()
+		return r.value, nil
+	case <-ctx.Done():
+		return "", fmt.Errorf("nobody answered the %s: %w", kind, ctx.Err())
+	case <-o.done:
+		return "", errors.New("session finished")
 	}
 }
 
@@ -444,12 +540,13 @@ func (s sessionIface) Restart(sender dbus.Sender) *dbus.Error {
 	return nil
 }
 
-// inputEntry is one element of PendingInput's a(ussb).
+// inputEntry is one element of PendingInput's a(ussbs).
 type inputEntry struct {
 	ID     uint32
 	Kind   string
 	Prompt string
 	Secret bool
+	URL    string
 }
 
 // PendingInput lists the credentials the session waits for.
@@ -461,7 +558,10 @@ func (s sessionIface) PendingInput(sender dbus.Sender) ([]inputEntry, *dbus.Erro
 	defer s.o.mu.Unlock()
 	out := []inputEntry{}
 	for _, r := range s.o.pendingLocked() {
-		out = append(out, inputEntry{r.id, r.kind, r.prompt, r.secret})
+		out = append(out, inputEntry{r.id, r.kind, r.prompt, r.secret, r.url})
+	}
+	if r := s.o.webLogin; r != nil {
+		out = append(out, inputEntry{r.id, r.kind, r.prompt, r.secret, r.url})
 	}
 	return out, nil
 }
@@ -485,10 +585,17 @@ func (s sessionIface) ProvideInput(sender dbus.Sender, id uint32, value string) 
 		}
 	}
 	if found == nil {
+		web := s.o.webLogin != nil && s.o.webLogin.id == id
 		s.o.mu.Unlock()
+		if web {
+			return errInvalidArg("input %d is a web login: it is completed in the browser, not answered", id)
+		}
 		return busError(api.ErrNotWaiting, "session %s is not waiting for input %d", s.o.name, id)
 	}
 	found.value, found.answered = value, true
+	if found.done != nil {
+		close(found.done)
+	}
 	s.o.mu.Unlock()
 	select {
 	case s.o.inputWake <- struct{}{}:
