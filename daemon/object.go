@@ -51,12 +51,12 @@ type object struct {
 	cancel context.CancelFunc
 	done   chan struct{} // closed when Run returned and the final state is published
 
-	mu        sync.Mutex
-	state     string // API state; waiting-input overrides the tunnel's while inputs are pending
-	reason    string
-	finished  bool
-	runErr    error // what Run returned
-	inputs    []*inputRequest
+	mu       sync.Mutex
+	state    string // API state; waiting-input overrides the tunnel's while inputs are pending
+	reason   string
+	finished bool
+	runErr   error // what Run returned
+	inputs   []*inputRequest
 	// webLogin is the web login the server waits for, listed by PendingInput but not
 	// answered: the server completes it. nil when none.
 	webLogin  *inputRequest
