@@ -18,6 +18,8 @@ require (
 	github.com/vishvananda/netlink v1.3.1
 	// ChaCha20-Poly1305 for the data channel (BSD-3-Clause).
 	golang.org/x/crypto v0.59.0
+	// SOCKS5 CONNECT for socks-proxy over TCP (golang.org/x/net/proxy; BSD-3-Clause).
+	golang.org/x/net v0.62.0
 	// Socket options, ioctls and errno values (BSD-3-Clause).
 	golang.org/x/sys v0.50.0
 	// The tun device with virtio offloads and batched I/O, and batched UDP (MIT).
@@ -28,6 +30,5 @@ require (
 
 require (
 	github.com/vishvananda/netns v0.0.5 // indirect
-	golang.org/x/net v0.62.0 // indirect
 	golang.zx2c4.com/wintun v0.0.0-20230126152724-0fa3db229ce2 // indirect
 )

@@ -17,6 +17,7 @@ import (
 // read anything, and peer-fingerprint takes a fingerprint, not a file; both are checked below.)
 var knownFileDirectives = []string{
 	"askpass", "auth-user-pass", "ca", "cert", "crl-verify", "extra-certs", "key", "pkcs12", "tls-auth", "tls-crypt", "tls-crypt-v2",
+	"http-proxy-user-pass",
 }
 
 // TestParseInlineRefusesEveryPath walks the whole directive table. For each directive and a

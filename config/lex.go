@@ -31,6 +31,7 @@ var inlineTags = map[string]bool{
 	"ca": true, "cert": true, "key": true, "pkcs12": true, "tls-auth": true, "tls-crypt": true,
 	"tls-crypt-v2": true, "auth-user-pass": true, "peer-fingerprint": true, "connection": true,
 	"extra-certs": true, "secret": true, "dh": true, "crl-verify": true, "http-proxy-user-pass": true,
+	"socks-proxy-user-pass": true,
 }
 
 // item is one directive as written: its name, its arguments and, when it was given as an inline

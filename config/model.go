@@ -104,6 +104,9 @@ type Config struct {
 	MSSFixFixed   bool
 	MSSFixDefault bool
 	TunMTU        int
+	// Proxy is the HTTP or SOCKS proxy every connection goes through (nil: none).
+	Proxy *Proxy
+
 	// Fragment is fragment's size limit (0 = no fragmentation layer) and FragmentMTU its
 	// "mtu" flag: the limit includes the outer IP and UDP headers.
 	Fragment    int

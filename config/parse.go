@@ -199,6 +199,7 @@ type parser struct {
 	cipherItem, compItem                          *item
 	remoteCertTLSItem                             *item
 	fragmentItem                                  *item
+	proxy                                         proxyState
 }
 
 func (p *parser) errf(line int, format string, args ...any) {
@@ -431,6 +432,7 @@ func (p *parser) finish() {
 	p.finishWrap()
 	p.finishConnections()
 	p.finishFragment()
+	p.finishProxy()
 	if c.Cipher != "" && c.Cipher != "none" && !containsFold(c.DataCiphers, c.Cipher) {
 		switch dc := p.seen["data-ciphers"].it; {
 		case dc != nil:
@@ -554,6 +556,8 @@ func (p *parser) decryptPending() {
 			p.errf(it.line, "%s is encrypted: reading its passphrase: %v", what, err)
 			return
 		}
+		// The passphrase is not needed once the key is decrypted; do not keep it around.
+		defer clear(pass)
 	default:
 		p.errf(it.line, "%s is encrypted and there is no passphrase for it: ovpnctl up and ovpnd run ask for it; ovpnd instance reads askpass FILE or the systemd credential askpass", what)
 		return

@@ -101,6 +101,9 @@ func (c *Config) print(w *printer) {
 		}
 		w.b.WriteString("</connection>\n")
 	}
+	if c.Proxy != nil {
+		printProxy(w, c.Proxy)
+	}
 	if c.PersistTun {
 		w.line("persist-tun")
 	}

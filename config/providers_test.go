@@ -63,3 +63,29 @@ func TestProviderProfiles(t *testing.T) {
 		})
 	}
 }
+
+// TestPrintKeepsExplicitValues is the printer audit: every directive given a value that is
+// "off" or differs from what a bare "client" profile gets must survive --print, so that the
+// daemon's re-parse means the same (checkFixpoint compares the models).
+func TestPrintKeepsExplicitValues(t *testing.T) {
+	for _, line := range []string{
+		"ping-restart 0", "ping-exit 0", "ping-exit 45", "ping 0", "keepalive 0 0", "keepalive 10 0",
+		"reneg-sec 0", "reneg-bytes 0", "reneg-pkts 1000", "hand-window 0", "tran-window 0", "tls-timeout 1",
+		"mssfix 0", "mssfix", "mssfix 1400 mtu", "tun-mtu 1400", "resolv-retry 0", "connect-retry 0",
+		"connect-retry-max 1", "connect-timeout 0", "server-poll-timeout 5", "explicit-exit-notify 0",
+		"explicit-exit-notify", "nobind", "bind", "lport 0", "allow-compression no", "comp-lzo no",
+		"comp-lzo", "compress", "compress stub-v2", "route-delay", "route-delay 0 0", "remote-cert-ku",
+		"auth none", "replay-window 64 15", "verb 0", "auth-retry nointeract", "data-ciphers AES-256-GCM",
+		"route-metric 0", "topology subnet", "topology net30", "tls-version-min 1.3", "key-direction 1",
+		"remote-cert-tls server", "ns-cert-type client", "auth-nocache", "pull-filter ignore route",
+		"route-nopull", "block-ipv6", "redirect-gateway def1 block-local", "persist-tun",
+	} {
+		t.Run(line, func(t *testing.T) {
+			c, _, err := parseText(t, base+line+"\n")
+			if err != nil {
+				t.Fatal(errText(err))
+			}
+			checkFixpoint(t, c)
+		})
+	}
+}

@@ -8,6 +8,8 @@ import (
 	"strconv"
 
 	"github.com/godbus/dbus/v5"
+
+	api "github.com/ovpnd/ovpnd/dbus"
 )
 
 // Authorizer answers the two questions every method asks: who is calling, and may that
@@ -18,6 +20,22 @@ type Authorizer interface {
 	// CheckAction reports whether sender (running as uid) may perform action. A nil error
 	// means yes; a denial is an error whose text explains it.
 	CheckAction(sender dbus.Sender, uid uint32, action string) error
+}
+
+// InteractiveAuthorizer is an Authorizer that can let polkit ask the caller to authenticate
+// (an administrator's password typed into the caller's agent) instead of refusing. The daemon
+// asks for that only when the call carried ALLOW_INTERACTIVE_AUTHORIZATION, which callers set
+// when they run an agent, as ovpnctl on a terminal does with pkttyagent.
+type InteractiveAuthorizer interface {
+	CheckActionInteractive(sender dbus.Sender, uid uint32, action string) error
+}
+
+// checkAction asks auth, interactively when the call allowed it and auth can.
+func checkAction(auth Authorizer, msg *dbus.Message, sender dbus.Sender, uid uint32, action string) error {
+	if ia, ok := auth.(InteractiveAuthorizer); ok && msg != nil && msg.Flags&dbus.FlagAllowInteractiveAuthorization != 0 {
+		return ia.CheckActionInteractive(sender, uid, action)
+	}
+	return auth.CheckAction(sender, uid, action)
 }
 
 // polkitName is the bus name of the polkit authority.
@@ -53,6 +71,16 @@ func (a *BusAuthorizer) CallerUID(sender dbus.Sender) (uint32, error) {
 
 // CheckAction decides with polkit when it is there, else with the documented fallback.
 func (a *BusAuthorizer) CheckAction(sender dbus.Sender, uid uint32, action string) error {
+	return a.check(sender, uid, action, false)
+}
+
+// CheckActionInteractive is CheckAction letting polkit ask the caller's agent for
+// authentication; the call waits until the user has answered it.
+func (a *BusAuthorizer) CheckActionInteractive(sender dbus.Sender, uid uint32, action string) error {
+	return a.check(sender, uid, action, true)
+}
+
+func (a *BusAuthorizer) check(sender dbus.Sender, uid uint32, action string, interactive bool) error {
 	if uid == 0 {
 		return nil
 	}
@@ -61,7 +89,7 @@ func (a *BusAuthorizer) CheckAction(sender dbus.Sender, uid uint32, action strin
 		return err
 	}
 	if present {
-		return a.checkPolkit(sender, action)
+		return a.checkPolkit(sender, action, interactive)
 	}
 	return a.checkGroup(uid, action)
 }
@@ -89,24 +117,30 @@ type polkitResult struct {
 	Details    map[string]string
 }
 
-func (a *BusAuthorizer) checkPolkit(sender dbus.Sender, action string) error {
+// polkitAllowUserInteraction is CheckAuthorization's flag that lets polkit ask an agent.
+const polkitAllowUserInteraction = 1
+
+func (a *BusAuthorizer) checkPolkit(sender dbus.Sender, action string, interactive bool) error {
 	subject := struct {
 		Kind    string
 		Details map[string]dbus.Variant
 	}{"system-bus-name", map[string]dbus.Variant{"name": dbus.MakeVariant(string(sender))}}
 	var res polkitResult
 	obj := a.Conn.Object(polkitName, "/org/freedesktop/PolicyKit1/Authority")
-	// Flags 0: no interactive authentication. ovpnd's callers are command-line tools whose
-	// users can run them under pkexec or join the allowed group; a dialog popping up from a
-	// system daemon would surprise them.
+	// Interactive only when the caller asked for it: then its agent (pkttyagent for ovpnctl
+	// on a terminal) asks for the password; otherwise nothing may pop up unasked.
+	var flags uint32
+	if interactive {
+		flags = polkitAllowUserInteraction
+	}
 	err := obj.Call("org.freedesktop.PolicyKit1.Authority.CheckAuthorization", 0,
-		subject, action, map[string]string{}, uint32(0), "").Store(&res)
+		subject, action, map[string]string{}, flags, "").Store(&res)
 	if err != nil {
 		return fmt.Errorf("asking polkit about %s: %w", action, err)
 	}
 	if !res.Authorized {
 		if res.Challenge {
-			return fmt.Errorf("%w: polkit requires authentication for %s (run the command with pkexec)", ErrNotAuthorized, action)
+			return fmt.Errorf("%w: polkit requires authentication for %s (run ovpnctl on a terminal to authenticate)", ErrNotAuthorized, action)
 		}
 		return fmt.Errorf("%w: polkit denies %s", ErrNotAuthorized, action)
 	}
@@ -114,6 +148,11 @@ func (a *BusAuthorizer) checkPolkit(sender dbus.Sender, action string) error {
 }
 
 func (a *BusAuthorizer) checkGroup(uid uint32, action string) error {
+	if action == api.ActionOverride {
+		// The group lets its members run their own tunnels, not take
+		// other users' networks.
+		return fmt.Errorf("%w: no polkit on the bus, so only root may %s", ErrNotAuthorized, action)
+	}
 	fallbackGID := a.FallbackGID
 	if fallbackGID == nil {
 		fallbackGID = lookupFallbackGID

@@ -6,6 +6,7 @@ import (
 	"encoding/xml"
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -163,6 +164,9 @@ func TestCheckGroupFallback(t *testing.T) {
 			}
 			return []uint32{uid}, nil
 		},
+	}
+	if err := a.checkGroup(1000, api.ActionOverride); !errors.Is(err, ErrNotAuthorized) {
+		t.Errorf("the group granted %s: %v", api.ActionOverride, err)
 	}
 	if err := a.checkGroup(1000, api.ActionStart); err != nil {
 		t.Errorf("member of the group refused: %v", err)
@@ -349,7 +353,15 @@ func privateBus(t *testing.T) string {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	waitFor(t, func() bool { _, err := os.Stat(sock); return err == nil })
+	// The socket file appears at bind(), before listen(): wait until it accepts connections.
+	waitFor(t, func() bool {
+		c, err := net.Dial("unix", sock)
+		if err != nil {
+			return false
+		}
+		c.Close()
+		return true
+	})
 	return "unix:path=" + sock
 }
 
@@ -358,6 +370,8 @@ type fakeAuth struct {
 	mu      sync.Mutex
 	uids    map[string]uint32
 	allowed map[uint32]bool
+	// deny, when set, refuses actions the table allows.
+	deny func(uid uint32, action string) bool
 }
 
 func (a *fakeAuth) CallerUID(s dbus.Sender) (uint32, error) {
@@ -373,7 +387,7 @@ func (a *fakeAuth) CallerUID(s dbus.Sender) (uint32, error) {
 func (a *fakeAuth) CheckAction(_ dbus.Sender, uid uint32, action string) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if uid == 0 || a.allowed[uid] {
+	if uid == 0 || (a.allowed[uid] && (a.deny == nil || !a.deny(uid, action))) {
 		return nil
 	}
 	return fmt.Errorf("%w: table denies %s to %d", ErrNotAuthorized, action, uid)
@@ -490,8 +504,8 @@ func TestManagerOverBus(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if path != dbus.ObjectPath(api.SessionPath("work")) {
-		t.Errorf("path %s", path)
+	if !strings.HasPrefix(string(path), api.SessionPathPrefix) || strings.Contains(string(path), "work") {
+		t.Errorf("path %s: want an opaque path under %s", path, api.SessionPathPrefix)
 	}
 	if _, err := start(alice, "work", profile, map[string]dbus.Variant{}); dbusErrName(err) != api.ErrExists {
 		t.Errorf("second Start with the same name: %v, want Exists", err)

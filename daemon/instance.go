@@ -73,6 +73,7 @@ func NewInstance(opts InstanceOptions) (*Instance, error) {
 	}
 	o := newObject(b, opts.Name, 0, opts.Config, opts.Log)
 	so := o.sessionOptions(opts.StateDir)
+	so.StateName = InstanceStateName(opts.Name)
 	if opts.Credentials != nil {
 		so.Credentials = opts.Credentials
 	} else if opts.Waiting != nil {

@@ -48,7 +48,7 @@ type Manager struct {
 	stopAll   context.CancelFunc
 
 	mu       sync.Mutex
-	sessions map[string]*object
+	sessions map[sessionKey]*object
 	subs     map[string]struct{}
 	closing  bool
 }
@@ -72,7 +72,7 @@ func NewManager(opts Options) (*Manager, error) {
 	if err != nil {
 		return nil, err
 	}
-	m := &Manager{bus: b, opts: opts, newTunnel: opts.NewTunnel, sessions: map[string]*object{}, subs: map[string]struct{}{}}
+	m := &Manager{bus: b, opts: opts, newTunnel: opts.NewTunnel, sessions: map[sessionKey]*object{}, subs: map[string]struct{}{}}
 	if m.newTunnel == nil {
 		m.newTunnel = newSessionTunnel
 	}
@@ -158,11 +158,12 @@ func (m *Manager) sessionEnded(o *object) {
 // remove unexports a finished session (unless a new one took its name meanwhile).
 func (m *Manager) remove(o *object) {
 	m.mu.Lock()
-	if m.sessions[o.name] != o {
+	key := sessionKey{o.owner, o.name}
+	if m.sessions[key] != o {
 		m.mu.Unlock()
 		return
 	}
-	delete(m.sessions, o.name)
+	delete(m.sessions, key)
 	subs := m.visibleSubs(o.owner)
 	m.mu.Unlock()
 	m.bus.unexport(o.path, api.SessionInterface)
@@ -191,7 +192,9 @@ func (m *Manager) visibleSubs(owner uint32) []subscriber {
 type managerIface struct{ m *Manager }
 
 // Start runs a new session from a self-contained profile.
-func (mi managerIface) Start(sender dbus.Sender, name, profile string, options map[string]dbus.Variant) (dbus.ObjectPath, *dbus.Error) {
+// msg is the call itself: its ALLOW_INTERACTIVE_AUTHORIZATION flag lets polkit ask the
+// caller's agent for a password.
+func (mi managerIface) Start(sender dbus.Sender, msg dbus.Message, name, profile string, options map[string]dbus.Variant) (dbus.ObjectPath, *dbus.Error) {
 	m := mi.m
 	if !api.ValidName(name) {
 		return "", errInvalidArg("session name %q is not 1-%d characters of [A-Za-z0-9_.@-]", truncate(name, 80), api.MaxNameLen)
@@ -211,7 +214,7 @@ func (mi managerIface) Start(sender dbus.Sender, name, profile string, options m
 	if err != nil {
 		return "", errFailed("%v", err)
 	}
-	if err := m.bus.auth.CheckAction(sender, uid, api.ActionStart); err != nil {
+	if err := checkAction(m.bus.auth, &msg, sender, uid, api.ActionStart); err != nil {
 		if errors.Is(err, ErrNotAuthorized) {
 			return "", errAccessDenied("%v", err)
 		}
@@ -227,10 +230,22 @@ func (mi managerIface) Start(sender dbus.Sender, name, profile string, options m
 		}
 		return "", busError(api.ErrInvalidProfile, "%s", strings.Join(msgs, "\n"))
 	}
-	if owned, err := m.instanceRunning(name); err != nil {
+	if err := checkOwnerProfile(cfg, uid); err != nil {
+		return "", busError(api.ErrInvalidProfile, "%v", err)
+	}
+	if uid == 0 {
+		// Root's sessions and root's ovpnd@ instances share ovpnctl's name space. Users'
+		// names are their own: their state is apart from the instances'.
+		if owned, err := m.instanceRunning(name); err != nil {
+			return "", errFailed("%v", err)
+		} else if owned {
+			return "", busError(api.ErrExists, "ovpnd@%s.service is running a session called %s", name, name)
+		}
+	}
+	override := m.mayOverride(sender, uid)
+	path, err := newSessionPath()
+	if err != nil {
 		return "", errFailed("%v", err)
-	} else if owned {
-		return "", busError(api.ErrExists, "ovpnd@%s.service is running a session called %s", name, name)
 	}
 
 	m.mu.Lock()
@@ -238,13 +253,14 @@ func (mi managerIface) Start(sender dbus.Sender, name, profile string, options m
 		m.mu.Unlock()
 		return "", errFailed("ovpnd is shutting down")
 	}
-	if old, ok := m.sessions[name]; ok {
+	key := sessionKey{uid, name}
+	if old, ok := m.sessions[key]; ok {
 		if !old.isFinished() {
 			m.mu.Unlock()
-			return "", busError(api.ErrExists, "a session called %s is running", name)
+			return "", busError(api.ErrExists, "you have a session called %s running", name)
 		}
 		// A finished session's name is free again.
-		delete(m.sessions, name)
+		delete(m.sessions, key)
 		m.bus.unexport(old.path, api.SessionInterface)
 	}
 	running := m.running()
@@ -265,7 +281,8 @@ func (mi managerIface) Start(sender dbus.Sender, name, profile string, options m
 		}
 	}
 	o := newObject(m.bus, name, uid, cfg, m.opts.Log)
-	tun, err := m.newTunnel(cfg, o.sessionOptions(m.opts.StateDir))
+	o.path = path
+	tun, err := m.newTunnel(cfg, ownerOptions(o.sessionOptions(m.opts.StateDir), uid, name, override))
 	if err != nil {
 		m.mu.Unlock()
 		return "", busError(api.ErrInvalidProfile, "%v", err)
@@ -275,14 +292,18 @@ func (mi managerIface) Start(sender dbus.Sender, name, profile string, options m
 		m.mu.Unlock()
 		return "", errFailed("%v", err)
 	}
-	m.sessions[name] = o
+	m.sessions[key] = o
 	subs := m.visibleSubs(uid)
 	m.mu.Unlock()
 
 	// The caller hears everything from the first state change on.
 	_ = o.subscribe(sender)
 	m.bus.watch(string(sender))
-	m.opts.Log.Log(1, name, "", fmt.Sprintf("session started by uid %d (%s)", uid, sender))
+	note := ""
+	if override && uid != 0 {
+		note = "; polkit lets it override the network policy"
+	}
+	m.opts.Log.Log(1, name, "", fmt.Sprintf("session started by uid %d (%s)%s", uid, sender, note))
 	for _, s := range subs {
 		m.bus.signal(s.name, api.ManagerPath, api.ManagerInterface, "SessionAdded", o.path, name, uid)
 	}
@@ -328,8 +349,16 @@ func (mi managerIface) Lookup(sender dbus.Sender, name string) (dbus.ObjectPath,
 	}
 	mi.m.mu.Lock()
 	defer mi.m.mu.Unlock()
-	o, ok := mi.m.sessions[name]
-	if !ok || uid != 0 && o.owner != uid {
+	o, ok := mi.m.sessions[sessionKey{uid, name}]
+	if !ok && uid == 0 {
+		// Root sees every user's sessions: its own first, else the lowest uid's.
+		for k, so := range mi.m.sessions {
+			if k.name == name && (o == nil || so.owner < o.owner) {
+				o, ok = so, true
+			}
+		}
+	}
+	if !ok {
 		return "", busError(api.ErrNotFound, "no session called %s", name)
 	}
 	return o.path, nil

@@ -36,8 +36,12 @@ const (
 
 // Polkit actions the daemon checks.
 const (
-	ActionStart  = "net.ovpnd1.start"
-	ActionManage = "net.ovpnd1.manage"
+	ActionStart = "net.ovpnd1.start"
+	// ActionOverride lets a non-root owner's session take routes and
+	// addresses that belong to another user's session or to the host's own
+	// links (docs/networking.md); auth_admin by default, never granted by
+	// the no-polkit group fallback.
+	ActionOverride = "net.ovpnd1.override"
 )
 
 // Error names. Every D-Bus error the daemon returns is one of these, with a message that

@@ -1322,7 +1322,8 @@ func (c *Client) openFragment(now time.Time, k *datachannel.Keys, pkt []byte) ([
 		return nil, err
 	}
 	if c.reasm == nil {
-		c.reasm = fragment.NewReassembler(c.cfg.TunMTU + fragmentSlack)
+		// Room for the largest tun-mtu a server may push (IV_MTU).
+		c.reasm = fragment.NewReassembler(c.cfg.TunMaxMTU + fragmentSlack)
 	}
 	whole, err := c.reasm.Incoming(now, p)
 	if err != nil || whole == nil {
@@ -1331,7 +1332,7 @@ func (c *Client) openFragment(now time.Time, k *datachannel.Keys, pkt []byte) ([
 	return k.Unframe(append([]byte(nil), whole...), c.scratch)
 }
 
-// fragmentSlack is what a reassembled payload may carry beyond tun-mtu:
+// fragmentSlack is what a reassembled payload may carry beyond the tun MTU:
 // compression framing, with room to spare. OpenVPN sizes its reassembly
 // buffers from its own frame the same way and drops larger packets.
 const fragmentSlack = 64

@@ -13,7 +13,13 @@ import (
 // crl signs a revocation list by ca listing serials, valid from epoch-1h to next.
 func (ca *testCA) crl(t *testing.T, next time.Time, serials ...int64) *x509.RevocationList {
 	t.Helper()
-	tmpl := &x509.RevocationList{Number: big.NewInt(1), ThisUpdate: epoch.Add(-time.Hour), NextUpdate: next}
+	return ca.crlAt(t, epoch.Add(-time.Hour), next, serials...)
+}
+
+// crlAt is crl issued at this.
+func (ca *testCA) crlAt(t *testing.T, this, next time.Time, serials ...int64) *x509.RevocationList {
+	t.Helper()
+	tmpl := &x509.RevocationList{Number: big.NewInt(this.Unix()), ThisUpdate: this, NextUpdate: next}
 	for _, s := range serials {
 		tmpl.RevokedCertificateEntries = append(tmpl.RevokedCertificateEntries,
 			x509.RevocationListEntry{SerialNumber: big.NewInt(s), RevocationTime: epoch.Add(-time.Minute)})
@@ -47,6 +53,7 @@ func TestCRLVerify(t *testing.T) {
 		{"no lists", nil, "no revocation list from its issuer"},
 		{"expired list", []*x509.RevocationList{ca.crl(t, epoch.Add(-time.Minute))}, "expired at"},
 		{"expired list and a current one", []*x509.RevocationList{ca.crl(t, epoch.Add(-time.Minute)), ca.crl(t, later)}, ""},
+		{"the newest current list decides", []*x509.RevocationList{ca.crl(t, later), ca.crlAt(t, epoch.Add(-time.Minute), later, 2)}, "revoked (serial 2"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			calls := 0

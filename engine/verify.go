@@ -246,7 +246,7 @@ func (v *verifier) checkRevocation(chain []*x509.Certificate) error {
 	return nil
 }
 
-// checkCRL finds the issuer's current list and looks c up in it.
+// checkCRL finds the issuer's newest current list and looks c up in it.
 func checkCRL(c, issuer *x509.Certificate, lists []*x509.RevocationList, now time.Time) error {
 	var found *x509.RevocationList
 	var firstErr error
@@ -268,8 +268,10 @@ func checkCRL(c, issuer *x509.Certificate, lists []*x509.RevocationList, now tim
 			firstErr = fmt.Errorf("revocation list of %q expired at %s", issuer.Subject.CommonName, l.NextUpdate.UTC().Format(time.RFC3339))
 			continue
 		}
-		found = l
-		break
+		// Like OpenSSL, prefer the most recent of several current lists.
+		if found == nil || l.ThisUpdate.After(found.ThisUpdate) {
+			found = l
+		}
 	}
 	if found == nil {
 		if firstErr != nil {

@@ -107,7 +107,17 @@ type DNS struct {
 	RoutingDomains []string
 	// FullTunnel sends every query to Servers: "~." and default-route true.
 	FullTunnel bool
+	// Transport is the encryption the server asked for: "" (plain),
+	// TransportDoT or TransportDoH. What cannot be honoured is applied
+	// unencrypted and reported as a DNSError saying so.
+	Transport string
 }
+
+// DNS transports (the 2.6 "dns server N transport" values).
+const (
+	TransportDoT = "DoT"
+	TransportDoH = "DoH"
+)
 
 // validateRoute checks one explicit route and returns it with host bits cleared.
 func validateRoute(rt Route) (Route, error) {
@@ -174,6 +184,12 @@ func sanitizeDNS(d *DNS) (*DNS, error) {
 	}
 	var errs []error
 	out := &DNS{FullTunnel: d.FullTunnel}
+	switch d.Transport {
+	case "", TransportDoT, TransportDoH:
+		out.Transport = d.Transport
+	default:
+		errs = append(errs, fmt.Errorf("DNS transport %q: unknown; using plain DNS", d.Transport))
+	}
 	for _, s := range d.Servers {
 		if !s.IsValid() || s.IsUnspecified() || s.IsMulticast() {
 			errs = append(errs, fmt.Errorf("DNS server %v: invalid", s))

@@ -14,6 +14,8 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+
+	"golang.org/x/sys/unix"
 )
 
 // DNS mode names, as DNSMode reports them.
@@ -29,10 +31,11 @@ const maxResolvConf = 64 << 10
 // dnsBackend applies the DNS part of a Config.
 type dnsBackend interface {
 	mode() string
-	// set applies d to link ifindex; nil reverts.
-	set(ifindex int, d *DNS) error
+	// set applies d to link ifindex; nil reverts. l is the host ledger,
+	// locked by the caller.
+	set(l *ledger, ifindex int, d *DNS) error
 	// close reverts and releases resources.
-	close() error
+	close(l *ledger) error
 	// record describes what to undo after a crash.
 	record() *dnsRecord
 }
@@ -40,9 +43,8 @@ type dnsBackend interface {
 // chooseDNS picks the DNS mechanism, detecting systemd-resolved at run time.
 func chooseDNS(opts Options, logf func(string, ...any)) dnsBackend {
 	persist := func(*dnsRecord) error { return nil }
-	backup := filepath.Join(opts.StateDir, opts.Instance+".resolv.conf.orig")
 	rc := func() dnsBackend {
-		return &resolvConfDNS{path: opts.ResolvConf, backup: backup, instance: opts.Instance, logf: logf, persist: persist}
+		return &resolvConfDNS{path: opts.ResolvConf, instance: opts.Instance, logf: logf, persist: persist}
 	}
 	dial := opts.dialBus
 	if dial == nil {
@@ -101,9 +103,8 @@ func dnsFromRecord(rec *dnsRecord, instance string, dial func() (resolvedBus, er
 		d.applied, d.ifindex = rec.Applied, rec.LinkIndex
 		return d
 	case ModeResolvConf:
-		return &resolvConfDNS{path: rec.ResolvConf, backup: rec.Backup, instance: instance, logf: logf,
-			applied: rec.Applied, symlink: rec.SymlinkTarget, wasAbsent: rec.WasAbsent,
-			persist: func(*dnsRecord) error { return nil }}
+		return &resolvConfDNS{path: rec.ResolvConf, instance: instance, logf: logf,
+			applied: rec.Applied, persist: func(*dnsRecord) error { return nil }}
 	}
 	return noneDNS{}
 }
@@ -111,8 +112,8 @@ func dnsFromRecord(rec *dnsRecord, instance string, dial func() (resolvedBus, er
 type noneDNS struct{}
 
 func (noneDNS) mode() string                      { return ModeNone }
-func (noneDNS) set(_ int, d *DNS) error           { return nil }
-func (noneDNS) close() error                      { return nil }
+func (noneDNS) set(*ledger, int, *DNS) error      { return nil }
+func (noneDNS) close(*ledger) error               { return nil }
 func (noneDNS) record() *dnsRecord                { return &dnsRecord{Mode: ModeNone} }
 func (noneDNS) setPersist(func(*dnsRecord) error) {}
 
@@ -221,7 +222,7 @@ func (d *resolvedDNS) watchRestarts(ch <-chan struct{}, stop, done chan struct{}
 	}
 }
 
-func (d *resolvedDNS) set(ifindex int, cfg *DNS) error {
+func (d *resolvedDNS) set(_ *ledger, ifindex int, cfg *DNS) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	var errs []error
@@ -273,6 +274,16 @@ func (d *resolvedDNS) applyLocked(ifindex int, cfg *DNS) error {
 		}
 		d.logf("systemd-resolved has no SetLinkDefaultRoute; continuing without it")
 	}
+	var tlsErr error
+	switch cfg.Transport {
+	case TransportDoT:
+		// Before the servers, so that no query goes to them in the clear.
+		if err := d.bus.call("SetLinkDNSOverTLS", idx, "yes"); err != nil {
+			tlsErr = fmt.Errorf("DNS over TLS was pushed but systemd-resolved refused it (%w): DNS to the tunnel's servers is unencrypted", err)
+		}
+	case TransportDoH:
+		tlsErr = errors.New("DNS over HTTPS was pushed but systemd-resolved cannot do it: DNS to the tunnel's servers is unencrypted")
+	}
 	addrs := []resolvedAddr{}
 	for _, s := range cfg.Servers {
 		fam := int32(2) // AF_INET
@@ -284,7 +295,7 @@ func (d *resolvedDNS) applyLocked(ifindex int, cfg *DNS) error {
 	if err := d.bus.call("SetLinkDNS", idx, addrs); err != nil {
 		return fmt.Errorf("SetLinkDNS: %w", err)
 	}
-	return nil
+	return tlsErr
 }
 
 func (d *resolvedDNS) revertLocked() error {
@@ -305,7 +316,7 @@ func (d *resolvedDNS) revertLocked() error {
 	return nil
 }
 
-func (d *resolvedDNS) close() error {
+func (d *resolvedDNS) close(*ledger) error {
 	d.mu.Lock()
 	err := d.revertLocked()
 	stop, done, bus := d.stop, d.done, d.bus
@@ -325,24 +336,29 @@ func dnsEqual(a, b *DNS) bool {
 	if a == nil || b == nil {
 		return a == b
 	}
-	return a.FullTunnel == b.FullTunnel && slices.Equal(a.Servers, b.Servers) &&
+	return a.FullTunnel == b.FullTunnel && a.Transport == b.Transport && slices.Equal(a.Servers, b.Servers) &&
 		slices.Equal(a.Search, b.Search) && slices.Equal(a.RoutingDomains, b.RoutingDomains)
 }
 
 // ---- resolv.conf ----
 
+// resolvConfDNS rewrites a resolv.conf shared by every tunnel: the host
+// ledger keeps the original (once, for all tunnels) and each tunnel's DNS,
+// and every change rebuilds the file from the original plus the tunnels
+// still up, the most recent first. The last tunnel to go puts the original
+// back.
 type resolvConfDNS struct {
-	path, backup, instance string
-	logf                   func(string, ...any)
-	persist                func(*dnsRecord) error
+	path, instance string
+	logf           func(string, ...any)
+	persist        func(*dnsRecord) error
 
-	mu        sync.Mutex
-	applied   bool
-	symlink   string
-	wasAbsent bool
-	orig      []byte
-	cur       *DNS
+	mu      sync.Mutex
+	applied bool
+	cur     *DNS
 }
+
+// resolvMarker starts every resolv.conf ovpnd writes.
+const resolvMarker = "# Generated by ovpnd"
 
 func (d *resolvConfDNS) mode() string                        { return ModeResolvConf }
 func (d *resolvConfDNS) setPersist(p func(*dnsRecord) error) { d.persist = p }
@@ -354,95 +370,121 @@ func (d *resolvConfDNS) record() *dnsRecord {
 }
 
 func (d *resolvConfDNS) recordLocked() *dnsRecord {
-	return &dnsRecord{Mode: ModeResolvConf, Applied: d.applied, ResolvConf: d.path, Backup: d.backup,
-		SymlinkTarget: d.symlink, WasAbsent: d.wasAbsent}
+	return &dnsRecord{Mode: ModeResolvConf, Applied: d.applied, ResolvConf: d.path}
 }
 
-func (d *resolvConfDNS) marker() string {
-	return "# Generated by ovpnd (instance " + d.instance + "); the original is restored when the tunnel goes down."
-}
-
-func (d *resolvConfDNS) set(_ int, cfg *DNS) error {
+func (d *resolvConfDNS) set(l *ledger, _ int, cfg *DNS) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if cfg == nil {
-		return d.restoreLocked()
+		return d.restoreLocked(l)
 	}
-	if d.applied && dnsEqual(d.cur, cfg) {
+	t := l.tunnel(d.instance, true)
+	if d.applied && t.DNS != nil && dnsEqual(d.cur, cfg) {
 		return nil
 	}
-	if !d.applied {
-		if err := d.takeBackup(); err != nil {
+	base := l.resolvBase(d.path)
+	if base == nil {
+		var err error
+		if base, err = d.takeBase(); err != nil {
 			return err
 		}
+		l.ResolvConfs = append(l.ResolvConfs, base)
+	}
+	if !d.applied {
 		d.applied = true
 		if err := d.persist(d.recordLocked()); err != nil {
 			return fmt.Errorf("recording DNS state: %w", err)
 		}
 	}
-	if err := replaceFile(d.path, d.compose(cfg)); err != nil {
+	if t.DNS == nil {
+		l.Seq++
+		t.DNSSeq = l.Seq
+	}
+	t.DNS, t.ResolvConf = cfg, d.path
+	d.cur = cfg
+	if err := replaceFile(d.path, composeResolvConf(l, base)); err != nil {
 		return fmt.Errorf("writing %s: %w", d.path, err)
 	}
-	d.cur = cfg
 	d.logf("wrote %s", d.path)
+	if cfg.Transport != "" {
+		return fmt.Errorf("DNS over %s was pushed but resolv.conf cannot encrypt DNS: DNS to the tunnel's servers is unencrypted", strings.TrimPrefix(cfg.Transport, "Do"))
+	}
 	return nil
 }
 
-func (d *resolvConfDNS) takeBackup() error {
-	d.symlink, d.wasAbsent = "", false
+// takeBase reads the original file: its content, or the symlink it is, or
+// its absence.
+func (d *resolvConfDNS) takeBase() (*ledgerResolv, error) {
+	base := &ledgerResolv{Path: d.path}
 	if t, err := os.Readlink(d.path); err == nil {
-		d.symlink = t
+		base.SymlinkTarget = t
 	}
 	b, err := readLimited(d.path)
 	switch {
-	case errors.Is(err, os.ErrNotExist) && d.symlink == "":
-		d.wasAbsent = true
+	case errors.Is(err, os.ErrNotExist) && base.SymlinkTarget == "":
+		base.WasAbsent = true
 		b = nil
 	case errors.Is(err, os.ErrNotExist):
 		b = nil // dangling link
 	case err != nil:
-		return fmt.Errorf("backing up %s: %w", d.path, err)
+		return nil, fmt.Errorf("reading the original %s: %w", d.path, err)
 	}
-	if bytes.Contains(b, []byte("# Generated by ovpnd (instance ")) {
-		d.logf("warning: %s was written by another ovpnd tunnel; it is restored in whatever order the tunnels go down", d.path)
+	if bytes.HasPrefix(b, []byte(resolvMarker)) {
+		d.logf("warning: %s was left by an ovpnd whose records are lost; it is kept as the original", d.path)
 	}
-	if err := replaceFile(d.backup, b); err != nil {
-		return fmt.Errorf("backing up %s: %w", d.path, err)
-	}
-	d.orig = b
-	return nil
+	base.Orig = b
+	return base, nil
 }
 
-// compose writes the tunnel's servers first; a split tunnel keeps the
-// original servers after them so names outside the VPN still resolve.
-func (d *resolvConfDNS) compose(cfg *DNS) []byte {
-	origNS, origSearch, opts := parseResolvConf(d.orig)
-	var b strings.Builder
-	b.WriteString(d.marker() + "\n")
-	const maxNS = 3 // glibc uses only the first three
-	var ns []netip.Addr
-	for _, s := range cfg.Servers {
-		if len(ns) < maxNS && !slices.Contains(ns, s) {
-			ns = append(ns, s)
+// composeResolvConf writes the servers of the tunnels up first, the most
+// recent tunnel first; unless one of them takes all names (full tunnel),
+// the original servers follow so names outside the VPNs still resolve.
+func composeResolvConf(l *ledger, base *ledgerResolv) []byte {
+	origNS, origSearch, opts := parseResolvConf(base.Orig)
+	var tuns []*ledgerTunnel
+	for _, t := range l.Tunnels {
+		if t.DNS != nil && t.ResolvConf == base.Path {
+			tuns = append(tuns, t)
 		}
 	}
-	if !cfg.FullTunnel || len(cfg.Servers) == 0 {
+	slices.SortStableFunc(tuns, func(a, b *ledgerTunnel) int { return cmpUint64(b.DNSSeq, a.DNSSeq) })
+	var b strings.Builder
+	b.WriteString(resolvMarker + " for the tunnels that are up; the original comes back when the last one goes down.\n")
+	const maxNS = 3 // glibc uses only the first three
+	var ns []netip.Addr
+	var search []string
+	full, allNames := false, false
+	for _, t := range tuns {
+		for _, s := range t.DNS.Servers {
+			if len(ns) < maxNS && !slices.Contains(ns, s) {
+				ns = append(ns, s)
+			}
+		}
+		for _, s := range t.DNS.Search {
+			if !slices.Contains(search, s) {
+				search = append(search, s)
+			}
+		}
+		full = full || (t.DNS.FullTunnel && len(t.DNS.Servers) > 0)
+		allNames = allNames || t.DNS.FullTunnel
+	}
+	if !full {
 		for _, s := range origNS {
 			if len(ns) < maxNS && !slices.Contains(ns, s) {
 				ns = append(ns, s)
 			}
 		}
 	}
-	for _, s := range ns {
-		b.WriteString("nameserver " + s.String() + "\n")
-	}
-	search := slices.Clone(cfg.Search)
-	if !cfg.FullTunnel {
+	if !allNames {
 		for _, s := range origSearch {
 			if !slices.Contains(search, s) {
 				search = append(search, s)
 			}
 		}
+	}
+	for _, s := range ns {
+		b.WriteString("nameserver " + s.String() + "\n")
 	}
 	if len(search) > 0 {
 		b.WriteString("search " + strings.Join(search, " ") + "\n")
@@ -453,54 +495,98 @@ func (d *resolvConfDNS) compose(cfg *DNS) []byte {
 	return []byte(b.String())
 }
 
-func (d *resolvConfDNS) restoreLocked() error {
+func cmpUint64(a, b uint64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+func (l *ledger) resolvBase(path string) *ledgerResolv {
+	for _, r := range l.ResolvConfs {
+		if r.Path == path {
+			return r
+		}
+	}
+	return nil
+}
+
+// restoreLocked takes this tunnel's DNS out of the file: it is rebuilt for
+// the tunnels still up, or the original comes back after the last one.
+func (d *resolvConfDNS) restoreLocked(l *ledger) error {
 	if !d.applied {
 		return nil
 	}
+	if t := l.tunnel(d.instance, false); t != nil {
+		t.DNS, t.ResolvConf, t.DNSSeq = nil, "", 0
+	}
+	base := l.resolvBase(d.path)
+	if base == nil {
+		d.applied, d.cur = false, nil
+		return nil // the ledger holds no original: nothing we can put back
+	}
+	others := slices.ContainsFunc(l.Tunnels, func(t *ledgerTunnel) bool { return t.DNS != nil && t.ResolvConf == d.path })
 	cur, err := readLimited(d.path)
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("reading %s: %w", d.path, err)
 	}
-	if !bytes.HasPrefix(cur, []byte(d.marker())) {
+	switch {
+	case !bytes.HasPrefix(cur, []byte(resolvMarker)):
 		// Someone (DHCP, an admin) rewrote it since; theirs is newer than
-		// our backup.
+		// the original we hold.
 		d.logf("%s was changed by someone else; not restoring it", d.path)
-	} else {
-		switch {
-		case d.symlink != "":
-			tmp := d.path + ".ovpnd-tmp"
-			os.Remove(tmp)
-			if err := os.Symlink(d.symlink, tmp); err != nil {
-				return fmt.Errorf("restoring %s: %w", d.path, err)
-			}
-			if err := os.Rename(tmp, d.path); err != nil {
-				os.Remove(tmp)
-				return fmt.Errorf("restoring %s: %w", d.path, err)
-			}
-		case d.wasAbsent:
-			if err := os.Remove(d.path); err != nil && !errors.Is(err, os.ErrNotExist) {
-				return fmt.Errorf("restoring %s: %w", d.path, err)
-			}
-		default:
-			orig, err := readLimited(d.backup)
-			if err != nil {
-				return fmt.Errorf("reading backup of %s: %w", d.path, err)
-			}
-			if err := replaceFile(d.path, orig); err != nil {
-				return fmt.Errorf("restoring %s: %w", d.path, err)
-			}
+		if !others {
+			l.dropResolvBase(d.path)
 		}
+	case others:
+		if err := replaceFile(d.path, composeResolvConf(l, base)); err != nil {
+			return fmt.Errorf("rewriting %s: %w", d.path, err)
+		}
+		d.logf("rewrote %s for the tunnels still up", d.path)
+	default:
+		if err := restoreResolvBase(base); err != nil {
+			return fmt.Errorf("restoring %s: %w", d.path, err)
+		}
+		l.dropResolvBase(d.path)
 		d.logf("restored %s", d.path)
 	}
-	os.Remove(d.backup)
-	d.applied, d.cur, d.orig = false, nil, nil
+	d.applied, d.cur = false, nil
 	return nil
 }
 
-func (d *resolvConfDNS) close() error {
+func (l *ledger) dropResolvBase(path string) {
+	l.ResolvConfs = slices.DeleteFunc(l.ResolvConfs, func(r *ledgerResolv) bool { return r.Path == path })
+}
+
+func restoreResolvBase(base *ledgerResolv) error {
+	switch {
+	case base.SymlinkTarget != "":
+		tmp := base.Path + ".ovpnd-tmp"
+		os.Remove(tmp)
+		if err := os.Symlink(base.SymlinkTarget, tmp); err != nil {
+			return err
+		}
+		if err := os.Rename(tmp, base.Path); err != nil {
+			os.Remove(tmp)
+			return err
+		}
+		return nil
+	case base.WasAbsent:
+		if err := os.Remove(base.Path); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+		return nil
+	}
+	return replaceFile(base.Path, base.Orig)
+}
+
+func (d *resolvConfDNS) close(l *ledger) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	return d.restoreLocked()
+	return d.restoreLocked(l)
 }
 
 // replaceFile writes b to path atomically where it can; a bind-mounted
@@ -509,6 +595,11 @@ func (d *resolvConfDNS) close() error {
 func replaceFile(path string, b []byte) error {
 	tmp := path + ".ovpnd-tmp"
 	f, err := createExclusive(tmp, 0o644)
+	if errors.Is(err, unix.EROFS) || errors.Is(err, unix.EACCES) || errors.Is(err, unix.EPERM) {
+		// Only the file itself is writable (systemd's ReadWritePaths= on a
+		// ProtectSystem=strict unit bind-mounts just the file): write it in place.
+		return writeInPlace(path, b)
+	}
 	if err != nil {
 		return err
 	}
@@ -522,9 +613,26 @@ func replaceFile(path string, b []byte) error {
 	}
 	if err := os.Rename(tmp, path); err != nil {
 		os.Remove(tmp)
-		return os.WriteFile(path, b, 0o644)
+		return writeInPlace(path, b)
 	}
 	return nil
+}
+
+// writeInPlace truncates and rewrites path without replacing it; it does not
+// follow a symlink, since root writes it.
+func writeInPlace(path string, b []byte) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|unix.O_NOFOLLOW, 0o644)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(b)
+	if err == nil {
+		err = f.Truncate(int64(len(b)))
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }
 
 func readLimited(path string) ([]byte, error) {

@@ -22,6 +22,29 @@ type fakeKernel struct {
 	routes []kroute
 	ops    []string
 	fail   func(op string) error
+	// observe, when set, sees the route table after every route change
+	// (called with the lock held; it must not call back).
+	observe func(routes []kroute)
+}
+
+func (f *fakeKernel) changed() {
+	if f.observe != nil {
+		f.observe(f.routes)
+	}
+}
+
+// lookup is the kernel's longest prefix match over routes.
+func lookup(routes []kroute, dst netip.Addr) (kroute, bool) {
+	best, found := kroute{}, false
+	for _, r := range routes {
+		if !r.Dst.Contains(dst) {
+			continue
+		}
+		if !found || r.Dst.Bits() > best.Dst.Bits() || (r.Dst.Bits() == best.Dst.Bits() && r.Metric < best.Metric) {
+			best, found = r, true
+		}
+	}
+	return best, found
 }
 
 func newFakeKernel() *fakeKernel { return &fakeKernel{links: map[int]*linkInfo{}} }
@@ -210,6 +233,7 @@ func (f *fakeKernel) RouteAdd(r kroute) error {
 		return unix.EEXIST
 	}
 	f.routes = append(f.routes, r)
+	f.changed()
 	return nil
 }
 
@@ -225,6 +249,7 @@ func (f *fakeKernel) RouteReplace(r kroute) error {
 	}
 	f.routes = slices.DeleteFunc(f.routes, func(o kroute) bool { return o.key() == r.key() })
 	f.routes = append(f.routes, r)
+	f.changed()
 	return nil
 }
 
@@ -244,6 +269,7 @@ func (f *fakeKernel) RouteDel(r kroute) error {
 		return unix.ESRCH
 	}
 	f.routes = slices.Delete(f.routes, i, i+1)
+	f.changed()
 	return nil
 }
 

@@ -45,7 +45,7 @@ func family(a netip.Addr) int {
 // plan turns cfg into the kernel state to reach. A nil result means nothing
 // can be done (the error says why); otherwise the error lists the parts of
 // cfg that were left out.
-func (r *Router) plan(cfg *Config) (*desired, error) {
+func (r *Router) plan(l *ledger, cfg *Config) (*desired, error) {
 	p := &desired{}
 	if cfg == nil || cfg.Link == "" {
 		return p, nil
@@ -64,9 +64,14 @@ func (r *Router) plan(cfg *Config) (*desired, error) {
 		}
 	}
 
+	pb := &planBuilder{r: r, l: l, link: li, p: p}
 	has6 := false
 	for _, a := range cfg.Addrs {
 		if err := validateAddr(a); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if err := pb.policyAddr(a.Prefix); err != nil {
 			errs = append(errs, err)
 			continue
 		}
@@ -88,7 +93,7 @@ func (r *Router) plan(cfg *Config) (*desired, error) {
 		}
 	}
 
-	pb := &planBuilder{r: r, link: li, p: p, servers: servers}
+	pb.servers = servers
 	pb.redirect(cfg.Redirect, has6)
 	pb.explicit(cfg.Routes)
 	pb.serverBypass(cfg.Redirect)
@@ -105,6 +110,7 @@ func (r *Router) plan(cfg *Config) (*desired, error) {
 
 type planBuilder struct {
 	r       *Router
+	l       *ledger
 	link    linkInfo
 	p       *desired
 	servers []netip.Addr
@@ -145,6 +151,13 @@ func (b *planBuilder) addNet(dst netip.Prefix, via path, metric int) {
 
 // add appends rt unless a route with the same kernel key is planned already;
 // the first one wins, and a conflicting second one is reported.
+// addFull adds a redirect-gateway route: every full tunnel may hold one at
+// the same key, the most recent in the kernel.
+func (b *planBuilder) addFull(dst netip.Prefix, gw netip.Addr, metric int) {
+	b.addTun(dst, gw, metric)
+	b.p.full = append(b.p.full, routeKey{Dst: dst, Metric: fixMetric(dst, metric), Table: tableMain})
+}
+
 func (b *planBuilder) add(list *[]kroute, rt kroute) {
 	for _, l := range [][]kroute{b.net, b.tun} {
 		for _, o := range l {
@@ -167,7 +180,7 @@ func (b *planBuilder) add(list *[]kroute, rt kroute) {
 // what it found before.
 func (b *planBuilder) netGateway(addr netip.Addr) (path, error) {
 	r := b.r
-	if rt, err := r.k.RouteGet(addr); err == nil && rt.LinkIndex != b.link.Index && rt.LinkIndex != 0 && !b.ownsPath(addr, rt) {
+	if rt, err := r.k.RouteGet(addr); err == nil && rt.LinkIndex != b.link.Index && rt.LinkIndex != 0 && !b.ownsPath(addr, rt) && !b.tunnelLink(rt.LinkIndex) {
 		p := path{Gw: rt.Gw, LinkIndex: rt.LinkIndex}
 		r.st.rememberPath(addr, p)
 		return p, nil
@@ -183,6 +196,13 @@ func (b *planBuilder) netGateway(addr netip.Addr) (path, error) {
 	return path{}, fmt.Errorf("%v: %w", addr, ErrNoNetGateway)
 }
 
+// tunnelLink reports whether link index is another tunnel's: the kernel's
+// answer through it may be that tunnel's full-tunnel route, which is no
+// path outside the tunnels (it goes when that tunnel goes).
+func (b *planBuilder) tunnelLink(index int) bool {
+	return slices.ContainsFunc(b.l.Tunnels, func(t *ledgerTunnel) bool { return t.LinkIndex == index && t.ID != b.r.instance })
+}
+
 // ownsPath reports whether the kernel's answer rt for addr may come from one
 // of our own host routes.
 func (b *planBuilder) ownsPath(addr netip.Addr, rt kroute) bool {
@@ -192,16 +212,22 @@ func (b *planBuilder) ownsPath(addr netip.Addr, rt kroute) bool {
 }
 
 // lookupOutside does a longest prefix match over the main table, skipping
-// our link and our routes, and including the default routes we displaced.
+// our link, our routes and every tunnel's full-tunnel routes, and including
+// the host routes tunnels displaced. Other tunnels' split routes stay
+// candidates: a server reached only through another tunnel is nested in it.
 func (b *planBuilder) lookupOutside(addr netip.Addr) (kroute, bool) {
 	rs, err := b.r.k.RouteList(family(addr))
 	if err != nil {
 		return kroute{}, false
 	}
 	rs = append(rs, b.r.st.Displaced...)
+	rs = append(rs, b.l.displacedRoutes()...)
 	best, found := kroute{}, false
 	for _, rt := range rs {
 		if rt.LinkIndex == b.link.Index || rt.LinkIndex == 0 || !rt.Dst.Contains(addr) || containsRoute(b.r.st.Routes, rt) {
+			continue
+		}
+		if _, full := b.l.tunnelRoute(rt); full {
 			continue
 		}
 		if !found || rt.Dst.Bits() > best.Dst.Bits() || (rt.Dst.Bits() == best.Dst.Bits() && rt.Metric < best.Metric) {
@@ -222,13 +248,17 @@ func (b *planBuilder) defaultRoute(fam int) (kroute, bool) {
 		if rt.Dst.Bits() != 0 || rt.LinkIndex == b.link.Index || rt.LinkIndex == 0 {
 			continue
 		}
+		if held, _ := b.l.tunnelRoute(rt); held {
+			continue // another tunnel's: not the host's default
+		}
 		if !found || rt.Metric < best.Metric {
 			best, found = rt, true
 		}
 	}
 	if !found {
-		// While we displace it, the original default is only in our record.
-		for _, d := range b.r.st.Displaced {
+		// While tunnels displace it, the host's default is only in the
+		// records.
+		for _, d := range append(slices.Clone(b.r.st.Displaced), b.l.displacedRoutes()...) {
 			if d.Dst.Bits() == 0 && family(d.Dst.Addr()) == fam {
 				return d, true
 			}
@@ -280,7 +310,7 @@ func (b *planBuilder) redirect(rd *Redirect, has6 bool) {
 			b.r.logf("redirect-gateway ipv6 ignored: the tunnel has no IPv6 address")
 		} else {
 			for _, dst := range redirect6 {
-				b.addTun(dst, rd.Gateway6, rd.Metric)
+				b.addFull(dst, rd.Gateway6, rd.Metric)
 			}
 		}
 	}
@@ -307,17 +337,21 @@ func (b *planBuilder) redirect4(rd *Redirect) {
 
 	if rd.Def1 {
 		for _, dst := range def1 {
-			b.addTun(dst, rd.Gateway4, rd.Metric)
+			b.addFull(dst, rd.Gateway4, rd.Metric)
 		}
 	} else {
-		b.addTun(netip.PrefixFrom(netip.IPv4Unspecified(), 0), rd.Gateway4, rd.Metric)
+		b.addFull(netip.PrefixFrom(netip.IPv4Unspecified(), 0), rd.Gateway4, rd.Metric)
 		if dr, ok := b.defaultRoute(unix.AF_INET); ok {
 			b.p.displaced = append(b.p.displaced, dr)
 		}
 	}
 
 	if rd.BlockLocal && gwErr == nil && (anyRemote || len(b.servers) == 0) {
-		b.blockLocal(rd, gwPath)
+		if b.r.privileged {
+			b.blockLocal(rd, gwPath)
+		} else {
+			b.refuse(&PolicyError{"redirect-gateway block-local: the local network belongs to the host"})
+		}
 	}
 	if rd.BypassDHCP || rd.BypassDNS {
 		linkIndex := 0
@@ -386,6 +420,10 @@ func (b *planBuilder) explicit(routes []Route) {
 			return
 		}
 		n++
+		if err := b.policyRoute(v.Dst); err != nil {
+			b.refuse(err)
+			continue
+		}
 		if v.ViaNetGateway {
 			p, err := b.familyGateway(family(v.Dst.Addr()))
 			if err != nil {

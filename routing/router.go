@@ -31,6 +31,14 @@ type Options struct {
 	// ResolvConf is the resolv.conf to rewrite without systemd-resolved;
 	// /etc/resolv.conf if empty.
 	ResolvConf string
+	// Owner is the uid the tunnel runs for (0 for root's tunnels). Unless
+	// it is root or MayOverride is set, the tunnel may not take routes or
+	// addresses that belong to another owner's tunnel or to the host's own
+	// links; see docs/networking.md.
+	Owner uint32
+	// MayOverride lets a non-root Owner take them anyway (polkit action
+	// net.ovpnd1.override).
+	MayOverride bool
 
 	// Test seams; nil means the real kernel, bus and files.
 	kernel     kernel
@@ -44,9 +52,13 @@ type Router struct {
 	k        kernel
 	logf     func(string, ...any)
 	path     string // state file
+	stateDir string
 	instance string
-	bypass   func(dhcp, dns bool, linkIndex int) []netip.Addr
-	preDNS   []netip.Addr
+	owner    uint32
+	// privileged tunnels may take what belongs to other owners.
+	privileged bool
+	bypass     func(dhcp, dns bool, linkIndex int) []netip.Addr
+	preDNS     []netip.Addr
 
 	mu     sync.Mutex
 	st     state
@@ -87,27 +99,38 @@ func New(opts Options) (*Router, error) {
 		return nil, fmt.Errorf("state directory: %w", err)
 	}
 	r := &Router{
-		k:        k,
-		logf:     prefixed,
-		path:     filepath.Join(opts.StateDir, opts.Instance+stateSuffix),
-		instance: opts.Instance,
-		bypass:   opts.bypassFunc,
+		k:          k,
+		logf:       prefixed,
+		path:       filepath.Join(opts.StateDir, opts.Instance+stateSuffix),
+		stateDir:   opts.StateDir,
+		instance:   opts.Instance,
+		owner:      opts.Owner,
+		privileged: opts.Owner == 0 || opts.MayOverride,
+		bypass:     opts.bypassFunc,
 	}
 	if r.bypass == nil {
 		r.bypass = systemBypassAddrs
 	}
+	l, err := lockLedger(opts.StateDir, prefixed)
+	if err != nil {
+		return nil, fmt.Errorf("routing: %w", err)
+	}
 	if old, err := readState(r.path); err == nil {
 		if old.alive() && old.PID != os.Getpid() {
+			l.release()
 			return nil, fmt.Errorf("routing: instance %q is in use by process %d", opts.Instance, old.PID)
 		}
 		prefixed("undoing changes left by a previous process (pid %d)", old.PID)
-		if err := undoState(k, old, r.path, opts.dialBus, prefixed); err != nil {
+		if err := undoState(k, l.ledger, old, r.path, opts.dialBus, prefixed); err != nil {
 			prefixed("cleaning up stale state: %v", err)
 		}
 		_ = os.Remove(r.path)
 	} else if !errors.Is(err, os.ErrNotExist) {
 		prefixed("ignoring unreadable state file: %v", err)
 		_ = os.Remove(r.path)
+	}
+	if err := l.release(); err != nil {
+		prefixed("%v", err)
 	}
 	r.st = newState(opts.Instance, opts.pid)
 	r.dns = chooseDNS(opts, prefixed)
@@ -134,7 +157,18 @@ func (r *Router) Set(cfg *Config) error {
 	if r.closed {
 		return errors.New("routing: Set on a closed Router")
 	}
-	return r.setLocked(cfg)
+	return r.withLedger(func(l *ledger) error { return r.setLocked(l, cfg) })
+}
+
+// withLedger runs f with the host lock held and the ledger read; the ledger
+// is written back afterwards.
+func (r *Router) withLedger(f func(l *ledger) error) error {
+	l, err := lockLedger(r.stateDir, r.logf)
+	if err != nil {
+		return fmt.Errorf("routing: %w", err)
+	}
+	err = f(l.ledger)
+	return errors.Join(err, l.release())
 }
 
 // Refresh re-applies the last Config; call it when the underlying network
@@ -145,7 +179,7 @@ func (r *Router) Refresh() error {
 	if r.closed {
 		return errors.New("routing: Refresh on a closed Router")
 	}
-	return r.setLocked(r.last)
+	return r.withLedger(func(l *ledger) error { return r.setLocked(l, r.last) })
 }
 
 // Close undoes everything this Router did and removes its state file.
@@ -156,10 +190,14 @@ func (r *Router) Close() error {
 		return nil
 	}
 	r.closed = true
-	err := r.setLocked(nil)
-	if derr := r.dns.close(); derr != nil {
-		err = errors.Join(err, fmt.Errorf("reverting DNS: %w", derr))
-	}
+	err := r.withLedger(func(l *ledger) error {
+		err := r.setLocked(l, nil)
+		if derr := r.dns.close(l); derr != nil {
+			err = errors.Join(err, fmt.Errorf("reverting DNS: %w", derr))
+		}
+		l.dropTunnelIfIdle(r.instance)
+		return err
+	})
 	if err == nil {
 		if rerr := os.Remove(r.path); rerr != nil && !errors.Is(rerr, os.ErrNotExist) {
 			err = fmt.Errorf("removing state file: %w", rerr)
@@ -170,15 +208,15 @@ func (r *Router) Close() error {
 	return err
 }
 
-func (r *Router) setLocked(cfg *Config) error {
+func (r *Router) setLocked(l *ledger, cfg *Config) error {
 	if cfg != nil && cfg.Link == "" && (len(cfg.Addrs) > 0 || len(cfg.Routes) > 0 || cfg.Redirect != nil || cfg.DNS != nil || cfg.MTU != 0) {
 		return errors.New("routing: Config without a Link")
 	}
-	p, planErr := r.plan(cfg)
+	p, planErr := r.plan(l, cfg)
 	if p == nil {
 		return planErr
 	}
-	applyErr := r.apply(p)
+	applyErr := r.apply(l, p)
 	r.last = cfg
 	return errors.Join(planErr, applyErr)
 }
@@ -188,12 +226,13 @@ type desired struct {
 	link      linkInfo
 	mtu       int
 	addrs     []kaddr
-	routes    []kroute // bypass routes first, so they exist before routes that need them
-	displaced []kroute // foreign routes to remove while the tunnel is up
+	routes    []kroute   // bypass routes first, so they exist before routes that need them
+	displaced []kroute   // foreign routes to remove while the tunnel is up
+	full      []routeKey // keys of redirect-gateway routes
 	dns       *DNS
 }
 
-func (r *Router) apply(p *desired) error {
+func (r *Router) apply(l *ledger, p *desired) error {
 	var errs []error
 	cur := &r.st
 
@@ -275,49 +314,29 @@ func (r *Router) apply(p *desired) error {
 		}
 	}
 
-	// Routes: add (or replace where the kernel key is taken by a route we
-	// are about to drop anyway or are displacing).
-	gone := map[int]bool{} // indexes into delRoutes already replaced
-	displacedDone := map[int]bool{}
+	// Routes, through the host ledger: a route at a key another tunnel
+	// holds goes on top of it (the most recent wins) and hands the key
+	// back when it goes; the host's own route at a key comes back only
+	// when the last tunnel there is gone. Adds and takeovers first, then
+	// displacements, restores, and releases, so that no instant lacks a
+	// route while any tunnel wants one.
+	full := func(rt kroute) bool { return slices.Contains(p.full, rt.key()) }
 	for _, rt := range addRoutes {
-		var err error
-		replaced := false
-		for i, d := range delRoutes {
-			if !gone[i] && d.key() == rt.key() {
-				err, replaced, gone[i] = r.k.RouteReplace(rt), true, true
-				break
-			}
-		}
-		if !replaced {
-			for i, d := range newDisplaced {
-				if !displacedDone[i] && d.key() == rt.key() {
-					err, replaced, displacedDone[i] = r.k.RouteReplace(rt), true, true
-					break
-				}
-			}
-		}
-		if !replaced {
-			err = r.k.RouteAdd(rt)
-		}
-		switch {
-		case err == nil:
-			r.logf("added route %s", r.routeText(rt))
-		case errors.Is(err, unix.EEXIST) && r.identicalExists(rt):
-			// Another tunnel to the same server installed the same host
-			// route; share it and leave its removal to its owner.
-			r.logf("route %s already present; not taking ownership", r.routeText(rt))
-			cur.Routes = deleteRoute(cur.Routes, rt)
-		default:
+		if err := r.claimRoute(l, rt, full(rt)); err != nil {
 			cur.Routes = deleteRoute(cur.Routes, rt)
 			errs = append(errs, fmt.Errorf("adding route %s: %w", r.routeText(rt), err))
-		}
-	}
-	for i, d := range newDisplaced {
-		if displacedDone[i] {
-			r.logf("replaced route %s", r.routeText(d))
 			continue
 		}
-		if err := r.k.RouteDel(d); err != nil && !isGone(err) {
+		r.logf("added route %s", r.routeText(rt))
+	}
+	for _, d := range newDisplaced {
+		if slices.ContainsFunc(p.routes, func(rt kroute) bool { return rt.key() == d.key() }) {
+			// Our route at the same key took its place; the ledger keeps
+			// it as the key's base route.
+			cur.Displaced = deleteRoute(cur.Displaced, d)
+			continue
+		}
+		if err := r.displace(l, d); err != nil {
 			cur.Displaced = deleteRoute(cur.Displaced, d)
 			errs = append(errs, fmt.Errorf("removing route %s: %w", r.routeText(d), err))
 		} else {
@@ -325,16 +344,12 @@ func (r *Router) apply(p *desired) error {
 		}
 	}
 	for _, d := range restore {
-		err := r.k.RouteAdd(d)
-		if errors.Is(err, unix.EEXIST) {
-			for i, o := range delRoutes {
-				if !gone[i] && o.key() == d.key() {
-					err, gone[i] = r.k.RouteReplace(d), true
-					break
-				}
-			}
-		}
+		outcome, err := r.undisplace(l, d)
 		switch {
+		case outcome == stillNeeded:
+			r.logf("route %s stays removed: another tunnel still replaces it", r.routeText(d))
+		case outcome == restoredLater:
+			r.logf("route %s comes back when the tunnels holding its place are gone", r.routeText(d))
 		case err == nil:
 			r.logf("restored route %s", r.routeText(d))
 		case errors.Is(err, unix.EEXIST):
@@ -347,14 +362,17 @@ func (r *Router) apply(p *desired) error {
 		}
 		cur.Displaced = deleteRoute(cur.Displaced, d)
 	}
-	for i, rt := range delRoutes {
-		if !gone[i] {
-			if err := r.k.RouteDel(rt); err != nil && !isGone(err) {
-				errs = append(errs, fmt.Errorf("removing route %s: %w", r.routeText(rt), err))
-				continue
-			}
-			r.logf("removed route %s", r.routeText(rt))
+	for _, rt := range delRoutes {
+		if c, ok := l.claimOf(r.instance, rt.key()); ok && !c.Route.sameRoute(rt) {
+			// A new route of ours took this key over already.
+			cur.Routes = deleteRoute(cur.Routes, rt)
+			continue
 		}
+		if err := r.releaseRoute(l, rt); err != nil {
+			errs = append(errs, fmt.Errorf("removing route %s: %w", r.routeText(rt), err))
+			continue
+		}
+		r.logf("removed route %s", r.routeText(rt))
 		cur.Routes = deleteRoute(cur.Routes, rt)
 	}
 	for _, a := range delAddrs {
@@ -367,10 +385,11 @@ func (r *Router) apply(p *desired) error {
 	}
 
 	// DNS last: the servers are reachable only once the routes exist.
-	if err := r.dns.set(p.link.Index, p.dns); err != nil {
-		errs = append(errs, fmt.Errorf("configuring DNS: %w", err))
+	if err := r.dns.set(l, p.link.Index, p.dns); err != nil {
+		errs = append(errs, &DNSError{Err: err})
 	}
 	cur.DNS = r.dns.record()
+	r.recordTunnel(l, p)
 
 	if err := writeState(r.path, cur); err != nil {
 		errs = append(errs, fmt.Errorf("routing: recording state: %w", err))
@@ -384,6 +403,36 @@ func (r *Router) persistDNS(rec *dnsRecord) error {
 	r.st.DNS = rec
 	return writeState(r.path, &r.st)
 }
+
+// recordTunnel keeps the tunnel's entry in the ledger current: what the
+// policy on other owners' tunnels needs to know about this one.
+func (r *Router) recordTunnel(l *ledger, p *desired) {
+	if p.link.Index == 0 && len(r.st.Routes) == 0 {
+		if t := l.tunnel(r.instance, false); t != nil {
+			t.Addrs, t.Domains, t.LinkIndex = nil, nil, 0
+		}
+		l.dropTunnelIfIdle(r.instance)
+		return
+	}
+	t := l.tunnel(r.instance, true)
+	t.Owner, t.Privileged, t.LinkIndex = r.owner, r.privileged, p.link.Index
+	t.Addrs = t.Addrs[:0]
+	for _, a := range p.addrs {
+		t.Addrs = append(t.Addrs, a.Prefix)
+	}
+	t.Domains = nil
+	if p.dns != nil {
+		t.Domains = append(slices.Clone(p.dns.Search), p.dns.RoutingDomains...)
+	}
+}
+
+// DNSError reports that the DNS part of a Config could not be applied while
+// the rest may have been: the tunnel works, but names may resolve outside it
+// or not at all. Sessions show it as a degraded state.
+type DNSError struct{ Err error }
+
+func (e *DNSError) Error() string { return "configuring DNS: " + e.Err.Error() }
+func (e *DNSError) Unwrap() error { return e.Err }
 
 func (r *Router) restoreMTU() error {
 	st := &r.st
@@ -399,18 +448,6 @@ func (r *Router) restoreMTU() error {
 		r.logf("restored MTU %d of link %d", st.OrigMTU, st.MTULink)
 	}
 	return nil
-}
-
-func (r *Router) identicalExists(rt kroute) bool {
-	fam := unix.AF_INET6
-	if rt.Dst.Addr().Is4() {
-		fam = unix.AF_INET
-	}
-	rs, err := r.k.RouteList(fam)
-	if err != nil {
-		return false
-	}
-	return slices.ContainsFunc(rs, rt.sameRoute)
 }
 
 func (r *Router) routeText(rt kroute) string {

@@ -518,13 +518,14 @@ func TestTwoTunnels(t *testing.T) {
 		t.Fatal(err)
 	}
 	// b's server is captured by b's own route and gets a host route along
-	// the path it had before b: through tunnel a, whose def1 routes carry
-	// everything (a nested tunnel). a's routes stay as they are.
+	// the host's path, not through a's def1 routes: those are no path
+	// outside the tunnels, and b must keep working when a goes down.
+	// a's routes stay as they are.
 	want := `+addr tun1 10.9.0.2/24
 +route 10.60.0.0/16 via 10.9.0.1 dev tun1 proto static
 +route 10.9.0.0/24 dev tun1 proto kernel scope link
 +route 198.51.100.0/24 dev tun1 proto static scope link
-+route 198.51.100.9/32 via 10.8.0.1 dev tun0 proto static`
++route 198.51.100.9/32 via 192.168.1.1 dev eth0 proto static`
 	if diff := cmp.Diff(sortLines(want), lineDiff(onlyA, k.String())); diff != "" {
 		t.Errorf("(-want +got):\n%s", diff)
 	}
@@ -709,6 +710,30 @@ func FuzzParseState(f *testing.F) {
 		k := newFakeKernel()
 		k.addLink(1, "lo", 65536)
 		st.DNS = nil
-		_ = undoState(k, st, filepath.Join(t.TempDir(), "s"), nil, func(string, ...any) {})
+		_ = undoState(k, &ledger{Version: ledgerVersion}, st, filepath.Join(t.TempDir(), "s"), nil, func(string, ...any) {})
+	})
+}
+
+func FuzzParseLedger(f *testing.F) {
+	f.Add([]byte(`{"version":1,"seq":3,"tunnels":[{"id":"a","owner":1000,"link_index":5,"addrs":["10.8.0.2/24"]}],` +
+		`"keys":[{"key":{"Dst":"0.0.0.0/1","Metric":0,"Table":254},"claims":[{"tunnel":"a","route":{"dst":"0.0.0.0/1","link":5,"metric":0,"table":254},"full":true}],` +
+		`"base":{"dst":"0.0.0.0/1","link":2,"metric":0,"table":254}}],` +
+		`"displaced":[{"route":{"dst":"0.0.0.0/0","gw":"192.168.1.1","link":2,"metric":100,"table":254},"tunnels":["a","b"]}],` +
+		`"resolv_confs":[{"path":"/nonexistent/resolv.conf","orig":"bmFtZXNlcnZlciAxLjEuMS4xCg=="}]}`))
+	f.Add([]byte(`{"version":1,"keys":[{"claims":[]}]}`))
+	f.Add([]byte(`{"version":1,"tunnels":[null]}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		l, err := parseLedger(b)
+		if err != nil {
+			return
+		}
+		// Releasing every tunnel a parsed ledger names must not panic.
+		k := newFakeKernel()
+		k.addLink(1, "lo", 65536)
+		k.addLink(2, "eth0", 1500)
+		for _, s := range l.orphans(func(string) bool { return true }) {
+			s.DNS = nil
+			_ = undoState(k, l, s, filepath.Join(t.TempDir(), "s"), nil, func(string, ...any) {})
+		}
 	})
 }

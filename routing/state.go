@@ -53,11 +53,8 @@ type dnsRecord struct {
 	Mode      string `json:"mode"`
 	LinkIndex int    `json:"link_index,omitempty"`
 	Applied   bool   `json:"applied"`
-	// resolv.conf mode: the file, its backup and the symlink it was, if any.
-	ResolvConf    string `json:"resolv_conf,omitempty"`
-	Backup        string `json:"backup,omitempty"`
-	SymlinkTarget string `json:"symlink_target,omitempty"`
-	WasAbsent     bool   `json:"was_absent,omitempty"`
+	// resolv.conf mode: the file; its original is in the host ledger.
+	ResolvConf string `json:"resolv_conf,omitempty"`
 }
 
 func newState(instance string, pid int) state {
@@ -166,15 +163,19 @@ func parseState(b []byte) (*state, error) {
 
 // undoState reverts what a record says was done, using a Router so that the
 // undo follows exactly the same diff logic as Close.
-func undoState(k kernel, s *state, statePath string, dialBus func() (resolvedBus, error), logf func(string, ...any)) error {
-	r := &Router{k: k, logf: logf, st: *s, path: statePath, bypass: func(bool, bool, int) []netip.Addr { return nil }}
+// The host ledger l is locked by the caller: the dead tunnel's claims are
+// released like a live tunnel's, so other tunnels keep theirs.
+func undoState(k kernel, l *ledger, s *state, statePath string, dialBus func() (resolvedBus, error), logf func(string, ...any)) error {
+	r := &Router{k: k, logf: logf, st: *s, path: statePath, instance: s.Instance,
+		bypass: func(bool, bool, int) []netip.Addr { return nil }}
 	r.dns = dnsFromRecord(s.DNS, s.Instance, dialBus, logf)
 	// The link may be gone (the tun died with the process); routes and
 	// addresses on it went with it, and deletes treat that as success.
-	err := r.setLocked(nil)
-	if derr := r.dns.close(); derr != nil {
+	err := r.setLocked(l, nil)
+	if derr := r.dns.close(l); derr != nil {
 		err = errors.Join(err, fmt.Errorf("reverting DNS: %w", derr))
 	}
+	l.dropTunnelIfIdle(s.Instance)
 	return err
 }
 
@@ -229,6 +230,15 @@ func cleanUpMatching(stateDir, instance string, k kernel, dialBus func() (resolv
 			return fmt.Errorf("instance name %q cannot name a state file", instance)
 		}
 	}
+	l, err := lockLedger(stateDir, logf)
+	if err != nil {
+		return fmt.Errorf("routing: %w", err)
+	}
+	err = cleanUpLocked(stateDir, pattern, instance, l.ledger, k, dialBus, logf)
+	return errors.Join(err, l.release())
+}
+
+func cleanUpLocked(stateDir, pattern, instance string, l *ledger, k kernel, dialBus func() (resolvedBus, error), logf func(string, ...any)) error {
 	files, err := filepath.Glob(filepath.Join(stateDir, pattern))
 	if err != nil {
 		return fmt.Errorf("listing %s: %w", stateDir, err)
@@ -245,12 +255,27 @@ func cleanUpMatching(stateDir, instance string, k kernel, dialBus func() (resolv
 		}
 		plog := func(format string, args ...any) { logf("cleanup["+s.Instance+"]: "+format, args...) }
 		plog("undoing changes of dead process %d", s.PID)
-		if err := undoState(k, s, f, dialBus, plog); err != nil {
+		if err := undoState(k, l, s, f, dialBus, plog); err != nil {
 			errs = append(errs, fmt.Errorf("cleaning up %s: %w", s.Instance, err))
 			continue
 		}
 		if err := os.Remove(f); err != nil {
 			errs = append(errs, fmt.Errorf("removing %s: %w", f, err))
+		}
+	}
+	// What the ledger holds for a tunnel without a record (removed by hand)
+	// has no owner left to release it.
+	for _, s := range l.orphans(func(id string) bool {
+		if instance != "" && id != instance {
+			return false
+		}
+		_, err := os.Lstat(filepath.Join(stateDir, id+stateSuffix))
+		return errors.Is(err, os.ErrNotExist)
+	}) {
+		plog := func(format string, args ...any) { logf("cleanup["+s.Instance+"]: "+format, args...) }
+		plog("releasing what the host ledger holds for a tunnel without a record")
+		if err := undoState(k, l, s, filepath.Join(stateDir, s.Instance+stateSuffix), dialBus, plog); err != nil {
+			errs = append(errs, fmt.Errorf("cleaning up %s: %w", s.Instance, err))
 		}
 	}
 	return errors.Join(errs...)

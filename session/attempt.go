@@ -332,8 +332,9 @@ func (a *attempt) onState(e engine.EventState) (outcome, bool) {
 		a.connected = true
 		s.mu.Lock()
 		s.status.Connected = s.opts.now()
+		reason := s.netReason
 		s.mu.Unlock()
-		s.setState(StateConnected, "")
+		s.setState(StateConnected, reason)
 		s.logf(1, "Initialization Sequence Completed (%v after start)", s.opts.now().Sub(a.start).Round(time.Millisecond))
 	case engine.StateReconnecting:
 		if !a.shutdown.IsZero() {

@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/ovpnd/ovpnd/config"
+	"github.com/ovpnd/ovpnd/engine"
 	"github.com/ovpnd/ovpnd/engine/datachannel"
 	"github.com/ovpnd/ovpnd/engine/fragment"
 )
@@ -80,7 +81,9 @@ func newFragState(cfg fragmentConfig, mtu, txBufSize int) *fragState {
 		cfg:   cfg,
 		frag:  fragment.NewFragmenter(uint8(rand.Uint32())),
 		fbufs: make([][]byte, maxBatch),
-		reasm: fragment.NewReassembler(min(max(mtu, 1500)+fragmentSlack, rxBufSize-tunWriteOffset)),
+		// Room for the largest tun-mtu a server may push (IV_MTU, as OpenVPN
+		// sizes its buffers from tun-max-mtu).
+		reasm: fragment.NewReassembler(min(max(mtu, engine.DefaultTunMaxMTU)+fragmentSlack, rxBufSize-tunWriteOffset)),
 	}
 	for i := range f.fbufs {
 		f.fbufs[i] = make([]byte, txBufSize)

@@ -3,6 +3,7 @@ package session
 import (
 	"bytes"
 	"encoding/binary"
+	"fmt"
 	"testing"
 
 	"github.com/ovpnd/ovpnd/engine/datachannel"
@@ -148,5 +149,24 @@ func TestFragmentZeroAllocs(t *testing.T) {
 	}
 	if tn.nwrites-writes < 50*n {
 		t.Fatalf("%d packets written to tun, want %d", tn.nwrites-writes, 50*n)
+	}
+}
+
+// BenchmarkFragmentDataPath is BenchmarkDataPath with fragment 1300: packets of
+// 1200 bytes go whole behind the 4-byte header, 1400-byte ones in two pieces.
+func BenchmarkFragmentDataPath(b *testing.B) {
+	for _, size := range []int{1200, 1400} {
+		b.Run(fmt.Sprint(size), func(b *testing.B) {
+			pkts := testPackets(maxBatch, size)
+			tn := &fakeTun{in: pkts}
+			d, _ := newFragPath(b, tn, &fakeConn{}, 1300)
+			d.setKeys(&keySet{primary: &fakeKeys{id: 1}})
+			n, _ := tn.Read(d.tx.bufs, d.tx.sizes, d.txOff)
+			b.ReportAllocs()
+			b.SetBytes(int64(size * n))
+			for b.Loop() {
+				d.sealAndSend(n)
+			}
+		})
 	}
 }

@@ -192,8 +192,14 @@ func dnsConfig(n *config.NetSettings, warnf func(string, ...any)) *routing.DNS {
 			d.Servers = nil
 		}
 		for _, s := range dn.Servers {
-			if s.Transport != "" && !strings.EqualFold(s.Transport, "plain") {
-				warnf("dns server %d: transport %s is not supported; using plain DNS", s.Priority, s.Transport)
+			switch {
+			case s.Transport == "" || strings.EqualFold(s.Transport, "plain"):
+			case d.Transport == "":
+				// Applied by resolved where it can; otherwise routing says
+				// plainly that DNS goes unencrypted.
+				d.Transport = s.Transport
+			case d.Transport != s.Transport:
+				warnf("dns server %d: transport %s differs from the first server's %s; using %s for all", s.Priority, s.Transport, d.Transport, d.Transport)
 			}
 			for _, a := range s.Addresses {
 				if a.Port() != 0 && a.Port() != 53 {

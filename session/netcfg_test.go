@@ -562,3 +562,21 @@ func TestRouteWatcher(t *testing.T) {
 	}
 	w.stop() // idempotent
 }
+
+func TestNetReason(t *testing.T) {
+	if got := netReason(nil); got != "" {
+		t.Errorf("nil: %q", got)
+	}
+	if got := netReason(errors.New("MTU 5 out of range")); got != "" {
+		t.Errorf("other errors are not a degraded state: %q", got)
+	}
+	err := errors.Join(
+		errors.Join(&routing.PolicyError{What: "route 10.50.0.0/17: it would capture 10.50.0.0/16, a route of another user's tunnel"},
+			&routing.PolicyError{What: "address 192.168.1.99/24: x"}),
+		fmt.Errorf("apply: %w", &routing.DNSError{Err: errors.New("writing /etc/resolv.conf: read-only file system")}))
+	want := "DNS degraded: configuring DNS: writing /etc/resolv.conf: read-only file system; " +
+		"refused: route 10.50.0.0/17: it would capture 10.50.0.0/16, a route of another user's tunnel (and 1 more; see the log)"
+	if got := netReason(err); got != want {
+		t.Errorf("got  %q\nwant %q", got, want)
+	}
+}

@@ -97,6 +97,8 @@ type runner struct {
 
 	creds credentials
 	order []int // connection indexes in try order
+	// proxyCreds are proxy credentials asked for earlier (proxy.go).
+	proxyCreds *proxyCreds
 }
 
 func (r *runner) run(ctx context.Context) error {
@@ -106,12 +108,18 @@ func (r *runner) run(ctx context.Context) error {
 		newRouter = func(o routing.Options) (netRouter, error) { return routing.New(o) }
 	}
 	if r.cfg.DevType != config.DevNull {
+		stateName := s.opts.StateName
+		if stateName == "" {
+			stateName = s.opts.Name
+		}
 		rt, err := newRouter(routing.Options{
-			StateDir:   s.opts.StateDir,
-			Instance:   s.opts.Name,
-			DNSMode:    s.opts.DNSMode,
-			ResolvConf: s.opts.ResolvConf,
-			Logf:       func(f string, a ...any) { s.logf(2, f, a...) },
+			StateDir:    s.opts.StateDir,
+			Instance:    stateName,
+			Owner:       s.opts.Owner,
+			MayOverride: s.opts.MayOverride,
+			DNSMode:     s.opts.DNSMode,
+			ResolvConf:  s.opts.ResolvConf,
+			Logf:        func(f string, a ...any) { s.logf(2, f, a...) },
 		})
 		if err != nil {
 			return fmt.Errorf("setting up routing: %w", err)
@@ -221,7 +229,8 @@ func (r *runner) persistTun() bool { return r.cfg.PersistTun }
 func (r *runner) connectEntry(ctx context.Context, conn *config.Connection) outcome {
 	s := r.s
 	s.setState(StateResolving, conn.Remote)
-	addrs, err := r.resolve(ctx, conn)
+	// With a proxy, the proxy's addresses (proxy.go).
+	addrs, port, err := r.resolveEntry(ctx, conn)
 	if err != nil {
 		if ctx.Err() != nil {
 			return outcome{kind: outExit}
@@ -231,7 +240,7 @@ func (r *runner) connectEntry(ctx context.Context, conn *config.Connection) outc
 	}
 	var last outcome
 	for _, a := range addrs {
-		last = r.attempt(ctx, conn, netip.AddrPortFrom(a, conn.Port))
+		last = r.attempt(ctx, conn, netip.AddrPortFrom(a, port))
 		if last.kind != outRetry || last.connected || last.noAdvance {
 			return last
 		}
@@ -297,6 +306,13 @@ func (r *runner) openTun() error {
 	mtu := r.cfg.TunMTU
 	if mtu <= 0 {
 		mtu = engine.DefaultTunMTU
+	}
+	if r.s.opts.NewLinkOnly && r.cfg.DevType != config.DevNull && !strings.Contains(name, "%d") {
+		// The kernel would attach us to an existing (persistent) tun of that
+		// name; only a new one is ours.
+		if _, err := net.InterfaceByName(name); err == nil {
+			return fmt.Errorf("opening tun device %s: refused: the interface exists already and this session did not create it", name)
+		}
 	}
 	t, link, err := open(name, mtu)
 	if err != nil {
@@ -403,6 +419,9 @@ func (r *runner) dial(ctx context.Context, conn *config.Connection, remote netip
 	}
 	dctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
+	if r.cfg.Proxy != nil {
+		return r.dialProxy(dctx, conn, remote, o)
+	}
 	if conn.Proto == config.ProtoTCP {
 		return dialTCP(dctx, remote, o)
 	}
@@ -495,9 +514,11 @@ func (r *runner) applyPush(reply *push.Reply, server netip.Addr) error {
 		r.delay = time.AfterFunc(d, func() { r.delayedRoutes(gen, rc, deadline) })
 		return nil
 	}
-	if err := r.router.Set(rc); err != nil {
+	err := r.router.Set(rc)
+	if err != nil {
 		s.logf(1, "network settings of %s: %v", r.link, err)
 	}
+	s.noteNet(err)
 	r.logNet(rc, addrs)
 	return nil
 }
@@ -536,6 +557,7 @@ func (r *runner) delayedRoutes(gen uint64, rc *routing.Config, deadline time.Tim
 	if err != nil {
 		s.logf(1, "network settings of %s: %v", rc.Link, err)
 	}
+	s.noteNet(err)
 	var addrs []netip.Prefix
 	for _, a := range rc.Addrs {
 		addrs = append(addrs, a.Prefix)
@@ -552,9 +574,11 @@ func (r *runner) refreshNet() {
 	if r.router == nil {
 		return
 	}
-	if err := r.router.Refresh(); err != nil {
+	err := r.router.Refresh()
+	if err != nil {
 		r.s.logf(1, "re-applying network settings: %v", err)
 	}
+	r.s.noteNet(err)
 }
 
 func hasRoutes(rc *routing.Config) bool {

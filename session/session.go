@@ -121,6 +121,19 @@ type Options struct {
 	Name string
 	// StateDir is routing's crash-recovery directory (routing.DefaultStateDir if empty).
 	StateDir string
+	// StateName names the tunnel's state files under StateDir (Name if
+	// empty); it tells owners and kinds of tunnel apart, so that two users'
+	// sessions or a session and an ovpnd@ instance of the same Name never
+	// share them.
+	StateName string
+	// Owner is the uid the session runs for; with MayOverride it decides
+	// what routing lets the session take (routing.Options.Owner).
+	Owner       uint32
+	MayOverride bool
+	// NewLinkOnly refuses a dev that names an existing interface: the
+	// session may only use a tun device it creates (set for non-root owners,
+	// so that nobody attaches to another user's persistent tun).
+	NewLinkOnly bool
 	// DNSMode forces routing's DNS mechanism ("systemd-resolved",
 	// "resolv.conf", "none"); empty detects it.
 	DNSMode string
@@ -136,6 +149,11 @@ type Options struct {
 	// profile has none; without it the session also publishes
 	// EventNeedCredentials and waits for SetCredentials.
 	Credentials func(ctx context.Context) (user, pass string, err error)
+	// ProxyCredentials, when set, is asked for a proxy's username and password
+	// when the profile says to ask (http-proxy ... stdin or auto without
+	// credentials, socks-proxy ... stdin); proxy is "HTTP proxy" or "SOCKS
+	// proxy". Without it such a profile cannot connect through its proxy.
+	ProxyCredentials func(ctx context.Context, proxy string) (user, pass string, err error)
 	// Respond, when set, asks the user to answer a challenge: the profile's
 	// static-challenge, a CRV1 challenge from the server, or a CR_TEXT of a
 	// pending authentication. Without it a connection that needs an answer
@@ -186,6 +204,9 @@ type Session struct {
 	mu     sync.Mutex
 	status Status
 	subs   map[chan Event]struct{}
+	// netReason says what of the network settings was refused or failed
+	// (DNS, policy); a connected session shows it as its state reason.
+	netReason string
 }
 
 type requestKind int

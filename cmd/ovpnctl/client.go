@@ -18,6 +18,7 @@ const (
 	exitNotFound    = 3 // no such session
 	exitDenied      = 4 // not allowed (ownership or polkit)
 	exitUnreachable = 5 // ovpnd is not reachable on the bus
+	exitAuthFailed  = 6 // the server refused the credentials
 )
 
 // target is where a session is served: the manager or an ovpnd@NAME instance.
@@ -98,17 +99,24 @@ func resolve(c *dbus.Conn, name string) (target, error) {
 	if !api.ValidName(name) {
 		return target{}, &cliError{exitUsage, fmt.Sprintf("%q is not a session name (1-%d characters of [A-Za-z0-9_.@-])", name, api.MaxNameLen)}
 	}
+	// The caller's own daemon session first: a user's names are their own, and an
+	// ovpnd@ instance of the same name is root's. A daemon that is not running has no
+	// sessions: looking one up must not start it.
+	var p dbus.ObjectPath
+	err := c.Object(api.BusName, api.ManagerPath).Call(api.ManagerInterface+".Lookup", dbus.FlagNoAutoStart, name).Store(&p)
+	if err == nil {
+		return target{api.BusName, p}, nil
+	}
+	var derr dbus.Error
+	if errors.As(err, &derr) && (derr.Name == "org.freedesktop.DBus.Error.ServiceUnknown" || derr.Name == "org.freedesktop.DBus.Error.NameHasNoOwner") {
+		err = &cliError{exitNotFound, fmt.Sprintf("no session %s", name)}
+	}
 	inst := api.InstanceBusName(name)
 	var has bool
-	if err := c.BusObject().Call("org.freedesktop.DBus.NameHasOwner", 0, inst).Store(&has); err == nil && has {
+	if herr := c.BusObject().Call("org.freedesktop.DBus.NameHasOwner", 0, inst).Store(&has); herr == nil && has {
 		return target{inst, dbus.ObjectPath(api.SessionPath(name))}, nil
 	}
-	var p dbus.ObjectPath
-	err := c.Object(api.BusName, api.ManagerPath).Call(api.ManagerInterface+".Lookup", 0, name).Store(&p)
-	if err != nil {
-		return target{}, err
-	}
-	return target{api.BusName, p}, nil
+	return target{}, err
 }
 
 // listTargets returns every session the caller may see: the manager's and the instances'.

@@ -69,7 +69,7 @@ func runUp(args []string, stdout, stderr io.Writer) int {
 	sigs := make(chan *dbus.Signal, 256)
 	c.Signal(sigs)
 	var p dbus.ObjectPath
-	err = c.Object(api.BusName, api.ManagerPath).Call(api.ManagerInterface+".Start", 0, *name, profile, map[string]dbus.Variant{}).Store(&p)
+	err = callInteractive(c, api.BusName, api.ManagerPath, api.ManagerInterface+".Start", stderr, *name, profile, map[string]dbus.Variant{}).Store(&p)
 	if err != nil {
 		return report(stderr, err)
 	}
@@ -161,12 +161,15 @@ func (u *upper) progress() (int, bool) {
 			addrs := strings.Join(u.info.TunnelAddresses, " ")
 			fmt.Fprintf(u.stdout, "%s: connected to %s, device %s, address %s\n", u.name, dash(u.info.Remote), dash(u.info.Device), dash(addrs))
 			return exitOK, true
-		case api.StateFailed:
+		case api.StateFailed, api.StateDisconnected:
+			// The session ended before it was up: say why, once, and exit with the status
+			// documented for that reason.
+			if u.info.StateReason == "" {
+				fmt.Fprintf(u.stderr, "%s: disconnected before connecting\n", u.name)
+				return exitFail, true
+			}
 			fmt.Fprintf(u.stderr, "%s: failed: %s\n", u.name, u.info.StateReason)
-			return exitFail, true
-		case api.StateDisconnected:
-			fmt.Fprintf(u.stderr, "%s: disconnected\n", u.name)
-			return exitFail, true
+			return failureCode(u.info.StateReason), true
 		case api.StateWaitingInput:
 		default:
 			if u.info.StateReason != "" {

@@ -13,6 +13,7 @@ import (
 	"syscall"
 
 	"github.com/ovpnd/ovpnd/config"
+	"github.com/ovpnd/ovpnd/daemon"
 	api "github.com/ovpnd/ovpnd/dbus"
 	"github.com/ovpnd/ovpnd/routing"
 	"github.com/ovpnd/ovpnd/session"
@@ -75,6 +76,9 @@ func runCmd(args []string, _, stderr io.Writer) int {
 	}
 	if cfg.AuthUserPass != nil && (cfg.AuthUserPass.Ask || cfg.AuthUserPass.PasswordMissing) {
 		opts.Credentials = askTerminal
+	}
+	if px := cfg.Proxy; px != nil && px.Ask {
+		opts.ProxyCredentials = askProxyTerminal
 	}
 	// Challenges (static-challenge, CRV1, CR_TEXT) are asked on the terminal; web-login
 	// URLs appear in the log for the user to open.
@@ -139,7 +143,7 @@ func cleanupCmd(args []string, _, stderr io.Writer) int {
 	fs := flag.NewFlagSet("ovpnd cleanup", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	stateDir := fs.String("state-dir", routing.DefaultStateDir, "directory of crash-recovery records")
-	instance := fs.String("instance", "", "undo only what the tunnel of this name left behind (ovpnd@NAME's ExecStartPre/ExecStopPost)")
+	instance := fs.String("instance", "", "undo only what ovpnd@NAME left behind (its ExecStartPre/ExecStopPost)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -154,7 +158,7 @@ func cleanupCmd(args []string, _, stderr io.Writer) int {
 			fmt.Fprintf(stderr, "ovpnd cleanup: name %q is not 1-%d characters of [A-Za-z0-9_.@-]\n", *instance, api.MaxNameLen)
 			return 2
 		}
-		err = routing.CleanUpInstance(*stateDir, *instance, logger.Printf)
+		err = routing.CleanUpInstance(*stateDir, daemon.InstanceStateName(*instance), logger.Printf)
 	} else {
 		err = routing.CleanUp(*stateDir, logger.Printf)
 	}

@@ -56,7 +56,7 @@ func instanceCmd(args []string, _, stderr io.Writer) int {
 
 	// The unit's ExecStartPre and ExecStopPost clean up too; this covers `ovpnd instance` run
 	// by hand. Only this instance's records: other instances' are theirs.
-	if err := routing.CleanUpInstance(*stateDir, name, func(format string, args ...any) { log.Log(1, name, "", fmt.Sprintf(format, args...)) }); err != nil {
+	if err := routing.CleanUpInstance(*stateDir, daemon.InstanceStateName(name), func(format string, args ...any) { log.Log(1, name, "", fmt.Sprintf(format, args...)) }); err != nil {
 		log.Log(1, name, "", fmt.Sprintf("cleaning up after an earlier run: %v", err))
 	}
 	// An encrypted key's passphrase comes from askpass FILE in the profile or, failing that,

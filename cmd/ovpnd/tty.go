@@ -35,6 +35,29 @@ func askTerminal(ctx context.Context) (string, string, error) {
 	return user, pass, nil
 }
 
+// askProxyTerminal asks for a proxy's username and password ("HTTP proxy", "SOCKS proxy") on
+// the controlling terminal, as OpenVPN does ("Enter HTTP Proxy Username").
+func askProxyTerminal(ctx context.Context, proxy string) (string, string, error) {
+	label := strings.Replace(proxy, "proxy", "Proxy", 1)
+	t, err := openTerminal(ctx, "the "+proxy+" needs a terminal or a credentials file")
+	if err != nil {
+		return "", "", err
+	}
+	defer t.close()
+	user, err := t.ask("Enter "+label+" Username: ", true)
+	if err != nil {
+		return "", "", fmt.Errorf("reading username: %w", err)
+	}
+	pass, err := t.ask("Enter "+label+" Password: ", false)
+	if err != nil {
+		return "", "", fmt.Errorf("reading password: %w", err)
+	}
+	if user == "" {
+		return "", "", errors.New("empty username")
+	}
+	return user, pass, nil
+}
+
 // respondTerminal asks for the answer to a challenge on the controlling terminal, echoed only
 // when the challenge allows it, as OpenVPN does ("CHALLENGE: text").
 func respondTerminal(ctx context.Context, p session.Prompt) (string, error) {

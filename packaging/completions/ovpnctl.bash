@@ -7,7 +7,7 @@ _ovpnctl_sessions() {
 _ovpnctl() {
     local cur prev words cword
     _init_completion || return
-    local commands="up down restart status list log stats check"
+    local commands="up down restart status list log stats auth check"
     if [[ $cword -eq 1 ]]; then
         COMPREPLY=($(compgen -W "$commands" -- "$cur"))
         return
@@ -30,7 +30,7 @@ _ovpnctl() {
                 _filedir '@(conf|ovpn)'
             fi
             ;;
-        down|restart)
+        down|restart|auth)
             COMPREPLY=($(compgen -W "$(_ovpnctl_sessions)" -- "$cur"))
             ;;
         status|stats)

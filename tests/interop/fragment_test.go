@@ -52,11 +52,32 @@ func ipFragCounters(t *testing.T, exec func(context.Context, ...string) ([]byte,
 // zero while 1400-byte pings (a 1428-byte packet, about 1470 bytes once
 // encrypted) and 4 MB each way get through shows that both ends fragmented
 // and reassembled inside OpenVPN's protocol, and that ovpnd understood the
-// server's pieces.
+// server's pieces. It also checks the mssfix default that comes with fragment.
 func TestOvpndFragment(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		server lab.ServerOptions
+		// mss is the clamp OpenVPN 2.6 computes for "mssfix 1300 mtu", the default that
+		// comes with fragment 1300, where the fragment header counts as payload overhead.
+		mss int
+	}{
+		// 1300 - 24 (P_DATA_V2, packet id, tag) - 28 (outer IPv4 and UDP) - 4 - 40 = 1204.
+		{"aes-256-gcm", lab.ServerOptions{Wrap: "tls-crypt"}, 1204},
+		// CBC: 1300 - 52 (P_DATA_V2, IV, HMAC-SHA256) - 28 = 1220, rounded down to blocks less
+		// a padding byte: 1215; less packet id, comp-lzo byte and fragment header: 1206; - 40.
+		// The server compresses what it can (comp-lzo yes), so its pieces carry LZO payloads.
+		{"aes-256-cbc+comp-lzo", lab.ServerOptions{Wrap: "tls-auth", DataCiphers: []string{"AES-256-CBC"}, Auth: "SHA256", CompLZO: true}, 1166},
+	} {
+		t.Run(tc.name, func(t *testing.T) { fragmentCase(t, tc.server, tc.mss) })
+	}
+}
+
+func fragmentCase(t *testing.T, so lab.ServerOptions, mss int) {
 	skipWithoutOvpnd(t)
 	l := lab.New(t, lab.Options{VethMTU: 1340})
-	srv := l.StartServer(lab.ServerOptions{Wrap: "tls-crypt", Extra: []string{"fragment 1300"}})
+	// The server does not clamp MSS itself (mssfix 0), so the check below sees ovpnd's clamp.
+	so.Extra = append(so.Extra, "fragment 1300", "mssfix 0")
+	srv := l.StartServer(so)
 	cfg := l.WriteFile("client.conf", srv.ClientConfig(lab.ClientOptions{Extra: []string{"fragment 1300"}}))
 	client := startOvpnd(t, l, cfg)
 	t.Cleanup(func() {
@@ -100,6 +121,8 @@ func TestOvpndFragment(t *testing.T) {
 			t.Errorf("%s went from %d to %d: datagrams too large for fragment 1300 crossed the underlay", c.name, c.before, c.after)
 		}
 	}
+	// Without an mssfix value of its own, the client clamps as OpenVPN 2.6 does with fragment.
+	checkMSS(t, l, srv.TunnelAddr(), mss)
 	if err := client.Stop(15 * time.Second); err != nil {
 		t.Errorf("client after SIGTERM: %v", err)
 	}

@@ -294,8 +294,22 @@ func (l *Lab) ClientNetState() NetState {
 	return NetState{
 		Route4: get("ip", "-4", "route", "show", "table", "all"),
 		Route6: get("ip", "-6", "route", "show", "table", "all"),
-		Addr:   get("ip", "addr"),
+		Addr:   dropNetnsNoise(get("ip", "addr")),
 	}
+}
+
+// dropNetnsNoise removes the line `ip addr` prints to stderr when a namespace it is naming as
+// a veth peer vanishes while it lists links: other labs on the machine come and go, and that
+// says nothing about this namespace.
+func dropNetnsNoise(s string) string {
+	lines := strings.SplitAfter(s, "\n")
+	kept := lines[:0]
+	for _, line := range lines {
+		if !strings.HasPrefix(line, "Error: Peer netns reference is invalid.") {
+			kept = append(kept, line)
+		}
+	}
+	return strings.Join(kept, "")
 }
 
 // WaitTunnel waits like WaitClientAddr for client's tunnel address, but fails as soon as the

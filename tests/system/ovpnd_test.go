@@ -1,6 +1,7 @@
 package system
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"os/exec"
@@ -172,6 +173,35 @@ func TestSystem(t *testing.T) {
 		m.MustSh(t, "systemctl reset-failed ovpnd@bad")
 	})
 
+	// An instance without a credential waits, says so in its status, and root answers it.
+	t.Run("InstanceWaitsForCredentials", func(t *testing.T) {
+		if err := m.WriteFile("/etc/ovpnd/ask.conf", []byte(profile), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		m.MustSh(t, "systemctl start --no-block ovpnd@ask")
+		deadline := time.Now().Add(30 * time.Second)
+		var status string
+		for time.Now().Before(deadline) {
+			status = m.MustSh(t, "systemctl show -P StatusText ovpnd@ask")
+			if strings.Contains(status, "waiting for credentials") {
+				break
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+		if !strings.Contains(status, "waiting for credentials (answer with: ovpnctl auth ask)") {
+			t.Fatalf("status while waiting: %q", status)
+		}
+		out := m.MustSh(t, "printf '%s\\n%s\\n' "+user+" "+pass+" | ovpnctl auth ask")
+		if !strings.Contains(out, "ask: answered") {
+			t.Errorf("ovpnctl auth: %s", out)
+		}
+		waitUnit(t, m, "ovpnd@ask", "active", 30*time.Second)
+		if s := m.MustSh(t, "systemctl show -P StatusText ovpnd@ask"); !strings.HasPrefix(s, "connected") {
+			t.Errorf("status after answering: %q", s)
+		}
+		m.MustSh(t, "systemctl stop ovpnd@ask")
+	})
+
 	t.Run("CrashThenStopLeavesNothing", func(t *testing.T) {
 		m.MustSh(t, "systemctl start ovpnd@work")
 		m.MustSh(t, "systemctl kill -s KILL ovpnd@work")
@@ -226,18 +256,55 @@ func TestSystem(t *testing.T) {
 		if out, err := remote("bob", "ovpnctl up --name bobwork work.conf"); err == nil || !strings.Contains(out, "denied") && !strings.Contains(out, "not authorized") {
 			t.Errorf("ovpnctl up from a non-local session: err %v\n%s", err, out)
 		}
-		if out, err := local("alice", "ovpnctl down work"); err != nil {
-			t.Errorf("alice ovpnctl down: %v\n%s", err, out)
+		// The owner may stop her session from any login, here a non-local one.
+		if out, err := remote("alice", "ovpnctl down work"); err != nil {
+			t.Errorf("alice ovpnctl down from a non-local session: %v\n%s", err, out)
 		}
 		if after := netState(t, m); after != before {
 			t.Errorf("down did not restore the network:\n%s\n---\n%s", before, after)
 		}
 	})
 
+	// An administrator logged in remotely (not an active local session) may start a session
+	// after typing her password into the agent ovpnctl starts on her terminal.
+	t.Run("InteractiveAuthorization", func(t *testing.T) {
+		m.MustSh(t, `useradd -m -G sudo carol && echo 'carol:carols-pw' | chpasswd &&
+			cp /home/alice/work.conf /home/alice/work.auth /home/carol/ && sed -i 's|/home/alice/|/home/carol/|' /home/carol/work.conf &&
+			chown carol: /home/carol/work.*`)
+		// Without a terminal there is no agent: refused, with the way out in the message.
+		if out, err := remote("carol", "ovpnctl up work.conf </dev/null"); err == nil || !strings.Contains(out, "on a terminal to authenticate") {
+			t.Errorf("ovpnctl up without a terminal: %v\n%s", err, out)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		// su -c drops the controlling terminal; --pty gives the login one, as ssh would.
+		out, err := m.Converse(ctx, "su --pty - carol -c 'ovpnctl up work.conf'", []Exchange{{Expect: "Password:", Send: "carols-pw\n"}})
+		if err != nil || !strings.Contains(out, "work: connected") {
+			t.Fatalf("ovpnctl up after authentication: %v\n%s\njournal:\n%s", err, out, m.MustSh(t, "journalctl --no-pager -n 30 -u polkit -u ovpnd"))
+		}
+		if !strings.Contains(out, "net.ovpnd1.start") {
+			t.Errorf("the agent did not name the action:\n%s", out)
+		}
+		if out, err := remote("carol", "ovpnctl down work"); err != nil {
+			t.Errorf("carol ovpnctl down: %v\n%s", err, out)
+		}
+	})
+
+	t.Run("UserWrongPassword", func(t *testing.T) {
+		m.MustSh(t, `sed 's/^`+pass+`$/wrong-pass/' /home/alice/work.auth > /home/alice/bad.auth && sed 's/work.auth/bad.auth/' /home/alice/work.conf > /home/alice/bad.conf && chown alice: /home/alice/bad.*`)
+		out, err := m.Sh("XDG_SEAT=seat0 su - alice -c 'ovpnctl up bad.conf' 2>&1; echo exit=$?")
+		if err != nil || !strings.Contains(out, "bad: failed: authentication failed: the server refused the credentials") || !strings.Contains(out, "exit=6") {
+			t.Errorf("ovpnctl up with a wrong password: %v\n%s", err, out)
+		}
+		if strings.Count(out, "refused the credentials") != 1 {
+			t.Errorf("the reason is not printed exactly once:\n%s", out)
+		}
+	})
+
 	t.Run("PurgeLeavesNothing", func(t *testing.T) {
 		files := m.MustSh(t, "dpkg -L ovpnd")
 		// What the administrator added for the tests goes first, as it would.
-		m.MustSh(t, "userdel -r alice; userdel -r bob; rm -rf /etc/ovpnd/work.* /etc/ovpnd/bad.* /etc/systemd/system/ovpnd@*.service.d && systemctl daemon-reload")
+		m.MustSh(t, "userdel -r alice; userdel -r bob; userdel -r carol; rm -rf /etc/ovpnd/work.* /etc/ovpnd/bad.* /etc/ovpnd/ask.* /etc/systemd/system/ovpnd@*.service.d && systemctl daemon-reload")
 		t.Logf("purge:\n%s", m.MustSh(t, "DEBIAN_FRONTEND=noninteractive apt-get purge -y -q ovpnd 2>&1"))
 		var left []string
 		var check strings.Builder

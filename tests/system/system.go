@@ -278,6 +278,59 @@ func (m *Machine) MustSh(tb lab.TB, script string) string {
 	return out
 }
 
+// Exchange is one step of a terminal dialog: wait until the output so far contains Expect,
+// then type Send.
+type Exchange struct {
+	Expect, Send string
+}
+
+// Converse runs a shell command inside the machine on a terminal of its own (util-linux
+// script allocates a pty), answering prompts as dialog says: for programs that insist on a
+// terminal, such as pkttyagent asking for a password. It returns everything the terminal
+// showed and the command's error.
+func (m *Machine) Converse(ctx context.Context, command string, dialog []Exchange) (string, error) {
+	cmd := m.Command(ctx, "script", "-qfec", command, "/dev/null")
+	cmd.WaitDelay = 5 * time.Second
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		return "", err
+	}
+	defer stdin.Close()
+	out := &syncBuffer{}
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		return "", err
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	seen := 0 // output before this offset was matched already
+	for _, x := range dialog {
+		for {
+			text := out.String()
+			if i := strings.Index(text[seen:], x.Expect); i >= 0 {
+				seen += i + len(x.Expect)
+				break
+			}
+			select {
+			case err := <-exited:
+				return out.String(), fmt.Errorf("exited before %q appeared: %v", x.Expect, err)
+			case <-ctx.Done():
+				return out.String(), fmt.Errorf("waiting for %q: %w", x.Expect, ctx.Err())
+			case <-time.After(50 * time.Millisecond):
+			}
+		}
+		if _, err := io.WriteString(stdin, x.Send); err != nil {
+			return out.String(), err
+		}
+	}
+	select {
+	case err := <-exited:
+		return out.String(), err
+	case <-ctx.Done():
+		return out.String(), ctx.Err()
+	}
+}
+
 // WriteFile writes data to path inside the machine with mode (owner root), creating parent
 // directories. It writes from inside, so the guest's own symlinks are followed, not the host's.
 func (m *Machine) WriteFile(path string, data []byte, mode os.FileMode) error {
@@ -563,5 +616,3 @@ func (b *syncBuffer) String() string {
 	defer b.mu.Unlock()
 	return string(b.buf)
 }
-
-var _ io.Writer = (*syncBuffer)(nil)

@@ -1,0 +1,16 @@
+package main
+
+import "strings"
+
+// authFailedPrefix starts the reason of a session the server refused (session.ErrAuthFailed
+// wrapped with the server's words), as the daemon reports it in StateReason.
+const authFailedPrefix = "authentication failed"
+
+// failureCode is the exit status of `up` for a session that ended with reason: a refused
+// password gets its own, so scripts can tell it from a network failure worth retrying.
+func failureCode(reason string) int {
+	if strings.HasPrefix(reason, authFailedPrefix) {
+		return exitAuthFailed
+	}
+	return exitFail
+}
