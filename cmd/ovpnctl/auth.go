@@ -11,7 +11,6 @@ func init() {
 	register("auth", command{"answer a session's pending prompts: auth NAME", runAuth})
 }
 
-
 // runAuth answers what a running session waits for: one started by the caller, or (as
 // root) an ovpnd@NAME instance without a credential, whose status then says "waiting for
 // credentials". Answers are asked on the terminal, or read one per line from stdin.

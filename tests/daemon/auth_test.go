@@ -38,7 +38,7 @@ func newAuthEnv(t *testing.T) *authEnv {
 	e := &authEnv{l: l, ovpnctl: copyExecutable(t, repoPath(t, "bin/ovpnctl"), shared)}
 	e.addr = startBus(t, shared)
 	e.user = addUser(t, "c")
-	startPolkit(t, e.addr, map[uint32]map[string]bool{uint32(e.user.uid): {api.ActionStart: true, api.ActionManage: true}})
+	startPolkit(t, e.addr, map[uint32]map[string]bool{uint32(e.user.uid): {api.ActionStart: true}})
 	notify := listenNotify(t, shared)
 	startInNS(t, l.ClientNS, []string{"NOTIFY_SOCKET=" + notify.path}, ovpnd, "daemon", "--bus", e.addr, "--state-dir", filepath.Join(l.Dir, "state"))
 	notify.wait(t, "READY=1", 10*time.Second)
