@@ -25,17 +25,9 @@ type promptTunnel struct {
 	answer string
 }
 
-func (f *promptTunnel) publish(ev session.Event) {
-	f.fakeTunnel.mu.Lock()
-	subs := append([]chan session.Event(nil), f.subs...)
-	f.fakeTunnel.mu.Unlock()
-	for _, ch := range subs {
-		ch <- ev
-	}
-}
-
 func (f *promptTunnel) Run(ctx context.Context) error {
 	f.set(session.StateAuthenticating, "")
+	f.set(session.StateWaitingInput, "")
 	a, err := f.respond(ctx, session.Prompt{Kind: session.PromptStaticChallenge, Text: "Enter OTP"})
 	if err != nil {
 		f.set(session.StateDisconnected, err.Error())
@@ -44,14 +36,19 @@ func (f *promptTunnel) Run(ctx context.Context) error {
 	f.mu.Lock()
 	f.answer = a
 	f.mu.Unlock()
+	// As the session does: the URL in the status, then the state change that wakes watchers.
+	f.fakeTunnel.mu.Lock()
+	f.status.WebLogin = "https://sso.example.com/login?x=1"
+	f.fakeTunnel.mu.Unlock()
 	f.set(session.StateAuthPending, "waiting for web login")
-	p := session.Prompt{Kind: session.PromptWebLogin, URL: "https://sso.example.com/login?x=1"}
-	f.publish(session.Event{Kind: session.EventPrompt, Prompt: &p, Time: time.Now()})
 	select {
 	case <-f.release:
 	case <-ctx.Done():
 		return nil
 	}
+	f.fakeTunnel.mu.Lock()
+	f.status.WebLogin = ""
+	f.fakeTunnel.mu.Unlock()
 	f.set(session.StateConnected, "")
 	<-ctx.Done()
 	return nil

@@ -36,8 +36,8 @@ type link struct {
 
 func testConfig(t testing.TB, p *pki) *Config {
 	return &Config{
-		RootCAs:             p.caPool,
-		Certificate:         &p.clientCert,
+		RootCAs:             p.CAPool,
+		Certificate:         &p.ClientCert,
 		RemoteCertTLSServer: true,
 		VerifyX509Type:      VerifyX509Name,
 		VerifyX509Name:      "Test-Server",
@@ -62,7 +62,7 @@ func newLink(t testing.TB, mode WrapMode, cfg *Config, opts serverOpts) *link {
 	l := &link{t: t, now: epoch, c: c, s: s}
 	t.Cleanup(func() {
 		c.closeAll()
-		s.close()
+		s.Close()
 	})
 	return l
 }
@@ -105,8 +105,8 @@ func (l *link) pump() {
 			l.t.Fatal("pump: no quiescence after 10000 rounds")
 		}
 		toServer := l.collect()
-		toClient := l.s.out
-		l.s.out = nil
+		toClient := l.s.Out
+		l.s.Out = nil
 		if len(toServer) == 0 && len(toClient) == 0 {
 			return
 		}
@@ -118,7 +118,7 @@ func (l *link) pump() {
 			if l.drop != nil && l.drop(true, p) {
 				continue
 			}
-			l.s.handle(l.now, p)
+			l.s.Handle(l.now, p)
 		}
 		for _, p := range toClient {
 			if l.drop != nil && l.drop(false, p) {
@@ -144,7 +144,7 @@ func (l *link) advance(d time.Duration) {
 		}
 		l.pump()
 		next := l.c.NextDeadline()
-		if sd := l.s.nextDeadline(); !sd.IsZero() && (next.IsZero() || sd.Before(next)) {
+		if sd := l.s.NextDeadline(); !sd.IsZero() && (next.IsZero() || sd.Before(next)) {
 			next = sd
 		}
 		if next.IsZero() || next.After(end) {
@@ -154,8 +154,8 @@ func (l *link) advance(d time.Duration) {
 			l.now = next
 		}
 		l.c.HandleTimeout(l.now)
-		l.s.now = l.now
-		l.s.flush(l.now)
+		l.s.Now = l.now
+		l.s.Flush(l.now)
 	}
 	l.now = end
 	l.pump()

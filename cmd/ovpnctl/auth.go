@@ -29,7 +29,7 @@ func runAuth(args []string, stdout, stderr io.Writer) int {
 		return report(stderr, err)
 	}
 	defer c.Close()
-	var reqs []pendingEntry
+	var reqs []api.InputEntry
 	if err := t.obj(c).Call(api.SessionInterface+".PendingInput", 0).Store(&reqs); err != nil {
 		return report(stderr, err)
 	}

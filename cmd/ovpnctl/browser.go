@@ -71,14 +71,3 @@ func (w *webLogin) show(name, url string) {
 	go cmd.Wait() //nolint:errcheck // only reaps the launcher
 	fmt.Fprintf(w.stderr, "%s: opened the login page in your browser; waiting for the login to complete\n", name)
 }
-
-// printable replaces control characters in text from the bus, so a prompt cannot move the
-// cursor or rewrite the terminal.
-func printable(s string) string {
-	return strings.Map(func(r rune) rune {
-		if r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) {
-			return ' '
-		}
-		return r
-	}, strings.ToValidUTF8(s, "\uFFFD"))
-}

@@ -73,7 +73,10 @@ func runUp(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		return report(stderr, err)
 	}
-	t := target{api.BusName, p}
+	t, err := withOwner(c, target{dest: api.BusName, path: p})
+	if err != nil {
+		return report(stderr, err)
+	}
 	fmt.Fprintf(stderr, "%s: started\n", *name)
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -106,25 +109,25 @@ func runUp(args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintln(stderr, "ovpnctl: lost the bus connection")
 			return exitUnreachable
 		case s := <-sigs:
-			if s.Path != t.path {
+			if !t.from(s) {
 				continue
 			}
 			switch s.Name {
-			case api.PropertiesInterface + ".PropertiesChanged":
+			case api.PropertiesInterface + "." + api.SignalPropertiesChanged:
 				if len(s.Body) == 3 {
 					if ch, ok := s.Body[1].(map[string]dbus.Variant); ok {
 						applyProps(u.info, ch)
 					}
 				}
-			case api.SessionInterface + ".Log":
+			case api.SessionInterface + "." + api.SignalLog:
 				var usec uint64
 				var level uint32
 				var msg string
 				if *verbose && dbus.Store(s.Body, &usec, &level, &msg) == nil {
-					fmt.Fprintf(stderr, "  %s\n", msg)
+					fmt.Fprintf(stderr, "  %s\n", api.Printable(msg))
 				}
 				continue
-			case api.SessionInterface + ".InputRequired", api.SessionInterface + ".OpenURL":
+			case api.SessionInterface + "." + api.SignalInputRequired, api.SessionInterface + "." + api.SignalOpenURL:
 				// Answered below from PendingInput, which also covers requests made
 				// before this client subscribed.
 			default:
@@ -189,17 +192,8 @@ func (u *upper) progress() (int, bool) {
 	return 0, false
 }
 
-// pendingEntry is one element of PendingInput's a(ussbs).
-type pendingEntry struct {
-	ID     uint32
-	Kind   string
-	Prompt string
-	Secret bool
-	URL    string
-}
-
 func (u *upper) answer() error {
-	var reqs []pendingEntry
+	var reqs []api.InputEntry
 	if err := u.t.obj(u.c).Call(api.SessionInterface+".PendingInput", 0).Store(&reqs); err != nil {
 		return err
 	}
@@ -225,12 +219,12 @@ func (u *upper) answer() error {
 }
 
 // promptLabel is how a request is shown: challenges as OpenVPN shows them.
-func promptLabel(r pendingEntry) string {
+func promptLabel(r api.InputEntry) string {
 	switch r.Kind {
 	case api.InputStaticChallenge, api.InputChallenge, api.InputCRText:
-		return "CHALLENGE: " + printable(r.Prompt)
+		return "CHALLENGE: " + api.Printable(r.Prompt)
 	}
-	return printable(r.Prompt)
+	return api.Printable(r.Prompt)
 }
 
 func (u *upper) disconnect() {
