@@ -118,8 +118,8 @@ func (c *ctlClient) Refused(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if code == 0 || strings.Contains(c.p.Output(), "connected to") {
-		return fmt.Errorf("ovpnctl up exit %d, want a failure", code)
+	if code == 0 || strings.Contains(c.p.Output(), "connected to") || !strings.Contains(c.p.Output(), "authentication failed") {
+		return fmt.Errorf("ovpnctl up exit %d, want an authentication failure", code)
 	}
 	return nil
 }
@@ -233,6 +233,9 @@ func TestOvpnctlAuth(t *testing.T) {
 		}
 		if err := c.Refused(ctx); err != nil {
 			t.Fatal(err)
+		}
+		if !strings.Contains(c.p.Output(), "single sign-on refused") {
+			t.Error("the server's reason is not shown")
 		}
 		if b, _ := os.ReadFile(e.opened); strings.Contains(string(b), url) {
 			t.Errorf("--no-browser still opened %s", url)
