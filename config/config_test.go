@@ -127,6 +127,12 @@ func TestDirectives(t *testing.T) {
 				t.Errorf("%+v", c)
 			}
 		}},
+		{"data-ciphers DEFAULT", "data-ciphers AES-192-GCM:DEFAULT:AES-128-GCM\n", func(t *testing.T, c *Config) {
+			if diff := cmp.Diff([]string{"AES-192-GCM", "AES-256-GCM", "AES-128-GCM", "CHACHA20-POLY1305"}, c.DataCiphers); diff != "" {
+				t.Error(diff)
+			}
+		}},
+		{"dns-updown disable", "dns-updown disable\n", func(t *testing.T, c *Config) {}},
 		{"ciphers", "data-ciphers aes-128-gcm:CHACHA20-POLY1305\ndata-ciphers-fallback AES-256-CBC\ncipher AES-256-GCM\nauth sha256\n", func(t *testing.T, c *Config) {
 			// An explicit list is negotiated as given: cipher is not appended to it.
 			if diff := cmp.Diff([]string{"AES-128-GCM", "CHACHA20-POLY1305"}, c.DataCiphers); diff != "" {
@@ -332,8 +338,8 @@ func TestDirectives(t *testing.T) {
 				t.Errorf("%+v", c.TLSWrap)
 			}
 		}},
-		{"cipher appended to the default list", "cipher AES-192-CBC\n", func(t *testing.T, c *Config) {
-			if !slices.Equal(c.DataCiphers, []string{"AES-256-GCM", "AES-128-GCM", "CHACHA20-POLY1305", "AES-192-CBC"}) {
+		{"cipher not appended to the default list either", "cipher AES-192-CBC\n", func(t *testing.T, c *Config) {
+			if !slices.Equal(c.DataCiphers, []string{"AES-256-GCM", "AES-128-GCM", "CHACHA20-POLY1305"}) {
 				t.Errorf("%v", c.DataCiphers)
 			}
 		}},
@@ -430,7 +436,9 @@ func TestErrors(t *testing.T) {
 		{"stray close", base + "</ca>\n", "test.conf:6: </ca> without an opening block"},
 		{"inline for non-inline directive", base + "<secret>\nx\n</secret>\n", "test.conf:6: secret is not supported"},
 		{"not a client", "dev tun\nremote a\nca ca.crt\nauth-user-pass\n", "test.conf: not a client profile"},
-		{"no dev", "client\nremote a\nca ca.crt\nauth-user-pass\n", "test.conf: no device"},
+		{"dns-updown script", base + "dns-updown /etc/openvpn/dns-updown\n", "test.conf:6: dns-updown: \"/etc/openvpn/dns-updown\" is refused: ovpnd never runs scripts"},
+		{"dns-updown force", base + "dns-updown force\n", "test.conf:6: dns-updown: \"force\" is refused"},
+		{"route-table", base + "route-table 100\n", "test.conf:6: route-table is not supported: ovpnd installs routes in the main routing table"},
 		{"no credentials", "client\ndev tun\nremote a\nca ca.crt\n", "test.conf: no client credentials"},
 		{"custom dev needs type", "client\ndev vpn0\nremote a\nca ca.crt\nauth-user-pass\n", "test.conf:2: cannot tell the type of device \"vpn0\""},
 		{"bad fingerprint", base + "peer-fingerprint AB:CD\n", "test.conf:6: peer-fingerprint: fingerprint \"AB:CD\" is not 32"},
@@ -465,9 +473,9 @@ func TestWarnings(t *testing.T) {
 		{"script", "script-security 2\n", "test.conf:6: warning: ignoring script-security: ovpnd never runs scripts"},
 		{"up", "up /etc/openvpn/up.sh\n", "test.conf:6: warning: ignoring up:"},
 		{"windows", "block-outside-dns\n", "test.conf:6: warning: ignoring block-outside-dns: Windows only"},
-		{"legacy cipher appended", "cipher AES-256-CBC\n", "test.conf:6: warning: cipher AES-256-CBC is not in the default data-ciphers; appending it"},
-		{"cipher missing from explicit data-ciphers", "data-ciphers AES-128-CBC\ncipher AES-192-CBC\n", "test.conf:7: warning: DEPRECATED OPTION: --cipher set to 'AES-192-CBC' but missing in --data-ciphers (AES-128-CBC) on line 6. OpenVPN ignores --cipher for cipher negotiations."},
-		{"ns-cert-type", "ns-cert-type server\n", "test.conf:6: warning: ns-cert-type is DEPRECATED; use remote-cert-tls instead (still enforced)"},
+		{"legacy cipher ignored", "cipher AES-256-CBC\n", "test.conf:6: warning: DEPRECATED OPTION: --cipher set to 'AES-256-CBC' but missing in --data-ciphers (AES-256-GCM:AES-128-GCM:CHACHA20-POLY1305) (the default). OpenVPN ignores --cipher for cipher negotiations, and so does ovpnd"},
+		{"cipher missing from explicit data-ciphers", "data-ciphers AES-128-CBC\ncipher AES-192-CBC\n", "test.conf:7: warning: DEPRECATED OPTION: --cipher set to 'AES-192-CBC' but missing in --data-ciphers (AES-128-CBC) on line 6. OpenVPN ignores --cipher for cipher negotiations, and so does ovpnd"},
+		{"ns-cert-type", "ns-cert-type server\n", "test.conf:6: warning: --ns-cert-type is DEPRECATED.  Use --remote-cert-tls instead. (ovpnd still enforces it, as OpenVPN does.)"},
 		{"ignore-unknown-option for a removed option", "ignore-unknown-option ncp-disable\nncp-disable\n", "test.conf:7: warning: ignoring ncp-disable (listed in ignore-unknown-option)"},
 		{"proxy retry", "http-proxy-retry\nsocks-proxy-retry\n", "test.conf:7: warning: ignoring socks-proxy-retry: deprecated"},
 		{"tls-cipher unknown name", "tls-cipher ECDHE-RSA-AES256-GCM-SHA384:FOO-BAR\n", `test.conf:6: warning: tls-cipher: dropping unknown cipher suite "FOO-BAR"`},
@@ -480,7 +488,7 @@ func TestWarnings(t *testing.T) {
 		{"remote-cert-tls then eku", "remote-cert-tls server\nremote-cert-eku 1.2.3\n", "test.conf:7: warning: remote-cert-eku 1.2.3 overrides the extended key usage check of remote-cert-tls server on line 6"},
 		{"remote-cert-ku then tls", "remote-cert-ku a0\nremote-cert-tls server\n", "test.conf:7: warning: remote-cert-tls server overrides remote-cert-ku a0 on line 6"},
 		{"ca file then inline", "<ca>\n" + readKey(t, "ca.crt") + "</ca>\n", "test.conf:6: warning: <ca> overrides ca ca.crt on line 4"},
-		{"unknown cipher", "cipher BF-CBC\n", "test.conf:6: warning: cipher BF-CBC is not supported by ovpnd"},
+		{"unknown cipher", "cipher BF-CBC\n", "test.conf:6: warning: DEPRECATED OPTION: --cipher set to 'BF-CBC' but missing in --data-ciphers"},
 		{"tls-auth bidi", "tls-auth ta.key\n", "test.conf:6: warning: tls-auth without a key direction"},
 		{"key-direction with tls-crypt", "tls-crypt ta.key\nkey-direction 1\n", "test.conf:7: warning: key-direction has no effect with tls-crypt"},
 		{"ignore-unknown-option", "ignore-unknown-option frob\nfrob 1\n", "test.conf:7: warning: ignoring unknown directive \"frob\""},
@@ -797,5 +805,16 @@ func TestParseUserPassFile(t *testing.T) {
 				t.Errorf("got %q/%q missing %v, want %q/%q missing %v", a.Username, a.Password, a.PasswordMissing, tc.user, tc.pass, tc.missing)
 			}
 		})
+	}
+}
+
+// TestNoDevDefaultsToTun: OpenVPN 2.7 profiles may leave out dev; it means dev tun.
+func TestNoDevDefaultsToTun(t *testing.T) {
+	c, _, err := parseText(t, "client\nremote a\nca ca.crt\nauth-user-pass\n")
+	if err != nil {
+		t.Fatal(errText(err))
+	}
+	if c.Dev != "tun" || c.DevType != DevTUN {
+		t.Errorf("dev %q type %v, want tun", c.Dev, c.DevType)
 	}
 }

@@ -167,7 +167,7 @@ func directives() []*directive {
 		ign("float", "the UDP socket is connected to the server's address, so packets from any other address are dropped by the kernel"),
 
 		// Device.
-		sup("dev", "dev tun|tunN|NAME|null", 1, 1, "The tun device (tun = next free tunN). tap is refused.", applyDev),
+		sup("dev", "dev tun|tunN|NAME|null", 1, 1, "The tun device (tun = next free tunN; the default, as in OpenVPN 2.7, when a profile has no dev). tap is refused.", applyDev),
 		sup("dev-type", "dev-type tun", 1, 1, "Device type for a device whose name does not start with tun.", applyDevType),
 		sup("persist-tun", "persist-tun", 0, 0, "Keep the device across reconnects.", flagDirective(func(c *Config) { c.PersistTun = true })),
 		sup("persist-key", "persist-key", 0, 0, "Keep key material across reconnects (ovpnd always does).", flagDirective(func(c *Config) { c.PersistKey = true })),
@@ -223,10 +223,10 @@ func directives() []*directive {
 		ign("ecdh-curve", "ovpnd uses Go's TLS key-exchange groups"),
 
 		// Data channel.
-		sup("data-ciphers", "data-ciphers CIPHER[:CIPHER...]", 1, 1, "Data ciphers offered for negotiation (default AES-256-GCM:AES-128-GCM:CHACHA20-POLY1305); a ? prefix marks a cipher optional.", applyDataCiphers),
+		sup("data-ciphers", "data-ciphers CIPHER[:CIPHER...]", 1, 1, "Data ciphers offered for negotiation (default AES-256-GCM:AES-128-GCM:CHACHA20-POLY1305); a ? prefix marks a cipher optional; DEFAULT in the list stands for the default list (OpenVPN 2.7).", applyDataCiphers),
 		sup("ncp-ciphers", "ncp-ciphers CIPHER[:CIPHER...]", 1, 1, "Old name of data-ciphers.", applyDataCiphers),
 		sup("data-ciphers-fallback", "data-ciphers-fallback CIPHER", 1, 1, "Cipher for servers that cannot negotiate.", applyFallback),
-		sup("cipher", "cipher CIPHER", 1, 1, "Legacy cipher; appended to data-ciphers when supported and missing (as OpenVPN 2.6 does).", applyCipher),
+		sup("cipher", "cipher CIPHER", 1, 1, "Legacy cipher. As in OpenVPN 2.6 and 2.7 it takes no part in negotiation: only data-ciphers (default or explicit) is offered, and a cipher missing from it draws OpenVPN's warning. Use data-ciphers-fallback for servers that cannot negotiate.", applyCipher),
 		sup("auth", "auth DIGEST", 1, 1, "HMAC digest for tls-auth and CBC ciphers (default SHA1).", applyAuth),
 		gone("ncp-disable", "removed in OpenVPN 2.6"),
 		gone("keysize", "removed in OpenVPN 2.6"),
@@ -261,6 +261,8 @@ func directives() []*directive {
 		sup("redirect-private", "redirect-private [FLAGS]", 0, 8, "Like redirect-gateway but only adds the routes to the server.", applyNet),
 		sup("dhcp-option", "dhcp-option DNS|DNS6|DOMAIN|DOMAIN-SEARCH|... VALUE", 1, 3, "Resolver settings, applied through systemd-resolved.", applyNet),
 		sup("dns", "dns search-domains D... | dns server N address|resolve-domains|dnssec|transport|sni ...", 2, -1, "OpenVPN 2.6 resolver settings; they take precedence over dhcp-option DNS.", applyNet),
+		sup("dns-updown", "dns-updown disable", 1, 1, "OpenVPN 2.7's script that applies pushed DNS. Only disable is accepted, and changes nothing: ovpnd never runs scripts and applies DNS itself (ovpnd --dns-mode). A script path or force is refused.", applyDNSUpdown),
+		ref("route-table", "ovpnd installs routes in the main routing table; putting them into another table (OpenVPN 2.7 route-table) is not supported"),
 		sup("block-ipv6", "block-ipv6", 0, 0, "Drop IPv6 traffic instead of leaking it outside the tunnel.", applyNet),
 		sup("pull-filter", "pull-filter accept|ignore|reject TEXT", 2, 2, "Filter pushed options that start with TEXT; the first matching rule wins.", applyPullFilter),
 		ign("allow-pull-fqdn", "ovpnd accepts host names in pushed routes"),
@@ -763,7 +765,7 @@ func applyNSCertType(p *parser, s *scope, it *item) error {
 	}
 	if p.once(s, it, it.name, it.args[0]) {
 		// OpenVPN 2.6's own words for it.
-		p.warnf(it.line, "ns-cert-type is DEPRECATED; use remote-cert-tls instead (still enforced)")
+		p.warnf(it.line, "--ns-cert-type is DEPRECATED.  Use --remote-cert-tls instead. (ovpnd still enforces it, as OpenVPN does.)")
 		p.cfg.NSCertType = it.args[0]
 	}
 	return nil
@@ -976,6 +978,17 @@ func applyCertProfile(p *parser, s *scope, it *item) error {
 	return nil
 }
 
+func applyDNSUpdown(p *parser, s *scope, it *item) error {
+	if it.args[0] != "disable" {
+		return fmt.Errorf("%q is refused: ovpnd never runs scripts and applies pushed DNS itself (see ovpnd --dns-mode); only \"dns-updown disable\" is accepted", it.args[0])
+	}
+	p.once(s, it, it.name, it.args[0])
+	return nil
+}
+
+// defaultDataCiphers is OpenVPN's default data-ciphers list (ovpnd has ChaCha20-Poly1305).
+var defaultDataCiphers = []string{"AES-256-GCM", "AES-128-GCM", "CHACHA20-POLY1305"}
+
 // supportedCiphers are the data-channel ciphers ovpnd implements.
 var supportedCiphers = map[string]bool{
 	"AES-128-GCM": true, "AES-192-GCM": true, "AES-256-GCM": true, "CHACHA20-POLY1305": true,
@@ -991,6 +1004,14 @@ func applyDataCiphers(p *parser, s *scope, it *item) error {
 		optional := strings.HasPrefix(c, "?")
 		name := strings.ToUpper(strings.TrimPrefix(c, "?"))
 		switch {
+		case name == "DEFAULT":
+			// OpenVPN 2.7 (ssl_ncp.c options_postprocess_setdefault_ncpciphers): the
+			// default list in place of the word.
+			for _, d := range defaultDataCiphers {
+				if !containsFold(list, d) {
+					list = append(list, d)
+				}
+			}
 		case supportedCiphers[name]:
 			if !containsFold(list, name) {
 				list = append(list, name)

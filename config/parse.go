@@ -11,6 +11,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -128,7 +129,7 @@ func ParseInline(name string, data []byte) (*Config, []Warning, error) {
 func newConfig() *Config {
 	return &Config{
 		Dev:           "tun",
-		DataCiphers:   []string{"AES-256-GCM", "AES-128-GCM", "CHACHA20-POLY1305"},
+		DataCiphers:   slices.Clone(defaultDataCiphers),
 		Auth:          "SHA1",
 		TLSWrap:       TLSWrap{Direction: KeyDirBidi},
 		RenegInterval: 3600 * time.Second,
@@ -423,9 +424,8 @@ func (p *parser) finish() {
 		// ovpnd always asks the server for its settings.
 		p.errf(0, "tls-client without pull (peer-to-peer TLS mode) is not supported: add \"pull\", or use \"client\"")
 	}
-	if !p.attempted["dev"] {
-		p.errf(0, "no device: add \"dev tun\"")
-	} else if d := p.cfg.Dev; p.seen["dev-type"].it == nil && !strings.HasPrefix(d, "tun") && d != "null" {
+	// Without dev, OpenVPN 2.7 uses dev tun (options.c init_options), and so does ovpnd.
+	if d := p.cfg.Dev; p.attempted["dev"] && p.seen["dev-type"].it == nil && !strings.HasPrefix(d, "tun") && d != "null" {
 		p.errf(p.seen["dev"].it.line, "cannot tell the type of device %q: add \"dev-type tun\"", d)
 	}
 	p.finishMaterial()
@@ -434,18 +434,14 @@ func (p *parser) finish() {
 	p.finishFragment()
 	p.finishProxy()
 	if c.Cipher != "" && c.Cipher != "none" && !containsFold(c.DataCiphers, c.Cipher) {
-		switch dc := p.seen["data-ciphers"].it; {
-		case dc != nil:
-			// OpenVPN 2.6 and 2.7 append --cipher only to the default list; an explicit list
-			// is what gets negotiated (their words).
-			p.warnf(p.cipherItem.line, "DEPRECATED OPTION: --cipher set to '%s' but missing in --data-ciphers (%s) on line %d. OpenVPN ignores --cipher for cipher negotiations.", c.Cipher, strings.Join(c.DataCiphers, ":"), dc.line)
-		case supportedCiphers[strings.ToUpper(c.Cipher)]:
-			// OpenVPN 2.6 appends --cipher to the default list so old configs keep working.
-			c.DataCiphers = append(c.DataCiphers, strings.ToUpper(c.Cipher))
-			p.warnf(p.cipherItem.line, "cipher %s is not in the default data-ciphers; appending it to data-ciphers as OpenVPN 2.6 does", c.Cipher)
-		default:
-			p.warnf(p.cipherItem.line, "cipher %s is not supported by ovpnd and is only meaningful to servers that cannot negotiate; ignoring it", c.Cipher)
+		// OpenVPN 2.6 and 2.7 negotiate only from data-ciphers, the default list as much as
+		// an explicit one: --cipher is never appended (checked with both: their options
+		// dump keeps ncp_ciphers unchanged). They say so in these words.
+		where := " (the default)"
+		if dc := p.seen["data-ciphers"].it; dc != nil {
+			where = fmt.Sprintf(" on line %d", dc.line)
 		}
+		p.warnf(p.cipherItem.line, "DEPRECATED OPTION: --cipher set to '%s' but missing in --data-ciphers (%s)%s. OpenVPN ignores --cipher for cipher negotiations, and so does ovpnd; for a server that cannot negotiate, use data-ciphers-fallback.", c.Cipher, strings.Join(c.DataCiphers, ":"), where)
 	}
 	if it := p.seen["tls-cipher"].it; it != nil && c.TLSVersionMax.Version != 0 && c.TLSVersionMax.Version < tls.VersionTLS13 {
 		if ids, _, err := TLSCipherList(c.TLSCipher); err == nil && len(ids) == 0 {

@@ -32,6 +32,7 @@ import (
 	"github.com/ovpnd/ovpnd/engine/kdf"
 	"github.com/ovpnd/ovpnd/engine/push"
 	"github.com/ovpnd/ovpnd/engine/reliable"
+	"github.com/ovpnd/ovpnd/engine/statickey"
 	"github.com/ovpnd/ovpnd/engine/wire"
 	"github.com/ovpnd/ovpnd/engine/wrap"
 )
@@ -97,11 +98,14 @@ type Client struct {
 	now  atomic.Int64 // current step time (UnixNano) for crypto/tls's Config.Time
 	ver  verifier
 
-	wrapper   wrap.Wrapper
-	localSID  wire.SessionID
-	remoteSID wire.SessionID
-	haveSID   bool
-	resendWKc bool // tls-crypt-v2 early negotiation asked for P_CONTROL_WKC_V1
+	wrapper wrap.Wrapper
+	// renegWrapper wraps renegotiations (key id > 0) once dynamic tls-crypt is negotiated
+	// (ssl_pkt.h tls_session_get_tls_wrap); nil until then.
+	renegWrapper wrap.Wrapper
+	localSID     wire.SessionID
+	remoteSID    wire.SessionID
+	haveSID      bool
+	resendWKc    bool // tls-crypt-v2 early negotiation asked for P_CONTROL_WKC_V1
 
 	started, dead, closed bool
 	state                 State
@@ -135,6 +139,8 @@ type Client struct {
 	peerID      uint32
 	useEKM      bool
 	ccExit      bool
+	epochData   bool // protocol-flags aead-epoch: OpenVPN 2.7's epoch data format
+	dynTLSCrypt bool // protocol-flags dyn-tls-crypt
 	compression datachannel.Compression
 
 	// Keepalive.
@@ -381,7 +387,7 @@ func (c *Client) HandlePacket(now time.Time, pkt []byte) {
 		c.handleData(now, keyID, pkt)
 		return
 	}
-	c.handleControl(now, pkt)
+	c.handleControl(now, keyID, pkt)
 	if !c.dead {
 		c.advanceAll(now)
 		if c.exiting {
@@ -393,8 +399,8 @@ func (c *Client) HandlePacket(now time.Time, pkt []byte) {
 	}
 }
 
-func (c *Client) handleControl(now time.Time, pkt []byte) {
-	p, err := c.wrapper.Unwrap(pkt, now)
+func (c *Client) handleControl(now time.Time, keyID uint8, pkt []byte) {
+	p, err := c.wrapperFor(keyID).Unwrap(pkt, now)
 	if err != nil {
 		c.warn("dropping control packet: %w", err)
 		return
@@ -727,7 +733,53 @@ func (c *Client) installKeys(now time.Time, ks *keyState) {
 	ks.estab = now
 	ks.baseByte = c.totalBytes()
 	ks.basePkt = c.totalPackets()
+	if ks.id == 0 && c.dynTLSCrypt && c.renegWrapper == nil {
+		if err := c.setupDynamicTLSCrypt(ks); err != nil {
+			c.fatal(StateReconnecting, "key-derivation-failed", err)
+			return
+		}
+	}
+	if ks.id != 0 {
+		// OpenVPN's server generates and accepts a renegotiated key only once our ack of its
+		// key-method 2 record arrived (ssl.c: S_SENT_KEY → S_ACTIVE when its send window is
+		// empty) and drops data under the key before that. The session sends the events in
+		// order, so queueing the ack now keeps the data path's first packets under the new key
+		// behind it.
+		c.flush(now)
+	}
 	c.emitKeys()
+}
+
+// setupDynamicTLSCrypt derives the tls-crypt key that wraps every renegotiation from the first
+// TLS session, XORed with the configured tls-auth/tls-crypt key or tls-crypt-v2 Kc
+// (tls_crypt.c tls_session_generate_dynamic_tls_crypt_key, called for key id 0).
+func (c *Client) setupDynamicTLSCrypt(ks *keyState) error {
+	ekm, err := ks.tls.exportKeys(kdf.LabelDynamicTLSCrypt, statickey.KeySize)
+	if err != nil {
+		return fmt.Errorf("exporting the dynamic tls-crypt key: %w", err)
+	}
+	defer clear(ekm)
+	var original *statickey.Key
+	switch c.cfg.Wrap {
+	case WrapTLSAuth, WrapTLSCrypt:
+		original = c.cfg.WrapKey
+	case WrapTLSCryptV2:
+		original = &c.cfg.TLSCryptV2.Key
+	}
+	w, err := wrap.NewDynamicTLSCrypt(ekm, original, true)
+	if err != nil {
+		return err
+	}
+	c.renegWrapper = w
+	return nil
+}
+
+// wrapperFor is the control-channel wrapping of packets with key id keyID.
+func (c *Client) wrapperFor(keyID uint8) wrap.Wrapper {
+	if keyID > 0 && c.renegWrapper != nil {
+		return c.renegWrapper
+	}
+	return c.wrapper
 }
 
 func (c *Client) emitKeys() {
@@ -767,6 +819,7 @@ func (c *Client) deriveKeys(ks *keyState) (*datachannel.Keys, error) {
 		PeerID:       c.peerID,
 		Compression:  c.compression,
 		ReplayWindow: c.cfg.ReplayWindow,
+		Epoch:        c.epochData,
 		Rand:         c.rand,
 	})
 	if err != nil {
@@ -981,8 +1034,9 @@ func (c *Client) applyPush(r *push.Reply) error {
 		case "tls-ekm":
 			c.useEKM = true
 		case "dyn-tls-crypt":
-			// ovpnd does not announce IV_PROTO_DYN_TLS_CRYPT, so a server should not ask.
-			warn("ignoring protocol-flags dyn-tls-crypt: ovpnd did not offer dynamic tls-crypt")
+			c.dynTLSCrypt = true
+		case "aead-epoch":
+			c.epochData = true
 		default:
 			warn("ignoring unknown protocol-flags word %q", f)
 		}
@@ -1018,6 +1072,16 @@ func (c *Client) applyPush(r *push.Reply) error {
 		return err
 	}
 	c.cipher = cipher
+	if c.epochData {
+		// init.c do_deferred_options / ssl.c init_key_contexts: the epoch format needs an
+		// AEAD cipher and P_DATA_V2.
+		if !datachannel.IsAEAD(cipher) {
+			return fmt.Errorf("server asked for epoch data keys with the non-AEAD cipher %s", cipher)
+		}
+		if c.peerID == wire.NoPeerID {
+			return errors.New("server asked for epoch data keys without a peer-id (they require P_DATA_V2)")
+		}
+	}
 	return nil
 }
 
@@ -1123,9 +1187,10 @@ func (c *Client) needsWKc(ks *keyState) bool {
 
 // maxChunk is the TLS ciphertext one control packet carries so that it fits tls-mtu. The
 // tls-crypt-v2 wrapper's overhead includes the WKc, which only some opcodes carry.
-func (c *Client) maxChunk(op wire.Opcode) int {
-	o := c.wrapper.Overhead()
-	if c.cfg.Wrap == WrapTLSCryptV2 && op != wire.OpControlWKCV1 {
+func (c *Client) maxChunk(op wire.Opcode, keyID uint8) int {
+	w := c.wrapperFor(keyID)
+	o := w.Overhead()
+	if w == c.wrapper && c.cfg.Wrap == WrapTLSCryptV2 && op != wire.OpControlWKCV1 {
 		o -= len(c.cfg.TLSCryptV2.WKc)
 	}
 	return max(c.cfg.TLSMTU-controlHeaderMax-o, 16)
@@ -1137,7 +1202,7 @@ func (c *Client) fillWindow(now time.Time, ks *keyState) {
 		if c.needsWKc(ks) {
 			op = wire.OpControlWKCV1
 		}
-		n := min(len(ks.pending), c.maxChunk(op))
+		n := min(len(ks.pending), c.maxChunk(op, ks.id))
 		if _, err := ks.rel.Send(now, uint8(op), ks.pending[:n]); err != nil {
 			return
 		}
@@ -1150,7 +1215,7 @@ func (c *Client) fillWindow(now time.Time, ks *keyState) {
 }
 
 func (c *Client) sendControl(now time.Time, p *wire.ControlPacket) {
-	b, err := c.wrapper.Wrap(nil, p, now)
+	b, err := c.wrapperFor(p.KeyID).Wrap(nil, p, now)
 	if err != nil {
 		c.fatal(StateReconnecting, "internal-error", fmt.Errorf("wrapping %v: %w", p.Opcode, err))
 		return

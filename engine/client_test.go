@@ -98,7 +98,7 @@ func TestPeerInfoAndOptions(t *testing.T) {
 	l := newLink(t, WrapNone, cfg, serverOpts{Push: []string{basicPush}, EKM: true})
 	l.connect()
 	lines := strings.Split(strings.TrimSuffix(l.s.PeerInfo, "\n"), "\n")
-	want := []string{"IV_VER=2.6.14", "IV_PLAT=linux", "IV_PROTO=414", "IV_NCP=2",
+	want := []string{"IV_VER=2.6.14", "IV_PLAT=linux", "IV_PROTO=3998", "IV_NCP=2",
 		"IV_CIPHERS=AES-256-GCM:AES-128-GCM:CHACHA20-POLY1305", "IV_TCPNL=1", "IV_MTU=1600", "IV_GUI_VER=ovpnd-test 1",
 		"IV_SSO=webauth,openurl,crtext"}
 	if d := cmp.Diff(want, lines); d != "" {
@@ -643,6 +643,56 @@ func TestNoGoroutineLeak(t *testing.T) {
 	}
 }
 
+// TestEpochAndDynamicTLSCrypt: a server that pushes protocol-flags aead-epoch and dyn-tls-crypt
+// gets epoch-format data packets, and the renegotiation is wrapped with the dynamic tls-crypt
+// key on both sides (the server unwraps key id 1 only with it), for every wrap mode.
+func TestEpochAndDynamicTLSCrypt(t *testing.T) {
+	for _, mode := range []WrapMode{WrapNone, WrapTLSAuth, WrapTLSCrypt, WrapTLSCryptV2} {
+		t.Run(fmt.Sprint(mode), func(t *testing.T) {
+			cfg := testConfig(t, testPKI(t))
+			cfg.TranWindow = 30 * time.Second
+			pushed := "cipher AES-256-GCM,peer-id 3,protocol-flags cc-exit tls-ekm dyn-tls-crypt aead-epoch"
+			l := newLink(t, mode, cfg, serverOpts{Push: []string{pushed}, EKM: true, Epoch: true, DynTLSCrypt: true})
+			l.connect()
+			if !l.c.epochData || !l.c.dynTLSCrypt || l.c.renegWrapper == nil {
+				t.Fatalf("epoch %v, dyn-tls-crypt %v, wrapper %v", l.c.epochData, l.c.dynTLSCrypt, l.c.renegWrapper)
+			}
+			roundTrip(t, l, 3)
+			l.s.Renegotiate(l.now)
+			for i := 0; i < 40 && len(l.keys) < 2; i++ {
+				l.advance(10 * time.Millisecond)
+			}
+			if len(l.keys) != 2 || keyIDs(l.keys[1]) != "1/0" {
+				t.Fatalf("key events %d; errors %v", len(l.keys), l.errs)
+			}
+			if l.s.RenegUnwrapped == 0 {
+				t.Error("the renegotiation was not wrapped with the dynamic tls-crypt key")
+			}
+			roundTrip(t, l, 3)
+		})
+	}
+}
+
+// TestEpochNeedsAEADAndPeerID: a push asking for epoch data keys with a CBC cipher or without
+// a peer-id fails like OpenVPN's, instead of running a format the server will not.
+func TestEpochNeedsAEADAndPeerID(t *testing.T) {
+	for _, pushed := range []string{
+		"cipher AES-256-CBC,peer-id 3,protocol-flags tls-ekm aead-epoch",
+		"cipher AES-256-GCM,protocol-flags tls-ekm aead-epoch",
+	} {
+		cfg := testConfig(t, testPKI(t))
+		cfg.DataCiphers = []string{"AES-256-GCM", "AES-256-CBC"}
+		l := newLink(t, WrapNone, cfg, serverOpts{Push: []string{pushed}, EKM: true})
+		l.c.Start(l.now)
+		for i := 0; i < 50 && !l.has(StateReconnecting) && !l.has(StateConnected); i++ {
+			l.advance(500 * time.Millisecond)
+		}
+		if l.has(StateConnected) || !l.has(StateReconnecting) || !strings.Contains(fmt.Sprint(l.errs), "epoch") {
+			t.Errorf("%s: states %v, errors %v", pushed, l.states, l.errs)
+		}
+	}
+}
+
 // TestPushedTimersTakeEffect: a pushed keepalive and reneg-sec are applied by the engine, not
 // just accepted (the server's reneg-sec 30 rekeys after 30 s instead of the default hour).
 func TestPushedTimersTakeEffect(t *testing.T) {
@@ -684,5 +734,36 @@ func TestPushFiltersReachEngine(t *testing.T) {
 	}
 	if st := l.lastState(); st.State != StateReconnecting || st.Reason != "push-rejected" || l.has(StateConnected) {
 		t.Errorf("pull-filter reject: states %v", l.states)
+	}
+}
+
+// TestRekeyAckBeforeNewKeys: OpenVPN's server uses a renegotiated key only once our ack of its
+// key-method 2 record arrived, so the ack must leave before the data path gets the new key;
+// a packet the data path seals the moment the key arrives must not overtake it.
+func TestRekeyAckBeforeNewKeys(t *testing.T) {
+	for _, epoch := range []bool{false, true} {
+		t.Run(fmt.Sprintf("epoch=%v", epoch), func(t *testing.T) {
+			cfg := testConfig(t, testPKI(t))
+			flags := "cc-exit tls-ekm"
+			if epoch {
+				flags += " aead-epoch"
+			}
+			l := newLink(t, WrapTLSCrypt, cfg, serverOpts{Push: []string{"cipher AES-256-GCM,peer-id 3,protocol-flags " + flags}, EKM: true, Epoch: epoch})
+			l.connect()
+			l.sendOnKeys = true
+			l.s.Tun = nil
+			for round := 0; round < 3; round++ {
+				n := len(l.keys)
+				l.s.Renegotiate(l.now)
+				for i := 0; i < 40 && len(l.keys) == n; i++ {
+					l.advance(10 * time.Millisecond)
+				}
+				l.pump()
+			}
+			if l.sentOnKeys < 3 || l.s.NotReady != 0 || len(l.s.Tun) != l.sentOnKeys {
+				t.Errorf("%d packets sent as keys arrived, %d reached the server, %d dropped before the server's key was active",
+					l.sentOnKeys, len(l.s.Tun), l.s.NotReady)
+			}
+		})
 	}
 }

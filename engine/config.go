@@ -347,7 +347,7 @@ func (c *Config) normalize() (Config, error) {
 		return n, fmt.Errorf("engine: key-direction %d not -1, 0 or 1", n.KeyDirection)
 	}
 	if n.IVVer == "" {
-		n.IVVer = "2.6.14"
+		n.IVVer = "2.7.6"
 	}
 	return n, nil
 }

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"crypto/sha256"
+	"github.com/ovpnd/ovpnd/engine/datachannel"
 	mrand "math/rand/v2"
 	"testing"
 	"time"
@@ -22,6 +23,10 @@ type link struct {
 	drop func(toServer bool, pkt []byte) bool
 	// reorder reverses each batch of packets in flight.
 	reorder bool
+	// sendOnKeys seals a data packet under each new primary key the moment its EventKeys is
+	// drained, as the session's data path may do before the events after it are handled.
+	sendOnKeys bool
+	sentOnKeys int
 
 	events    []Event
 	states    []EventState
@@ -59,6 +64,12 @@ func newLink(t testing.TB, mode WrapMode, cfg *Config, opts serverOpts) *link {
 		t.Fatalf("NewClient: %v", err)
 	}
 	s := newTestServer(t, p, w, opts)
+	switch mode {
+	case WrapTLSAuth, WrapTLSCrypt:
+		s.OrigKey = cfg.WrapKey
+	case WrapTLSCryptV2:
+		s.OrigKey = &cfg.TLSCryptV2.Key
+	}
 	l := &link{t: t, now: epoch, c: c, s: s}
 	t.Cleanup(func() {
 		c.closeAll()
@@ -79,6 +90,17 @@ func (l *link) collect() [][]byte {
 			l.states = append(l.states, e)
 		case EventKeys:
 			l.keys = append(l.keys, e)
+			if l.sendOnKeys && e.Primary != nil {
+				ip := ipPacket(1000 + l.sentOnKeys)
+				buf := make([]byte, datachannel.Headroom+len(ip)+datachannel.Tailroom)
+				copy(buf[datachannel.Headroom:], ip)
+				pkt, err := e.Primary.Seal(buf, datachannel.Headroom, len(ip))
+				if err != nil {
+					l.t.Fatalf("sealing under new keys: %v", err)
+				}
+				l.sentOnKeys++
+				out = append(out, pkt)
+			}
 		case EventTunPacket:
 			l.tun = append(l.tun, e.Packet)
 		case EventPushReply:

@@ -23,9 +23,11 @@ const (
 	clientSourceLen = kdf.PreMasterSize + 2*kdf.RandomSize
 )
 
-// IV_PROTO bits we announce (ssl.h): DATA_V2, REQUEST_PUSH, TLS_KEY_EXPORT, AUTH_PENDING_KW,
-// CC_EXIT_NOTIFY, AUTH_FAIL_TEMP. DNS_OPTION and DYN_TLS_CRYPT are not implemented, so their
-// bits stay clear.
+// IV_PROTO bits we announce (ssl.h), what OpenVPN 2.7 announces for what ovpnd implements:
+// DATA_V2, REQUEST_PUSH, TLS_KEY_EXPORT, AUTH_PENDING_KW, CC_EXIT_NOTIFY, AUTH_FAIL_TEMP,
+// DYN_TLS_CRYPT, DATA_EPOCH and DNS_OPTION_V2 (the `dns` option as 2.6.7+ servers push it; the
+// pre-2.6.7 bit 6 is not sent, as OpenVPN 2.7 no longer sends it). NCP_P2P is for
+// peer-to-peer mode only.
 const (
 	ivProtoDataV2        = 1 << 1
 	ivProtoRequestPush   = 1 << 2
@@ -33,7 +35,11 @@ const (
 	ivProtoAuthPendingKW = 1 << 4
 	ivProtoCCExitNotify  = 1 << 7
 	ivProtoAuthFailTemp  = 1 << 8
-	ivProto              = ivProtoDataV2 | ivProtoRequestPush | ivProtoTLSKeyExport | ivProtoAuthPendingKW | ivProtoCCExitNotify | ivProtoAuthFailTemp
+	ivProtoDynTLSCrypt   = 1 << 9
+	ivProtoDataEpoch     = 1 << 10
+	ivProtoDNSOptionV2   = 1 << 11
+	ivProto              = ivProtoDataV2 | ivProtoRequestPush | ivProtoTLSKeyExport | ivProtoAuthPendingKW | ivProtoCCExitNotify | ivProtoAuthFailTemp |
+		ivProtoDynTLSCrypt | ivProtoDataEpoch | ivProtoDNSOptionV2
 )
 
 // clientKeySource is the client's half of the key material: pre_master, random1, random2.

@@ -215,12 +215,17 @@ func (a *attempt) loop(ctx context.Context) outcome {
 			a.noteActivity(now)
 			a.eng.HandleTimeout(now)
 		case err := <-a.errc:
-			var te *tunError
-			if errors.As(err, &te) {
-				return outcome{kind: outFatal, err: err}
-			}
 			if !a.shutdown.IsZero() {
 				return outcome{kind: outExit}
+			}
+			var te *tunError
+			if errors.As(err, &te) {
+				// Ending the session would remove its routes and let a full
+				// tunnel's traffic out in the clear: reconnect with a new
+				// device instead, and say so.
+				s.logf(0, "%v; reconnecting with a new tun device", err)
+				a.r.tunFailed = true
+				return outcome{kind: outRetry, reason: err.Error()}
 			}
 			s.logf(1, "connection to %v lost: %v", a.remote, err)
 			return outcome{kind: outRetry, reason: err.Error()}

@@ -14,7 +14,7 @@ import (
 
 // Version is the IV_VER ovpnd reports; servers gate features on it, so it names
 // the OpenVPN release whose protocol ovpnd implements.
-const Version = "2.6.14"
+const Version = "2.7.6"
 
 // engineConfig translates a loaded profile and the connection being tried into
 // the engine's configuration. creds, when non-nil, are the credentials to use

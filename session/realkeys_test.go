@@ -7,17 +7,23 @@ import (
 
 	"github.com/ovpnd/ovpnd/engine/datachannel"
 	"github.com/ovpnd/ovpnd/engine/kdf"
+	"github.com/ovpnd/ovpnd/internal/israce"
 )
 
 // realKeyPair returns client and server datachannel keys for one cipher.
 func realKeyPair(t testing.TB, cipher, digest string) (client, server *datachannel.Keys) {
+	return realKeyPairEpoch(t, cipher, digest, false)
+}
+
+// realKeyPairEpoch is realKeyPair, optionally in OpenVPN 2.7's epoch data format.
+func realKeyPairEpoch(t testing.TB, cipher, digest string, epoch bool) (client, server *datachannel.Keys) {
 	t.Helper()
 	var kb kdf.KeyBlock
 	for i := range kb {
 		kb[i] = byte(i*7 + 3)
 	}
 	mk := func(isClient bool) *datachannel.Keys {
-		k, err := datachannel.NewKeys(datachannel.KeyParams{Cipher: cipher, Digest: digest, Block: &kb, Client: isClient, KeyID: 1, PeerID: 7})
+		k, err := datachannel.NewKeys(datachannel.KeyParams{Cipher: cipher, Digest: digest, Block: &kb, Client: isClient, KeyID: 1, PeerID: 7, Epoch: epoch})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -29,14 +35,19 @@ func realKeyPair(t testing.TB, cipher, digest string) (client, server *datachann
 // TestDataPathRealCiphers runs the tun-to-socket loop with the real data-channel
 // ciphers and opens the result with the server's keys.
 func TestDataPathRealCiphers(t *testing.T) {
-	for _, c := range []struct{ cipher, digest string }{
-		{"AES-256-GCM", ""},
-		{"CHACHA20-POLY1305", ""},
-		{"AES-256-CBC", "SHA256"},
-		{"AES-128-CBC", "SHA1"},
+	for _, c := range []struct {
+		cipher, digest string
+		epoch          bool
+	}{
+		{"AES-256-GCM", "", false},
+		{"CHACHA20-POLY1305", "", false},
+		{"AES-256-CBC", "SHA256", false},
+		{"AES-128-CBC", "SHA1", false},
+		{"AES-256-GCM", "", true},
+		{"CHACHA20-POLY1305", "", true},
 	} {
-		t.Run(c.cipher+c.digest, func(t *testing.T) {
-			ck, sk := realKeyPair(t, c.cipher, c.digest)
+		t.Run(fmt.Sprintf("%s%s/epoch=%v", c.cipher, c.digest, c.epoch), func(t *testing.T) {
+			ck, sk := realKeyPairEpoch(t, c.cipher, c.digest, c.epoch)
 			var pkts [][]byte
 			for _, size := range []int{1, 20, 15, 16, 17, 100, 1399, 1400, 1450, 1500} {
 				p := make([]byte, size)
@@ -69,6 +80,22 @@ func TestDataPathRealCiphers(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestDataPathZeroAllocsEpoch: sealing batches with real epoch-format keys allocates nothing.
+func TestDataPathZeroAllocsEpoch(t *testing.T) {
+	if israce.Enabled {
+		t.Skip("allocation counts are meaningless under -race")
+	}
+	ck, _ := realKeyPairEpoch(t, "AES-256-GCM", "", true)
+	tn := &fakeTun{in: testPackets(maxBatch, 1400)}
+	d := newDataPath(tn, &counters{}, dataPathConfig{Headroom: datachannel.Headroom, Tailroom: datachannel.Tailroom, MTU: 1500}, func(string, ...any) {})
+	d.conn.Store(&connRef{conn: &fakeConn{}})
+	d.setKeys(&keySet{primary: ck})
+	n, _ := tn.Read(d.tx.bufs, d.tx.sizes, d.txOff)
+	if a := testing.AllocsPerRun(50, func() { d.sealAndSend(n) }); a != 0 {
+		t.Errorf("sealAndSend with epoch keys: %v allocs per batch, want 0", a)
 	}
 }
 

@@ -98,6 +98,14 @@ type runner struct {
 	link   string
 	dp     *dataPath
 	txDone chan struct{} // closed when the tun reader returns
+	// maxMTU is the largest tun MTU the data path's buffers hold.
+	maxMTU int
+	// tunFailed: the tun device failed; the next attempt needs a new one.
+	tunFailed bool
+	// refused are the pushed settings of the current connection that
+	// checkPushed refused; the connected state's reason names them (noteNet).
+	// Guarded by netMu.
+	refused []string
 
 	// netMu serialises every call into router after Run set it up: the
 	// control loop (push replies, teardown), the route-delay timer and the
@@ -201,8 +209,9 @@ func (r *runner) run(ctx context.Context) error {
 		}
 		wait := r.backoff(conn, retries)
 		s.setState(StateReconnecting, out.reason)
-		if !r.persistTun() {
+		if !r.persistTun() || r.tunFailed {
 			r.closeTun()
+			r.tunFailed = false
 		}
 		if wait > 0 {
 			s.logf(1, "restarting in %v", wait)
@@ -329,6 +338,7 @@ func (r *runner) openTun() error {
 	if mtu <= 0 {
 		mtu = engine.DefaultTunMTU
 	}
+	r.maxMTU = maxTunMTU(r.cfg)
 	if r.s.opts.NewLinkOnly && r.cfg.DevType != config.DevNull && !strings.Contains(name, "%d") {
 		// The kernel would attach us to an existing (persistent) tun of that
 		// name; only a new one is ours.
@@ -346,8 +356,9 @@ func (r *runner) openTun() error {
 			r.watcher.setTunIndex(ifc.Index)
 		}
 	}
-	r.dp = newDataPath(t, &r.s.cnt, dataPathConfig{Headroom: datachannel.Headroom, Tailroom: datachannel.Tailroom, MTU: mtu,
-		RefuseCompressed: r.cfg.Compression.Allow == config.AllowNo, Fragment: fragmentFromConfig(r.cfg)},
+	r.dp = newDataPath(t, &r.s.cnt, dataPathConfig{Headroom: datachannel.Headroom, Tailroom: datachannel.Tailroom, MTU: r.maxMTU,
+		RefuseCompressed: r.cfg.Compression.Allow == config.AllowNo, Fragment: fragmentFromConfig(r.cfg),
+		Warnf: func(f string, a ...any) { r.s.logf(1, f, a...) }},
 		func(f string, a ...any) { r.s.logf(4, f, a...) })
 	r.dp.setMSSFix(mssFixFromConfig(r.cfg)) // mssfix hook (session/mss.go)
 	r.txDone = make(chan struct{})
@@ -358,6 +369,15 @@ func (r *runner) openTun() error {
 	r.s.update(func(st *Status) { st.Link = link })
 	r.s.logf(1, "opened tun device %s (mtu %d)", link, mtu)
 	return nil
+}
+
+// maxTunMTU is the largest tun MTU a session of this profile may use: the
+// profile's tun-mtu, or the MTU the engine announces to the server as IV_MTU
+// (OpenVPN's tun-max-mtu default), whichever is larger. The data path's
+// buffers are sized for it, and a pushed tun-mtu above it is clamped, as
+// OpenVPN 2.6 clamps it to tun-max-mtu.
+func maxTunMTU(c *config.Config) int {
+	return max(c.TunMTU, engine.DefaultTunMTU, engine.DefaultTunMaxMTU)
 }
 
 func openKernelTun(name string, mtu int) (tunDevice, string, error) {
@@ -479,6 +499,27 @@ func (r *runner) applyPush(reply *push.Reply, server netip.Addr) error {
 	for _, w := range warns {
 		s.logf(2, "%v", w)
 	}
+	var refused []string
+	if r.router != nil {
+		readHost := s.opts.readHost
+		if readHost == nil {
+			readHost = readHostNet
+		}
+		topo := pn.Topology
+		if topo == config.TopologyUnset {
+			topo = r.cfg.Net.Topology
+		}
+		host, err := readHost(server)
+		if err != nil {
+			// Without the host's networks a pushed address cannot be checked;
+			// the checks that need none (loopback, the server) still run.
+			s.logf(1, "checking pushed settings against this host: %v", err)
+		}
+		refused = checkPushed(pn, topo, host)
+		for _, why := range refused {
+			s.logf(0, "refusing pushed %s", why)
+		}
+	}
 	p := reply
 	if r.dp != nil {
 		r.dp.setPushedMSSFix(p.MSSFix) // mssfix hook (session/mss.go)
@@ -493,6 +534,10 @@ func (r *runner) applyPush(reply *push.Reply, server netip.Addr) error {
 	mtu := r.cfg.TunMTU
 	if p.TunMTU != nil && *p.TunMTU > 0 {
 		mtu = *p.TunMTU
+		if ceil := maxTunMTU(r.cfg); mtu > ceil {
+			s.logf(1, "warning: server pushed tun-mtu %d, above the %d this client allows (its tun-mtu, or the IV_MTU it announced); using tun-mtu %d", mtu, ceil, ceil)
+			mtu = ceil
+		}
 	}
 	if r.router == nil {
 		return nil
@@ -519,6 +564,7 @@ func (r *runner) applyPush(reply *push.Reply, server netip.Addr) error {
 
 	r.netMu.Lock()
 	defer r.netMu.Unlock()
+	r.refused = refused
 	r.cancelDelayLocked()
 	delay, window := r.cfg.RouteDelay, r.cfg.RouteDelayWin
 	if p.RouteDelay != nil {
@@ -528,9 +574,11 @@ func (r *runner) applyPush(reply *push.Reply, server netip.Addr) error {
 	if d := delay; d > 0 && hasRoutes(rc) {
 		// route-delay: the address now, routes and DNS (whose servers sit
 		// behind those routes) once the delay is over.
-		if err := r.router.Set(addressOnly(rc)); err != nil {
+		err := r.router.Set(addressOnly(rc))
+		if err != nil {
 			s.logf(1, "network settings of %s: %v", r.link, err)
 		}
+		s.noteNet(r.withRefusals(err))
 		if window <= 0 {
 			window = defaultRouteDelayWindow
 		}
@@ -544,7 +592,7 @@ func (r *runner) applyPush(reply *push.Reply, server netip.Addr) error {
 	if err != nil {
 		s.logf(1, "network settings of %s: %v", r.link, err)
 	}
-	s.noteNet(err)
+	s.noteNet(r.withRefusals(err))
 	r.logNet(rc, addrs)
 	return nil
 }
@@ -583,7 +631,7 @@ func (r *runner) delayedRoutes(gen uint64, rc *routing.Config, deadline time.Tim
 	if err != nil {
 		s.logf(1, "network settings of %s: %v", rc.Link, err)
 	}
-	s.noteNet(err)
+	s.noteNet(r.withRefusals(err))
 	var addrs []netip.Prefix
 	for _, a := range rc.Addrs {
 		addrs = append(addrs, a.Prefix)
@@ -604,7 +652,17 @@ func (r *runner) refreshNet() {
 	if err != nil {
 		r.s.logf(1, "re-applying network settings: %v", err)
 	}
-	r.s.noteNet(err)
+	r.s.noteNet(r.withRefusals(err))
+}
+
+// withRefusals adds the pushed settings checkPushed refused to what routing
+// reported, so that the connected state's reason names them too; netMu is held.
+func (r *runner) withRefusals(err error) error {
+	errs := []error{err}
+	for _, why := range r.refused {
+		errs = append(errs, &routing.PolicyError{What: "pushed " + why})
+	}
+	return errors.Join(errs...)
 }
 
 func hasRoutes(rc *routing.Config) bool {

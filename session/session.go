@@ -184,7 +184,10 @@ type Options struct {
 	newRouter func(routing.Options) (netRouter, error)
 	// watchRoutes subscribes to route changes; nil means netlink.
 	watchRoutes routeSubscriber
-	now         func() time.Time
+	// readHost lists the host's networks for the checks of pushed settings;
+	// nil means netlink.
+	readHost func(server netip.Addr) (hostNet, error)
+	now      func() time.Time
 	// lookup resolves a remote name (net.DefaultResolver when nil).
 	lookup func(ctx context.Context, network, host string) ([]netip.Addr, error)
 }

@@ -25,6 +25,10 @@ func (k *Keys) FrameOverhead() FrameOverhead {
 	f := FrameOverhead{Header: k.hdrLen}
 	switch k.kind {
 	case kindAEAD:
+		if k.epoch != nil {
+			f.Header += epochPacketIDSize + tagSize
+			break
+		}
 		f.Header += packetIDSize + tagSize
 	case kindCBC:
 		f.Header += cbcBlockSize + k.macLen

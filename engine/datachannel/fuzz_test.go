@@ -153,3 +153,45 @@ func FuzzUnframe(f *testing.F) {
 		}
 	})
 }
+
+// FuzzOpenEpoch feeds arbitrary packets to the epoch format's receiver, which
+// parses the 64-bit packet id, picks a key by epoch and may move its
+// receive (and send) epochs forward. Seeds are real packets from epochs 1
+// and 3 and near misses.
+func FuzzOpenEpoch(f *testing.F) {
+	p := KeyParams{Cipher: "AES-256-GCM", PeerID: 5, Compression: CompressStubV2, Epoch: true}
+	client, _ := pair(f, p)
+	f.Add(sealCopy(f, client, ipv4Packet(60)))
+	f.Add(sealCopy(f, client, []byte{0x50, 1, 2}))
+	if err := client.epoch.iterateSendTo(3); err != nil {
+		f.Fatal(err)
+	}
+	p3 := sealCopy(f, client, ipv4Packet(20))
+	f.Add(p3)
+	f.Add(p3[:4+8+16])
+	f.Add([]byte{0x48, 0, 0, 5, 0, 0, 0, 0, 0, 0, 0, 1, 0x42})
+	f.Add([]byte{0x48, 0, 0, 5, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff})
+	f.Fuzz(func(t *testing.T, pkt []byte) {
+		p.Client = false
+		p.Block = testBlock()
+		server, err := NewKeys(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		in := bytes.Clone(pkt)
+		got, err := server.Open(in)
+		e := server.epoch
+		if e.cur.key.epoch < 1 || e.send.Load().key.epoch < e.cur.key.epoch {
+			t.Fatalf("receive epoch %d, send epoch %d", e.cur.key.epoch, e.send.Load().key.epoch)
+		}
+		if err != nil {
+			if e.cur.key.epoch != 1 {
+				t.Fatalf("a rejected packet moved the receive epoch to %d", e.cur.key.epoch)
+			}
+			return
+		}
+		if len(got) > len(pkt) {
+			t.Fatalf("payload of %d bytes from a %d-byte packet", len(got), len(pkt))
+		}
+	})
+}

@@ -17,6 +17,7 @@
 // Wire layouts (OpenVPN crypto.c; hdr is 1 byte for P_DATA_V1, 4 for V2):
 //
 //	AEAD:      hdr | packet_id(4) | tag(16) | ciphertext
+//	AEAD epoch: hdr | epoch(2) ‖ counter(6) | ciphertext | tag(16)   (2.7, epoch.go)
 //	CBC:       hdr | HMAC | IV(16) | E(packet_id(4) ‖ payload, PKCS#7)
 //	none+HMAC: hdr | HMAC | packet_id(4) | payload
 //
@@ -116,6 +117,9 @@ type KeyParams struct {
 	// ReplayWindow is the replay window in packets; 0 means
 	// DefaultReplayWindow, at most MaxReplayWindow.
 	ReplayWindow int
+	// Epoch selects OpenVPN 2.7's epoch data format (pushed
+	// "protocol-flags aead-epoch"): AEAD ciphers and a peer id only.
+	Epoch bool
 	// Rand supplies CBC IVs; nil means crypto/rand.Reader. It must be safe
 	// for concurrent use when Seal is called concurrently.
 	Rand io.Reader
@@ -137,6 +141,9 @@ type Keys struct {
 	recvAEAD cipher.AEAD
 	sendIV   [implicitIVLen]byte
 	recvIV   [implicitIVLen]byte
+
+	// epoch is the epoch data format's key state; nil for the classic format.
+	epoch *epochState
 
 	// CBC and none: HMAC and CBC modes carry state, so Seal takes a private
 	// copy from sendPool while Open uses recv directly.
@@ -218,8 +225,16 @@ func NewKeys(p KeyParams) (*Keys, error) {
 	var err error
 	switch name {
 	case "AES-128-GCM", "AES-192-GCM", "AES-256-GCM", "CHACHA20-POLY1305":
-		err = k.initAEAD(name, p.Block, sendDir, recvDir)
+		if p.Epoch {
+			err = k.initEpoch(name, p, sendDir, recvDir, window)
+		} else {
+			err = k.initAEAD(name, p.Block, sendDir, recvDir)
+		}
 	case "AES-128-CBC", "AES-192-CBC", "AES-256-CBC", "NONE":
+		if p.Epoch {
+			err = fmt.Errorf("epoch data format needs an AEAD cipher, not %s: %w", name, ErrUnsupported)
+			break
+		}
 		err = k.initCBC(name, p.Digest, p.Block, sendDir, recvDir)
 	case "BF-CBC":
 		err = fmt.Errorf("cipher BF-CBC is refused (64-bit block, SWEET32): %w", ErrUnsupported)
@@ -232,6 +247,16 @@ func NewKeys(p KeyParams) (*Keys, error) {
 	k.overhead += k.hdrLen + k.comp.framePrefix() + k.comp.frameSuffix()
 	k.cipherName = name
 	return k, nil
+}
+
+// IsAEAD reports whether the OpenVPN cipher name is one of the AEAD ciphers
+// NewKeys implements (the only ones the epoch data format allows).
+func IsAEAD(cipher string) bool {
+	switch strings.ToUpper(cipher) {
+	case "AES-128-GCM", "AES-192-GCM", "AES-256-GCM", "CHACHA20-POLY1305":
+		return true
+	}
+	return false
 }
 
 // Cipher is the data-channel cipher's canonical name, such as "AES-256-GCM".
@@ -271,6 +296,23 @@ func (k *Keys) initAEAD(name string, kb *kdf.KeyBlock, sendDir, recvDir int) err
 	// (crypto.c key_ctx_update_implicit_iv).
 	copy(k.sendIV[:], kb.HMAC(sendDir))
 	copy(k.recvIV[:], kb.HMAC(recvDir))
+	return nil
+}
+
+// initEpoch sets up the epoch data format: E_1 of each direction is the
+// first 32 bytes of its cipher key slot (ssl.c init_epoch_keys).
+func (k *Keys) initEpoch(name string, p KeyParams, sendDir, recvDir, window int) error {
+	if p.PeerID == NoPeerID {
+		// init.c: the epoch format requires P_DATA_V2.
+		return fmt.Errorf("epoch data format requires a peer id (P_DATA_V2)")
+	}
+	e, err := newEpochState(name, p.Block.Cipher(sendDir)[:epochSecretSize], p.Block.Cipher(recvDir)[:epochSecretSize], window)
+	if err != nil {
+		return err
+	}
+	k.kind = kindAEAD
+	k.epoch = e
+	k.overhead = epochPacketIDSize + tagSize
 	return nil
 }
 
@@ -374,6 +416,10 @@ func (k *Keys) Overhead() int { return k.overhead }
 // SendExhausted reports that the next packet id is at or above 0xFF000000,
 // where OpenVPN renegotiates; the engine should start a rekey.
 func (k *Keys) SendExhausted() bool {
+	if k.epoch != nil {
+		// Epoch keys renew themselves; only the 16-bit epoch space runs out.
+		return k.epoch.send.Load().key.epoch >= epochRenegotiate
+	}
 	return k.nextID.Load()+1 >= packetIDWrapTrigger
 }
 
@@ -418,6 +464,14 @@ func (k *Keys) SealFramed(buf []byte, off, n int) ([]byte, error) {
 }
 
 func (k *Keys) seal(buf []byte, start, end int) ([]byte, error) {
+	if k.epoch != nil {
+		pkt, err := k.sealEpoch(buf, start, end)
+		if err != nil {
+			return nil, err
+		}
+		k.sent.Add(1)
+		return pkt, nil
+	}
 	id := k.nextID.Add(1)
 	if id > 0xFFFFFFFF {
 		// Never reuse a nonce; the engine should have rekeyed at 0xFF000000.
@@ -546,9 +600,12 @@ func (k *Keys) OpenFramed(pkt []byte) ([]byte, error) {
 
 	var payload []byte
 	var err error
-	if k.kind == kindAEAD {
+	switch {
+	case k.epoch != nil:
+		payload, err = k.openEpoch(pkt, hdrLen)
+	case k.kind == kindAEAD:
 		payload, err = k.openAEAD(pkt, hdrLen)
-	} else {
+	default:
 		payload, err = k.openCBC(pkt, hdrLen)
 	}
 	if err != nil {
@@ -571,7 +628,7 @@ func (k *Keys) openAEAD(pkt []byte, hdrLen int) ([]byte, error) {
 		return nil, errShortAEAD
 	}
 	idBytes := pkt[hdrLen:base]
-	id := binary.BigEndian.Uint32(idBytes)
+	id := uint64(binary.BigEndian.Uint32(idBytes))
 	if !k.replay.check(id) {
 		return nil, errReplay
 	}
@@ -646,7 +703,7 @@ func (k *Keys) openCBC(pkt []byte, hdrLen int) ([]byte, error) {
 			return nil, errShortCBC
 		}
 	}
-	id := binary.BigEndian.Uint32(plain)
+	id := uint64(binary.BigEndian.Uint32(plain))
 	if !k.replay.accept(id) {
 		return nil, errReplay
 	}

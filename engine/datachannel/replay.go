@@ -16,11 +16,13 @@ const (
 // accepted id, or within size ids below it and not yet seen. Id 0 is never
 // valid (OpenVPN packet_id_test).
 //
-// Not safe for concurrent use; Keys.Open is single-goroutine by contract.
+// Ids are 64-bit so the same window serves the 48-bit per-epoch counters of
+// the epoch data format. Not safe for concurrent use; Keys.Open is
+// single-goroutine by contract.
 type replayWindow struct {
-	size uint32   // ids below top that are still tracked
-	top  uint32   // highest accepted id; 0 before the first packet
-	mask uint32   // len(ring)-1; the ring length is a power of two
+	size uint64   // ids below top that are still tracked
+	top  uint64   // highest accepted id; 0 before the first packet
+	mask uint64   // len(ring)-1; the ring length is a power of two
 	ring []uint64 // bit (id%64) of word (id/64)&mask
 }
 
@@ -29,12 +31,12 @@ func newReplayWindow(size int) replayWindow {
 	// aliases the word holding top-size+1.
 	words := (size+63)/64 + 1
 	n := 1 << bits.Len(uint(words-1))
-	return replayWindow{size: uint32(size), mask: uint32(n - 1), ring: make([]uint64, n)}
+	return replayWindow{size: uint64(size), mask: uint64(n - 1), ring: make([]uint64, n)}
 }
 
 // check reports whether id would be accepted, without recording it, so a
 // packet can be rejected before spending a decryption on it.
-func (w *replayWindow) check(id uint32) bool {
+func (w *replayWindow) check(id uint64) bool {
 	if id == 0 {
 		return false
 	}
@@ -49,7 +51,7 @@ func (w *replayWindow) check(id uint32) bool {
 
 // accept records id if check allows it and reports whether it did. Call it
 // only after the packet authenticated, or a forged id could move the window.
-func (w *replayWindow) accept(id uint32) bool {
+func (w *replayWindow) accept(id uint64) bool {
 	if !w.check(id) {
 		return false
 	}
@@ -59,11 +61,17 @@ func (w *replayWindow) accept(id uint32) bool {
 		if skip > w.mask+1 {
 			skip = w.mask + 1
 		}
-		for i := uint32(1); i <= skip; i++ {
+		for i := uint64(1); i <= skip; i++ {
 			w.ring[(cur+i)&w.mask] = 0
 		}
 		w.top = id
 	}
 	w.ring[(id/64)&w.mask] |= 1 << (id % 64)
 	return true
+}
+
+// reset forgets every id, for reuse under a new key.
+func (w *replayWindow) reset() {
+	w.top = 0
+	clear(w.ring)
 }

@@ -7,7 +7,7 @@ import (
 
 func TestReplayWindow(t *testing.T) {
 	type step struct {
-		id uint32
+		id uint64
 		ok bool
 	}
 	tests := []struct {
@@ -26,6 +26,7 @@ func TestReplayWindow(t *testing.T) {
 		{"jump then old", 64, []step{{1000000, true}, {999937, true}, {999936, false}, {1, false}}},
 		{"huge window", 1000, []step{{2000, true}, {1001, true}, {1000, false}, {1500, true}, {1500, false}}},
 		{"max ids", 64, []step{{0xFFFFFFFE, true}, {0xFFFFFFFF, true}, {0xFFFFFFFE, false}, {0xFFFFFFC0, true}, {0xFFFFFFBF, false}}},
+		{"48-bit epoch counters", 64, []step{{0xFFFFFFFF, true}, {0x100000000, true}, {0xFFFFFFFF, false}, {0xFFFFFFFFFFFF, true}, {0xFFFFFFFFFFC0, true}, {0xFFFFFFFFFFBF, false}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -45,28 +46,28 @@ func TestReplayWindowModel(t *testing.T) {
 	for _, size := range []int{1, 63, 64, 65, 200, 4096} {
 		rng := rand.New(rand.NewPCG(uint64(size), 42))
 		w := newReplayWindow(size)
-		seen := map[uint32]bool{}
-		var top uint32
-		next := uint32(1)
+		seen := map[uint64]bool{}
+		var top uint64
+		next := uint64(1)
 		for i := 0; i < 20000; i++ {
-			var id uint32
+			var id uint64
 			switch r := rng.IntN(10); {
 			case r < 5:
 				id = next
 				next++
 			case r < 8:
-				back := uint32(rng.IntN(size + 5))
+				back := uint64(rng.IntN(size + 5))
 				if back >= next {
 					back = next - 1
 				}
 				id = next - back
 			case r < 9:
-				next += uint32(rng.IntN(3 * size))
+				next += uint64(rng.IntN(3 * size))
 				id = next
 			default:
-				id = uint32(rng.IntN(int(next) + 1))
+				id = uint64(rng.IntN(int(next) + 1))
 			}
-			want := id != 0 && !seen[id] && (id > top || top-id < uint32(size))
+			want := id != 0 && !seen[id] && (id > top || top-id < uint64(size))
 			if got := w.accept(id); got != want {
 				t.Fatalf("size %d step %d: accept(%d) = %v, want %v (top %d)", size, i, id, got, want, top)
 			}

@@ -26,6 +26,7 @@ import (
 	"github.com/ovpnd/ovpnd/engine/internal/tlspipe"
 	"github.com/ovpnd/ovpnd/engine/kdf"
 	"github.com/ovpnd/ovpnd/engine/reliable"
+	"github.com/ovpnd/ovpnd/engine/statickey"
 	"github.com/ovpnd/ovpnd/engine/wire"
 	"github.com/ovpnd/ovpnd/engine/wrap"
 )
@@ -118,8 +119,12 @@ type Options struct {
 	Auth func(user, pass string) string
 	// shortKM2 sends a key-method 2 record that stops after the options string.
 	ShortKM2 bool
-	// resendWKc makes a tls-crypt-v2 server ask for WKc again (early negotiation).
-	ResendWKc     bool
+	// ResendWKc makes a tls-crypt-v2 server ask for WKc again (early negotiation).
+	ResendWKc bool
+	// Epoch and DynTLSCrypt are what the server's push must also announce in protocol-flags
+	// (aead-epoch, dyn-tls-crypt).
+	Epoch         bool
+	DynTLSCrypt   bool
 	TLSMaxVersion uint16
 	Cert          *tls.Certificate
 	// cipherSuites limits the server's TLS 1.2 suites (nil = Go's defaults).
@@ -139,6 +144,10 @@ type Key struct {
 	recs    [][]byte
 	pending []byte
 	KM2     bool
+	// active: our key-method 2 record was acked, so data under this key is accepted. OpenVPN's
+	// server moves to S_ACTIVE, and only then generates and uses the data keys, when its send
+	// window is empty (ssl.c tls_process_state); earlier packets are dropped.
+	active  bool
 	random1 [32]byte
 	random2 [32]byte
 	cli     struct {
@@ -157,7 +166,12 @@ type Server struct {
 	Opts    Options
 	PKI     *PKI
 	wrapper wrap.Wrapper
-	rnd     *mrand.ChaCha8
+	// OrigKey is the configured wrap key dynamic tls-crypt XORs in; reneg wraps key ids > 0
+	// once dynamic tls-crypt is set up; RenegUnwrapped counts packets it unwrapped.
+	OrigKey        *statickey.Key
+	reneg          wrap.Wrapper
+	RenegUnwrapped int
+	rnd            *mrand.ChaCha8
 
 	sid, clientSID wire.SessionID
 	haveClient     bool
@@ -174,7 +188,9 @@ type Server struct {
 	HelloOps  []wire.Opcode
 	Dropped   int
 	KeyEvents int
-	Now       time.Time
+	// NotReady counts data packets for a key that was not active yet.
+	NotReady int
+	Now      time.Time
 	// With opts.Fragment: the server's fragmentation state.
 	frag  *fragment.Fragmenter
 	reasm *fragment.Reassembler
@@ -263,7 +279,12 @@ func (s *Server) Handle(now time.Time, pkt []byte) {
 		s.handleData(keyID, pkt)
 		return
 	}
-	p, err := s.wrapper.Unwrap(pkt, now)
+	w := s.wrapper
+	if keyID > 0 && s.reneg != nil {
+		w = s.reneg
+		s.RenegUnwrapped++
+	}
+	p, err := w.Unwrap(pkt, now)
 	if err != nil {
 		s.t.Errorf("server: unwrap %v: %v", op, err)
 		return
@@ -299,6 +320,9 @@ func (s *Server) Handle(now time.Time, pkt []byte) {
 		return
 	}
 	k.Rel.Ack(now, p.Acks)
+	if k.KM2 && !k.active && k.Rel.Unacked() == 0 {
+		k.active = true
+	}
 	if p.Opcode == wire.OpAckV1 {
 		return
 	}
@@ -430,11 +454,23 @@ func (s *Server) deriveKeys(k *Key) {
 	}
 	keys, err := datachannel.NewKeys(datachannel.KeyParams{
 		Cipher: s.Opts.Cipher, Digest: s.Opts.Digest, Block: &kb, Client: false,
-		KeyID: k.ID, PeerID: peerID, Rand: s.rnd,
+		KeyID: k.ID, PeerID: peerID, Rand: s.rnd, Epoch: s.Opts.Epoch,
 	})
 	if err != nil {
 		s.t.Errorf("server: NewKeys: %v", err)
 		return
+	}
+	if k.ID == 0 && s.Opts.DynTLSCrypt {
+		cs := k.Conn.ConnectionState()
+		ekm, err := cs.ExportKeyingMaterial(kdf.LabelDynamicTLSCrypt, nil, 256)
+		if err != nil {
+			s.t.Errorf("server: dynamic tls-crypt EKM: %v", err)
+			return
+		}
+		if s.reneg, err = wrap.NewDynamicTLSCrypt(ekm, s.OrigKey, false); err != nil {
+			s.t.Errorf("server: dynamic tls-crypt: %v", err)
+			return
+		}
 	}
 	k.Keys = keys
 	s.KeyEvents++
@@ -492,7 +528,11 @@ func (s *Server) Flush(now time.Time) {
 }
 
 func (s *Server) emit(now time.Time, p *wire.ControlPacket) {
-	b, err := s.wrapper.Wrap(nil, p, now)
+	w := s.wrapper
+	if p.KeyID > 0 && s.reneg != nil {
+		w = s.reneg
+	}
+	b, err := w.Wrap(nil, p, now)
 	if err != nil {
 		s.t.Errorf("server: wrap: %v", err)
 		return
@@ -518,6 +558,10 @@ func (s *Server) handleData(keyID uint8, pkt []byte) {
 	k := s.keyFor(keyID)
 	if k == nil || k.Keys == nil {
 		s.Dropped++
+		return
+	}
+	if !k.active {
+		s.NotReady++
 		return
 	}
 	var p []byte

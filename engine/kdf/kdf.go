@@ -21,6 +21,9 @@ const (
 	LabelDataKeys = "EXPORTER-OpenVPN-datakeys"
 	// LabelP2PPeerID exports the 3-byte peer id in P2P (non-pull) mode.
 	LabelP2PPeerID = "EXPORTER-OpenVPN-p2p-peerid"
+	// LabelDynamicTLSCrypt exports the 256-byte dynamic tls-crypt key that
+	// wraps renegotiations (ssl_backend.h EXPORT_DYNAMIC_TLS_CRYPT_LABEL).
+	LabelDynamicTLSCrypt = "EXPORTER-OpenVPN-dynamic-tls-crypt"
 )
 
 // Labels of OpenVPN's PRF-based expansion. The "OpenVPN" prefix is

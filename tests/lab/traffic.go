@@ -300,3 +300,62 @@ func (l *Lab) Iperf(addr string, dur time.Duration, reverse bool) (IperfResult, 
 		Retransmits:   j.End.SumSent.Retransmits,
 	}, nil
 }
+
+// UDPIperfResult is one iperf3 UDP run as the receiving end saw it.
+type UDPIperfResult struct {
+	Reverse       bool
+	Bytes         int64
+	Seconds       float64
+	BitsPerSecond float64
+	Packets       int64
+	Lost          int64
+	OutOfOrder    int64
+}
+
+type iperfUDPJSON struct {
+	End struct {
+		Sum struct {
+			Bytes         int64   `json:"bytes"`
+			Seconds       float64 `json:"seconds"`
+			BitsPerSecond float64 `json:"bits_per_second"`
+			Packets       int64   `json:"packets"`
+			LostPackets   int64   `json:"lost_packets"`
+			OutOfOrder    int64   `json:"out_of_order"`
+		} `json:"sum"`
+	} `json:"end"`
+	Error string `json:"error"`
+}
+
+// IperfUDP runs one iperf3 UDP test for dur at rate bits per second with size-byte datagrams,
+// from the client namespace to an iperf3 server bound to addr (reverse: the other way). Both
+// ends get 4 MB socket buffers so a busy test machine does not count its own socket drops as
+// tunnel loss.
+func (l *Lab) IperfUDP(addr string, dur time.Duration, rate int64, size int, reverse bool) (UDPIperfResult, error) {
+	port := strconv.Itoa(l.nextPort())
+	srv, err := startProcess(l.ServerNS, "iperf3", "-s", "-1", "-B", addr, "-p", port)
+	if err != nil {
+		return UDPIperfResult{}, err
+	}
+	defer srv.Kill()
+	if err := l.waitListening(port, srv, 10*time.Second); err != nil {
+		return UDPIperfResult{}, fmt.Errorf("iperf3 server: %w", err)
+	}
+	args := []string{"iperf3", "-c", addr, "-p", port, "-u", "-b", strconv.FormatInt(rate, 10),
+		"-l", strconv.Itoa(size), "-w", "4M", "-t", strconv.Itoa(max(1, int(dur.Seconds()))), "-J"}
+	if reverse {
+		args = append(args, "-R")
+	}
+	cctx, ccancel := context.WithTimeout(context.Background(), dur+30*time.Second)
+	defer ccancel()
+	out, runErr := nsCommand(cctx, l.ClientNS, args...).Output()
+	var j iperfUDPJSON
+	if err := json.Unmarshal(out, &j); err != nil {
+		return UDPIperfResult{}, fmt.Errorf("iperf3 -u: parsing JSON (%v): %w: %s", runErr, err, bytes.TrimSpace(out))
+	}
+	if j.Error != "" || runErr != nil {
+		return UDPIperfResult{}, fmt.Errorf("iperf3 -u: %v %s", runErr, j.Error)
+	}
+	s := j.End.Sum
+	return UDPIperfResult{Reverse: reverse, Bytes: s.Bytes, Seconds: s.Seconds, BitsPerSecond: s.BitsPerSecond,
+		Packets: s.Packets, Lost: s.LostPackets, OutOfOrder: s.OutOfOrder}, nil
+}
