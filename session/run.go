@@ -471,6 +471,9 @@ func (r *runner) applyPush(reply *push.Reply, server netip.Addr) error {
 	for _, w := range warns {
 		s.logf(2, "%v", w)
 	}
+	for _, why := range notApplied(pn) {
+		s.logf(1, "warning: ignoring pushed %s", why)
+	}
 	var refused []string
 	if r.router != nil {
 		readHost := s.opts.readHost
