@@ -262,7 +262,7 @@ func newTestRunner(t *testing.T, cfg *config.Config) (*runner, *fakeRouter, func
 	t.Helper()
 	var mu sync.Mutex
 	var logs strings.Builder
-	s := &Session{cfg: cfg, verb: 4, reqs: make(chan request, 8), subs: map[chan Event]struct{}{},
+	s := &Session{cfg: cfg, verb: 4, restart: make(chan struct{}, 1), subs: map[chan Event]struct{}{}, watchers: map[chan struct{}]struct{}{},
 		opts: Options{Name: "t", now: time.Now, readHost: func(netip.Addr) (hostNet, error) { return hostNet{}, nil }, Logf: func(f string, a ...any) {
 			mu.Lock()
 			fmt.Fprintf(&logs, f+"\n", a...)

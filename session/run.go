@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/netip"
+	"os"
 	"strings"
 	"sync"
 	"time"
@@ -56,6 +57,19 @@ const (
 // fatal condition: AUTH_FAILED, HALT, ping-exit, a tun failure, or every
 // remote failing connect-retry-max times.
 func (s *Session) Run(ctx context.Context) (err error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	s.mu.Lock()
+	if s.runCancel != nil {
+		s.mu.Unlock()
+		return errors.New("session: Run called twice")
+	}
+	s.runCancel = cancel
+	stopped := s.stopped
+	s.mu.Unlock()
+	if stopped {
+		cancel()
+	}
 	s.setState(StateIdle, "")
 	r := &runner{s: s, cfg: s.cfg}
 	defer func() {
@@ -65,11 +79,11 @@ func (s *Session) Run(ctx context.Context) (err error) {
 				err = terr
 			}
 		}
-		reason := ""
 		if err != nil {
-			reason = err.Error()
+			s.setState(StateFailed, err.Error())
+		} else {
+			s.setState(StateDisconnected, "")
 		}
-		s.setState(StateDisconnected, reason)
 	}()
 	return r.run(ctx)
 }
@@ -133,9 +147,8 @@ func (r *runner) run(ctx context.Context) error {
 			return fmt.Errorf("setting up routing: %w", err)
 		}
 		r.router = rt
-		s.mu.Lock()
-		s.status.DNSMode = rt.DNSMode()
-		s.mu.Unlock()
+		mode := rt.DNSMode()
+		s.update(func(st *Status) { st.DNSMode = mode })
 		r.watcher = newRouteWatcher(r.refreshNet, s.logf)
 		if s.opts.watchRoutes != nil {
 			r.watcher.subscribe = s.opts.watchRoutes
@@ -202,14 +215,14 @@ func (r *runner) run(ctx context.Context) error {
 		}
 		if wait > 0 {
 			s.logf(1, "restarting in %v", wait)
+			t := time.NewTimer(wait)
 			select {
 			case <-ctx.Done():
+				t.Stop()
 				return nil
-			case <-time.After(wait):
-			case q := <-s.reqs:
-				if q.kind == reqDisconnect {
-					return nil
-				}
+			case <-t.C:
+			case <-s.restart:
+				t.Stop()
 			}
 		}
 	}
@@ -270,11 +283,18 @@ func (r *runner) resolve(ctx context.Context, conn *config.Connection) ([]netip.
 	case config.FamilyIPv6:
 		network = "ip6"
 	}
+	lookup := r.s.opts.lookup
+	if lookup == nil {
+		lookup = net.DefaultResolver.LookupNetIP
+	}
 	deadline := time.Now().Add(r.cfg.ResolvRetry)
 	for {
 		rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		ips, err := net.DefaultResolver.LookupNetIP(rctx, network, conn.Remote)
+		ips, err := lookup(rctx, network, conn.Remote)
 		cancel()
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
 		if err == nil && len(ips) > 0 {
 			out := make([]netip.Addr, 0, len(ips))
 			for _, ip := range ips {
@@ -289,10 +309,12 @@ func (r *runner) resolve(ctx context.Context, conn *config.Connection) ([]netip.
 			return nil, err
 		}
 		r.s.logf(1, "resolving %s: %v; retrying", conn.Remote, err)
+		t := time.NewTimer(5 * time.Second)
 		select {
 		case <-ctx.Done():
+			t.Stop()
 			return nil, ctx.Err()
-		case <-time.After(5 * time.Second):
+		case <-t.C:
 		}
 	}
 }
@@ -344,9 +366,7 @@ func (r *runner) openTun() error {
 		defer close(done)
 		dp.RoutineTunToSocket()
 	}(r.dp, r.txDone)
-	r.s.mu.Lock()
-	r.s.status.Link = link
-	r.s.mu.Unlock()
+	r.s.update(func(st *Status) { st.Link = link })
 	r.s.logf(1, "opened tun device %s (mtu %d)", link, mtu)
 	return nil
 }
@@ -395,7 +415,15 @@ func (r *runner) closeTun() error {
 	if r.tun != nil {
 		r.dp.closing.Store(true)
 		if err := r.tun.Close(); err != nil {
-			errs = append(errs, fmt.Errorf("closing tun device: %w", err))
+			if errors.Is(err, os.ErrClosed) {
+				// wireguard's NativeTun.Close races with its own netlink listener
+				// and reports "file already closed" for a descriptor it closed
+				// itself: the device is gone either way, and a clean stop must
+				// not turn into exit status 1.
+				r.s.logf(3, "closing tun device: %v", err)
+			} else {
+				errs = append(errs, fmt.Errorf("closing tun device: %w", err))
+			}
 		}
 		<-r.txDone
 		r.tun, r.dp, r.link = nil, nil, ""
@@ -536,9 +564,7 @@ func (r *runner) applyPush(reply *push.Reply, server netip.Addr) error {
 	for _, a := range rc.Addrs {
 		addrs = append(addrs, a.Prefix)
 	}
-	s.mu.Lock()
-	s.status.Addrs = addrs
-	s.mu.Unlock()
+	s.update(func(st *Status) { st.Addrs = addrs })
 	if r.watcher != nil {
 		r.watcher.setServers(rc.ServerAddrs)
 	}

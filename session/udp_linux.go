@@ -480,17 +480,22 @@ func isTransientSendError(err error) bool {
 }
 
 // rxPause sleeps for d in the calling thread with nanosleep: the runtime's
-// timers round sleeps below a millisecond up to one. The thread's timer slack
-// (50 µs by default, added to every sleep) is lowered first; the thread may
-// differ from call to call, so it is set each time, for one cheap syscall.
+// timers round sleeps below a millisecond up to one. The socket reader runs on
+// a thread of its own whose timer slack (50 µs by default, added to every
+// sleep) setRxTimerSlack lowered once.
 func rxPause(d time.Duration) {
-	_ = unix.Prctl(unix.PR_SET_TIMERSLACK, rxTimerSlack, 0, 0, 0)
 	ts := unix.NsecToTimespec(int64(d))
 	_ = unix.Nanosleep(&ts, nil)
 }
 
 // rxTimerSlack is the timer slack for rxPause, in nanoseconds.
 const rxTimerSlack = 5000
+
+// setRxTimerSlack sets the calling thread's timer slack for rxPause. Timer slack belongs to
+// the OS thread, so the caller must have locked its goroutine to the thread and must never
+// unlock it: the thread then exits with the goroutine and no other goroutine runs with the
+// changed slack.
+func setRxTimerSlack() { _ = unix.Prctl(unix.PR_SET_TIMERSLACK, rxTimerSlack, 0, 0, 0) }
 
 // Close closes the socket, which ends a blocked ReadBatch.
 func (u *udpConn) Close() error { return u.conn.Close() }
