@@ -132,7 +132,10 @@ type Status struct {
 	NetConfig *routing.Config
 	// NetGen counts the configurations published in NetConfig, so that a
 	// client sees a reconnect's configuration as new even when it is equal.
-	NetGen   uint64
+	NetGen uint64
+	// WebLogin is the URL of the web login the server waits for (state auth-pending);
+	// empty when none.
+	WebLogin string
 	Counters Counters
 }
 
@@ -404,6 +407,11 @@ func (s *Session) setState(st State, reason string) {
 	s.mu.Lock()
 	changed := s.status.State != st || s.status.Reason != reason
 	s.status.State, s.status.Reason = st, reason
+	if st != StateAuthPending && st != StateWaitingInput {
+		// The web login ended with the pending authentication (completed, refused, or
+		// abandoned with the connection).
+		s.status.WebLogin = ""
+	}
 	if changed {
 		s.wakeLocked()
 	}
