@@ -3,6 +3,7 @@ package daemon
 import (
 	"net/netip"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -18,15 +19,19 @@ import (
 // mode reaches the session, and what the session publishes is the NetworkConfig property,
 // announced by PropertiesChanged and decodable by the plugin's parser.
 func TestExternalNetworkStart(t *testing.T) {
-	var got []session.Options
-	var tuns []*fakeTunnel
+	var mu sync.Mutex
+	var opts []session.Options
+	var tunList []*fakeTunnel
 	tm := newTestManager(t, time.Hour, func(cfg *config.Config, o session.Options) (Tunnel, error) {
-		got = append(got, o)
 		f := newFakeTunnel(o)
 		f.creds = nil // the profile carries what it needs
-		tuns = append(tuns, f)
+		mu.Lock()
+		opts, tunList = append(opts, o), append(tunList, f)
+		mu.Unlock()
 		return f, nil
 	})
+	got := func() []session.Options { mu.Lock(); defer mu.Unlock(); return append([]session.Options(nil), opts...) }
+	tuns := func(i int) *fakeTunnel { mu.Lock(); defer mu.Unlock(); return tunList[i] }
 	ext := map[string]dbus.Variant{api.StartOptionExternalNetwork: dbus.MakeVariant(true)}
 	call := func(c *dbus.Conn, name string, opts map[string]dbus.Variant) (dbus.ObjectPath, error) {
 		var p dbus.ObjectPath
@@ -43,18 +48,18 @@ func TestExternalNetworkStart(t *testing.T) {
 	if _, err := call(tm.root, "bad", map[string]dbus.Variant{"frobnicate": dbus.MakeVariant(true)}); err == nil || !strings.Contains(err.Error(), "unknown options: frobnicate") {
 		t.Fatalf("an unknown option: %v, want refused", err)
 	}
-	if len(got) != 0 {
-		t.Fatalf("%d tunnels made for refused starts", len(got))
+	if len(got()) != 0 {
+		t.Fatalf("%d tunnels made for refused starts", len(got()))
 	}
 	path, err := call(tm.root, "nm", ext)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(got) != 1 || !got[0].ExternalNet {
-		t.Fatalf("session options %+v: want ExternalNet", got)
+	if g := got(); len(g) != 1 || !g[0].ExternalNet {
+		t.Fatalf("session options %+v: want ExternalNet", g)
 	}
-	if _, err := call(tm.root, "plain", map[string]dbus.Variant{}); err != nil || got[1].ExternalNet {
-		t.Fatalf("a plain start: %v, ExternalNet %v", err, got[1].ExternalNet)
+	if _, err := call(tm.root, "plain", map[string]dbus.Variant{}); err != nil || got()[1].ExternalNet {
+		t.Fatalf("a plain start: %v, want ExternalNet false", err)
 	}
 
 	sigs := make(chan *dbus.Signal, 64)
@@ -76,12 +81,12 @@ func TestExternalNetworkStart(t *testing.T) {
 		}
 		return c
 	}
-	waitFor(t, func() bool { return tuns[0].Status().State == session.StateConnected })
+	waitFor(t, func() bool { return tuns(0).Status().State == session.StateConnected })
 	if c := prop(); c != nil {
 		t.Fatalf("NetworkConfig before any push: %+v", c)
 	}
 
-	f := tuns[0]
+	f := tuns(0)
 	f.mu.Lock()
 	f.status.NetGen = 3
 	f.status.NetConfig = &routing.Config{
@@ -134,13 +139,17 @@ func TestExternalNetworkStart(t *testing.T) {
 // session leaves the bus (the plugin was killed, NetworkManager restarted), the session is
 // disconnected, so no tun device or session is left behind; other sessions are not.
 func TestExternalSessionEndsWithItsApplier(t *testing.T) {
-	var tuns []*fakeTunnel
+	var mu sync.Mutex
+	var tunList []*fakeTunnel
 	tm := newTestManager(t, time.Hour, func(cfg *config.Config, o session.Options) (Tunnel, error) {
 		f := newFakeTunnel(o)
 		f.creds = nil
-		tuns = append(tuns, f)
+		mu.Lock()
+		tunList = append(tunList, f)
+		mu.Unlock()
 		return f, nil
 	})
+	tuns := func(i int) *fakeTunnel { mu.Lock(); defer mu.Unlock(); return tunList[i] }
 	plugin := tm.dialAs(t, tm.busAddr(t), 0)
 	for _, tc := range []struct {
 		name string
@@ -156,12 +165,12 @@ func TestExternalSessionEndsWithItsApplier(t *testing.T) {
 		}
 	}
 	waitFor(t, func() bool {
-		return tuns[0].Status().State == session.StateConnected && tuns[1].Status().State == session.StateConnected
+		return tuns(0).Status().State == session.StateConnected && tuns(1).Status().State == session.StateConnected
 	})
 	plugin.Close()
-	waitFor(t, func() bool { return tuns[0].Status().State == session.StateDisconnected })
+	waitFor(t, func() bool { return tuns(0).Status().State == session.StateDisconnected })
 	time.Sleep(50 * time.Millisecond)
-	if st := tuns[1].Status().State; st != session.StateConnected {
+	if st := tuns(1).Status().State; st != session.StateConnected {
 		t.Errorf("the plain session is %v after its starter left", st)
 	}
 }
