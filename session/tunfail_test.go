@@ -36,7 +36,7 @@ func (b *brokenTun) Read([][]byte, []int, int) (int, error) {
 	}
 }
 func (b *brokenTun) Write(bufs [][]byte, _ int) (int, error) { return len(bufs), nil }
-func (b *brokenTun) BatchSize() int                        { return maxBatch }
+func (b *brokenTun) BatchSize() int                          { return maxBatch }
 func (b *brokenTun) Close() error {
 	b.closeOnce.Do(func() { close(b.closed) })
 	return nil
@@ -66,13 +66,13 @@ func TestTunFailureReconnects(t *testing.T) {
 			opened.Add(1)
 			return tn, "tunfake", nil
 		},
-		newRouter:   func(routing.Options) (netRouter, error) { return &closingRouter{}, nil },
+		newRouter: func(routing.Options) (netRouter, error) { return &closingRouter{}, nil },
 		watchRoutes: func(ch chan<- netlink.RouteUpdate, done <-chan struct{}, _ func(error)) error {
 			// As netlink does: the channel closes once the subscription ends.
 			go func() { <-done; close(ch) }()
 			return nil
 		},
-		readHost:    func(netip.Addr) (hostNet, error) { return hostNet{}, nil },
+		readHost: func(netip.Addr) (hostNet, error) { return hostNet{}, nil },
 	})
 	st.waitState(t, StateConnected)
 	mu.Lock()
