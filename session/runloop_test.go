@@ -590,3 +590,48 @@ func TestRunLoopSpoofedFlood(t *testing.T) {
 		t.Error("the flood pushed the connect lines out of the last 512")
 	}
 }
+
+// TestRunLoopLogSeesItsState: when a "state X" line reaches Logf, Status already says X.
+// The daemon tags each journal line with the state it reads at that moment (OVPND_STATE);
+// it carried the previous state on 68 of 77 "state X" lines while the state was a copy fed
+// by events.
+func TestRunLoopLogSeesItsState(t *testing.T) {
+	u := startUDPServer(t, enginetest.Options{})
+	var s *Session
+	var mu sync.Mutex
+	var bad []string
+	checked := 0
+	logf := func(format string, args ...any) {
+		line := fmt.Sprintf(format, args...)
+		word, ok := strings.CutPrefix(line, "state ")
+		if !ok {
+			return
+		}
+		word, _, _ = strings.Cut(word, ":")
+		st := s.State().String()
+		mu.Lock()
+		checked++
+		if st != word {
+			bad = append(bad, fmt.Sprintf("%q logged in state %s", line, st))
+		}
+		mu.Unlock()
+	}
+	s, err := New(runloopProfile(t, u, ""), Options{Logf: logf, Verb: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := &started{s: s, done: make(chan error, 1)}
+	go func() { st.done <- s.Run(context.Background()) }()
+	st.waitState(t, StateConnected)
+	s.Restart()
+	st.waitState(t, StateConnected)
+	s.Disconnect()
+	if err := st.result(t); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if checked < 8 || len(bad) > 0 {
+		t.Errorf("%d state lines, %d logged with another state: %v", checked, len(bad), bad)
+	}
+}
