@@ -473,6 +473,9 @@ func (r *runner) dial(ctx context.Context, conn *config.Connection, remote netip
 	if conn.Proto == config.ProtoTCP {
 		return dialTCP(dctx, remote, o)
 	}
+	o.OnICMP = func(err error) {
+		r.s.logf(0, "udp:%v: %v (no server there?); retrying until the handshake times out", remote, err)
+	}
 	return dialUDP(dctx, remote, o)
 }
 

@@ -85,6 +85,12 @@ type udpConn struct {
 
 	// ctrlMu serialises the rare control-path writes among themselves.
 	ctrlMu sync.Mutex
+
+	// onICMP is told about the first ICMP error (refused, unreachable) of this socket, so
+	// that an unreachable server is reported at the first attempt rather than only when
+	// the handshake times out. icmpSeen belongs to the socket reader.
+	onICMP   func(error)
+	icmpSeen bool
 }
 
 // udpDialOptions are the socket settings from bind/lport/local/nobind/sndbuf/rcvbuf/mark.
@@ -96,6 +102,8 @@ type udpDialOptions struct {
 	Batch   int
 	NoGSO   bool
 	Network string // "udp4", "udp6" or "udp"
+	// OnICMP receives the socket's first ICMP error (see udpConn.onICMP).
+	OnICMP func(error)
 }
 
 // dialUDP connects a UDP socket to remote.
@@ -141,6 +149,7 @@ func dialUDP(ctx context.Context, remote netip.AddrPort, o udpDialOptions) (*udp
 		uc.Close()
 		return nil, err
 	}
+	u.onICMP = o.OnICMP
 	return u, nil
 }
 
@@ -242,6 +251,7 @@ func (u *udpConn) ReadBatch(bufs [][]byte, sizes []int) (int, error) {
 		case unix.ECONNREFUSED, unix.EHOSTUNREACH, unix.ENETUNREACH:
 			// An ICMP error for an earlier send: the peer may be coming back,
 			// so it is up to the keepalive timers, not the reader, to give up.
+			u.noteICMP(u.rd.errno)
 			continue
 		default:
 			return 0, os.NewSyscallError("recvmmsg", u.rd.errno)
@@ -321,6 +331,7 @@ func (u *udpConn) receiveGRO() error {
 		switch u.rd.errno {
 		case 0:
 		case unix.ECONNREFUSED, unix.EHOSTUNREACH, unix.ENETUNREACH:
+			u.noteICMP(u.rd.errno)
 			continue
 		default:
 			return os.NewSyscallError("recvmmsg", u.rd.errno)
@@ -461,6 +472,15 @@ func (u *udpConn) pack(pkts [][]byte, gso bool) {
 		i = j
 	}
 	u.wr.nhdrs = nh
+}
+
+// noteICMP reports the socket's first ICMP error; later ones repeat it and stay quiet.
+func (u *udpConn) noteICMP(errno syscall.Errno) {
+	if u.icmpSeen || u.onICMP == nil {
+		return
+	}
+	u.icmpSeen = true
+	u.onICMP(errno)
 }
 
 // WritePacket sends one packet from the control path.

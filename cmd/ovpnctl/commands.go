@@ -163,7 +163,7 @@ func runStatus(args []string, stdout, stderr io.Writer) int {
 	if info.StateReason != "" {
 		row("Reason", info.StateReason)
 	}
-	row("Owner", fmt.Sprint(info.Owner))
+	row("Owner", userName(info.Owner))
 	if info.Instance {
 		row("Service", "ovpnd@"+info.Name+".service")
 	}
@@ -237,9 +237,9 @@ func listSessions(asJSON, wide bool, stdout, stderr io.Writer) int {
 	for _, i := range infos {
 		addrs := dash(strings.Join(i.TunnelAddresses, " "))
 		if wide {
-			fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\n", i.Name, i.Owner, i.State, dash(i.Remote), dash(i.Device), addrs, bytesText(i.BytesIn), bytesText(i.BytesOut))
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", i.Name, userName(i.Owner), i.State, dash(i.Remote), dash(i.Device), addrs, bytesText(i.BytesIn), bytesText(i.BytesOut))
 		} else {
-			fmt.Fprintf(tw, "%s\t%d\t%s\t%s\n", i.Name, i.Owner, i.State, addrs)
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", i.Name, userName(i.Owner), i.State, addrs)
 		}
 	}
 	tw.Flush()
