@@ -37,9 +37,6 @@ type InstanceOptions struct {
 	Credentials func(ctx context.Context) (user, pass string, err error)
 	// NewTunnel makes the tunnel (session.New if nil).
 	NewTunnel TunnelFactory
-	// Waiting, when set, is called each time the session starts waiting for credentials over
-	// the bus (no Credentials), so that systemd's STATUS can say what it waits for.
-	Waiting func(what string)
 }
 
 // Instance is a running ovpnd@NAME session.
@@ -75,12 +72,6 @@ func NewInstance(opts InstanceOptions) (*Instance, error) {
 	so.StateName = InstanceStateName(opts.Name)
 	if opts.Credentials != nil {
 		so.Credentials = opts.Credentials
-	} else if opts.Waiting != nil {
-		ask := so.Credentials
-		so.Credentials = func(ctx context.Context) (string, string, error) {
-			opts.Waiting("credentials")
-			return ask(ctx)
-		}
 	}
 	newTunnel := opts.NewTunnel
 	if newTunnel == nil {

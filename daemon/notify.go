@@ -19,6 +19,9 @@ import (
 type Notifier struct {
 	send     func(state string) error
 	watchdog time.Duration
+	// Name, when set, is the ovpnd@NAME instance: the status while it waits for credentials
+	// says to answer with `ovpnctl auth NAME`.
+	Name string
 }
 
 // NewNotifier reads NOTIFY_SOCKET and WATCHDOG_USEC/WATCHDOG_PID from the environment.
@@ -49,14 +52,12 @@ func (n *Notifier) Status(text string) error { return n.Notify("STATUS=" + oneLi
 // state even when it misses transient ones; call it before t.Run.
 func (n *Notifier) Observe(ctx context.Context, t Tunnel) (stop func()) {
 	wake, unwatch := t.Watch()
-	events, unsubscribe := t.Subscribe()
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
 		defer unwatch()
-		defer unsubscribe()
 		var tick <-chan time.Time
 		if n.watchdog > 0 {
 			tk := time.NewTicker(n.watchdog / 2)
@@ -74,15 +75,9 @@ func (n *Notifier) Observe(ctx context.Context, t Tunnel) (stop func()) {
 				// systemd restarts it.
 				_ = t.Status()
 				n.Notify("WATCHDOG=1")
-			case ev := <-events:
-				// Log events are lossy; an auth-pending notice only refines the status.
-				if ev.Kind == session.EventAuthPending {
-					n.Status(pendingStatus(ev.Message))
-					last = ""
-				}
 			case <-wake:
 				st := t.Status()
-				line := statusLine(st)
+				line := statusLine(st, n.Name)
 				var msgs []string
 				if line != last {
 					last = line
@@ -110,22 +105,21 @@ func (n *Notifier) Observe(ctx context.Context, t Tunnel) (stop func()) {
 	}
 }
 
-// pendingStatus is the STATUS= text while the server waits for out-of-band authentication
-// (auth-pending): method is what the server named, such as WEB_AUTH or OPEN_URL for a login
-// in a browser, or a challenge kind.
-func pendingStatus(method string) string {
-	m := strings.ToUpper(method)
-	if strings.Contains(m, "WEB_AUTH") || strings.Contains(m, "OPEN_URL") {
-		return "waiting for web login"
-	}
-	if method == "" {
+// statusLine is the STATUS= text for a status; name is the instance's (see Notifier.Name).
+func statusLine(st session.Status, name string) string {
+	switch st.State {
+	case session.StateWaitingInput:
+		if name != "" {
+			return "waiting for credentials (answer with: ovpnctl auth " + name + ")"
+		}
+		return "waiting for credentials"
+	case session.StateAuthPending:
+		// The session's reason names the web login or the question.
+		if st.Reason != "" {
+			return oneLine(st.Reason)
+		}
 		return "waiting for authentication to complete"
 	}
-	return "waiting for authentication to complete (" + method + ")"
-}
-
-// statusLine is the STATUS= text for a status.
-func statusLine(st session.Status) string {
 	if st.State == session.StateConnected {
 		parts := []string{"connected"}
 		if st.Remote.IsValid() {

@@ -46,6 +46,7 @@ func instanceCmd(args []string, _, stderr io.Writer) int {
 	}
 	log := daemon.NewLogger(stderr)
 	notify := daemon.NewNotifier()
+	notify.Name = name
 	// fail logs msg once and leaves it as the unit's status. No ERRNO=: systemd would show
 	// it as an errno name, and none describes a VPN failure.
 	fail := func(code int, msg string) int {
@@ -80,11 +81,6 @@ func instanceCmd(args []string, _, stderr io.Writer) int {
 		return fail(exitConfig, err.Error())
 	}
 	opts := daemon.InstanceOptions{Name: name, Config: cfg, Log: log, StateDir: *stateDir, Credentials: creds}
-	if creds == nil {
-		opts.Waiting = func(string) {
-			notify.Status("waiting for credentials (answer with: ovpnctl auth " + name + ")")
-		}
-	}
 	if *busFlag != "none" {
 		conn, err := connectBus(*busFlag)
 		if err != nil {
