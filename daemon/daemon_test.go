@@ -557,7 +557,9 @@ func TestManagerOverBus(t *testing.T) {
 					Kind   string
 					Prompt string
 				}
-				if err := dbus.Store(s.Body, &in.ID, &in.Kind, &in.Prompt); err != nil {
+				var secret bool
+				var url string
+				if err := dbus.Store(s.Body, &in.ID, &in.Kind, &in.Prompt, &secret, &url); err != nil {
 					t.Fatal(err)
 				}
 				inputs = append(inputs, in)
@@ -619,6 +621,7 @@ func TestManagerOverBus(t *testing.T) {
 		Kind   string
 		Prompt string
 		Secret bool
+		URL    string
 	}
 	if err := sobj(alice).Call(api.SessionInterface+".PendingInput", 0).Store(&pending); err != nil {
 		t.Fatal(err)

@@ -108,17 +108,18 @@ func (n *Notifier) Observe(ctx context.Context, t Tunnel) (stop func()) {
 // statusLine is the STATUS= text for a status; name is the instance's (see Notifier.Name).
 func statusLine(st session.Status, name string) string {
 	switch st.State {
-	case session.StateWaitingInput:
+	case session.StateWaitingInput, session.StateAuthPending:
+		// The session's reason names the question or the web login; credentials otherwise.
+		s := st.Reason
+		if s == "" && st.State == session.StateWaitingInput {
+			s = "waiting for credentials"
+		} else if s == "" {
+			s = "waiting for authentication to complete"
+		}
 		if name != "" {
-			return "waiting for credentials (answer with: ovpnctl auth " + name + ")"
+			s += " (ovpnctl auth " + name + ")"
 		}
-		return "waiting for credentials"
-	case session.StateAuthPending:
-		// The session's reason names the web login or the question.
-		if st.Reason != "" {
-			return oneLine(st.Reason)
-		}
-		return "waiting for authentication to complete"
+		return oneLine(s)
 	}
 	if st.State == session.StateConnected {
 		parts := []string{"connected"}

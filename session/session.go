@@ -124,7 +124,10 @@ type Status struct {
 	// DNSMode is how the tunnel's DNS settings are applied:
 	// "systemd-resolved", "resolv.conf" or "none"; empty before routing is set up
 	// and for dev null.
-	DNSMode  string
+	DNSMode string
+	// WebLogin is the URL of the web login the server waits for (state auth-pending);
+	// empty when none.
+	WebLogin string
 	Counters Counters
 }
 
@@ -390,6 +393,11 @@ func (s *Session) setState(st State, reason string) {
 	s.mu.Lock()
 	changed := s.status.State != st || s.status.Reason != reason
 	s.status.State, s.status.Reason = st, reason
+	if st != StateAuthPending && st != StateWaitingInput {
+		// The web login ended with the pending authentication (completed, refused, or
+		// abandoned with the connection).
+		s.status.WebLogin = ""
+	}
 	if changed {
 		s.wakeLocked()
 	}

@@ -284,6 +284,39 @@ func TestDaemon(t *testing.T) {
 		}
 	})
 
+	t.Run("crl-verify reaches the daemon inline and is enforced", func(t *testing.T) {
+		// A CRL from the lab's CA revoking the server's certificate, made with openssl ca.
+		dir := t.TempDir()
+		cnf := filepath.Join(dir, "ca.cnf")
+		files := map[string]string{"index.txt": "", "crlnumber": "1000\n",
+			"ca.cnf": "[ca]\ndefault_ca = lab\n[lab]\ndatabase = " + filepath.Join(dir, "index.txt") +
+				"\ncrlnumber = " + filepath.Join(dir, "crlnumber") + "\ndefault_md = sha256\ndefault_crl_days = 1\n"}
+		for n, c := range files {
+			if err := os.WriteFile(filepath.Join(dir, n), []byte(c), 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}
+		pki := l.PKI()
+		caArgs := []string{"-config", cnf, "-cert", pki.CACert, "-keyfile", filepath.Join(pki.Dir, "ca.key")}
+		crl := filepath.Join(userDir, "crl.pem")
+		for _, args := range [][]string{append([]string{"ca", "-revoke", pki.ServerCert}, caArgs...), append([]string{"ca", "-gencrl", "-out", crl}, caArgs...)} {
+			if out, err := exec.Command("openssl", args...).CombinedOutput(); err != nil {
+				t.Fatalf("openssl %v: %v\n%s", args, err, out)
+			}
+		}
+		if err := os.Chown(crl, alice.uid, alice.gid); err != nil {
+			t.Fatal(err)
+		}
+		cfg := writeOwned(t, userDir, "crl.conf", promptingConfig(srv)+"crl-verify crl.pem\n", alice)
+		out, stderr, code := runAs(t, &alice, addr, nil, labUser+"\n"+labPass+"\n", ovpnctl, "up", "--name", "crl", "--timeout", "6s", "--verbose", cfg)
+		if code == 0 {
+			t.Fatalf("ovpnctl up connected to a revoked server:\n%s\n%s", out, stderr)
+		}
+		if !strings.Contains(stderr, `crl-verify: certificate "server" (chain depth 0): revoked (serial 2`) {
+			t.Errorf("the session log does not say the server is revoked:\n%s", stderr)
+		}
+	})
+
 	t.Run("SIGTERM stops sessions cleanly", func(t *testing.T) {
 		rootCfg := l.WriteFile("root.conf", promptingConfig(srv))
 		out, stderr, code := runAs(t, nil, addr, nil, labUser+"\n"+labPass+"\n", ovpnctl, "up", "--name", "rootvpn", rootCfg)

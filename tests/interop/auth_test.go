@@ -18,30 +18,6 @@ import (
 // Each runs `ovpnd run` in a terminal (a pty) and answers the prompts by typing, once right
 // and once wrong.
 
-// staticChallengeScript accepts alice with password s3cret and code 123456 in SCRV1 form.
-const staticChallengeScript = `user=$(sed -n 1p "$1")
-pass=$(sed -n 2p "$1")
-case "$pass" in SCRV1:*:*) ;; *) echo "no static challenge response" > "$auth_failed_reason_file"; exit 1;; esac
-pw=$(printf %s "$pass" | cut -d: -f2 | base64 -d)
-code=$(printf %s "$pass" | cut -d: -f3 | base64 -d)
-[ "$user" = alice ] && [ "$pw" = s3cret ] && [ "$code" = 123456 ] && exit 0
-echo "wrong one-time code" > "$auth_failed_reason_file"
-exit 1
-`
-
-// crv1Script answers alice/s3cret with a CRV1 challenge for the user "alice@lab" and accepts
-// its state id with the response 2468.
-const crv1Script = `user=$(sed -n 1p "$1")
-pass=$(sed -n 2p "$1")
-if [ "$user" = alice ] && [ "$pass" = s3cret ]; then
-	printf 'CRV1:R:st-0815:%s:Enter the PIN: sent by SMS' "$(printf alice@lab | base64)" > "$auth_failed_reason_file"
-	exit 1
-fi
-[ "$user" = alice@lab ] && [ "$pass" = "CRV1::st-0815::2468" ] && exit 0
-echo "wrong PIN" > "$auth_failed_reason_file"
-exit 1
-`
-
 // startOvpndTTY runs `ovpnd run` in a terminal in the client namespace.
 func startOvpndTTY(t *testing.T, l *lab.Lab, configPath string) *lab.Process {
 	skipWithoutOvpnd(t)
@@ -144,7 +120,7 @@ func dumpOnFailure(t *testing.T, srv *lab.Server, c authClient) {
 
 func testStaticChallenge(t *testing.T, start startAuthClient) {
 	l := lab.New(t, lab.Options{})
-	srv := l.StartServer(lab.ServerOptions{Wrap: "tls-crypt", AuthScript: staticChallengeScript})
+	srv := l.StartServer(lab.ServerOptions{Wrap: "tls-crypt", AuthScript: lab.StaticChallengeScript})
 	for _, tc := range []struct {
 		name, code string
 		ok         bool
@@ -179,7 +155,7 @@ func testStaticChallenge(t *testing.T, start startAuthClient) {
 
 func testDynamicChallenge(t *testing.T, start startAuthClient) {
 	l := lab.New(t, lab.Options{})
-	srv := l.StartServer(lab.ServerOptions{Wrap: "tls-crypt", AuthScript: crv1Script})
+	srv := l.StartServer(lab.ServerOptions{Wrap: "tls-crypt", AuthScript: lab.CRV1Script})
 	for _, tc := range []struct {
 		name, pin string
 		ok        bool

@@ -189,7 +189,7 @@ func TestSystem(t *testing.T) {
 			}
 			time.Sleep(200 * time.Millisecond)
 		}
-		if !strings.Contains(status, "waiting for credentials (answer with: ovpnctl auth ask)") {
+		if !strings.Contains(status, "waiting for credentials (ovpnctl auth ask)") {
 			t.Fatalf("status while waiting: %q", status)
 		}
 		out := m.MustSh(t, "printf '%s\\n%s\\n' "+user+" "+pass+" | ovpnctl auth ask")
