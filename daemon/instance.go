@@ -14,6 +14,7 @@ import (
 
 	"github.com/ovpnd/ovpnd/config"
 	api "github.com/ovpnd/ovpnd/dbus"
+	"github.com/ovpnd/ovpnd/session"
 )
 
 // InstanceOptions configure the one session of an ovpnd@NAME.service instance.
@@ -37,6 +38,10 @@ type InstanceOptions struct {
 	Credentials func(ctx context.Context) (user, pass string, err error)
 	// NewTunnel makes the tunnel (session.New if nil).
 	NewTunnel TunnelFactory
+	// Waiting, when set, is told what the session waits for over the bus each time it
+	// starts waiting ("credentials", "an answer to the server's challenge"), so that
+	// systemd's STATUS can say so (Notifier.Waiting).
+	Waiting func(what string)
 }
 
 // Instance is a running ovpnd@NAME session.
@@ -72,6 +77,20 @@ func NewInstance(opts InstanceOptions) (*Instance, error) {
 	so.StateName = InstanceStateName(opts.Name)
 	if opts.Credentials != nil {
 		so.Credentials = opts.Credentials
+	} else if opts.Waiting != nil {
+		ask := so.Credentials
+		so.Credentials = func(ctx context.Context) (string, string, error) {
+			opts.Waiting("credentials")
+			return ask(ctx)
+		}
+	}
+	if opts.Waiting != nil {
+		// Challenge answers always come over the bus, even with systemd credentials.
+		respond := so.Respond
+		so.Respond = func(ctx context.Context, p session.Prompt) (string, error) {
+			opts.Waiting("an answer to the server's challenge")
+			return respond(ctx, p)
+		}
 	}
 	newTunnel := opts.NewTunnel
 	if newTunnel == nil {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	sddaemon "github.com/coreos/go-systemd/v22/daemon"
@@ -19,9 +20,26 @@ import (
 type Notifier struct {
 	send     func(state string) error
 	watchdog time.Duration
-	// Name, when set, is the ovpnd@NAME instance: the status while it waits for credentials
+	// Name, when set, is the ovpnd@NAME instance: the status while it waits for input
 	// says to answer with `ovpnctl auth NAME`.
 	Name string
+	// waitingFor is what the session waits for over the bus, from Waiting.
+	waitingFor atomic.Pointer[string]
+}
+
+// Waiting records what the session now waits for and says so at once; the status stays so
+// while the session is in its waiting-input state. Use it as InstanceOptions.Waiting.
+func (n *Notifier) Waiting(what string) {
+	n.waitingFor.Store(&what)
+	n.Status(waitingLine(what, n.Name))
+}
+
+func waitingLine(what, name string) string {
+	s := "waiting for " + what
+	if name != "" {
+		s += " (ovpnctl auth " + name + ")"
+	}
+	return s
 }
 
 // NewNotifier reads NOTIFY_SOCKET and WATCHDOG_USEC/WATCHDOG_PID from the environment.
@@ -77,7 +95,11 @@ func (n *Notifier) Observe(ctx context.Context, t Tunnel) (stop func()) {
 				n.Notify("WATCHDOG=1")
 			case <-wake:
 				st := t.Status()
-				line := statusLine(st, n.Name)
+				what := "credentials"
+				if p := n.waitingFor.Load(); p != nil {
+					what = *p
+				}
+				line := statusLine(st, n.Name, what)
 				var msgs []string
 				if line != last {
 					last = line
@@ -105,15 +127,16 @@ func (n *Notifier) Observe(ctx context.Context, t Tunnel) (stop func()) {
 	}
 }
 
-// statusLine is the STATUS= text for a status; name is the instance's (see Notifier.Name).
-func statusLine(st session.Status, name string) string {
+// statusLine is the STATUS= text for a status; name is the instance's (see Notifier.Name),
+// waitingFor what it waits for in the waiting-input state.
+func statusLine(st session.Status, name, waitingFor string) string {
 	switch st.State {
-	case session.StateWaitingInput, session.StateAuthPending:
-		// The session's reason names the question or the web login; credentials otherwise.
+	case session.StateWaitingInput:
+		return oneLine(waitingLine(waitingFor, name))
+	case session.StateAuthPending:
+		// The session's reason names the web login ("waiting for web login at URL").
 		s := st.Reason
-		if s == "" && st.State == session.StateWaitingInput {
-			s = "waiting for credentials"
-		} else if s == "" {
+		if s == "" {
 			s = "waiting for authentication to complete"
 		}
 		if name != "" {

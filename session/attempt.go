@@ -534,7 +534,7 @@ func (a *attempt) onAuthPrompt(e engine.EventAuthPrompt) {
 		s.update(func(st *Status) { st.WebLogin = p.URL })
 	default:
 		s.logf(1, "the server asks: %s", p.Text)
-		s.setState(StateWaitingInput, "waiting for an answer to the server's challenge: "+p.Text)
+		s.setState(StateWaitingInput, "waiting for an answer to: "+p.Text)
 	}
 	s.publish(Event{Kind: EventPrompt, Message: p.Text, Prompt: &p, State: s.State()})
 	if p.Kind != engine.PromptCRText {

@@ -80,7 +80,7 @@ func instanceCmd(args []string, _, stderr io.Writer) int {
 	if err != nil {
 		return fail(exitConfig, err.Error())
 	}
-	opts := daemon.InstanceOptions{Name: name, Config: cfg, Log: log, StateDir: *stateDir, Credentials: creds}
+	opts := daemon.InstanceOptions{Name: name, Config: cfg, Log: log, StateDir: *stateDir, Credentials: creds, Waiting: notify.Waiting}
 	if *busFlag != "none" {
 		conn, err := connectBus(*busFlag)
 		if err != nil {
