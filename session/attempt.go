@@ -8,6 +8,7 @@ import (
 	"os"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ovpnd/ovpnd/config"
@@ -202,6 +203,9 @@ func (a *attempt) loop(ctx context.Context) outcome {
 					more = false
 				}
 			}
+		case <-a.r.dp.keyUsed:
+			now = s.opts.now()
+			a.noteActivity(now)
 		case <-timer.C:
 			now = s.opts.now()
 			if !a.shutdown.IsZero() && !now.Before(a.shutdown.Add(shutdownGrace)) {
@@ -293,6 +297,8 @@ func (a *attempt) noteActivity(now time.Time) {
 		BytesOut:   c.BytesOut - a.base.BytesOut,
 		PacketsIn:  c.PacketsIn - a.base.PacketsIn,
 		PacketsOut: c.PacketsOut - a.base.PacketsOut,
+
+		NextKeyUsed: a.r.dp.nextKeyUsed(),
 	}
 	if c.LastRecv.After(a.start) {
 		act.LastRecv = c.LastRecv
@@ -325,6 +331,9 @@ func (a *attempt) drain() (outcome, bool) {
 			}
 			if e.Retiring != nil {
 				ks.retiring = e.Retiring
+			}
+			if e.Next != nil {
+				ks.retiring, ks.nextUsed = e.Next, new(atomic.Bool)
 			}
 			a.r.dp.setKeys(ks)
 			if e.Primary != nil {
