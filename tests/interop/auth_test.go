@@ -118,9 +118,9 @@ func dumpOnFailure(t *testing.T, srv *lab.Server, c authClient) {
 	})
 }
 
-func testStaticChallenge(t *testing.T, start startAuthClient) {
+func testStaticChallenge(t *testing.T, version string, start startAuthClient) {
 	l := lab.New(t, lab.Options{})
-	srv := l.StartServer(lab.ServerOptions{Wrap: "tls-crypt", AuthScript: lab.StaticChallengeScript})
+	srv := l.StartServer(lab.ServerOptions{Version: version, Wrap: "tls-crypt", AuthScript: lab.StaticChallengeScript})
 	for _, tc := range []struct {
 		name, code string
 		ok         bool
@@ -153,9 +153,9 @@ func testStaticChallenge(t *testing.T, start startAuthClient) {
 	}
 }
 
-func testDynamicChallenge(t *testing.T, start startAuthClient) {
+func testDynamicChallenge(t *testing.T, version string, start startAuthClient) {
 	l := lab.New(t, lab.Options{})
-	srv := l.StartServer(lab.ServerOptions{Wrap: "tls-crypt", AuthScript: lab.CRV1Script})
+	srv := l.StartServer(lab.ServerOptions{Version: version, Wrap: "tls-crypt", AuthScript: lab.CRV1Script})
 	for _, tc := range []struct {
 		name, pin string
 		ok        bool
@@ -203,9 +203,9 @@ func pendingClient(ctx context.Context, t *testing.T, m *lab.Management) (cid, k
 	return f[0], f[1]
 }
 
-func testWebLogin(t *testing.T, start startAuthClient) {
+func testWebLogin(t *testing.T, version string, start startAuthClient) {
 	l := lab.New(t, lab.Options{})
-	srv := l.StartServer(lab.ServerOptions{Wrap: "tls-crypt", ManagementClientAuth: true})
+	srv := l.StartServer(lab.ServerOptions{Version: version, Wrap: "tls-crypt", ManagementClientAuth: true})
 	m := srv.Management()
 	for _, tc := range []struct {
 		name string
@@ -248,9 +248,9 @@ func testWebLogin(t *testing.T, start startAuthClient) {
 	}
 }
 
-func testCRText(t *testing.T, start startAuthClient) {
+func testCRText(t *testing.T, version string, start startAuthClient) {
 	l := lab.New(t, lab.Options{})
-	srv := l.StartServer(lab.ServerOptions{Wrap: "tls-crypt", ManagementClientAuth: true})
+	srv := l.StartServer(lab.ServerOptions{Version: version, Wrap: "tls-crypt", ManagementClientAuth: true})
 	m := srv.Management()
 	for _, tc := range []struct {
 		name, code string
@@ -306,11 +306,16 @@ func testCRText(t *testing.T, start startAuthClient) {
 	}
 }
 
-// TestOvpndAuth runs every authentication scenario through `ovpnd run` in a terminal.
+// TestOvpndAuth runs every authentication scenario through `ovpnd run` in a terminal, against
+// Debian's OpenVPN 2.6 and OpenVPN 2.7.6 (skipped, saying so, where that peer is missing).
 func TestOvpndAuth(t *testing.T) {
 	skipWithoutOvpnd(t)
-	t.Run("static-challenge", func(t *testing.T) { testStaticChallenge(t, startRunClient) })
-	t.Run("crv1", func(t *testing.T) { testDynamicChallenge(t, startRunClient) })
-	t.Run("web-login", func(t *testing.T) { testWebLogin(t, startRunClient) })
-	t.Run("cr-text", func(t *testing.T) { testCRText(t, startRunClient) })
+	for _, v := range []string{"2.6", "2.7"} {
+		t.Run("openvpn-"+v, func(t *testing.T) {
+			t.Run("static-challenge", func(t *testing.T) { testStaticChallenge(t, v, startRunClient) })
+			t.Run("crv1", func(t *testing.T) { testDynamicChallenge(t, v, startRunClient) })
+			t.Run("web-login", func(t *testing.T) { testWebLogin(t, v, startRunClient) })
+			t.Run("cr-text", func(t *testing.T) { testCRText(t, v, startRunClient) })
+		})
+	}
 }
