@@ -62,6 +62,9 @@ type object struct {
 	log   Logger
 	// askUser reports whether the profile leaves the username to be asked for.
 	askUser bool
+	// applier is the unique bus name that applies an external-mode session's network
+	// settings (the caller of Start); "" for other sessions.
+	applier string
 
 	cancel context.CancelFunc
 	done   chan struct{} // closed when Run returned and the final state is published
@@ -502,7 +505,9 @@ func (o *object) props() map[string]dbus.Variant {
 	if st.Local.IsValid() {
 		p.LocalAddress = st.Local.String()
 	}
-	return p.Variants()
+	v := p.Variants()
+	v[api.PropNetworkConfig] = dbus.MakeVariant(netConfigOf(st))
+	return v
 }
 
 // publishProps sends PropertiesChanged with every announced property that changed since

@@ -129,6 +129,9 @@ func (r *runner) run(ctx context.Context) error {
 	newRouter := s.opts.newRouter
 	if newRouter == nil {
 		newRouter = func(o routing.Options) (netRouter, error) { return routing.New(o) }
+		if s.opts.ExternalNet {
+			newRouter = func(routing.Options) (netRouter, error) { return &externalNet{s: s}, nil }
+		}
 	}
 	if r.cfg.DevType != config.DevNull {
 		stateName := s.opts.StateName
