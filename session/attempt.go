@@ -134,6 +134,8 @@ func (r *runner) attempt(ctx context.Context, conn *config.Connection, remote ne
 	r.dp.conn.CompareAndSwap(a.ref, nil)
 	pc.Close()
 	a.wg.Wait()
+	// Route-delay work of this connection does not outlive it.
+	r.stopDelay()
 	eng.Close()
 	for len(a.ctrl) > 0 {
 		putCtrl(<-a.ctrl)
