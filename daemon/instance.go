@@ -109,6 +109,17 @@ func NewInstance(opts InstanceOptions) (*Instance, error) {
 		if err := b.exportObject(o.path, api.SessionInterface, sessionIface{o}, sessionProps{o}, o.mayIntrospect); err != nil {
 			return nil, err
 		}
+		// Other paths below the session prefix answer NotFound, as the manager's do; the
+		// one session is root's.
+		elem := strings.TrimPrefix(string(o.path), api.SessionPathPrefix)
+		if err := b.exportSessionTree(func(uid uint32) []string {
+			if uid == 0 {
+				return []string{elem}
+			}
+			return nil
+		}); err != nil {
+			return nil, err
+		}
 		reply, err := opts.Conn.RequestName(api.InstanceBusName(opts.Name), dbus.NameFlagDoNotQueue)
 		if err != nil {
 			return nil, fmt.Errorf("requesting bus name %s: %w", api.InstanceBusName(opts.Name), err)

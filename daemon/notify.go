@@ -158,6 +158,10 @@ func statusLine(st session.Status, name, waitingFor string) string {
 		}
 		return strings.Join(parts, " ")
 	}
+	if st.WebLogin != "" {
+		// What the administrator must do, and where (also in the journal).
+		return oneLine("waiting for web login at " + st.WebLogin)
+	}
 	s := st.State.String()
 	if st.Reason != "" {
 		s = fmt.Sprintf("%s: %s", s, st.Reason)
