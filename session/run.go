@@ -115,6 +115,7 @@ type runner struct {
 	// generation is no longer current has nothing left to do.
 	netGen  uint64
 	delay   *time.Timer
+	delayWG sync.WaitGroup // the route-delay callback that is armed or running
 	watcher *routeWatcher
 
 	creds credentials
@@ -408,8 +409,8 @@ func openKernelTun(name string, mtu int) (tunDevice, string, error) {
 func (r *runner) closeTun() error {
 	var errs []error
 	if r.router != nil {
+		r.stopDelay()
 		r.netMu.Lock()
-		r.cancelDelayLocked()
 		if err := r.router.Set(nil); err != nil {
 			errs = append(errs, fmt.Errorf("removing network settings: %w", err))
 		}
@@ -598,7 +599,7 @@ func (r *runner) applyPush(reply *push.Reply, server netip.Addr) error {
 		gen := r.netGen
 		deadline := time.Now().Add(d + window)
 		s.logf(1, "route-delay: adding routes in %v", d)
-		r.delay = time.AfterFunc(d, func() { r.delayedRoutes(gen, rc, deadline) })
+		r.armDelayLocked(d, func() { r.delayedRoutes(gen, rc, deadline) })
 		return nil
 	}
 	err := r.router.Set(rc)
@@ -620,9 +621,29 @@ const routeDelayRetry = time.Second
 func (r *runner) cancelDelayLocked() {
 	r.netGen++
 	if r.delay != nil {
-		r.delay.Stop()
+		if r.delay.Stop() {
+			r.delayWG.Done() // the callback will never run
+		}
 		r.delay = nil
 	}
+}
+
+// armDelayLocked schedules route-delay work; netMu is held. delayWG counts the callback
+// until it has run or was stopped, so stopDelay can wait for it.
+func (r *runner) armDelayLocked(d time.Duration, f func()) {
+	r.delayWG.Add(1)
+	r.delay = time.AfterFunc(d, func() {
+		defer r.delayWG.Done()
+		f()
+	})
+}
+
+// stopDelay cancels pending route-delay work and waits for a callback that already started.
+func (r *runner) stopDelay() {
+	r.netMu.Lock()
+	r.cancelDelayLocked()
+	r.netMu.Unlock()
+	r.delayWG.Wait()
 }
 
 // delayedRoutes applies the full configuration once route-delay is over. On
@@ -638,7 +659,7 @@ func (r *runner) delayedRoutes(gen uint64, rc *routing.Config, deadline time.Tim
 	err := r.router.Set(rc)
 	if err != nil && time.Now().Add(routeDelayRetry).Before(deadline) {
 		s.logf(3, "route-delay: %v; retrying", err)
-		r.delay = time.AfterFunc(routeDelayRetry, func() { r.delayedRoutes(gen, rc, deadline) })
+		r.armDelayLocked(routeDelayRetry, func() { r.delayedRoutes(gen, rc, deadline) })
 		return
 	}
 	if err != nil {
