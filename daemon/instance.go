@@ -38,8 +38,9 @@ type InstanceOptions struct {
 	Credentials func(ctx context.Context) (user, pass string, err error)
 	// NewTunnel makes the tunnel (session.New if nil).
 	NewTunnel TunnelFactory
-	// Waiting, when set, is called each time the session starts waiting for credentials over
-	// the bus (no Credentials), so that systemd's STATUS can say what it waits for.
+	// Waiting, when set, is told what the session waits for over the bus each time it
+	// starts waiting ("credentials", "an answer to the server's challenge"), so that
+	// systemd's STATUS can say so (Notifier.Waiting).
 	Waiting func(what string)
 }
 

@@ -8,6 +8,7 @@ import (
 	"os"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ovpnd/ovpnd/config"
@@ -47,6 +48,11 @@ type attempt struct {
 	authFailed string
 	usedToken  bool
 	shutdown   time.Time // when the exit notification started (zero: not shutting down)
+
+	// dropsLogged are the counters of the last drop report, dropsAt its time: drops are
+	// summed up in one line per dropLogInterval at most, never one line per packet.
+	dropsLogged Counters
+	dropsAt     time.Time
 }
 
 // attempt runs one connection until it ends and reports how.
@@ -99,6 +105,7 @@ func (r *runner) attempt(ctx context.Context, conn *config.Connection, remote ne
 		base:      s.cnt.snapshot(),
 		usedToken: creds != nil && creds.token != "",
 	}
+	a.dropsLogged = a.base
 	a.ref = &connRef{conn: pc, ctrl: a.ctrl, errc: a.errc}
 	s.logf(1, "connecting to %s:%v", conn.Proto, remote)
 	var local netip.AddrPort
@@ -204,6 +211,9 @@ func (a *attempt) loop(ctx context.Context) outcome {
 					more = false
 				}
 			}
+		case <-a.r.dp.keyUsed:
+			now = s.opts.now()
+			a.noteActivity(now)
 		case <-timer.C:
 			now = s.opts.now()
 			if !a.shutdown.IsZero() && !now.Before(a.shutdown.Add(shutdownGrace)) {
@@ -288,13 +298,32 @@ func (a *attempt) setCredentials(user, pass string) {
 	a.eng.SetCredentials(user, pass)
 }
 
+// dropLogInterval is the least time between two lines reporting dropped packets.
+const dropLogInterval = 10 * time.Second
+
+// reportDrops logs the packets dropped since the last report, at most once per
+// dropLogInterval: a flood of spoofed or replayed packets costs one line.
+func (a *attempt) reportDrops(now time.Time, c Counters) {
+	last := a.dropsLogged
+	if c.drops() == last.drops() || (!a.dropsAt.IsZero() && now.Sub(a.dropsAt) < dropLogInterval) {
+		return
+	}
+	a.s.logf(1, "dropped %d data packets: %d replayed, %d failed to decrypt, %d oversized, %d without a key",
+		c.drops()-last.drops(), c.Replayed-last.Replayed, c.DecryptFailed-last.DecryptFailed,
+		c.Oversized-last.Oversized, c.NoKey-last.NoKey)
+	a.dropsLogged, a.dropsAt = c, now
+}
+
 func (a *attempt) noteActivity(now time.Time) {
 	c := a.s.cnt.snapshot()
+	a.reportDrops(now, c)
 	act := engine.Activity{
 		BytesIn:    c.BytesIn - a.base.BytesIn,
 		BytesOut:   c.BytesOut - a.base.BytesOut,
 		PacketsIn:  c.PacketsIn - a.base.PacketsIn,
 		PacketsOut: c.PacketsOut - a.base.PacketsOut,
+
+		NextKeyUsed: a.r.dp.nextKeyUsed(),
 	}
 	if c.LastRecv.After(a.start) {
 		act.LastRecv = c.LastRecv
@@ -327,6 +356,9 @@ func (a *attempt) drain() (outcome, bool) {
 			}
 			if e.Retiring != nil {
 				ks.retiring = e.Retiring
+			}
+			if e.Next != nil {
+				ks.retiring, ks.nextUsed = e.Next, new(atomic.Bool)
 			}
 			a.r.dp.setKeys(ks)
 			if e.Primary != nil {
