@@ -338,8 +338,8 @@ func TestDirectives(t *testing.T) {
 				t.Errorf("%+v", c.TLSWrap)
 			}
 		}},
-		{"cipher appended to the default list", "cipher AES-192-CBC\n", func(t *testing.T, c *Config) {
-			if !slices.Equal(c.DataCiphers, []string{"AES-256-GCM", "AES-128-GCM", "CHACHA20-POLY1305", "AES-192-CBC"}) {
+		{"cipher not appended to the default list either", "cipher AES-192-CBC\n", func(t *testing.T, c *Config) {
+			if !slices.Equal(c.DataCiphers, []string{"AES-256-GCM", "AES-128-GCM", "CHACHA20-POLY1305"}) {
 				t.Errorf("%v", c.DataCiphers)
 			}
 		}},
@@ -473,9 +473,9 @@ func TestWarnings(t *testing.T) {
 		{"script", "script-security 2\n", "test.conf:6: warning: ignoring script-security: ovpnd never runs scripts"},
 		{"up", "up /etc/openvpn/up.sh\n", "test.conf:6: warning: ignoring up:"},
 		{"windows", "block-outside-dns\n", "test.conf:6: warning: ignoring block-outside-dns: Windows only"},
-		{"legacy cipher appended", "cipher AES-256-CBC\n", "test.conf:6: warning: cipher AES-256-CBC is not in the default data-ciphers; appending it"},
-		{"cipher missing from explicit data-ciphers", "data-ciphers AES-128-CBC\ncipher AES-192-CBC\n", "test.conf:7: warning: DEPRECATED OPTION: --cipher set to 'AES-192-CBC' but missing in --data-ciphers (AES-128-CBC) on line 6. OpenVPN ignores --cipher for cipher negotiations."},
-		{"ns-cert-type", "ns-cert-type server\n", "test.conf:6: warning: ns-cert-type is DEPRECATED; use remote-cert-tls instead (still enforced)"},
+		{"legacy cipher ignored", "cipher AES-256-CBC\n", "test.conf:6: warning: DEPRECATED OPTION: --cipher set to 'AES-256-CBC' but missing in --data-ciphers (AES-256-GCM:AES-128-GCM:CHACHA20-POLY1305) (the default). OpenVPN ignores --cipher for cipher negotiations, and so does ovpnd"},
+		{"cipher missing from explicit data-ciphers", "data-ciphers AES-128-CBC\ncipher AES-192-CBC\n", "test.conf:7: warning: DEPRECATED OPTION: --cipher set to 'AES-192-CBC' but missing in --data-ciphers (AES-128-CBC) on line 6. OpenVPN ignores --cipher for cipher negotiations, and so does ovpnd"},
+		{"ns-cert-type", "ns-cert-type server\n", "test.conf:6: warning: --ns-cert-type is DEPRECATED.  Use --remote-cert-tls instead. (ovpnd still enforces it, as OpenVPN does.)"},
 		{"ignore-unknown-option for a removed option", "ignore-unknown-option ncp-disable\nncp-disable\n", "test.conf:7: warning: ignoring ncp-disable (listed in ignore-unknown-option)"},
 		{"proxy retry", "http-proxy-retry\nsocks-proxy-retry\n", "test.conf:7: warning: ignoring socks-proxy-retry: deprecated"},
 		{"tls-cipher unknown name", "tls-cipher ECDHE-RSA-AES256-GCM-SHA384:FOO-BAR\n", `test.conf:6: warning: tls-cipher: dropping unknown cipher suite "FOO-BAR"`},
@@ -488,7 +488,7 @@ func TestWarnings(t *testing.T) {
 		{"remote-cert-tls then eku", "remote-cert-tls server\nremote-cert-eku 1.2.3\n", "test.conf:7: warning: remote-cert-eku 1.2.3 overrides the extended key usage check of remote-cert-tls server on line 6"},
 		{"remote-cert-ku then tls", "remote-cert-ku a0\nremote-cert-tls server\n", "test.conf:7: warning: remote-cert-tls server overrides remote-cert-ku a0 on line 6"},
 		{"ca file then inline", "<ca>\n" + readKey(t, "ca.crt") + "</ca>\n", "test.conf:6: warning: <ca> overrides ca ca.crt on line 4"},
-		{"unknown cipher", "cipher BF-CBC\n", "test.conf:6: warning: cipher BF-CBC is not supported by ovpnd"},
+		{"unknown cipher", "cipher BF-CBC\n", "test.conf:6: warning: DEPRECATED OPTION: --cipher set to 'BF-CBC' but missing in --data-ciphers"},
 		{"tls-auth bidi", "tls-auth ta.key\n", "test.conf:6: warning: tls-auth without a key direction"},
 		{"key-direction with tls-crypt", "tls-crypt ta.key\nkey-direction 1\n", "test.conf:7: warning: key-direction has no effect with tls-crypt"},
 		{"ignore-unknown-option", "ignore-unknown-option frob\nfrob 1\n", "test.conf:7: warning: ignoring unknown directive \"frob\""},

@@ -226,7 +226,7 @@ func directives() []*directive {
 		sup("data-ciphers", "data-ciphers CIPHER[:CIPHER...]", 1, 1, "Data ciphers offered for negotiation (default AES-256-GCM:AES-128-GCM:CHACHA20-POLY1305); a ? prefix marks a cipher optional; DEFAULT in the list stands for the default list (OpenVPN 2.7).", applyDataCiphers),
 		sup("ncp-ciphers", "ncp-ciphers CIPHER[:CIPHER...]", 1, 1, "Old name of data-ciphers.", applyDataCiphers),
 		sup("data-ciphers-fallback", "data-ciphers-fallback CIPHER", 1, 1, "Cipher for servers that cannot negotiate.", applyFallback),
-		sup("cipher", "cipher CIPHER", 1, 1, "Legacy cipher; appended to data-ciphers when supported and missing (as OpenVPN 2.6 does).", applyCipher),
+		sup("cipher", "cipher CIPHER", 1, 1, "Legacy cipher. As in OpenVPN 2.6 and 2.7 it takes no part in negotiation: only data-ciphers (default or explicit) is offered, and a cipher missing from it draws OpenVPN's warning. Use data-ciphers-fallback for servers that cannot negotiate.", applyCipher),
 		sup("auth", "auth DIGEST", 1, 1, "HMAC digest for tls-auth and CBC ciphers (default SHA1).", applyAuth),
 		gone("ncp-disable", "removed in OpenVPN 2.6"),
 		gone("keysize", "removed in OpenVPN 2.6"),
@@ -765,7 +765,7 @@ func applyNSCertType(p *parser, s *scope, it *item) error {
 	}
 	if p.once(s, it, it.name, it.args[0]) {
 		// OpenVPN 2.6's own words for it.
-		p.warnf(it.line, "ns-cert-type is DEPRECATED; use remote-cert-tls instead (still enforced)")
+		p.warnf(it.line, "--ns-cert-type is DEPRECATED.  Use --remote-cert-tls instead. (ovpnd still enforces it, as OpenVPN does.)")
 		p.cfg.NSCertType = it.args[0]
 	}
 	return nil

@@ -199,3 +199,27 @@ func FuzzDecryptKey(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkWorstCaseKeyDerivation measures the most key-derivation work an encrypted key file
+// can make ovpnd do before the passphrase is even checked: PBKDF2-HMAC-SHA1 at the iteration
+// bound, and scrypt at the memory and work bounds.
+func BenchmarkWorstCaseKeyDerivation(b *testing.B) {
+	for _, bc := range []struct {
+		name string
+		oid  asn1.ObjectIdentifier
+		kdf  any
+	}{
+		{"pbkdf2-sha1-2M", oidPBKDF2, pbkdf2Params{Salt: []byte("saltsalt"), Iter: maxPBKDF2Iterations}},
+		{"scrypt-64MiB", oidScrypt, scryptParams{Salt: []byte("s"), N: 1 << 16, R: 8, P: 1}},
+		{"scrypt-max-work", oidScrypt, scryptParams{Salt: []byte("s"), N: 1 << 14, R: 8, P: 32}},
+	} {
+		der := encryptedPKCS8(b, bc.oid, bc.kdf)
+		b.Run(bc.name, func(b *testing.B) {
+			for b.Loop() {
+				if _, err := decryptPKCS8(der, []byte("x")); !errors.Is(err, errWrongPassphrase) {
+					b.Fatalf("err = %v, want a wrong passphrase after the full derivation", err)
+				}
+			}
+		})
+	}
+}

@@ -434,18 +434,14 @@ func (p *parser) finish() {
 	p.finishFragment()
 	p.finishProxy()
 	if c.Cipher != "" && c.Cipher != "none" && !containsFold(c.DataCiphers, c.Cipher) {
-		switch dc := p.seen["data-ciphers"].it; {
-		case dc != nil:
-			// OpenVPN 2.6 and 2.7 append --cipher only to the default list; an explicit list
-			// is what gets negotiated (their words).
-			p.warnf(p.cipherItem.line, "DEPRECATED OPTION: --cipher set to '%s' but missing in --data-ciphers (%s) on line %d. OpenVPN ignores --cipher for cipher negotiations.", c.Cipher, strings.Join(c.DataCiphers, ":"), dc.line)
-		case supportedCiphers[strings.ToUpper(c.Cipher)]:
-			// OpenVPN 2.6 appends --cipher to the default list so old configs keep working.
-			c.DataCiphers = append(c.DataCiphers, strings.ToUpper(c.Cipher))
-			p.warnf(p.cipherItem.line, "cipher %s is not in the default data-ciphers; appending it to data-ciphers as OpenVPN 2.6 does", c.Cipher)
-		default:
-			p.warnf(p.cipherItem.line, "cipher %s is not supported by ovpnd and is only meaningful to servers that cannot negotiate; ignoring it", c.Cipher)
+		// OpenVPN 2.6 and 2.7 negotiate only from data-ciphers, the default list as much as
+		// an explicit one: --cipher is never appended (checked with both: their options
+		// dump keeps ncp_ciphers unchanged). They say so in these words.
+		where := " (the default)"
+		if dc := p.seen["data-ciphers"].it; dc != nil {
+			where = fmt.Sprintf(" on line %d", dc.line)
 		}
+		p.warnf(p.cipherItem.line, "DEPRECATED OPTION: --cipher set to '%s' but missing in --data-ciphers (%s)%s. OpenVPN ignores --cipher for cipher negotiations, and so does ovpnd; for a server that cannot negotiate, use data-ciphers-fallback.", c.Cipher, strings.Join(c.DataCiphers, ":"), where)
 	}
 	if it := p.seen["tls-cipher"].it; it != nil && c.TLSVersionMax.Version != 0 && c.TLSVersionMax.Version < tls.VersionTLS13 {
 		if ids, _, err := TLSCipherList(c.TLSCipher); err == nil && len(ids) == 0 {

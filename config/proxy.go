@@ -62,11 +62,10 @@ const maxProxyHeaders = 10
 
 // proxyState gathers the proxy directives while reading; finishProxy builds Config.Proxy.
 type proxyState struct {
-	http, socks *item
-	userPass    *item
-	creds       *ProxyCreds
-	credsData   []byte
-	options     []*item
+	http, socks             *item
+	httpUserPass, socksPass *item
+	httpCreds, socksCreds   *ProxyCreds
+	options                 []*item
 }
 
 // applyHTTPProxy reads "http-proxy HOST PORT [AUTHFILE|stdin|auto|auto-nct] [none|basic|ntlm]".
@@ -108,7 +107,7 @@ func applyHTTPProxy(p *parser, s *scope, it *item) error {
 			if err != nil {
 				return materialErr(it.sub(2), err)
 			}
-			p.proxy.creds, p.proxy.credsData = c, data
+			p.proxy.httpCreds = c
 		}
 	}
 	return nil
@@ -134,8 +133,7 @@ func applyHTTPProxyUserPass(p *parser, s *scope, it *item) error {
 	if err != nil {
 		return materialErr(it, err)
 	}
-	p.proxy.userPass = it
-	p.proxy.creds, p.proxy.credsData = c, data
+	p.proxy.httpUserPass, p.proxy.httpCreds = it, c
 	return nil
 }
 
@@ -205,7 +203,7 @@ func applySOCKSProxy(p *parser, s *scope, it *item) error {
 		if err != nil {
 			return materialErr(it.sub(2), err)
 		}
-		p.proxy.creds, p.proxy.credsData = c, data
+		p.proxy.socksCreds = c
 	}
 	return nil
 }
@@ -220,8 +218,7 @@ func applySOCKSProxyUserPass(p *parser, s *scope, it *item) error {
 	if err != nil {
 		return materialErr(it, err)
 	}
-	p.proxy.userPass = it
-	p.proxy.creds, p.proxy.credsData = c, it.inline
+	p.proxy.socksPass, p.proxy.socksCreds = it, c
 	return nil
 }
 
@@ -272,15 +269,18 @@ func (p *parser) finishProxy() {
 		if len(ps.options) > 0 {
 			p.errf(ps.options[0].line, "http-proxy-option needs an http-proxy")
 		}
-		if ps.userPass != nil && ps.socks == nil {
-			p.errf(ps.userPass.line, "%s needs an http-proxy", describe(ps.userPass))
+		if ps.httpUserPass != nil {
+			p.errf(ps.httpUserPass.line, "%s needs an http-proxy", describe(ps.httpUserPass))
 		}
+	}
+	if ps.socks == nil && ps.socksPass != nil {
+		p.errf(ps.socksPass.line, "%s needs a socks-proxy", describe(ps.socksPass))
 	}
 	switch {
 	case ps.http != nil:
 		a := ps.http.args
 		port, _ := parsePort(a[1])
-		px := &Proxy{Kind: ProxyHTTP, Host: a[0], Port: port, Version: "1.0", Creds: ps.creds}
+		px := &Proxy{Kind: ProxyHTTP, Host: a[0], Port: port, Version: "1.0", Creds: ps.httpCreds}
 		switch {
 		case len(a) < 3:
 			px.Auth = ProxyAuthNone
@@ -321,7 +321,7 @@ func (p *parser) finishProxy() {
 		if len(a) > 1 {
 			port, _ = parsePort(a[1])
 		}
-		px := &Proxy{Kind: ProxySOCKS, Host: a[0], Port: port, Creds: ps.creds}
+		px := &Proxy{Kind: ProxySOCKS, Host: a[0], Port: port, Creds: ps.socksCreds}
 		px.Ask = px.Creds == nil && len(a) > 2 && a[2] == "stdin"
 		c.Proxy = px
 	}

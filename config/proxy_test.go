@@ -51,6 +51,8 @@ func TestProxy(t *testing.T) {
 		{name: "bad header name", text: tcp + "http-proxy proxy.lan 3128\nhttp-proxy-option CUSTOM-HEADER \"X Y\" z\n", wantErr: "cannot be sent as an HTTP header"},
 		{name: "unknown option", text: tcp + "http-proxy proxy.lan 3128\nhttp-proxy-option FOO bar\n", wantErr: "unknown option"},
 		{name: "creds without password", text: tcp + "http-proxy proxy.lan 3128 auto\n<http-proxy-user-pass>\nalice\n</http-proxy-user-pass>\n", wantErr: "no password"},
+		{name: "http creds for socks", text: "socks-proxy socks.lan\n" + userBlock, wantErr: "<http-proxy-user-pass> needs an http-proxy"},
+		{name: "socks creds alone", text: "<socks-proxy-user-pass>\nbob\npw\n</socks-proxy-user-pass>\n", wantErr: "<socks-proxy-user-pass> needs a socks-proxy"},
 		{name: "too many headers", text: tcp + "http-proxy p 1\n" + strings.Repeat("http-proxy-option CUSTOM-HEADER X-A b\n", 11), wantErr: "more than 10 custom headers"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -10,8 +10,8 @@ import (
 )
 
 // TestOvpndCipherNotInDataCiphers is OpenVPN's own t_server_null case 3b: a client whose
-// explicit data-ciphers lacks its --cipher must not use that cipher. OpenVPN 2.6 appends
-// --cipher only to the default list, so against a server that offers nothing else the
+// explicit data-ciphers lacks its --cipher must not use that cipher. OpenVPN 2.6 and 2.7
+// negotiate only from data-ciphers, so against a server that offers nothing else the
 // connection must fail rather than settle on the excluded cipher.
 func TestOvpndCipherNotInDataCiphers(t *testing.T) {
 	skipWithoutOvpnd(t)
