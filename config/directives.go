@@ -323,7 +323,6 @@ func directives() []*directive {
 		ign("management-client", "ovpnd has its own D-Bus API"),
 		ign("setenv", "ovpnd never runs scripts, so environment variables have no reader"),
 		ign("setenv-safe", "ovpnd never runs scripts"),
-		ign("mute", "ovpnd rate-limits its own log"),
 		ign("mute-replay-warnings", "ovpnd counts replays instead of logging each"),
 		ign("ifconfig-nowarn", "ovpnd does not compare option strings with the server"),
 		ign("passtos", "not implemented; packets are sent with the default TOS"),
@@ -354,6 +353,7 @@ func directives() []*directive {
 		ign("http-proxy-retry", "deprecated and without effect in OpenVPN 2.6 (a failed proxy connection is retried like any other)"),
 		ign("socks-proxy-retry", "deprecated and without effect in OpenVPN 2.6 (a failed proxy connection is retried like any other)"),
 		sup("verb", "verb 0-11", 1, 1, "Log verbosity (default 1); a later verb overrides an earlier one.", applyVerb),
+		sup("mute", "mute N", 1, 1, "Log at most N consecutive lines of the same kind, then count the rest (0: no limit); ovpnd also rate-limits its log.", applyMute),
 		sup("ignore-unknown-option", "ignore-unknown-option NAME...", 1, -1, "Warn about the listed unknown directives instead of failing.", applyIgnoreUnknown),
 
 		// Only in PUSH_REPLY.
@@ -1524,6 +1524,15 @@ func applyIgnoreUnknown(p *parser, s *scope, it *item) error {
 	for _, n := range it.args {
 		p.ignoreUnknown[n] = true
 	}
+	return nil
+}
+
+func applyMute(p *parser, s *scope, it *item) error {
+	n, err := parseInt(it.args[0], 1<<20)
+	if err != nil {
+		return err
+	}
+	p.cfg.Mute = n
 	return nil
 }
 

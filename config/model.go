@@ -126,7 +126,9 @@ type Config struct {
 	// PullFilters are applied to pushed options in order; the first match decides.
 	PullFilters []PullFilter
 
-	Verb        int
+	Verb int
+	// Mute is OpenVPN's --mute: at most this many consecutive log lines of one kind (0: no limit).
+	Mute        int
 	AuthNoCache bool
 	AuthRetry   AuthRetry
 	// StaticChallenge is static-challenge: a one-time code asked together with the password.

@@ -279,6 +279,9 @@ func (c *Config) print(w *printer) {
 		w.line("pull-filter", f.Action.String(), f.Text)
 	}
 	w.line("verb", strconv.Itoa(c.Verb))
+	if c.Mute > 0 {
+		w.line("mute", strconv.Itoa(c.Mute))
+	}
 }
 
 func metricString(m int) string {

@@ -323,6 +323,12 @@ func (p *parser) finishProxy() {
 		}
 		px := &Proxy{Kind: ProxySOCKS, Host: a[0], Port: port, Creds: ps.socksCreds}
 		px.Ask = px.Creds == nil && len(a) > 2 && a[2] == "stdin"
+		for _, cn := range c.Connections {
+			if cn.Proto == ProtoUDP && cn.Family == FamilyIPv6 {
+				p.warnf(ps.socks.line, "proto udp6 does not work with socks-proxy; remote %s is reached over IPv4, as OpenVPN does", cn.Remote)
+				break
+			}
+		}
 		c.Proxy = px
 	}
 }

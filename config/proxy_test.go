@@ -85,6 +85,13 @@ func TestProxy(t *testing.T) {
 	}
 }
 
+func TestSOCKSUDP6Warns(t *testing.T) {
+	_, ws, err := parseText(t, base+"proto udp6\nsocks-proxy socks.lan\n")
+	if err != nil || !strings.Contains(warnText(ws), "proto udp6 does not work with socks-proxy") {
+		t.Fatalf("warnings %q, error %v", warnText(ws), err)
+	}
+}
+
 // TestProxyFilesRefusedInline: the daemon parses with ParseInline, which must not read the
 // credential files that http-proxy and socks-proxy name in their third argument.
 func TestProxyFilesRefusedInline(t *testing.T) {

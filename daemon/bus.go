@@ -3,6 +3,7 @@ package daemon
 import (
 	"encoding/xml"
 	"fmt"
+	"strings"
 	"sync"
 
 	"github.com/godbus/dbus/v5"
@@ -16,6 +17,10 @@ type bus struct {
 	conn *dbus.Conn
 	auth Authorizer
 	log  Logger
+
+	// sigs receives the bus's signals; listenDone is closed when the listener returned.
+	sigs       chan *dbus.Signal
+	listenDone chan struct{}
 
 	mu      sync.Mutex
 	watched map[string]bool
@@ -45,9 +50,15 @@ func (b *bus) listen() error {
 	}
 	ch := make(chan *dbus.Signal, 64)
 	b.conn.Signal(ch)
+	b.sigs, b.listenDone = ch, make(chan struct{})
 	go func() {
+		defer close(b.listenDone)
 		for sig := range ch {
-			if sig.Name != "org.freedesktop.DBus.NameOwnerChanged" || len(sig.Body) != 3 {
+			// Any connection can send a signal to the daemon's unique name; only the bus
+			// itself speaks for NameOwnerChanged. A spoofed one would end a victim's
+			// subscriptions.
+			if sig.Sender != busDriver || sig.Path != "/org/freedesktop/DBus" ||
+				sig.Name != "org.freedesktop.DBus.NameOwnerChanged" || len(sig.Body) != 3 {
 				continue
 			}
 			name, _ := sig.Body[0].(string)
@@ -66,6 +77,21 @@ func (b *bus) listen() error {
 		}
 	}()
 	return nil
+}
+
+// busDriver is the sender of the bus's own signals.
+const busDriver = "org.freedesktop.DBus"
+
+// close stops the signal listener and waits for it. The connection stays open (its owner
+// closes it).
+func (b *bus) close() {
+	if b == nil || b.sigs == nil {
+		return
+	}
+	b.conn.RemoveSignal(b.sigs)
+	close(b.sigs)
+	<-b.listenDone
+	b.sigs = nil
 }
 
 // watch remembers that name has subscriptions to end when it leaves.
@@ -114,30 +140,148 @@ func (b *bus) iface(name string) introspect.Interface {
 }
 
 // exportObject exports the API interface ifaceName (implemented by impl), the properties
-// handler and introspection data at path.
-func (b *bus) exportObject(path dbus.ObjectPath, ifaceName string, impl, props any, children ...string) error {
+// handler and introspection data at path. mayRead, when set, guards introspection like the
+// other methods: a caller who may not see the object gets the same NotFound as for a path
+// with nothing on it.
+func (b *bus) exportObject(path dbus.ObjectPath, ifaceName string, impl, props any, mayRead func(dbus.Sender) *dbus.Error, children ...string) error {
 	if err := b.conn.Export(impl, path, ifaceName); err != nil {
 		return fmt.Errorf("exporting %s at %s: %w", ifaceName, path, err)
 	}
 	if err := b.conn.Export(props, path, api.PropertiesInterface); err != nil {
 		return fmt.Errorf("exporting properties at %s: %w", path, err)
 	}
+	// org.freedesktop.DBus.Peer is not listed: godbus answers it and NewIntrospectable adds
+	// it (listing it here too made busctl refuse the XML: "duplicate method 'Ping'").
 	node := &introspect.Node{
 		Name: string(path),
 		Interfaces: []introspect.Interface{
 			introspect.IntrospectData,
 			b.propertiesIntrospection(),
-			peerIntrospection,
 			b.iface(ifaceName),
 		},
 	}
 	for _, c := range children {
 		node.Children = append(node.Children, introspect.Node{Name: c})
 	}
-	if err := b.conn.Export(introspect.NewIntrospectable(node), path, "org.freedesktop.DBus.Introspectable"); err != nil {
+	in := introspector{xml: string(introspect.NewIntrospectable(node)), mayRead: mayRead}
+	if err := b.conn.Export(in, path, "org.freedesktop.DBus.Introspectable"); err != nil {
 		return fmt.Errorf("exporting introspection at %s: %w", path, err)
 	}
 	return nil
+}
+
+// introspector serves one object's introspection XML to those who may see the object.
+type introspector struct {
+	xml     string
+	mayRead func(dbus.Sender) *dbus.Error
+}
+
+// Introspect returns the object's XML.
+func (i introspector) Introspect(sender dbus.Sender) (string, *dbus.Error) {
+	if i.mayRead != nil {
+		if derr := i.mayRead(sender); derr != nil {
+			return "", derr
+		}
+	}
+	return i.xml, nil
+}
+
+// exportSessionTree serves the session path prefix itself and every path below it that has no
+// session: introspecting the prefix lists only the caller's own sessions (visible gives
+// their element names for a uid), and any call on a path with no session, or with another
+// user's, answers the same NotFound.
+func (b *bus) exportSessionTree(visible func(uid uint32) []string) error {
+	root := dbus.ObjectPath(strings.TrimSuffix(api.SessionPathPrefix, "/"))
+	t := sessionTree{b: b, root: root, visible: visible}
+	for iface, v := range map[string]any{
+		"org.freedesktop.DBus.Introspectable": treeIntrospect{t},
+		api.SessionInterface:                  treeSession{t},
+		api.PropertiesInterface:               treeProps{t},
+	} {
+		if err := b.conn.ExportSubtree(v, root, iface); err != nil {
+			return fmt.Errorf("exporting %s below %s: %w", iface, root, err)
+		}
+	}
+	return nil
+}
+
+type sessionTree struct {
+	b       *bus
+	root    dbus.ObjectPath
+	visible func(uid uint32) []string
+}
+
+func pathOf(msg dbus.Message) dbus.ObjectPath {
+	p, _ := msg.Headers[dbus.FieldPath].Value().(dbus.ObjectPath)
+	return p
+}
+
+type treeIntrospect struct{ t sessionTree }
+
+// Introspect lists the caller's sessions at the prefix and answers NotFound below it.
+func (ti treeIntrospect) Introspect(sender dbus.Sender, msg dbus.Message) (string, *dbus.Error) {
+	path := pathOf(msg)
+	if path != ti.t.root {
+		return "", errNoObject(path)
+	}
+	uid, err := ti.t.b.auth.CallerUID(sender)
+	if err != nil {
+		return "", errFailed("%v", err)
+	}
+	node := &introspect.Node{Name: string(path), Interfaces: []introspect.Interface{introspect.IntrospectData}}
+	for _, n := range ti.t.visible(uid) {
+		node.Children = append(node.Children, introspect.Node{Name: n})
+	}
+	return string(introspect.NewIntrospectable(node)), nil
+}
+
+// treeSession answers net.ovpnd1.Session calls on paths with no session (visible to the
+// caller) with NotFound; its methods mirror sessionIface's signatures so that the arguments
+// decode and the answer is the same as for another user's session.
+type treeSession struct{ t sessionTree }
+
+// Disconnect answers NotFound.
+func (ts treeSession) Disconnect(msg dbus.Message) *dbus.Error { return errNoObject(pathOf(msg)) }
+
+// Restart answers NotFound.
+func (ts treeSession) Restart(msg dbus.Message) *dbus.Error { return errNoObject(pathOf(msg)) }
+
+// PendingInput answers NotFound.
+func (ts treeSession) PendingInput(msg dbus.Message) ([]api.InputEntry, *dbus.Error) {
+	return nil, errNoObject(pathOf(msg))
+}
+
+// ProvideInput answers NotFound.
+func (ts treeSession) ProvideInput(msg dbus.Message, _ uint32, _ string) *dbus.Error {
+	return errNoObject(pathOf(msg))
+}
+
+// LogHistory answers NotFound.
+func (ts treeSession) LogHistory(msg dbus.Message) ([]api.LogEntry, *dbus.Error) {
+	return nil, errNoObject(pathOf(msg))
+}
+
+// Subscribe answers NotFound.
+func (ts treeSession) Subscribe(msg dbus.Message) *dbus.Error { return errNoObject(pathOf(msg)) }
+
+// Unsubscribe answers NotFound.
+func (ts treeSession) Unsubscribe(msg dbus.Message) *dbus.Error { return errNoObject(pathOf(msg)) }
+
+type treeProps struct{ t sessionTree }
+
+// Get answers NotFound.
+func (tp treeProps) Get(msg dbus.Message, _, _ string) (dbus.Variant, *dbus.Error) {
+	return dbus.Variant{}, errNoObject(pathOf(msg))
+}
+
+// GetAll answers NotFound.
+func (tp treeProps) GetAll(msg dbus.Message, _ string) (map[string]dbus.Variant, *dbus.Error) {
+	return nil, errNoObject(pathOf(msg))
+}
+
+// Set answers NotFound.
+func (tp treeProps) Set(msg dbus.Message, _, _ string, _ dbus.Variant) *dbus.Error {
+	return errNoObject(pathOf(msg))
 }
 
 // unexport removes everything exportObject added.
@@ -145,14 +289,6 @@ func (b *bus) unexport(path dbus.ObjectPath, ifaceName string) {
 	for _, i := range []string{ifaceName, api.PropertiesInterface, "org.freedesktop.DBus.Introspectable"} {
 		_ = b.conn.Export(nil, path, i)
 	}
-}
-
-var peerIntrospection = introspect.Interface{
-	Name: "org.freedesktop.DBus.Peer",
-	Methods: []introspect.Method{
-		{Name: "Ping"},
-		{Name: "GetMachineId", Args: []introspect.Arg{{Name: "machine_uuid", Type: "s", Direction: "out"}}},
-	},
 }
 
 func (b *bus) propertiesIntrospection() introspect.Interface {

@@ -72,7 +72,7 @@ func TestHandlersMatchContract(t *testing.T) {
 				iface = i
 			}
 		}
-		o := &object{tun: &fakeTunnel{}, subs: map[string]struct{}{}}
+		o := &object{tun: &fakeTunnel{}, subs: map[string]subscription{}}
 		props := o.props()
 		if len(props) != len(iface.Properties) {
 			t.Errorf("%d properties served, %d declared", len(props), len(iface.Properties))
@@ -92,7 +92,7 @@ func TestHandlersMatchContract(t *testing.T) {
 					emits = false
 				}
 			}
-			if emits == counterProps[p.Name] {
+			if emits == api.CounterProps[p.Name] {
 				t.Errorf("property %s: EmitsChangedSignal annotation disagrees with publishProps", p.Name)
 			}
 		}
@@ -185,6 +185,7 @@ type fakeTunnel struct {
 	mu       sync.Mutex
 	status   session.Status
 	subs     []chan session.Event
+	watchers []chan struct{}
 	stop     chan struct{}
 	restarts int
 	creds    func(ctx context.Context) (string, string, error)
@@ -210,6 +211,14 @@ func (f *fakeTunnel) Subscribe() (<-chan session.Event, func()) {
 	return ch, func() {}
 }
 
+func (f *fakeTunnel) Watch() (<-chan struct{}, func()) {
+	ch := make(chan struct{}, 1)
+	f.mu.Lock()
+	f.watchers = append(f.watchers, ch)
+	f.mu.Unlock()
+	return ch, func() {}
+}
+
 func (f *fakeTunnel) set(st session.State, reason string) {
 	f.mu.Lock()
 	f.status.State, f.status.Reason = st, reason
@@ -220,11 +229,13 @@ func (f *fakeTunnel) set(st session.State, reason string) {
 		f.status.Addrs = []netip.Prefix{netip.MustParsePrefix("10.8.0.2/24")}
 		f.status.Connected = time.Now()
 	}
-	subs := append([]chan session.Event(nil), f.subs...)
-	f.mu.Unlock()
-	for _, ch := range subs {
-		ch <- session.Event{Kind: session.EventStateChanged, State: st, Reason: reason, Time: time.Now()}
+	for _, ch := range f.watchers {
+		select {
+		case ch <- struct{}{}:
+		default:
+		}
 	}
+	f.mu.Unlock()
 }
 
 func (f *fakeTunnel) log(msg string) {
@@ -242,9 +253,20 @@ func (f *fakeTunnel) Run(ctx context.Context) error {
 	f.log("connecting")
 	f.set(session.StateAuthenticating, "")
 	if f.creds != nil {
-		u, p, err := f.creds(ctx)
+		f.set(session.StateWaitingInput, "")
+		// Like the session, Disconnect ends the prompt.
+		cctx, cancel := context.WithCancel(ctx)
+		go func() {
+			select {
+			case <-f.stop:
+				cancel()
+			case <-cctx.Done():
+			}
+		}()
+		u, p, err := f.creds(cctx)
+		cancel()
 		if err != nil {
-			f.set(session.StateDisconnected, err.Error())
+			f.set(session.StateFailed, err.Error())
 			return err
 		}
 		f.mu.Lock()
@@ -365,6 +387,9 @@ func privateBus(t *testing.T) string {
 	return "unix:path=" + sock
 }
 
+// busAddrs remembers which bus each dialled connection is on.
+var busAddrs = map[*dbus.Conn]string{}
+
 // fakeAuth maps bus names to uids and allows actions from a table.
 type fakeAuth struct {
 	mu      sync.Mutex
@@ -372,6 +397,8 @@ type fakeAuth struct {
 	allowed map[uint32]bool
 	// deny, when set, refuses actions the table allows.
 	deny func(uid uint32, action string) bool
+	// others, when set, is the uid of every sender not in uids (busctl's connections).
+	others *uint32
 }
 
 func (a *fakeAuth) CallerUID(s dbus.Sender) (uint32, error) {
@@ -379,6 +406,9 @@ func (a *fakeAuth) CallerUID(s dbus.Sender) (uint32, error) {
 	defer a.mu.Unlock()
 	uid, ok := a.uids[string(s)]
 	if !ok {
+		if a.others != nil {
+			return *a.others, nil
+		}
 		return 0, fmt.Errorf("unknown sender %s", s)
 	}
 	return uid, nil
@@ -399,6 +429,7 @@ func dial(t *testing.T, addr string) *dbus.Conn {
 	if err != nil {
 		t.Fatal(err)
 	}
+	busAddrs[c] = addr
 	t.Cleanup(func() { c.Close() })
 	return c
 }
@@ -550,12 +581,16 @@ func TestManagerOverBus(t *testing.T) {
 			{api.SessionInterface + ".Subscribe", nil},
 			{api.PropertiesInterface + ".GetAll", []any{api.SessionInterface}},
 			{api.PropertiesInterface + ".Get", []any{api.SessionInterface, "State"}},
+			{"org.freedesktop.DBus.Introspectable.Introspect", nil},
 		}
 		for _, c := range calls {
 			t.Run(c.method, func(t *testing.T) {
+				// Another user's session and a path with no session answer the same.
 				err := sobj(bob).Call(c.method, 0, c.args...).Err
-				if dbusErrName(err) != api.ErrAccessDenied {
-					t.Errorf("%s by another user: %v, want AccessDenied", c.method, err)
+				none := bob.Object(api.BusName, dbus.ObjectPath(api.SessionPath("nosuch"))).Call(c.method, 0, c.args...).Err
+				want := strings.Replace(fmt.Sprint(none), api.SessionPath("nosuch"), string(path), 1)
+				if dbusErrName(err) != api.ErrNotFound || fmt.Sprint(err) != want {
+					t.Errorf("%s by another user: %v; on a path with no session: %v", c.method, err, none)
 				}
 			})
 		}

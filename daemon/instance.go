@@ -96,7 +96,7 @@ func NewInstance(opts InstanceOptions) (*Instance, error) {
 		if err := b.listen(); err != nil {
 			return nil, err
 		}
-		if err := b.exportObject(o.path, api.SessionInterface, sessionIface{o}, sessionProps{o}); err != nil {
+		if err := b.exportObject(o.path, api.SessionInterface, sessionIface{o}, sessionProps{o}, o.mayIntrospect); err != nil {
 			return nil, err
 		}
 		reply, err := opts.Conn.RequestName(api.InstanceBusName(opts.Name), dbus.NameFlagDoNotQueue)
@@ -110,7 +110,7 @@ func NewInstance(opts InstanceOptions) (*Instance, error) {
 	return &Instance{obj: o, opts: opts}, nil
 }
 
-// Tunnel is the instance's session, for observers such as Notifier.
+// Tunnel is the instance's session, for observers such as Notifier; call it before Run.
 func (i *Instance) Tunnel() Tunnel { return i.obj.tun }
 
 // Run runs the session until ctx ends, Disconnect, or a fatal error.
@@ -118,16 +118,27 @@ func (i *Instance) Run(ctx context.Context) error {
 	done := make(chan struct{})
 	i.obj.start(ctx, func(*object) { close(done) })
 	<-done
+	// Every goroutine of the instance is joined: the object's two by done, the bus
+	// listener here.
+	i.obj.bus.close()
 	i.obj.mu.Lock()
 	defer i.obj.mu.Unlock()
 	return i.obj.runErr
 }
 
 // Restart reconnects (SIGHUP).
-func (i *Instance) Restart() { i.obj.tun.Restart() }
+func (i *Instance) Restart() {
+	if tun := i.obj.tunnel(); tun != nil {
+		tun.Restart()
+	}
+}
 
 // Disconnect stops the session cleanly (SIGTERM).
-func (i *Instance) Disconnect() { i.obj.tun.Disconnect() }
+func (i *Instance) Disconnect() {
+	if tun := i.obj.tunnel(); tun != nil {
+		tun.Disconnect()
+	}
+}
 
 // maxCredentialFile bounds the credentials file; it holds two short lines.
 const maxCredentialFile = 64 << 10

@@ -19,10 +19,15 @@ type Logger interface {
 
 // NewLogger logs to journald with the structured fields OVPND_SESSION and OVPND_STATE when
 // the process runs under systemd (JOURNAL_STREAM is set and the journal socket is there),
-// and to w otherwise.
+// and to w (stderr when nil) otherwise.
 func NewLogger(w io.Writer) Logger {
 	if os.Getenv("JOURNAL_STREAM") != "" && journal.Enabled() {
 		return journalLogger{}
+	}
+	if w == nil {
+		// Without journald and without a writer, stderr: a nil writer used to make the
+		// first line panic.
+		w = os.Stderr
 	}
 	return &textLogger{w: w}
 }

@@ -47,9 +47,14 @@ type Manager struct {
 	ctx       context.Context
 	stopAll   context.CancelFunc
 
+	// wg counts every goroutine the manager starts (the reaper, each session's two); Shutdown
+	// waits for all of them.
+	wg   sync.WaitGroup
+	quit chan struct{} // closed by Shutdown: the reaper ends
+
 	mu       sync.Mutex
 	sessions map[sessionKey]*object
-	subs     map[string]struct{}
+	subs     map[string]subscription
 	closing  bool
 }
 
@@ -72,7 +77,7 @@ func NewManager(opts Options) (*Manager, error) {
 	if err != nil {
 		return nil, err
 	}
-	m := &Manager{bus: b, opts: opts, newTunnel: opts.NewTunnel, sessions: map[sessionKey]*object{}, subs: map[string]struct{}{}}
+	m := &Manager{bus: b, opts: opts, newTunnel: opts.NewTunnel, sessions: map[sessionKey]*object{}, subs: map[string]subscription{}, quit: make(chan struct{})}
 	if m.newTunnel == nil {
 		m.newTunnel = newSessionTunnel
 	}
@@ -81,10 +86,57 @@ func NewManager(opts Options) (*Manager, error) {
 	if err := b.listen(); err != nil {
 		return nil, err
 	}
-	if err := b.exportObject(api.ManagerPath, api.ManagerInterface, managerIface{m}, managerProps{}, "session"); err != nil {
+	if err := b.exportObject(api.ManagerPath, api.ManagerInterface, managerIface{m}, managerProps{}, nil, "session"); err != nil {
+		b.close()
 		return nil, err
 	}
+	if err := b.exportSessionTree(m.visibleNames); err != nil {
+		b.close()
+		return nil, err
+	}
+	m.wg.Add(1)
+	go m.reaper()
 	return m, nil
+}
+
+// reaper removes finished sessions once they lingered long enough.
+func (m *Manager) reaper() {
+	defer m.wg.Done()
+	t := time.NewTicker(max(m.opts.Linger/4, 10*time.Millisecond))
+	defer t.Stop()
+	for {
+		select {
+		case <-m.quit:
+			return
+		case now := <-t.C:
+			m.mu.Lock()
+			var old []*object
+			for _, o := range m.sessions {
+				if fin, at := o.finishedTime(); fin && now.Sub(at) >= m.opts.Linger {
+					old = append(old, o)
+				}
+			}
+			m.mu.Unlock()
+			for _, o := range old {
+				m.remove(o)
+			}
+		}
+	}
+}
+
+// visibleNames are the element names under the session path that uid may see (introspection
+// of /net/ovpnd1/session lists only the caller's own sessions).
+func (m *Manager) visibleNames(uid uint32) []string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out []string
+	for _, o := range m.sessions {
+		if uid == 0 || o.owner == uid {
+			out = append(out, strings.TrimPrefix(string(o.path), api.SessionPathPrefix))
+		}
+	}
+	sort.Strings(out)
+	return out
 }
 
 // forget ends every subscription of a connection that left the bus.
@@ -107,8 +159,10 @@ func (m *Manager) RestartAll() {
 	objs := m.running()
 	m.mu.Unlock()
 	for _, o := range objs {
-		o.log.Log(1, o.name, "", "restart requested by SIGHUP")
-		o.tun.Restart()
+		if tun := o.tunnel(); tun != nil {
+			o.log.Log(1, o.name, "", "restart requested by SIGHUP")
+			tun.Restart()
+		}
 	}
 }
 
@@ -123,14 +177,22 @@ func (m *Manager) running() []*object {
 }
 
 // Shutdown disconnects every session (each notifies its server and removes its network
-// settings) and waits for them until ctx ends; then it cancels whatever is left.
+// settings) and waits for them until ctx ends; then it cancels whatever is left. It returns
+// when every goroutine the manager started has returned.
 func (m *Manager) Shutdown(ctx context.Context) error {
 	m.mu.Lock()
+	alreadyClosing := m.closing
 	m.closing = true
 	objs := m.running()
 	m.mu.Unlock()
+	if alreadyClosing {
+		m.wg.Wait()
+		return nil
+	}
 	for _, o := range objs {
-		o.tun.Disconnect()
+		if tun := o.tunnel(); tun != nil {
+			tun.Disconnect()
+		}
 	}
 	for _, o := range objs {
 		select {
@@ -141,18 +203,10 @@ func (m *Manager) Shutdown(ctx context.Context) error {
 		}
 	}
 	m.stopAll()
+	close(m.quit)
+	m.wg.Wait()
+	m.bus.close()
 	return nil
-}
-
-// sessionEnded keeps a finished session visible for the linger time.
-func (m *Manager) sessionEnded(o *object) {
-	m.mu.Lock()
-	closing := m.closing
-	m.mu.Unlock()
-	if closing {
-		return
-	}
-	time.AfterFunc(m.opts.Linger, func() { m.remove(o) })
 }
 
 // remove unexports a finished session (unless a new one took its name meanwhile).
@@ -168,21 +222,17 @@ func (m *Manager) remove(o *object) {
 	m.mu.Unlock()
 	m.bus.unexport(o.path, api.SessionInterface)
 	for _, s := range subs {
-		m.bus.signal(s.name, api.ManagerPath, api.ManagerInterface, "SessionRemoved", o.path, o.name)
+		m.bus.signal(s, api.ManagerPath, api.ManagerInterface, api.SignalSessionRemoved, o.path, o.name)
 	}
 }
 
-type subscriber struct {
-	name string
-}
-
-// visibleSubs are the manager subscribers allowed to hear about owner's sessions.
-func (m *Manager) visibleSubs(owner uint32) []subscriber {
-	var out []subscriber
-	for s := range m.subs {
-		uid, err := m.bus.auth.CallerUID(dbus.Sender(s))
-		if err == nil && (uid == 0 || uid == owner) {
-			out = append(out, subscriber{s})
+// visibleSubs are the manager subscribers allowed to hear about owner's sessions; m.mu is
+// held.
+func (m *Manager) visibleSubs(owner uint32) []string {
+	var out []string
+	for s, sub := range m.subs {
+		if sub.uid == 0 || sub.uid == owner {
+			out = append(out, s)
 		}
 	}
 	return out
@@ -224,11 +274,21 @@ func (mi managerIface) Start(sender dbus.Sender, msg dbus.Message, name, profile
 	// access, so a profile naming /etc/shadow is refused, never read.
 	cfg, _, err := config.ParseInline(name, []byte(profile))
 	if err != nil {
-		msgs := []string{}
-		for _, e := range config.Errors(err) {
-			msgs = append(msgs, e.Error())
+		// A megabyte of bad lines makes thousands of errors: only what fits the reply is
+		// ever formatted.
+		var b strings.Builder
+		errs := config.Errors(err)
+		for i, e := range errs {
+			if b.Len() >= maxErrorText {
+				fmt.Fprintf(&b, "\n(%d more errors)", len(errs)-i)
+				break
+			}
+			if i > 0 {
+				b.WriteByte('\n')
+			}
+			b.WriteString(clipUTF8(e.Error(), maxErrorText))
 		}
-		return "", busError(api.ErrInvalidProfile, "%s", strings.Join(msgs, "\n"))
+		return "", busError(api.ErrInvalidProfile, "%s", b.String())
 	}
 	if err := checkOwnerProfile(cfg, uid); err != nil {
 		return "", busError(api.ErrInvalidProfile, "%v", err)
@@ -253,6 +313,7 @@ func (mi managerIface) Start(sender dbus.Sender, msg dbus.Message, name, profile
 		m.mu.Unlock()
 		return "", errFailed("ovpnd is shutting down")
 	}
+	var evicted []*object
 	key := sessionKey{uid, name}
 	if old, ok := m.sessions[key]; ok {
 		if !old.isFinished() {
@@ -261,7 +322,7 @@ func (mi managerIface) Start(sender dbus.Sender, msg dbus.Message, name, profile
 		}
 		// A finished session's name is free again.
 		delete(m.sessions, key)
-		m.bus.unexport(old.path, api.SessionInterface)
+		evicted = append(evicted, old)
 	}
 	running := m.running()
 	if len(running) >= api.MaxSessions {
@@ -280,6 +341,10 @@ func (mi managerIface) Start(sender dbus.Sender, msg dbus.Message, name, profile
 			return "", busError(api.ErrLimitExceeded, "uid %d runs %d sessions; the limit is %d", uid, n, api.MaxSessionsPerUser)
 		}
 	}
+	// Finished sessions count too: a user's oldest ones are forgotten to stay within
+	// MaxFinishedPerUser (and everyone's within MaxFinished), so failing Starts cannot pile
+	// up objects.
+	evicted = append(evicted, m.evictFinishedLocked(uid)...)
 	o := newObject(m.bus, name, uid, cfg, m.opts.Log)
 	o.path = path
 	tun, err := m.newTunnel(cfg, ownerOptions(o.sessionOptions(m.opts.StateDir), uid, name, override))
@@ -288,16 +353,20 @@ func (mi managerIface) Start(sender dbus.Sender, msg dbus.Message, name, profile
 		return "", busError(api.ErrInvalidProfile, "%v", err)
 	}
 	o.tun = tun
-	if err := m.bus.exportObject(o.path, api.SessionInterface, sessionIface{o}, sessionProps{o}); err != nil {
+	if err := m.bus.exportObject(o.path, api.SessionInterface, sessionIface{o}, sessionProps{o}, o.mayIntrospect); err != nil {
 		m.mu.Unlock()
 		return "", errFailed("%v", err)
 	}
 	m.sessions[key] = o
 	subs := m.visibleSubs(uid)
+	m.wg.Add(1)
 	m.mu.Unlock()
+	for _, old := range evicted {
+		m.forgetObject(old)
+	}
 
 	// The caller hears everything from the first state change on.
-	_ = o.subscribe(sender)
+	_ = o.subscribe(sender, uid)
 	m.bus.watch(string(sender))
 	note := ""
 	if override && uid != 0 {
@@ -305,10 +374,64 @@ func (mi managerIface) Start(sender dbus.Sender, msg dbus.Message, name, profile
 	}
 	m.opts.Log.Log(1, name, "", fmt.Sprintf("session started by uid %d (%s)%s", uid, sender, note))
 	for _, s := range subs {
-		m.bus.signal(s.name, api.ManagerPath, api.ManagerInterface, "SessionAdded", o.path, name, uid)
+		m.bus.signal(s, api.ManagerPath, api.ManagerInterface, api.SignalSessionAdded, o.path, name, uid)
 	}
-	o.start(m.ctx, m.sessionEnded)
+	o.start(m.ctx, func(*object) { m.wg.Done() })
 	return o.path, nil
+}
+
+// evictFinishedLocked takes the oldest finished sessions out of the table until uid has
+// fewer than MaxFinishedPerUser and everyone fewer than MaxFinished; m.mu is held. The
+// caller unexports them (forgetObject) after unlocking.
+func (m *Manager) evictFinishedLocked(uid uint32) []*object {
+	var mine, all []*object
+	for _, o := range m.sessions {
+		if fin, _ := o.finishedTime(); fin {
+			all = append(all, o)
+			if o.owner == uid {
+				mine = append(mine, o)
+			}
+		}
+	}
+	byAge := func(l []*object) {
+		sort.Slice(l, func(i, j int) bool {
+			_, a := l[i].finishedTime()
+			_, b := l[j].finishedTime()
+			return a.Before(b)
+		})
+	}
+	byAge(mine)
+	byAge(all)
+	var out []*object
+	gone := map[*object]bool{}
+	for len(mine) >= api.MaxFinishedPerUser {
+		out, gone[mine[0]] = append(out, mine[0]), true
+		delete(m.sessions, sessionKey{mine[0].owner, mine[0].name})
+		mine = mine[1:]
+	}
+	n := len(all) - len(out)
+	for _, o := range all {
+		if n < api.MaxFinished {
+			break
+		}
+		if !gone[o] {
+			out = append(out, o)
+			delete(m.sessions, sessionKey{o.owner, o.name})
+			n--
+		}
+	}
+	return out
+}
+
+// forgetObject unexports a session taken out of the table and tells its subscribers.
+func (m *Manager) forgetObject(o *object) {
+	m.mu.Lock()
+	subs := m.visibleSubs(o.owner)
+	m.mu.Unlock()
+	m.bus.unexport(o.path, api.SessionInterface)
+	for _, s := range subs {
+		m.bus.signal(s, api.ManagerPath, api.ManagerInterface, api.SignalSessionRemoved, o.path, o.name)
+	}
 }
 
 func (m *Manager) instanceRunning(name string) (bool, error) {
@@ -366,12 +489,30 @@ func (mi managerIface) Lookup(sender dbus.Sender, name string) (dbus.ObjectPath,
 
 // Subscribe sends SessionAdded and SessionRemoved to the caller.
 func (mi managerIface) Subscribe(sender dbus.Sender) *dbus.Error {
+	uid, err := mi.m.bus.auth.CallerUID(sender)
+	if err != nil {
+		return errFailed("%v", err)
+	}
 	mi.m.mu.Lock()
 	defer mi.m.mu.Unlock()
-	if _, ok := mi.m.subs[string(sender)]; !ok && len(mi.m.subs) >= api.MaxSubscribers*4 {
+	if _, ok := mi.m.subs[string(sender)]; ok {
+		return nil
+	}
+	if len(mi.m.subs) >= api.MaxSubscribers*4 {
 		return busError(api.ErrLimitExceeded, "too many subscribers")
 	}
-	mi.m.subs[string(sender)] = struct{}{}
+	if uid != 0 {
+		n := 0
+		for _, s := range mi.m.subs {
+			if s.uid == uid {
+				n++
+			}
+		}
+		if n >= api.MaxSubscriptionsPerUser {
+			return busError(api.ErrLimitExceeded, "uid %d has %d subscriptions; the limit is %d", uid, n, api.MaxSubscriptionsPerUser)
+		}
+	}
+	mi.m.subs[string(sender)] = subscription{uid: uid}
 	mi.m.bus.watch(string(sender))
 	return nil
 }

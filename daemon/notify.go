@@ -45,14 +45,17 @@ func (n *Notifier) Notify(state string) error {
 func (n *Notifier) Status(text string) error { return n.Notify("STATUS=" + oneLine(text)) }
 
 // Observe follows t until ctx ends or the returned stop is called; stop waits for the
-// observer to finish. Call it before t.Run so that no state is missed.
+// observer to finish. It re-reads t's status whenever t wakes it, so it reports the latest
+// state even when it misses transient ones; call it before t.Run.
 func (n *Notifier) Observe(ctx context.Context, t Tunnel) (stop func()) {
+	wake, unwatch := t.Watch()
 	events, unsubscribe := t.Subscribe()
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
+		defer unwatch()
 		defer unsubscribe()
 		var tick <-chan time.Time
 		if n.watchdog > 0 {
@@ -61,6 +64,7 @@ func (n *Notifier) Observe(ctx context.Context, t Tunnel) (stop func()) {
 			tick = tk.C
 		}
 		ready, stopping := false, false
+		last := ""
 		for {
 			select {
 			case <-ctx.Done():
@@ -71,27 +75,32 @@ func (n *Notifier) Observe(ctx context.Context, t Tunnel) (stop func()) {
 				_ = t.Status()
 				n.Notify("WATCHDOG=1")
 			case ev := <-events:
+				// Log events are lossy; an auth-pending notice only refines the status.
 				if ev.Kind == session.EventAuthPending {
 					n.Status(pendingStatus(ev.Message))
-					continue
+					last = ""
 				}
-				if ev.Kind != session.EventStateChanged {
-					continue
+			case <-wake:
+				st := t.Status()
+				line := statusLine(st)
+				var msgs []string
+				if line != last {
+					last = line
+					msgs = append(msgs, "STATUS="+line)
 				}
-				msgs := []string{"STATUS=" + statusLine(ev, t)}
-				switch ev.State {
-				case session.StateConnected:
-					if !ready {
-						ready = true
-						msgs = append(msgs, "READY=1")
-					}
-				case session.StateExiting, session.StateDisconnected:
-					if !stopping {
-						stopping = true
-						msgs = append(msgs, "STOPPING=1")
-					}
+				// Connected is set for good once a connection came up, so a wake-up
+				// that coalesced past the connected state still sends READY=1.
+				if !ready && !st.Connected.IsZero() && !st.State.Finished() {
+					ready = true
+					msgs = append(msgs, "READY=1")
 				}
-				n.Notify(strings.Join(msgs, "\n"))
+				if !stopping && (st.State == session.StateExiting || st.State.Finished()) {
+					stopping = true
+					msgs = append(msgs, "STOPPING=1")
+				}
+				if len(msgs) > 0 {
+					n.Notify(strings.Join(msgs, "\n"))
+				}
 			}
 		}
 	}()
@@ -115,11 +124,9 @@ func pendingStatus(method string) string {
 	return "waiting for authentication to complete (" + method + ")"
 }
 
-// statusLine is the STATUS= text for a state change.
-func statusLine(ev session.Event, t Tunnel) string {
-	s := ev.State.String()
-	if ev.State == session.StateConnected {
-		st := t.Status()
+// statusLine is the STATUS= text for a status.
+func statusLine(st session.Status) string {
+	if st.State == session.StateConnected {
 		parts := []string{"connected"}
 		if st.Remote.IsValid() {
 			parts = append(parts, "to "+st.Proto+":"+st.Remote.String())
@@ -133,8 +140,9 @@ func statusLine(ev session.Event, t Tunnel) string {
 		}
 		return strings.Join(parts, " ")
 	}
-	if ev.Reason != "" {
-		s = fmt.Sprintf("%s: %s", s, ev.Reason)
+	s := st.State.String()
+	if st.Reason != "" {
+		s = fmt.Sprintf("%s: %s", s, st.Reason)
 	}
 	return oneLine(s)
 }
@@ -142,8 +150,5 @@ func statusLine(ev session.Event, t Tunnel) string {
 // oneLine keeps sd_notify's newline-separated format intact and the line short.
 func oneLine(s string) string {
 	s = strings.ReplaceAll(s, "\n", " ")
-	if len(s) > 512 {
-		s = s[:512]
-	}
-	return s
+	return clipUTF8(s, 512)
 }

@@ -27,6 +27,15 @@ type inputRequest struct {
 	value    string
 }
 
+// credRequest is one call of the session's Credentials callback: the inputs it waits for and
+// its own wake-up channel. A newer call takes over the inputs (same ids, answers kept) so
+// that an answer typed for a prompt that a reconnect replaced reaches the live request.
+type credRequest struct {
+	label  string // "Auth", "HTTP Proxy", ...
+	inputs []*inputRequest
+	wake   chan struct{} // signalled by ProvideInput; only this request's waiter reads it
+}
+
 type logLine struct {
 	usec  uint64
 	level uint32
@@ -48,31 +57,32 @@ type object struct {
 	cancel context.CancelFunc
 	done   chan struct{} // closed when Run returned and the final state is published
 
-	mu        sync.Mutex
-	state     string // API state; waiting-input overrides the tunnel's while inputs are pending
-	reason    string
-	finished  bool
-	runErr    error // what Run returned
-	inputs    []*inputRequest
-	nextID    uint32
-	inputWake chan struct{} // signalled when an input is answered
-	ring      []logLine
-	ringNext  int
-	subs      map[string]struct{}
-	lastProps map[string]dbus.Variant
+	mu sync.Mutex
+	// final is the tunnel's last status once Run returned; the tunnel itself (with its
+	// profile and buffers) is dropped then, so a finished session costs only this object.
+	final      *session.Status
+	finishedAt time.Time
+	runErr     error // what Run returned
+	cred       *credRequest
+	nextID     uint32
+	ring       []logLine
+	ringNext   int
+	subs       map[string]subscription
+	lastProps  map[string]dbus.Variant
 }
+
+// subscription is one subscribed connection and its uid (for the per-uid cap).
+type subscription struct{ uid uint32 }
 
 func newObject(b *bus, name string, owner uint32, cfg *config.Config, log Logger) *object {
 	o := &object{
-		bus:       b,
-		name:      name,
-		owner:     owner,
-		path:      dbus.ObjectPath(api.SessionPath(name)),
-		log:       log,
-		done:      make(chan struct{}),
-		state:     api.StateIdle,
-		inputWake: make(chan struct{}, 1),
-		subs:      map[string]struct{}{},
+		bus:   b,
+		name:  name,
+		owner: owner,
+		path:  dbus.ObjectPath(api.SessionPath(name)),
+		log:   log,
+		done:  make(chan struct{}),
+		subs:  map[string]subscription{},
 	}
 	if aup := cfg.AuthUserPass; aup != nil {
 		o.askUser = aup.Ask || aup.Username == ""
@@ -93,24 +103,52 @@ func (o *object) sessionOptions(stateDir string) session.Options {
 	}
 }
 
+// logf is the session's log callback. The session calls it after its status changed, so
+// the state read here is the one the line is about (the journal's OVPND_STATE).
 func (o *object) logf(format string, args ...any) {
-	o.mu.Lock()
-	st := o.state
-	o.mu.Unlock()
-	o.log.Log(1, o.name, st, fmt.Sprintf(format, args...))
+	o.log.Log(1, o.name, o.status().State.String(), fmt.Sprintf(format, args...))
 }
 
-// start runs the tunnel until it ends, publishing its events; onDone runs afterwards.
+// tunnel is the running tunnel, nil once it finished.
+func (o *object) tunnel() Tunnel {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.final != nil {
+		return nil
+	}
+	return o.tun
+}
+
+// status is the session's status: the live one, or the last one once it finished. The
+// session owns it; the object never keeps a copy of its own.
+func (o *object) status() session.Status {
+	o.mu.Lock()
+	final, tun := o.final, o.tun
+	o.mu.Unlock()
+	if final != nil {
+		return *final
+	}
+	if tun == nil {
+		return session.Status{}
+	}
+	return tun.Status()
+}
+
+// start runs the tunnel until it ends, publishing its status and log; onDone runs
+// afterwards. The two goroutines it starts are joined before done is closed.
 func (o *object) start(ctx context.Context, onDone func(*object)) {
 	ctx, o.cancel = context.WithCancel(ctx)
 	events, unsubscribe := o.tun.Subscribe()
-	stop, evDone := make(chan struct{}), make(chan struct{})
+	wake, unwatch := o.tun.Watch()
+	stop, obsDone := make(chan struct{}), make(chan struct{})
 	go func() {
-		defer close(evDone)
+		defer close(obsDone)
 		for {
 			select {
 			case ev := <-events:
 				o.handleEvent(ev)
+			case <-wake:
+				o.publishProps()
 			case <-stop:
 				return
 			}
@@ -118,26 +156,23 @@ func (o *object) start(ctx context.Context, onDone func(*object)) {
 	}()
 	go func() {
 		err := o.tun.Run(ctx)
-		// The session never closes the events channel: stop the reader, then handle what
-		// was queued before Run returned.
+		// The session never closes its channels: stop the observer, then handle what was
+		// queued before Run returned.
 		close(stop)
-		<-evDone
+		<-obsDone
 		unsubscribe()
+		unwatch()
 		o.drain(events)
+		st := o.tun.Status()
 		o.mu.Lock()
-		o.finished, o.runErr = true, err
-		if err != nil {
-			o.state, o.reason = api.StateFailed, clipUTF8(err.Error(), api.MaxLogLine)
-		} else {
-			o.state, o.reason = api.StateDisconnected, ""
-		}
-		o.inputs = nil
-		st, reason := o.state, o.reason
+		o.final, o.finishedAt, o.runErr = &st, time.Now(), err
+		o.tun = nil
+		o.cred = nil
 		o.mu.Unlock()
 		if err != nil {
-			o.log.Log(0, o.name, st, "session ended: "+reason)
+			o.log.Log(0, o.name, st.State.String(), "session ended: "+clipUTF8(err.Error(), api.MaxLogLine))
 		} else {
-			o.log.Log(1, o.name, st, "session ended")
+			o.log.Log(1, o.name, st.State.String(), "session ended")
 		}
 		o.publishProps()
 		close(o.done)
@@ -161,18 +196,6 @@ func (o *object) drain(events <-chan session.Event) {
 
 func (o *object) handleEvent(ev session.Event) {
 	switch ev.Kind {
-	case session.EventStateChanged:
-		o.mu.Lock()
-		if o.finished {
-			o.mu.Unlock()
-			return
-		}
-		if len(o.pendingLocked()) == 0 {
-			o.state = stateName(ev.State)
-		}
-		o.reason = clipUTF8(ev.Reason, api.MaxLogLine)
-		o.mu.Unlock()
-		o.publishProps()
 	case session.EventLog:
 		o.addLog(ev.Time, ev.Level, ev.Message)
 	case session.EventAuthPending:
@@ -196,7 +219,7 @@ func (o *object) addLog(t time.Time, level int, msg string) {
 	subs := o.subscribersLocked()
 	o.mu.Unlock()
 	for _, s := range subs {
-		o.bus.signal(s, o.path, api.SessionInterface, "Log", l.usec, l.level, l.msg)
+		o.bus.signal(s, o.path, api.SessionInterface, api.SignalLog, l.usec, l.level, l.msg)
 	}
 }
 
@@ -204,14 +227,24 @@ func (o *object) addLog(t time.Time, level int, msg string) {
 // D-Bus string must be valid UTF-8, and the bus daemon drops a connection that sends one that
 // is not, which would cut every session off the API.
 func clipUTF8(s string, n int) string {
-	if len(s) > n {
-		i := n
-		for i > 0 && i > n-utf8.UTFMax && !utf8.RuneStart(s[i]) {
-			i--
-		}
-		s = s[:i]
+	s = cutAt(s, n)
+	if !utf8.ValidString(s) {
+		// U+FFFD is three bytes: the repaired text may be longer than n again.
+		s = cutAt(strings.ToValidUTF8(s, "\uFFFD"), n)
 	}
-	return strings.ToValidUTF8(s, "\uFFFD")
+	return s
+}
+
+// cutAt cuts s to at most n bytes, backing off to the start of the character at the cut.
+func cutAt(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	i := n
+	for i > 0 && i > n-utf8.UTFMax && !utf8.RuneStart(s[i]) {
+		i--
+	}
+	return s[:i]
 }
 
 func (o *object) subscribersLocked() []string {
@@ -224,7 +257,10 @@ func (o *object) subscribersLocked() []string {
 
 func (o *object) pendingLocked() []*inputRequest {
 	var out []*inputRequest
-	for _, r := range o.inputs {
+	if o.cred == nil {
+		return nil
+	}
+	for _, r := range o.cred.inputs {
 		if !r.answered {
 			out = append(out, r)
 		}
@@ -233,7 +269,9 @@ func (o *object) pendingLocked() []*inputRequest {
 }
 
 // askCredentials is the session's Credentials callback: it queues the requests, announces
-// them with InputRequired, and waits for ProvideInput to answer all of them.
+// them with InputRequired, and waits for ProvideInput to answer all of them. Each call is one
+// request with its own wake-up channel; the session cancels a call's ctx when a newer one
+// replaces it, and the newer call takes over the inputs still asked (ids and answers kept).
 func (o *object) askCredentials(ctx context.Context) (string, string, error) {
 	return o.askPair(ctx, "Auth", o.askUser)
 }
@@ -250,121 +288,119 @@ func (o *object) askProxyCredentials(ctx context.Context, proxy string) (string,
 // askPair asks for LABEL Username (when askUser) and LABEL Password.
 func (o *object) askPair(ctx context.Context, label string, askUser bool) (string, string, error) {
 	o.mu.Lock()
-	if o.finished {
+	if o.final != nil {
 		o.mu.Unlock()
 		return "", "", errors.New("session finished")
 	}
-	o.inputs = nil
-	add := func(kind, prompt string, secret bool) {
-		o.nextID++
-		o.inputs = append(o.inputs, &inputRequest{id: o.nextID, kind: kind, prompt: prompt, secret: secret})
+	req := &credRequest{label: label, wake: make(chan struct{}, 1)}
+	if prev := o.cred; prev != nil && prev.label == label {
+		req.inputs = prev.inputs
+	} else {
+		add := func(kind, prompt string, secret bool) {
+			o.nextID++
+			req.inputs = append(req.inputs, &inputRequest{id: o.nextID, kind: kind, prompt: prompt, secret: secret})
+		}
+		if askUser {
+			add(api.InputUsername, label+" Username", false)
+		}
+		add(api.InputPassword, label+" Password", true)
 	}
-	if askUser {
-		add(api.InputUsername, label+" Username", false)
+	o.cred = req
+	var announce []*inputRequest
+	for _, r := range req.inputs {
+		if !r.answered {
+			announce = append(announce, r)
+		}
 	}
-	add(api.InputPassword, label+" Password", true)
-	reqs := append([]*inputRequest(nil), o.inputs...)
-	prevState := o.state
-	o.state = api.StateWaitingInput
 	subs := o.subscribersLocked()
 	o.mu.Unlock()
 	o.log.Log(1, o.name, api.StateWaitingInput, "waiting for credentials over D-Bus")
-	o.publishProps()
-	for _, r := range reqs {
+	for _, r := range announce {
 		for _, s := range subs {
-			o.bus.signal(s, o.path, api.SessionInterface, "InputRequired", r.id, r.kind, r.prompt)
+			o.bus.signal(s, o.path, api.SessionInterface, api.SignalInputRequired, r.id, r.kind, r.prompt)
 		}
 	}
-	defer func() {
-		o.mu.Lock()
-		o.inputs = nil
-		if o.state == api.StateWaitingInput {
-			o.state = prevState
-		}
-		o.mu.Unlock()
-		o.publishProps()
-	}()
+	// Wake once at the start: the inputs taken over may all be answered already.
+	select {
+	case req.wake <- struct{}{}:
+	default:
+	}
 	for {
-		o.mu.Lock()
-		complete := len(o.pendingLocked()) == 0
-		var user, pass string
-		if complete {
-			for _, r := range reqs {
-				switch r.kind {
-				case api.InputUsername:
-					user = r.value
-				case api.InputPassword:
-					pass = r.value
-				}
-				r.value = ""
-			}
-		}
-		o.mu.Unlock()
-		if complete {
-			return user, pass, nil
-		}
 		select {
 		case <-ctx.Done():
+			// The inputs stay listed: the session's next request takes them over, with
+			// whatever was answered meanwhile.
 			return "", "", fmt.Errorf("nobody answered the credential request: %w", ctx.Err())
 		case <-o.done:
 			return "", "", errors.New("session finished")
-		case <-o.inputWake:
+		case <-req.wake:
 		}
+		o.mu.Lock()
+		if o.cred != req {
+			o.mu.Unlock()
+			return "", "", errors.New("credential request replaced by a newer one")
+		}
+		if len(o.pendingLocked()) > 0 {
+			o.mu.Unlock()
+			continue
+		}
+		var user, pass string
+		for _, r := range req.inputs {
+			switch r.kind {
+			case api.InputUsername:
+				user = r.value
+			case api.InputPassword:
+				pass = r.value
+			}
+			r.value = ""
+		}
+		o.cred = nil
+		o.mu.Unlock()
+		return user, pass, nil
 	}
 }
 
-// props is the current value of every property.
+// props is the current value of every property, read from the session (the one owner of
+// state, reason and counters).
 func (o *object) props() map[string]dbus.Variant {
-	st := o.tun.Status()
-	o.mu.Lock()
-	state, reason := o.state, o.reason
-	o.mu.Unlock()
-	remote := ""
+	st := o.status()
+	p := api.SessionProps{
+		Name:        o.name,
+		Owner:       o.owner,
+		State:       stateName(st.State),
+		StateReason: clipUTF8(st.Reason, api.MaxLogLine),
+		Cipher:      st.Cipher,
+		DNSMode:     st.DNSMode,
+		Device:      st.Link,
+		BytesIn:     st.Counters.BytesIn,
+		BytesOut:    st.Counters.BytesOut,
+		PacketsIn:   st.Counters.PacketsIn,
+		PacketsOut:  st.Counters.PacketsOut,
+	}
 	if st.Remote.IsValid() {
-		remote = st.Proto + ":" + st.Remote.String()
+		p.Remote = st.Proto + ":" + st.Remote.String()
 	}
-	addrs := make([]string, 0, len(st.Addrs))
 	for _, a := range st.Addrs {
-		addrs = append(addrs, a.String())
+		p.TunnelAddresses = append(p.TunnelAddresses, a.String())
 	}
-	var since uint64
-	if state == api.StateConnected && !st.Connected.IsZero() {
-		since = uint64(st.Connected.UnixMicro())
+	if st.State == session.StateConnected && !st.Connected.IsZero() {
+		p.ConnectedSince = uint64(st.Connected.UnixMicro())
 	}
-	local := ""
 	if st.Local.IsValid() {
-		local = st.Local.String()
+		p.LocalAddress = st.Local.String()
 	}
-	return map[string]dbus.Variant{
-		"Name":            dbus.MakeVariant(o.name),
-		"Owner":           dbus.MakeVariant(o.owner),
-		"State":           dbus.MakeVariant(state),
-		"StateReason":     dbus.MakeVariant(reason),
-		"Remote":          dbus.MakeVariant(remote),
-		"LocalAddress":    dbus.MakeVariant(local),
-		"Cipher":          dbus.MakeVariant(st.Cipher),
-		"DNSMode":         dbus.MakeVariant(st.DNSMode),
-		"TunnelAddresses": dbus.MakeVariant(addrs),
-		"Device":          dbus.MakeVariant(st.Link),
-		"ConnectedSince":  dbus.MakeVariant(since),
-		"BytesIn":         dbus.MakeVariant(st.Counters.BytesIn),
-		"BytesOut":        dbus.MakeVariant(st.Counters.BytesOut),
-		"PacketsIn":       dbus.MakeVariant(st.Counters.PacketsIn),
-		"PacketsOut":      dbus.MakeVariant(st.Counters.PacketsOut),
-	}
+	return p.Variants()
 }
-
-// counterProps are not announced: they change with every packet.
-var counterProps = map[string]bool{"BytesIn": true, "BytesOut": true, "PacketsIn": true, "PacketsOut": true}
 
 // publishProps sends PropertiesChanged with every announced property that changed since
-// the last call.
+// the last call. It runs on the observer goroutine (and once more after Run returned), so
+// what it sends is always the session's latest status, never an older one.
 func (o *object) publishProps() {
 	cur := o.props()
 	o.mu.Lock()
 	changed := map[string]dbus.Variant{}
 	for k, v := range cur {
-		if counterProps[k] {
+		if api.CounterProps[k] {
 			continue
 		}
 		if old, ok := o.lastProps[k]; !ok || old.String() != v.String() {
@@ -378,7 +414,7 @@ func (o *object) publishProps() {
 		return
 	}
 	for _, s := range subs {
-		o.bus.signal(s, o.path, api.PropertiesInterface, "PropertiesChanged", api.SessionInterface, changed, []string{})
+		o.bus.signal(s, o.path, api.PropertiesInterface, api.SignalPropertiesChanged, api.SessionInterface, changed, []string{})
 	}
 }
 
@@ -389,10 +425,16 @@ func (o *object) mayRead(sender dbus.Sender) (uint32, *dbus.Error) {
 		return 0, errFailed("%v", err)
 	}
 	if uid != 0 && uid != o.owner {
-		// The path says nothing about the session; neither does this.
-		return uid, errAccessDenied("this session belongs to another user")
+		// The same answer as for a path with no session: another user's session names
+		// do not leak (docs/dbus.md).
+		return uid, errNoObject(o.path)
 	}
 	return uid, nil
+}
+
+func (o *object) mayIntrospect(sender dbus.Sender) *dbus.Error {
+	_, derr := o.mayRead(sender)
+	return derr
 }
 
 // mayManage: the owner may always stop and restart their own session, from any login (who
@@ -402,19 +444,40 @@ func (o *object) mayManage(sender dbus.Sender) *dbus.Error {
 	return derr
 }
 
+// finishedTime reports whether the session finished, and when.
+func (o *object) finishedTime() (bool, time.Time) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.final != nil, o.finishedAt
+}
+
 func (o *object) isFinished() bool {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	return o.finished
+	return o.final != nil
 }
 
-func (o *object) subscribe(sender dbus.Sender) *dbus.Error {
+func (o *object) subscribe(sender dbus.Sender, uid uint32) *dbus.Error {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	if _, ok := o.subs[string(sender)]; !ok && len(o.subs) >= api.MaxSubscribers {
+	if _, ok := o.subs[string(sender)]; ok {
+		return nil
+	}
+	if len(o.subs) >= api.MaxSubscribers {
 		return busError(api.ErrLimitExceeded, "session %s already has %d subscribers", o.name, api.MaxSubscribers)
 	}
-	o.subs[string(sender)] = struct{}{}
+	if uid != 0 {
+		n := 0
+		for _, s := range o.subs {
+			if s.uid == uid {
+				n++
+			}
+		}
+		if n >= api.MaxSubscriptionsPerUser {
+			return busError(api.ErrLimitExceeded, "uid %d has %d subscriptions to session %s; the limit is %d", uid, n, o.name, api.MaxSubscriptionsPerUser)
+		}
+	}
+	o.subs[string(sender)] = subscription{uid: uid}
 	return nil
 }
 
@@ -435,8 +498,12 @@ func (s sessionIface) Disconnect(sender dbus.Sender) *dbus.Error {
 	if s.o.isFinished() {
 		return busError(api.ErrNotFound, "session %s is not running", s.o.name)
 	}
+	tun := s.o.tunnel()
+	if tun == nil {
+		return busError(api.ErrNotFound, "session %s is not running", s.o.name)
+	}
 	s.o.log.Log(1, s.o.name, "", fmt.Sprintf("disconnect requested by %s", sender))
-	s.o.tun.Disconnect()
+	tun.Disconnect()
 	return nil
 }
 
@@ -448,29 +515,25 @@ func (s sessionIface) Restart(sender dbus.Sender) *dbus.Error {
 	if s.o.isFinished() {
 		return busError(api.ErrNotFound, "session %s is not running", s.o.name)
 	}
+	tun := s.o.tunnel()
+	if tun == nil {
+		return busError(api.ErrNotFound, "session %s is not running", s.o.name)
+	}
 	s.o.log.Log(1, s.o.name, "", fmt.Sprintf("restart requested by %s", sender))
-	s.o.tun.Restart()
+	tun.Restart()
 	return nil
 }
 
-// inputEntry is one element of PendingInput's a(ussb).
-type inputEntry struct {
-	ID     uint32
-	Kind   string
-	Prompt string
-	Secret bool
-}
-
 // PendingInput lists the credentials the session waits for.
-func (s sessionIface) PendingInput(sender dbus.Sender) ([]inputEntry, *dbus.Error) {
+func (s sessionIface) PendingInput(sender dbus.Sender) ([]api.InputEntry, *dbus.Error) {
 	if _, derr := s.o.mayRead(sender); derr != nil {
 		return nil, derr
 	}
 	s.o.mu.Lock()
 	defer s.o.mu.Unlock()
-	out := []inputEntry{}
+	out := []api.InputEntry{}
 	for _, r := range s.o.pendingLocked() {
-		out = append(out, inputEntry{r.id, r.kind, r.prompt, r.secret})
+		out = append(out, api.InputEntry{ID: r.id, Kind: r.kind, Prompt: r.prompt, Secret: r.secret})
 	}
 	return out, nil
 }
@@ -486,55 +549,56 @@ func (s sessionIface) ProvideInput(sender dbus.Sender, id uint32, value string) 
 	if strings.ContainsAny(value, "\x00\n") {
 		return errInvalidArg("input contains a NUL or newline")
 	}
-	s.o.mu.Lock()
+	return s.o.provide(id, value)
+}
+
+// provide answers input id of the current credential request and wakes that request's
+// waiter (only that one: each request has its own channel).
+func (o *object) provide(id uint32, value string) *dbus.Error {
+	o.mu.Lock()
 	var found *inputRequest
-	for _, r := range s.o.pendingLocked() {
+	for _, r := range o.pendingLocked() {
 		if r.id == id {
 			found = r
 		}
 	}
 	if found == nil {
-		s.o.mu.Unlock()
-		return busError(api.ErrNotWaiting, "session %s is not waiting for input %d", s.o.name, id)
+		o.mu.Unlock()
+		return busError(api.ErrNotWaiting, "session %s is not waiting for input %d", o.name, id)
 	}
 	found.value, found.answered = value, true
-	s.o.mu.Unlock()
+	wake := o.cred.wake
+	o.mu.Unlock()
 	select {
-	case s.o.inputWake <- struct{}{}:
+	case wake <- struct{}{}:
 	default:
 	}
 	return nil
 }
 
-// logEntry is one element of LogHistory's a(tus).
-type logEntry struct {
-	TimeUsec uint64
-	Level    uint32
-	Message  string
-}
-
 // LogHistory returns the kept log lines, oldest first.
-func (s sessionIface) LogHistory(sender dbus.Sender) ([]logEntry, *dbus.Error) {
+func (s sessionIface) LogHistory(sender dbus.Sender) ([]api.LogEntry, *dbus.Error) {
 	if _, derr := s.o.mayRead(sender); derr != nil {
 		return nil, derr
 	}
 	s.o.mu.Lock()
 	defer s.o.mu.Unlock()
-	out := make([]logEntry, 0, len(s.o.ring))
+	out := make([]api.LogEntry, 0, len(s.o.ring))
 	n := len(s.o.ring)
 	for i := range n {
 		l := s.o.ring[(s.o.ringNext+i)%n]
-		out = append(out, logEntry{l.usec, l.level, l.msg})
+		out = append(out, api.LogEntry{TimeUsec: l.usec, Level: l.level, Message: l.msg})
 	}
 	return out, nil
 }
 
 // Subscribe sends this session's signals to the caller.
 func (s sessionIface) Subscribe(sender dbus.Sender) *dbus.Error {
-	if _, derr := s.o.mayRead(sender); derr != nil {
+	uid, derr := s.o.mayRead(sender)
+	if derr != nil {
 		return derr
 	}
-	if derr := s.o.subscribe(sender); derr != nil {
+	if derr := s.o.subscribe(sender, uid); derr != nil {
 		return derr
 	}
 	s.o.bus.watch(string(sender))
@@ -543,6 +607,9 @@ func (s sessionIface) Subscribe(sender dbus.Sender) *dbus.Error {
 
 // Unsubscribe stops the signals.
 func (s sessionIface) Unsubscribe(sender dbus.Sender) *dbus.Error {
+	if _, derr := s.o.mayRead(sender); derr != nil {
+		return derr
+	}
 	s.o.unsubscribe(string(sender))
 	return nil
 }
@@ -552,31 +619,34 @@ type sessionProps struct{ o *object }
 
 // Get returns one property.
 func (p sessionProps) Get(sender dbus.Sender, iface, name string) (dbus.Variant, *dbus.Error) {
-	if iface != api.SessionInterface && iface != "" {
-		return dbus.Variant{}, busError("org.freedesktop.DBus.Error.UnknownInterface", "no interface %q", iface)
-	}
 	if _, derr := p.o.mayRead(sender); derr != nil {
 		return dbus.Variant{}, derr
 	}
+	if iface != api.SessionInterface && iface != "" {
+		return dbus.Variant{}, busError("org.freedesktop.DBus.Error.UnknownInterface", "no interface %q", truncate(iface, 256))
+	}
 	v, ok := p.o.props()[name]
 	if !ok {
-		return dbus.Variant{}, busError("org.freedesktop.DBus.Error.UnknownProperty", "no property %q", name)
+		return dbus.Variant{}, busError("org.freedesktop.DBus.Error.UnknownProperty", "no property %q", truncate(name, 256))
 	}
 	return v, nil
 }
 
 // GetAll returns every property.
 func (p sessionProps) GetAll(sender dbus.Sender, iface string) (map[string]dbus.Variant, *dbus.Error) {
-	if iface != api.SessionInterface && iface != "" {
-		return nil, busError("org.freedesktop.DBus.Error.UnknownInterface", "no interface %q", iface)
-	}
 	if _, derr := p.o.mayRead(sender); derr != nil {
 		return nil, derr
+	}
+	if iface != api.SessionInterface && iface != "" {
+		return nil, busError("org.freedesktop.DBus.Error.UnknownInterface", "no interface %q", truncate(iface, 256))
 	}
 	return p.o.props(), nil
 }
 
 // Set refuses: every property is read-only.
-func (p sessionProps) Set(iface, name string, _ dbus.Variant) *dbus.Error {
-	return busError("org.freedesktop.DBus.Error.PropertyReadOnly", "property %q is read-only", name)
+func (p sessionProps) Set(sender dbus.Sender, iface, name string, _ dbus.Variant) *dbus.Error {
+	if _, derr := p.o.mayRead(sender); derr != nil {
+		return derr
+	}
+	return busError("org.freedesktop.DBus.Error.PropertyReadOnly", "property %q is read-only", truncate(name, 256))
 }

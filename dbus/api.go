@@ -72,6 +72,13 @@ const (
 	MaxSessionsPerUser = 8
 	// MaxSubscribers bounds the connections subscribed to one object's signals.
 	MaxSubscribers = 32
+	// MaxSubscriptionsPerUser bounds the connections of one non-root uid subscribed to one
+	// object, so one user cannot fill an object's table (the manager's or a session's).
+	MaxSubscriptionsPerUser = 4
+	// MaxFinishedPerUser bounds the finished sessions kept for one uid (and MaxFinished
+	// for all): a Start beyond it forgets that user's oldest finished session.
+	MaxFinishedPerUser = 4
+	MaxFinished        = 64
 	// MaxLogLine bounds one log line kept or sent.
 	MaxLogLine = 2048
 	// LogHistoryLines is how many log lines a session keeps for LogHistory.

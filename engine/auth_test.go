@@ -150,7 +150,7 @@ func TestStaticChallenge(t *testing.T) {
 				cfg.Username, cfg.Password = tc.user, "secret"
 			}
 			cfg.StaticChallenge = &StaticChallenge{Text: "Enter OTP", Echo: tc.echo, Concat: tc.concat}
-			l := newLink(t, WrapNone, cfg, serverOpts{push: []string{basicPush}, ekm: true})
+			l := newLink(t, WrapNone, cfg, serverOpts{Push: []string{basicPush}, EKM: true})
 			l.c.Start(l.now)
 			l.advance(2 * time.Second)
 			if d := cmp.Diff([][]Prompt{tc.prompts}, l.prompts()); d != "" {
@@ -159,14 +159,14 @@ func TestStaticChallenge(t *testing.T) {
 			if tc.user == "" {
 				l.c.SetCredentials("alice", "secret")
 				l.advance(time.Second)
-				if l.s.cur.km2 {
+				if l.s.Cur.KM2 {
 					t.Fatal("key-method 2 record sent before the challenge was answered")
 				}
 			}
 			l.c.SetResponse("987654")
 			l.advance(2 * time.Second)
-			if !l.has(StateConnected) || l.s.user != "alice" || l.s.pass != tc.wantPass {
-				t.Fatalf("connected=%v user %q pass %q, want %q", l.has(StateConnected), l.s.user, l.s.pass, tc.wantPass)
+			if !l.has(StateConnected) || l.s.User != "alice" || l.s.Pass != tc.wantPass {
+				t.Fatalf("connected=%v user %q pass %q, want %q", l.has(StateConnected), l.s.User, l.s.Pass, tc.wantPass)
 			}
 		})
 	}
@@ -184,7 +184,7 @@ func TestDynamicChallenge(t *testing.T) {
 	}
 	cfg := testConfig(t, testPKI(t))
 	cfg.AuthUserPass, cfg.Username, cfg.Password = true, "alice", "secret"
-	l := newLink(t, WrapNone, cfg, serverOpts{push: []string{basicPush}, ekm: true, auth: auth})
+	l := newLink(t, WrapNone, cfg, serverOpts{Push: []string{basicPush}, EKM: true, Auth: auth})
 	l.c.Start(l.now)
 	l.advance(3 * time.Second)
 	var ch *Challenge
@@ -208,7 +208,7 @@ func TestDynamicChallenge(t *testing.T) {
 	cfg2 := testConfig(t, testPKI(t))
 	cfg2.AuthUserPass, cfg2.Username, cfg2.Password = true, "alice", "secret"
 	cfg2.Challenge = ch
-	l2 := newLink(t, WrapNone, cfg2, serverOpts{push: []string{basicPush}, ekm: true, auth: auth})
+	l2 := newLink(t, WrapNone, cfg2, serverOpts{Push: []string{basicPush}, EKM: true, Auth: auth})
 	l2.c.Start(l2.now)
 	l2.advance(2 * time.Second)
 	if d := cmp.Diff([][]Prompt{{{Kind: PromptChallenge, Text: want.Text}}}, l2.prompts()); d != "" {
@@ -216,19 +216,19 @@ func TestDynamicChallenge(t *testing.T) {
 	}
 	l2.c.SetResponse("4321")
 	l2.advance(2 * time.Second)
-	if !l2.has(StateConnected) || l2.s.user != "alice@corp" || l2.s.pass != "CRV1::st-42::4321" {
-		t.Fatalf("connected=%v user %q pass %q", l2.has(StateConnected), l2.s.user, l2.s.pass)
+	if !l2.has(StateConnected) || l2.s.User != "alice@corp" || l2.s.Pass != "CRV1::st-42::4321" {
+		t.Fatalf("connected=%v user %q pass %q", l2.has(StateConnected), l2.s.User, l2.s.Pass)
 	}
 
 	// Without the R flag nothing is asked and the response is empty.
 	cfg3 := testConfig(t, testPKI(t))
 	cfg3.AuthUserPass = true
 	cfg3.Challenge = &Challenge{StateID: "st-7", Username: "bob"}
-	l3 := newLink(t, WrapNone, cfg3, serverOpts{push: []string{basicPush}, ekm: true})
+	l3 := newLink(t, WrapNone, cfg3, serverOpts{Push: []string{basicPush}, EKM: true})
 	l3.c.Start(l3.now)
 	l3.advance(2 * time.Second)
-	if !l3.has(StateConnected) || l3.s.user != "bob" || l3.s.pass != "CRV1::st-7::" || len(l3.prompts()) != 0 {
-		t.Fatalf("connected=%v user %q pass %q prompts %v", l3.has(StateConnected), l3.s.user, l3.s.pass, l3.prompts())
+	if !l3.has(StateConnected) || l3.s.User != "bob" || l3.s.Pass != "CRV1::st-7::" || len(l3.prompts()) != 0 {
+		t.Fatalf("connected=%v user %q pass %q prompts %v", l3.has(StateConnected), l3.s.User, l3.s.Pass, l3.prompts())
 	}
 }
 
@@ -245,10 +245,10 @@ func authPrompts(l *link) []EventAuthPrompt {
 func TestPendingAuth(t *testing.T) {
 	pending := func(u, p string) string { return "AUTH_PENDING,timeout 120" }
 	t.Run("cr-text", func(t *testing.T) {
-		l := newLink(t, WrapNone, nil, serverOpts{push: []string{basicPush}, ekm: true, auth: pending})
+		l := newLink(t, WrapNone, nil, serverOpts{Push: []string{basicPush}, EKM: true, Auth: pending})
 		l.c.Start(l.now)
 		l.advance(2 * time.Second)
-		l.s.sendControlNow(l.now, "INFO_PRE,CR_TEXT:R:Enter the code from your app")
+		l.s.SendControlNow(l.now, "INFO_PRE,CR_TEXT:R:Enter the code from your app")
 		l.advance(70 * time.Second) // past hand-window: the server's timeout holds
 		want := []EventAuthPrompt{{Method: "crtext", Flags: "R", Prompt: Prompt{Kind: PromptCRText, Text: "Enter the code from your app"}}}
 		if d := cmp.Diff(want, authPrompts(l)); d != "" {
@@ -259,20 +259,20 @@ func TestPendingAuth(t *testing.T) {
 		}
 		l.c.SetResponse("424242")
 		l.advance(time.Second)
-		if !slices.Contains(l.s.msgs, "CR_RESPONSE,NDI0MjQy") {
-			t.Fatalf("server got %q, want CR_RESPONSE,NDI0MjQy", l.s.msgs)
+		if !slices.Contains(l.s.Msgs, "CR_RESPONSE,NDI0MjQy") {
+			t.Fatalf("server got %q, want CR_RESPONSE,NDI0MjQy", l.s.Msgs)
 		}
-		l.s.sendControlNow(l.now, "PUSH_REPLY,"+basicPush)
+		l.s.SendControlNow(l.now, "PUSH_REPLY,"+basicPush)
 		l.advance(time.Second)
 		if !l.has(StateConnected) {
 			t.Fatalf("not connected after the server completed: %v %v", l.states, l.errs)
 		}
 	})
 	t.Run("web-login", func(t *testing.T) {
-		l := newLink(t, WrapNone, nil, serverOpts{push: []string{basicPush}, ekm: true, auth: pending})
+		l := newLink(t, WrapNone, nil, serverOpts{Push: []string{basicPush}, EKM: true, Auth: pending})
 		l.c.Start(l.now)
 		l.advance(2 * time.Second)
-		l.s.sendControlNow(l.now, "INFO_PRE,WEB_AUTH::https://sso.example.com/auth?state=9")
+		l.s.SendControlNow(l.now, "INFO_PRE,WEB_AUTH::https://sso.example.com/auth?state=9")
 		l.advance(time.Second)
 		want := []EventAuthPrompt{{Method: "webauth", Prompt: Prompt{Kind: PromptWebLogin, URL: "https://sso.example.com/auth?state=9"}}}
 		if d := cmp.Diff(want, authPrompts(l)); d != "" {
@@ -281,7 +281,7 @@ func TestPendingAuth(t *testing.T) {
 		// A response without an open CR_TEXT is not sent anywhere.
 		l.c.SetResponse("stray")
 		l.advance(time.Second)
-		for _, m := range l.s.msgs {
+		for _, m := range l.s.Msgs {
 			if strings.HasPrefix(m, "CR_RESPONSE") {
 				t.Fatalf("sent %q without a CR_TEXT", m)
 			}
@@ -293,10 +293,10 @@ func TestPendingAuth(t *testing.T) {
 		}
 	})
 	t.Run("bad url ignored", func(t *testing.T) {
-		l := newLink(t, WrapNone, nil, serverOpts{push: []string{basicPush}, ekm: true, auth: pending})
+		l := newLink(t, WrapNone, nil, serverOpts{Push: []string{basicPush}, EKM: true, Auth: pending})
 		l.c.Start(l.now)
 		l.advance(2 * time.Second)
-		l.s.sendControlNow(l.now, "INFO_PRE,OPEN_URL:file:///etc/passwd")
+		l.s.SendControlNow(l.now, "INFO_PRE,OPEN_URL:file:///etc/passwd")
 		l.advance(time.Second)
 		if len(authPrompts(l)) != 0 || len(l.errs) == 0 {
 			t.Fatalf("prompts %v errors %v, want none and a warning", authPrompts(l), l.errs)
@@ -305,9 +305,9 @@ func TestPendingAuth(t *testing.T) {
 }
 
 func TestPeerInfoAnnouncesSSO(t *testing.T) {
-	l := newLink(t, WrapNone, nil, serverOpts{push: []string{basicPush}, ekm: true})
+	l := newLink(t, WrapNone, nil, serverOpts{Push: []string{basicPush}, EKM: true})
 	l.connect()
-	if !strings.Contains(l.s.peerInfo, "\nIV_SSO=webauth,openurl,crtext\n") {
-		t.Fatalf("peer-info lacks IV_SSO:\n%s", l.s.peerInfo)
+	if !strings.Contains(l.s.PeerInfo, "\nIV_SSO=webauth,openurl,crtext\n") {
+		t.Fatalf("peer-info lacks IV_SSO:\n%s", l.s.PeerInfo)
 	}
 }

@@ -89,9 +89,9 @@ type keyState struct {
 }
 
 // Client is one OpenVPN client connection's protocol state. Each TLS session runs crypto/tls in
-// a goroutine that only works while a Client method waits for it; those goroutines end when
-// the Client reports StateReconnecting, StateExiting or StateClosed, so a session that drops a
-// Client in any other state must call Shutdown first.
+// a goroutine that only works while a Client method waits for it. Like tls.QUICConn, a Client
+// must be closed: Close ends those goroutines (and drops the TLS secrets they hold) whatever
+// state the connection is in, and the owner calls it on every path that drops the Client.
 type Client struct {
 	cfg  Config
 	rand io.Reader
@@ -259,6 +259,14 @@ func (c *Client) closeAll() {
 			ks.tls.close()
 		}
 	}
+}
+
+// Close releases the Client: every TLS goroutine has returned when it does. It sends nothing (Shutdown is the polite way out) and emits no
+// event; after Close every method is a no-op. Calling it again does nothing.
+func (c *Client) Close() {
+	c.closeAll()
+	c.dead, c.closed, c.exiting = true, true, false
+	c.events = nil
 }
 
 // NextEvent returns the next pending event, or nil.

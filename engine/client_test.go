@@ -31,17 +31,17 @@ func ipPacket(n int) []byte {
 // roundTrip sends n packets each way and checks they arrive intact.
 func roundTrip(t *testing.T, l *link, n int) {
 	t.Helper()
-	l.s.tun, l.tun = nil, nil
+	l.s.Tun, l.tun = nil, nil
 	for i := 0; i < n; i++ {
 		l.c.SendTunPacket(l.now, ipPacket(i))
-		l.s.sendData(ipPacket(1000 + i))
+		l.s.SendData(ipPacket(1000 + i))
 	}
 	l.pump()
-	if len(l.s.tun) != n || len(l.tun) != n {
-		t.Fatalf("round trip: server got %d, client got %d packets, want %d each; errors %v", len(l.s.tun), len(l.tun), n, l.errs)
+	if len(l.s.Tun) != n || len(l.tun) != n {
+		t.Fatalf("round trip: server got %d, client got %d packets, want %d each; errors %v", len(l.s.Tun), len(l.tun), n, l.errs)
 	}
 	for i := 0; i < n; i++ {
-		if !bytes.Equal(l.s.tun[i], ipPacket(i)) || !bytes.Equal(l.tun[i], ipPacket(1000+i)) {
+		if !bytes.Equal(l.s.Tun[i], ipPacket(i)) || !bytes.Equal(l.tun[i], ipPacket(1000+i)) {
 			t.Fatalf("round trip: packet %d corrupted", i)
 		}
 	}
@@ -68,7 +68,7 @@ func TestHandshakeVariants(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := testConfig(t, testPKI(t))
 			cfg.Auth = tc.auth
-			l := newLink(t, tc.mode, cfg, serverOpts{push: []string{tc.push}, ekm: tc.ekm, cipher: tc.cipher, tlsMaxVersion: tc.tlsMax, digest: tc.auth})
+			l := newLink(t, tc.mode, cfg, serverOpts{Push: []string{tc.push}, EKM: tc.ekm, Cipher: tc.cipher, TLSMaxVersion: tc.tlsMax, Digest: tc.auth})
 			l.connect()
 			want := []State{StateConnecting, StateTLSHandshake, StateAuthenticating, StateConnected}
 			var got []State
@@ -95,19 +95,19 @@ func TestHandshakeVariants(t *testing.T) {
 func TestPeerInfoAndOptions(t *testing.T) {
 	cfg := testConfig(t, testPKI(t))
 	cfg.IVGUIVer = "ovpnd-test 1"
-	l := newLink(t, WrapNone, cfg, serverOpts{push: []string{basicPush}, ekm: true})
+	l := newLink(t, WrapNone, cfg, serverOpts{Push: []string{basicPush}, EKM: true})
 	l.connect()
-	lines := strings.Split(strings.TrimSuffix(l.s.peerInfo, "\n"), "\n")
+	lines := strings.Split(strings.TrimSuffix(l.s.PeerInfo, "\n"), "\n")
 	want := []string{"IV_VER=2.6.14", "IV_PLAT=linux", "IV_PROTO=8094", "IV_NCP=2",
 		"IV_CIPHERS=AES-256-GCM:AES-128-GCM:CHACHA20-POLY1305", "IV_TCPNL=1", "IV_MTU=1600", "IV_GUI_VER=ovpnd-test 1",
 		"IV_SSO=webauth,openurl,crtext"}
 	if d := cmp.Diff(want, lines); d != "" {
 		t.Errorf("peer-info (-want +got):\n%s", d)
 	}
-	if l.s.user != "" || l.s.pass != "" {
-		t.Errorf("credentials sent without auth-user-pass: %q %q", l.s.user, l.s.pass)
+	if l.s.User != "" || l.s.Pass != "" {
+		t.Errorf("credentials sent without auth-user-pass: %q %q", l.s.User, l.s.Pass)
 	}
-	if got := l.s.msgs[0]; got != "PUSH_REQUEST" {
+	if got := l.s.Msgs[0]; got != "PUSH_REQUEST" {
 		t.Errorf("first client message %q, want PUSH_REQUEST", got)
 	}
 }
@@ -118,7 +118,7 @@ func TestPushContinuation(t *testing.T) {
 		"route 10.2.0.0 255.255.0.0,peer-id 1,push-continuation 2",
 		"cipher AES-128-GCM,ping 5,push-continuation 1",
 	}
-	l := newLink(t, WrapTLSCrypt, nil, serverOpts{push: parts, cipher: "AES-128-GCM", ekm: false})
+	l := newLink(t, WrapTLSCrypt, nil, serverOpts{Push: parts, Cipher: "AES-128-GCM", EKM: false})
 	l.connect()
 	want := []string{"route 10.1.0.0 255.255.0.0", "route 10.2.0.0 255.255.0.0", "peer-id 1", "cipher AES-128-GCM", "ping 5"}
 	if d := cmp.Diff(want, l.push); d != "" {
@@ -150,7 +150,7 @@ func TestNCP(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := testConfig(t, testPKI(t))
 			cfg.DataCiphers, cfg.DataCiphersFallback = tc.ciphers, tc.fallback
-			l := newLink(t, WrapNone, cfg, serverOpts{push: []string{tc.push}, cipher: tc.server})
+			l := newLink(t, WrapNone, cfg, serverOpts{Push: []string{tc.push}, Cipher: tc.server})
 			l.c.Start(l.now)
 			l.advance(5 * time.Second)
 			if tc.wantFail {
@@ -184,17 +184,17 @@ func keyIDs(e EventKeys) string {
 func TestServerSoftReset(t *testing.T) {
 	cfg := testConfig(t, testPKI(t))
 	cfg.TranWindow = 30 * time.Second
-	l := newLink(t, WrapTLSAuth, cfg, serverOpts{push: []string{basicPush}, ekm: true})
+	l := newLink(t, WrapTLSAuth, cfg, serverOpts{Push: []string{basicPush}, EKM: true})
 	l.connect()
 	roundTrip(t, l, 3)
 
 	// Data keeps flowing while the renegotiation runs: nothing may be lost.
-	l.s.renegotiate(l.now)
+	l.s.Renegotiate(l.now)
 	sent := 0
-	l.s.tun, l.tun = nil, nil
+	l.s.Tun, l.tun = nil, nil
 	for i := 0; i < 40 && len(l.keys) < 2; i++ {
 		l.c.SendTunPacket(l.now, ipPacket(sent))
-		l.s.sendData(ipPacket(sent))
+		l.s.SendData(ipPacket(sent))
 		sent++
 		l.advance(10 * time.Millisecond)
 	}
@@ -202,13 +202,13 @@ func TestServerSoftReset(t *testing.T) {
 		t.Fatalf("key events %d, last %v; errors %v", len(l.keys), l.keys, l.errs)
 	}
 	l.pump()
-	if len(l.s.tun) != sent || len(l.tun) != sent {
-		t.Fatalf("lost packets during rekey: sent %d, server got %d, client got %d; errors %v", sent, len(l.s.tun), len(l.tun), l.errs)
+	if len(l.s.Tun) != sent || len(l.tun) != sent {
+		t.Fatalf("lost packets during rekey: sent %d, server got %d, client got %d; errors %v", sent, len(l.s.Tun), len(l.tun), l.errs)
 	}
 	roundTrip(t, l, 5)
 	// A packet sealed with the retiring key still opens within the transition window.
 	l.tun = nil
-	old := l.s.prev.keys
+	old := l.s.Prev.Keys
 	buf := make([]byte, datachannel.Headroom+64+datachannel.Tailroom)
 	pkt, err := old.Seal(buf, datachannel.Headroom, 64)
 	if err != nil {
@@ -232,18 +232,18 @@ func TestServerSoftReset(t *testing.T) {
 func TestClientRenegSec(t *testing.T) {
 	cfg := testConfig(t, testPKI(t))
 	cfg.RenegInterval = 60 * time.Second
-	l := newLink(t, WrapTLSCrypt, cfg, serverOpts{push: []string{basicPush}, ekm: true})
+	l := newLink(t, WrapTLSCrypt, cfg, serverOpts{Push: []string{basicPush}, EKM: true})
 	l.connect()
 	var ids []uint8
 	for i := 0; i < 9; i++ {
 		before := len(l.keys)
 		l.advance(59990 * time.Millisecond)
 		// Traffic both ways across the rekey: nothing may be lost.
-		l.s.tun, l.tun = nil, nil
+		l.s.Tun, l.tun = nil, nil
 		sent := 0
 		for j := 0; j < 100 && len(l.keys) == before; j++ {
 			l.c.SendTunPacket(l.now, ipPacket(sent))
-			l.s.sendData(ipPacket(sent))
+			l.s.SendData(ipPacket(sent))
 			sent++
 			l.advance(5 * time.Millisecond)
 		}
@@ -251,8 +251,8 @@ func TestClientRenegSec(t *testing.T) {
 			t.Fatalf("rekey %d did not happen; states %v errors %v", i, l.states, l.errs)
 		}
 		l.pump()
-		if len(l.s.tun) != sent || len(l.tun) != sent {
-			t.Fatalf("rekey %d lost packets: sent %d, server got %d, client got %d", i, sent, len(l.s.tun), len(l.tun))
+		if len(l.s.Tun) != sent || len(l.tun) != sent {
+			t.Fatalf("rekey %d lost packets: sent %d, server got %d, client got %d", i, sent, len(l.s.Tun), len(l.tun))
 		}
 		ids = append(ids, l.keys[len(l.keys)-1].Primary.KeyID())
 		roundTrip(t, l, 3)
@@ -268,7 +268,7 @@ func TestClientRenegSec(t *testing.T) {
 func TestRenegBytes(t *testing.T) {
 	cfg := testConfig(t, testPKI(t))
 	cfg.RenegBytes = 10000
-	l := newLink(t, WrapNone, cfg, serverOpts{push: []string{basicPush}, ekm: true})
+	l := newLink(t, WrapNone, cfg, serverOpts{Push: []string{basicPush}, EKM: true})
 	l.connect()
 	l.c.NoteDataActivity(l.now, Activity{LastRecv: l.now, LastSent: l.now, BytesIn: 6000, BytesOut: 5000, PacketsIn: 10, PacketsOut: 10})
 	l.advance(time.Second)
@@ -281,7 +281,7 @@ func TestAuth(t *testing.T) {
 	t.Run("failed", func(t *testing.T) {
 		cfg := testConfig(t, testPKI(t))
 		cfg.AuthUserPass, cfg.Username, cfg.Password = true, "alice", "wrong"
-		l := newLink(t, WrapNone, cfg, serverOpts{push: []string{basicPush}, auth: func(u, p string) string {
+		l := newLink(t, WrapNone, cfg, serverOpts{Push: []string{basicPush}, Auth: func(u, p string) string {
 			if p != "secret" {
 				return "AUTH_FAILED,bad password"
 			}
@@ -303,7 +303,7 @@ func TestAuth(t *testing.T) {
 		cfg := testConfig(t, testPKI(t))
 		cfg.AuthUserPass = true
 		cfg.RenegInterval = 100 * time.Second
-		l := newLink(t, WrapNone, cfg, serverOpts{push: []string{basicPush + ",auth-token SESS_abc,auth-token-user Ym9i"}, ekm: true})
+		l := newLink(t, WrapNone, cfg, serverOpts{Push: []string{basicPush + ",auth-token SESS_abc,auth-token-user Ym9i"}, EKM: true})
 		l.c.Start(l.now)
 		l.advance(2 * time.Second)
 		if l.needCreds != 1 || l.has(StateConnected) {
@@ -311,19 +311,19 @@ func TestAuth(t *testing.T) {
 		}
 		l.c.SetCredentials("alice", "secret")
 		l.advance(2 * time.Second)
-		if !l.has(StateConnected) || l.s.user != "alice" || l.s.pass != "secret" {
-			t.Fatalf("connected=%v user %q pass %q", l.has(StateConnected), l.s.user, l.s.pass)
+		if !l.has(StateConnected) || l.s.User != "alice" || l.s.Pass != "secret" {
+			t.Fatalf("connected=%v user %q pass %q", l.has(StateConnected), l.s.User, l.s.Pass)
 		}
 		l.advance(101 * time.Second)
 		if u, tok := l.c.AuthToken(); u != "bob" || tok != "SESS_abc" {
 			t.Errorf("AuthToken() = %q, %q", u, tok)
 		}
-		if l.s.cur.id != 1 || l.s.user != "bob" || l.s.pass != "SESS_abc" {
-			t.Errorf("after rekey key %d user %q pass %q, want token", l.s.cur.id, l.s.user, l.s.pass)
+		if l.s.Cur.ID != 1 || l.s.User != "bob" || l.s.Pass != "SESS_abc" {
+			t.Errorf("after rekey key %d user %q pass %q, want token", l.s.Cur.ID, l.s.User, l.s.Pass)
 		}
 	})
 	t.Run("pending", func(t *testing.T) {
-		l := newLink(t, WrapNone, nil, serverOpts{push: []string{basicPush}, auth: func(u, p string) string { return "AUTH_PENDING,timeout 300" }})
+		l := newLink(t, WrapNone, nil, serverOpts{Push: []string{basicPush}, Auth: func(u, p string) string { return "AUTH_PENDING,timeout 300" }})
 		l.c.Start(l.now)
 		l.advance(90 * time.Second)
 		var pend []EventAuthPending
@@ -353,11 +353,11 @@ func TestServerControlMessages(t *testing.T) {
 		{"EXIT", StateReconnecting, "remote-exit", []string{"hello"}},
 	} {
 		t.Run(tc.msg, func(t *testing.T) {
-			l := newLink(t, WrapTLSCrypt, nil, serverOpts{push: []string{basicPush}, ekm: true})
+			l := newLink(t, WrapTLSCrypt, nil, serverOpts{Push: []string{basicPush}, EKM: true})
 			l.connect()
-			l.s.sendControlNow(l.now, "INFO,hello")
+			l.s.SendControlNow(l.now, "INFO,hello")
 			l.pump()
-			l.s.sendControlNow(l.now, tc.msg)
+			l.s.SendControlNow(l.now, tc.msg)
 			l.pump()
 			if st := l.lastState(); st.State != tc.state || st.Reason != tc.reason {
 				t.Errorf("state %+v, want %v/%s", st, tc.state, tc.reason)
@@ -376,17 +376,17 @@ func TestServerControlMessages(t *testing.T) {
 }
 
 func TestKeepalive(t *testing.T) {
-	l := newLink(t, WrapNone, nil, serverOpts{push: []string{basicPush + ",ping-restart 60"}, ekm: true})
+	l := newLink(t, WrapNone, nil, serverOpts{Push: []string{basicPush + ",ping-restart 60"}, EKM: true})
 	l.connect()
 	l.advance(59 * time.Second)
 	if l.c.state != StateConnected {
 		t.Fatalf("state %v before ping-restart", l.c.state)
 	}
-	if l.s.pings < 5 {
-		t.Errorf("server saw %d pings in 59 s with ping 10", l.s.pings)
+	if l.s.Pings < 5 {
+		t.Errorf("server saw %d pings in 59 s with ping 10", l.s.Pings)
 	}
 	// Server traffic keeps the connection alive.
-	l.s.sendData(datachannel.PingPayload[:])
+	l.s.SendData(datachannel.PingPayload[:])
 	l.pump()
 	l.advance(30 * time.Second)
 	if l.c.state != StateConnected {
@@ -401,7 +401,7 @@ func TestKeepalive(t *testing.T) {
 func TestControlChannelLossAndReorder(t *testing.T) {
 	for _, mode := range []WrapMode{WrapNone, WrapTLSAuth, WrapTLSCrypt, WrapTLSCryptV2} {
 		t.Run(fmt.Sprint(mode), func(t *testing.T) {
-			l := newLink(t, mode, nil, serverOpts{push: []string{basicPush}, ekm: true})
+			l := newLink(t, mode, nil, serverOpts{Push: []string{basicPush}, EKM: true})
 			n := 0
 			l.drop = func(toServer bool, pkt []byte) bool {
 				n++
@@ -416,12 +416,12 @@ func TestControlChannelLossAndReorder(t *testing.T) {
 }
 
 func TestTLSCryptV2ResendWKc(t *testing.T) {
-	l := newLink(t, WrapTLSCryptV2, nil, serverOpts{push: []string{basicPush}, ekm: true, resendWKc: true})
+	l := newLink(t, WrapTLSCryptV2, nil, serverOpts{Push: []string{basicPush}, EKM: true, ResendWKc: true})
 	l.connect()
-	if len(l.s.helloOps) == 0 || l.s.helloOps[0] != wire.OpControlWKCV1 {
-		t.Fatalf("first client control packet ops %v, want P_CONTROL_WKC_V1", l.s.helloOps)
+	if len(l.s.HelloOps) == 0 || l.s.HelloOps[0] != wire.OpControlWKCV1 {
+		t.Fatalf("first client control packet ops %v, want P_CONTROL_WKC_V1", l.s.HelloOps)
 	}
-	for i, op := range l.s.helloOps[1:] {
+	for i, op := range l.s.HelloOps[1:] {
 		if op != wire.OpControlV1 {
 			t.Errorf("client packet %d after the first is %v, want P_CONTROL_V1 (only message id 1 carries WKc)", i+2, op)
 		}
@@ -430,7 +430,7 @@ func TestTLSCryptV2ResendWKc(t *testing.T) {
 }
 
 func TestShortServerKM2AndPushWithoutRequest(t *testing.T) {
-	l := newLink(t, WrapNone, nil, serverOpts{push: []string{basicPush}, ekm: true, shortKM2: true, pushWithoutRequest: true})
+	l := newLink(t, WrapNone, nil, serverOpts{Push: []string{basicPush}, EKM: true, ShortKM2: true, PushWithoutRequest: true})
 	l.connect()
 	roundTrip(t, l, 2)
 }
@@ -439,12 +439,12 @@ func TestShutdown(t *testing.T) {
 	t.Run("cc-exit", func(t *testing.T) {
 		cfg := testConfig(t, testPKI(t))
 		cfg.ExplicitExitNotify = 3
-		l := newLink(t, WrapNone, cfg, serverOpts{push: []string{basicPush}, ekm: true})
+		l := newLink(t, WrapNone, cfg, serverOpts{Push: []string{basicPush}, EKM: true})
 		l.connect()
 		l.c.Shutdown(l.now)
 		l.advance(time.Second)
-		if l.s.msgs[len(l.s.msgs)-1] != "EXIT" {
-			t.Errorf("server messages %q, want EXIT last", l.s.msgs)
+		if l.s.Msgs[len(l.s.Msgs)-1] != "EXIT" {
+			t.Errorf("server messages %q, want EXIT last", l.s.Msgs)
 		}
 		if st := l.lastState(); st.State != StateClosed {
 			t.Errorf("state %+v, want closed", st)
@@ -453,12 +453,12 @@ func TestShutdown(t *testing.T) {
 	t.Run("occ", func(t *testing.T) {
 		cfg := testConfig(t, testPKI(t))
 		cfg.ExplicitExitNotify = 3
-		l := newLink(t, WrapTLSAuth, cfg, serverOpts{push: []string{"cipher AES-256-GCM,peer-id 2"}})
+		l := newLink(t, WrapTLSAuth, cfg, serverOpts{Push: []string{"cipher AES-256-GCM,peer-id 2"}})
 		l.connect()
 		l.c.Shutdown(l.now)
 		l.advance(5 * time.Second)
-		if l.s.occExits != 3 {
-			t.Errorf("server saw %d OCC exits, want 3", l.s.occExits)
+		if l.s.OCCExits != 3 {
+			t.Errorf("server saw %d OCC exits, want 3", l.s.OCCExits)
 		}
 		if st := l.lastState(); st.State != StateClosed {
 			t.Errorf("state %+v, want closed", st)
@@ -478,7 +478,7 @@ func TestShutdown(t *testing.T) {
 }
 
 func TestHandWindow(t *testing.T) {
-	l := newLink(t, WrapNone, nil, serverOpts{push: []string{basicPush}})
+	l := newLink(t, WrapNone, nil, serverOpts{Push: []string{basicPush}})
 	l.drop = func(toServer bool, pkt []byte) bool { return !toServer }
 	l.c.Start(l.now)
 	l.advance(59 * time.Second)
@@ -505,12 +505,12 @@ func TestCertificateChecks(t *testing.T) {
 			c.VerifyX509Type, c.VerifyX509Name = VerifyX509Subject, "C=KG, O=OpenVPN-TEST, CN=Test-Server"
 		}, true},
 		{"subject mismatch", func(c *Config) { c.VerifyX509Type, c.VerifyX509Name = VerifyX509Subject, "CN=Test-Server" }, false},
-		{"wrong ca", func(c *Config) { c.RootCAs = other.caPool }, false},
+		{"wrong ca", func(c *Config) { c.RootCAs = other.CAPool }, false},
 		{"eku client", func(c *Config) { c.RemoteCertEKU = "TLS Web Client Authentication" }, false},
 		{"eku server oid", func(c *Config) { c.RemoteCertEKU = "1.3.6.1.5.5.7.3.1" }, true},
 		{"fingerprint only", func(c *Config) {
 			c.RootCAs = nil
-			c.PeerFingerprints = [][32]byte{sha256Of(testPKI(t).serverLeaf.Raw)}
+			c.PeerFingerprints = [][32]byte{sha256Of(testPKI(t).ServerLeaf.Raw)}
 		}, true},
 		{"fingerprint mismatch", func(c *Config) { c.PeerFingerprints = [][32]byte{{1, 2, 3}} }, false},
 		// The test server's leaf has digitalSignature|keyAgreement: OpenVPN value 0x88.
@@ -524,7 +524,7 @@ func TestCertificateChecks(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := testConfig(t, testPKI(t))
 			tc.mutate(cfg)
-			l := newLink(t, WrapNone, cfg, serverOpts{push: []string{basicPush}, ekm: true})
+			l := newLink(t, WrapNone, cfg, serverOpts{Push: []string{basicPush}, EKM: true})
 			l.c.Start(l.now)
 			l.advance(3 * time.Second)
 			if got := l.has(StateConnected); got != tc.ok {
@@ -535,7 +535,7 @@ func TestCertificateChecks(t *testing.T) {
 }
 
 func TestBadPacketsAreDropped(t *testing.T) {
-	l := newLink(t, WrapTLSCrypt, nil, serverOpts{push: []string{basicPush}, ekm: true})
+	l := newLink(t, WrapTLSCrypt, nil, serverOpts{Push: []string{basicPush}, EKM: true})
 	l.connect()
 	for _, pkt := range [][]byte{
 		nil,
@@ -561,7 +561,7 @@ func TestBadPacketsAreDropped(t *testing.T) {
 func TestPingExit(t *testing.T) {
 	cfg := testConfig(t, testPKI(t))
 	cfg.PingExit = 30 * time.Second
-	l := newLink(t, WrapNone, cfg, serverOpts{push: []string{"cipher AES-256-GCM"}, ekm: false})
+	l := newLink(t, WrapNone, cfg, serverOpts{Push: []string{"cipher AES-256-GCM"}, EKM: false})
 	l.connect()
 	l.advance(29 * time.Second)
 	if l.c.state != StateConnected {
@@ -613,10 +613,10 @@ func BenchmarkHandshake(b *testing.B) {
 	p := testPKI(b)
 	b.ReportAllocs()
 	for i := 0; i < b.N; i++ {
-		l := newLink(b, WrapTLSCrypt, testConfig(b, p), serverOpts{push: []string{basicPush}, ekm: true})
+		l := newLink(b, WrapTLSCrypt, testConfig(b, p), serverOpts{Push: []string{basicPush}, EKM: true})
 		l.connect()
 		l.c.closeAll()
-		l.s.close()
+		l.s.Close()
 	}
 }
 
@@ -624,7 +624,7 @@ func TestNoGoroutineLeak(t *testing.T) {
 	before := runtime.NumGoroutine()
 	cfg := testConfig(t, testPKI(t))
 	cfg.RenegInterval = 30 * time.Second
-	l := newLink(t, WrapNone, cfg, serverOpts{push: []string{basicPush}, ekm: true})
+	l := newLink(t, WrapNone, cfg, serverOpts{Push: []string{basicPush}, EKM: true})
 	l.connect()
 	l.advance(65 * time.Second) // two rekeys: one retired TLS session closed, one retiring
 	l.c.Shutdown(l.now)
@@ -632,7 +632,7 @@ func TestNoGoroutineLeak(t *testing.T) {
 	if st := l.lastState(); st.State != StateClosed {
 		t.Fatalf("state %+v", st)
 	}
-	l.s.close()
+	l.s.Close()
 	// Closed TLS goroutines finish on their own schedule; on a loaded machine a hundred
 	// yields are not always enough for them to be gone.
 	for i := 0; i < 1000000 && runtime.NumGoroutine() > before; i++ {
@@ -652,20 +652,20 @@ func TestEpochAndDynamicTLSCrypt(t *testing.T) {
 			cfg := testConfig(t, testPKI(t))
 			cfg.TranWindow = 30 * time.Second
 			pushed := "cipher AES-256-GCM,peer-id 3,protocol-flags cc-exit tls-ekm dyn-tls-crypt aead-epoch"
-			l := newLink(t, mode, cfg, serverOpts{push: []string{pushed}, ekm: true, epoch: true, dynTLSCrypt: true})
+			l := newLink(t, mode, cfg, serverOpts{Push: []string{pushed}, EKM: true, Epoch: true, DynTLSCrypt: true})
 			l.connect()
 			if !l.c.epochData || !l.c.dynTLSCrypt || l.c.renegWrapper == nil {
 				t.Fatalf("epoch %v, dyn-tls-crypt %v, wrapper %v", l.c.epochData, l.c.dynTLSCrypt, l.c.renegWrapper)
 			}
 			roundTrip(t, l, 3)
-			l.s.renegotiate(l.now)
+			l.s.Renegotiate(l.now)
 			for i := 0; i < 40 && len(l.keys) < 2; i++ {
 				l.advance(10 * time.Millisecond)
 			}
 			if len(l.keys) != 2 || keyIDs(l.keys[1]) != "1/0" {
 				t.Fatalf("key events %d; errors %v", len(l.keys), l.errs)
 			}
-			if l.s.renegUnwrapped == 0 {
+			if l.s.RenegUnwrapped == 0 {
 				t.Error("the renegotiation was not wrapped with the dynamic tls-crypt key")
 			}
 			roundTrip(t, l, 3)
@@ -682,7 +682,7 @@ func TestEpochNeedsAEADAndPeerID(t *testing.T) {
 	} {
 		cfg := testConfig(t, testPKI(t))
 		cfg.DataCiphers = []string{"AES-256-GCM", "AES-256-CBC"}
-		l := newLink(t, WrapNone, cfg, serverOpts{push: []string{pushed}, ekm: true})
+		l := newLink(t, WrapNone, cfg, serverOpts{Push: []string{pushed}, EKM: true})
 		l.c.Start(l.now)
 		for i := 0; i < 50 && !l.has(StateReconnecting) && !l.has(StateConnected); i++ {
 			l.advance(500 * time.Millisecond)
@@ -697,7 +697,7 @@ func TestEpochNeedsAEADAndPeerID(t *testing.T) {
 // just accepted (the server's reneg-sec 30 rekeys after 30 s instead of the default hour).
 func TestPushedTimersTakeEffect(t *testing.T) {
 	cfg := testConfig(t, testPKI(t))
-	l := newLink(t, WrapTLSCrypt, cfg, serverOpts{push: []string{"peer-id 3,cipher AES-256-GCM,keepalive 7 40,reneg-sec 30"}, ekm: false})
+	l := newLink(t, WrapTLSCrypt, cfg, serverOpts{Push: []string{"peer-id 3,cipher AES-256-GCM,keepalive 7 40,reneg-sec 30"}, EKM: false})
 	l.connect()
 	if l.c.ping != 7*time.Second || l.c.pingRestart != 40*time.Second || l.c.pingExit != 0 {
 		t.Errorf("keepalive: ping %v ping-restart %v ping-exit %v", l.c.ping, l.c.pingRestart, l.c.pingExit)
@@ -716,7 +716,7 @@ func TestPushedTimersTakeEffect(t *testing.T) {
 func TestPushFiltersReachEngine(t *testing.T) {
 	cfg := testConfig(t, testPKI(t))
 	cfg.PushPolicy = push.Policy{Filters: []push.Filter{{Action: push.Ignore, Text: "ping"}, {Action: push.Ignore, Text: "peer-id"}}}
-	l := newLink(t, WrapNone, cfg, serverOpts{push: []string{`cipher AES-256-GCM,"peer-id" 3,'ping-exit' 5,p\ing 1,ping-restart 9`}, ekm: true})
+	l := newLink(t, WrapNone, cfg, serverOpts{Push: []string{`cipher AES-256-GCM,"peer-id" 3,'ping-exit' 5,p\ing 1,ping-restart 9`}, EKM: true})
 	l.connect()
 	if l.c.pingExit != 0 || l.c.pingRestart != cfg.PingRestart || l.c.ping != cfg.Ping || l.c.peerID != wire.NoPeerID {
 		t.Errorf("filtered options applied: ping %v ping-exit %v ping-restart %v peer-id %d", l.c.ping, l.c.pingExit, l.c.pingRestart, l.c.peerID)
@@ -727,7 +727,7 @@ func TestPushFiltersReachEngine(t *testing.T) {
 
 	cfg = testConfig(t, testPKI(t))
 	cfg.PushPolicy = push.Policy{Filters: []push.Filter{{Action: push.Reject, Text: "route "}}}
-	l = newLink(t, WrapNone, cfg, serverOpts{push: []string{`cipher AES-256-GCM,"route" 10.0.0.0 255.0.0.0`}, ekm: true})
+	l = newLink(t, WrapNone, cfg, serverOpts{Push: []string{`cipher AES-256-GCM,"route" 10.0.0.0 255.0.0.0`}, EKM: true})
 	l.c.Start(l.now)
 	for i := 0; i < 100 && !l.has(StateReconnecting); i++ {
 		l.advance(500 * time.Millisecond)
@@ -748,21 +748,21 @@ func TestRekeyAckBeforeNewKeys(t *testing.T) {
 			if epoch {
 				flags += " aead-epoch"
 			}
-			l := newLink(t, WrapTLSCrypt, cfg, serverOpts{push: []string{"cipher AES-256-GCM,peer-id 3,protocol-flags " + flags}, ekm: true, epoch: epoch})
+			l := newLink(t, WrapTLSCrypt, cfg, serverOpts{Push: []string{"cipher AES-256-GCM,peer-id 3,protocol-flags " + flags}, EKM: true, Epoch: epoch})
 			l.connect()
 			l.sendOnKeys = true
-			l.s.tun = nil
+			l.s.Tun = nil
 			for round := 0; round < 3; round++ {
 				n := len(l.keys)
-				l.s.renegotiate(l.now)
+				l.s.Renegotiate(l.now)
 				for i := 0; i < 40 && len(l.keys) == n; i++ {
 					l.advance(10 * time.Millisecond)
 				}
 				l.pump()
 			}
-			if l.sentOnKeys < 3 || l.s.notReady != 0 || len(l.s.tun) != l.sentOnKeys {
+			if l.sentOnKeys < 3 || l.s.NotReady != 0 || len(l.s.Tun) != l.sentOnKeys {
 				t.Errorf("%d packets sent as keys arrived, %d reached the server, %d dropped before the server's key was active",
-					l.sentOnKeys, len(l.s.tun), l.s.notReady)
+					l.sentOnKeys, len(l.s.Tun), l.s.NotReady)
 			}
 		})
 	}
@@ -772,11 +772,11 @@ func TestRekeyAckBeforeNewKeys(t *testing.T) {
 // its continuation), its keepalive applies, and an option that may not be updated restarts
 // the connection as OpenVPN does.
 func TestPushUpdate(t *testing.T) {
-	l := newLink(t, WrapTLSCrypt, nil, serverOpts{push: []string{basicPush}, ekm: true})
+	l := newLink(t, WrapTLSCrypt, nil, serverOpts{Push: []string{basicPush}, EKM: true})
 	var updates []*push.Update
 	l.connect()
-	l.s.sendControlNow(l.now, "PUSH_UPDATE,route 10.9.1.0 255.255.255.0,-dns,push-continuation 2")
-	l.s.sendControlNow(l.now, "PUSH_UPDATE,keepalive 3 17,push-continuation 1")
+	l.s.SendControlNow(l.now, "PUSH_UPDATE,route 10.9.1.0 255.255.255.0,-dns,push-continuation 2")
+	l.s.SendControlNow(l.now, "PUSH_UPDATE,keepalive 3 17,push-continuation 1")
 	l.pump()
 	for _, e := range l.events {
 		if u, ok := e.(EventPushUpdate); ok {
@@ -794,7 +794,7 @@ func TestPushUpdate(t *testing.T) {
 		t.Errorf("ping %v ping-restart %v state %v", l.c.ping, l.c.pingRestart, l.c.state)
 	}
 
-	l.s.sendControlNow(l.now, "PUSH_UPDATE,cipher AES-128-GCM")
+	l.s.SendControlNow(l.now, "PUSH_UPDATE,cipher AES-128-GCM")
 	l.pump()
 	if st := l.lastState(); st.State != StateReconnecting || st.Reason != "push-update-failed" {
 		t.Errorf("non-updatable option: states %v", l.states)

@@ -15,7 +15,7 @@ func TestFragmentSlowPath(t *testing.T) {
 	const link = 300
 	cfg := testConfig(t, testPKI(t))
 	cfg.Fragment = link
-	l := newLink(t, WrapTLSCrypt, cfg, serverOpts{push: []string{basicPush}, ekm: true, fragment: 200})
+	l := newLink(t, WrapTLSCrypt, cfg, serverOpts{Push: []string{basicPush}, EKM: true, Fragment: 200})
 	l.connect()
 	if !strings.Contains(cfg.optionsString(), ",mtu-dynamic") {
 		t.Errorf("options string %q lacks mtu-dynamic", cfg.optionsString())
@@ -32,7 +32,7 @@ func TestFragmentSlowPath(t *testing.T) {
 	var sent [][]byte
 	for i, n := range sizes {
 		l.c.SendTunPacket(l.now, big(n, i))
-		l.s.sendData(big(n, 100+i))
+		l.s.SendData(big(n, 100+i))
 		sent = append(sent, big(n, i))
 	}
 	for _, p := range l.collect() {
@@ -40,21 +40,21 @@ func TestFragmentSlowPath(t *testing.T) {
 		if len(p) > link {
 			t.Errorf("client sent a %d-byte data packet with fragment %d", len(p), link)
 		}
-		l.s.handle(l.now, p)
+		l.s.Handle(l.now, p)
 	}
 	l.pump()
-	if len(l.s.tun) != len(sizes) || len(l.tun) != len(sizes) {
-		t.Fatalf("server got %d, client got %d packets, want %d each; errors %v", len(l.s.tun), len(l.tun), len(sizes), l.errs)
+	if len(l.s.Tun) != len(sizes) || len(l.tun) != len(sizes) {
+		t.Fatalf("server got %d, client got %d packets, want %d each; errors %v", len(l.s.Tun), len(l.tun), len(sizes), l.errs)
 	}
 	for i := range sizes {
-		if !bytes.Equal(l.s.tun[i], sent[i]) || !bytes.Equal(l.tun[i], big(sizes[i], 100+i)) {
+		if !bytes.Equal(l.s.Tun[i], sent[i]) || !bytes.Equal(l.tun[i], big(sizes[i], 100+i)) {
 			t.Fatalf("packet %d (%d bytes) corrupted", i, sizes[i])
 		}
 	}
-	pings := l.s.pings
+	pings := l.s.Pings
 	l.advance(11 * time.Second) // the push says ping 10
-	if l.s.pings <= pings {
-		t.Errorf("server saw no ping with fragment on (%d before, %d after)", pings, l.s.pings)
+	if l.s.Pings <= pings {
+		t.Errorf("server saw no ping with fragment on (%d before, %d after)", pings, l.s.Pings)
 	}
 }
 

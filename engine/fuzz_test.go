@@ -10,32 +10,32 @@ import (
 
 // fuzzSeeds records a real handshake so the fuzzers start from valid packets.
 func fuzzSeeds(t testing.TB) [][]byte {
-	l := newLink(t, WrapNone, nil, serverOpts{push: []string{basicPush}, ekm: true})
+	l := newLink(t, WrapNone, nil, serverOpts{Push: []string{basicPush}, EKM: true})
 	var seeds [][]byte
 	l.c.Start(l.now)
 	for i := 0; i < 20 && !l.has(StateConnected); i++ {
 		for _, p := range l.collect() {
-			l.s.handle(l.now, p)
+			l.s.Handle(l.now, p)
 		}
-		for _, p := range l.s.out {
+		for _, p := range l.s.Out {
 			seeds = append(seeds, p)
 			l.c.HandlePacket(l.now, p)
 		}
-		l.s.out = nil
+		l.s.Out = nil
 	}
 	return seeds
 }
 
 // midHandshakeClient returns a client that has seen the server's reset and runs TLS.
 func midHandshakeClient(t testing.TB) (*link, []byte) {
-	l := newLink(t, WrapNone, nil, serverOpts{push: []string{basicPush}, ekm: true})
+	l := newLink(t, WrapNone, nil, serverOpts{Push: []string{basicPush}, EKM: true})
 	l.c.Start(l.now)
 	for _, p := range l.collect() {
-		l.s.handle(l.now, p)
+		l.s.Handle(l.now, p)
 	}
-	reset := l.s.out[0]
+	reset := l.s.Out[0]
 	l.c.HandlePacket(l.now, reset)
-	l.s.out = nil
+	l.s.Out = nil
 	l.collect()
 	return l, reset
 }

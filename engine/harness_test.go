@@ -41,8 +41,8 @@ type link struct {
 
 func testConfig(t testing.TB, p *pki) *Config {
 	return &Config{
-		RootCAs:             p.caPool,
-		Certificate:         &p.clientCert,
+		RootCAs:             p.CAPool,
+		Certificate:         &p.ClientCert,
 		RemoteCertTLSServer: true,
 		VerifyX509Type:      VerifyX509Name,
 		VerifyX509Name:      "Test-Server",
@@ -66,14 +66,14 @@ func newLink(t testing.TB, mode WrapMode, cfg *Config, opts serverOpts) *link {
 	s := newTestServer(t, p, w, opts)
 	switch mode {
 	case WrapTLSAuth, WrapTLSCrypt:
-		s.origKey = cfg.WrapKey
+		s.OrigKey = cfg.WrapKey
 	case WrapTLSCryptV2:
-		s.origKey = &cfg.TLSCryptV2.Key
+		s.OrigKey = &cfg.TLSCryptV2.Key
 	}
 	l := &link{t: t, now: epoch, c: c, s: s}
 	t.Cleanup(func() {
 		c.closeAll()
-		s.close()
+		s.Close()
 	})
 	return l
 }
@@ -127,8 +127,8 @@ func (l *link) pump() {
 			l.t.Fatal("pump: no quiescence after 10000 rounds")
 		}
 		toServer := l.collect()
-		toClient := l.s.out
-		l.s.out = nil
+		toClient := l.s.Out
+		l.s.Out = nil
 		if len(toServer) == 0 && len(toClient) == 0 {
 			return
 		}
@@ -140,7 +140,7 @@ func (l *link) pump() {
 			if l.drop != nil && l.drop(true, p) {
 				continue
 			}
-			l.s.handle(l.now, p)
+			l.s.Handle(l.now, p)
 		}
 		for _, p := range toClient {
 			if l.drop != nil && l.drop(false, p) {
@@ -166,7 +166,7 @@ func (l *link) advance(d time.Duration) {
 		}
 		l.pump()
 		next := l.c.NextDeadline()
-		if sd := l.s.nextDeadline(); !sd.IsZero() && (next.IsZero() || sd.Before(next)) {
+		if sd := l.s.NextDeadline(); !sd.IsZero() && (next.IsZero() || sd.Before(next)) {
 			next = sd
 		}
 		if next.IsZero() || next.After(end) {
@@ -176,8 +176,8 @@ func (l *link) advance(d time.Duration) {
 			l.now = next
 		}
 		l.c.HandleTimeout(l.now)
-		l.s.now = l.now
-		l.s.flush(l.now)
+		l.s.Now = l.now
+		l.s.Flush(l.now)
 	}
 	l.now = end
 	l.pump()

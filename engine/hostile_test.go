@@ -101,7 +101,7 @@ func TestPushReplyByteBound(t *testing.T) {
 // TestEndlessEmptyContinuations: "PUSH_REPLY,push-continuation 2" forever adds nothing, and
 // the hand-window still ends the wait.
 func TestEndlessEmptyContinuations(t *testing.T) {
-	l := newLink(t, WrapNone, nil, serverOpts{push: []string{"push-continuation 2"}})
+	l := newLink(t, WrapNone, nil, serverOpts{Push: []string{"push-continuation 2"}})
 	l.c.Start(l.now)
 	l.advance(2 * time.Second)
 	for range 10000 {

@@ -206,7 +206,7 @@ func TestTLSCipherSuites(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := testConfig(t, testPKI(t))
 			cfg.TLSCipherSuites = tc.client
-			l := newLink(t, WrapNone, cfg, serverOpts{push: []string{basicPush}, tlsMaxVersion: tls.VersionTLS12, cipherSuites: server})
+			l := newLink(t, WrapNone, cfg, serverOpts{Push: []string{basicPush}, TLSMaxVersion: tls.VersionTLS12, CipherSuites: server})
 			l.c.Start(l.now)
 			l.advance(3 * time.Second)
 			if got := l.has(StateConnected); got != (tc.want != 0) {
@@ -215,7 +215,7 @@ func TestTLSCipherSuites(t *testing.T) {
 			if tc.want == 0 {
 				return
 			}
-			if got := l.s.cur.conn.ConnectionState().CipherSuite; got != tc.want {
+			if got := l.s.Cur.Conn.ConnectionState().CipherSuite; got != tc.want {
 				t.Errorf("negotiated %s, want %s", tls.CipherSuiteName(got), tls.CipherSuiteName(tc.want))
 			}
 		})
@@ -225,9 +225,9 @@ func TestTLSCipherSuites(t *testing.T) {
 func TestTLS13CipherSuites(t *testing.T) {
 	// Learn which suite crypto/tls picks here (it depends on AES hardware), then require
 	// another one and the same one.
-	probe := newLink(t, WrapNone, nil, serverOpts{push: []string{basicPush}, ekm: true})
+	probe := newLink(t, WrapNone, nil, serverOpts{Push: []string{basicPush}, EKM: true})
 	probe.connect()
-	st := probe.s.cur.conn.ConnectionState()
+	st := probe.s.Cur.Conn.ConnectionState()
 	if st.Version != tls.VersionTLS13 {
 		t.Fatalf("probe negotiated version %#x, want TLS 1.3", st.Version)
 	}
@@ -250,7 +250,7 @@ func TestTLS13CipherSuites(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := testConfig(t, testPKI(t))
 			cfg.TLS13CipherSuites = tc.allow
-			l := newLink(t, WrapNone, cfg, serverOpts{push: []string{basicPush}, ekm: true})
+			l := newLink(t, WrapNone, cfg, serverOpts{Push: []string{basicPush}, EKM: true})
 			l.c.Start(l.now)
 			l.advance(3 * time.Second)
 			if got := l.has(StateConnected); got != tc.ok {

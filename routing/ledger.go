@@ -518,3 +518,28 @@ func (l *ledger) orphans(gone func(id string) bool) []*state {
 	}
 	return out
 }
+
+// reassert puts the most recent claim of each key back where the kernel
+// holds something else: a process that died between changing the kernel
+// and writing the ledger may have left a key without the route the ledger
+// says is there. Cleanup runs it after undoing dead tunnels.
+func reassert(k kernel, l *ledger, logf func(string, ...any)) error {
+	var errs []error
+	for _, e := range l.Keys {
+		top := e.Claims[len(e.Claims)-1]
+		r := &Router{k: k, logf: logf, instance: top.Tunnel}
+		if cur, ok := r.kernelRouteAt(e.Key); ok && cur.sameRoute(top.Route) {
+			continue
+		}
+		err := k.RouteReplace(top.Route)
+		switch {
+		case err == nil:
+			logf("put back route %s of tunnel %s", r.routeText(top.Route), top.Tunnel)
+		case isGone(err) || errors.Is(err, unix.ENETUNREACH):
+			// Its link is gone: its owner is dead and is cleaned up on its own.
+		default:
+			errs = append(errs, fmt.Errorf("putting back route %s of tunnel %s: %w", r.routeText(top.Route), top.Tunnel, err))
+		}
+	}
+	return errors.Join(errs...)
+}

@@ -2,6 +2,7 @@ package routing
 
 import (
 	"errors"
+	"fmt"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -247,7 +248,10 @@ func TestPolicy(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer a.Close()
-	if err := a.Set(with(func(c *Config) { c.Routes = []Route{{Dst: mp("10.50.0.0/16"), Gateway: vpnGw4}} })); err != nil {
+	if err := a.Set(with(func(c *Config) {
+		c.Routes = []Route{{Dst: mp("10.50.0.0/16"), Gateway: vpnGw4}}
+		c.DNS = &DNS{Servers: []netip.Addr{ma("10.8.0.53")}, Search: []string{"corp.example"}}
+	})); err != nil {
 		t.Fatal(err)
 	}
 	alices := []Route{
@@ -276,7 +280,12 @@ func TestPolicy(t *testing.T) {
 			cfg.Addrs = []Addr{{Prefix: mp("10.9.0.2/24")}, {Prefix: mp("192.168.1.99/24")}}
 			cfg.Routes = slices.Concat(alices, hosts, allowed)
 			cfg.Redirect = &Redirect{Def1: true, Gateway4: ma("10.9.0.1"), BlockLocal: true}
+			cfg.DNS = &DNS{Servers: []netip.Addr{ma("10.9.0.53")}, Search: []string{"hr.corp.example", "b.example"},
+				RoutingDomains: []string{"CORP.example"}}
 			err = b.Set(&cfg)
+			if doms := strings.Contains(fmt.Sprint(err), "DNS domain hr.corp.example") && strings.Contains(fmt.Sprint(err), "DNS domain CORP.example"); doms != tc.others {
+				t.Errorf("alice's DNS domain refused=%v, want %v: %v", doms, tc.others, err)
+			}
 			var pe *PolicyError
 			if errors.As(err, &pe) != (tc.others || tc.lan) {
 				t.Errorf("Set: %v; want policy refusals: %v", err, tc.others || tc.lan)
@@ -315,5 +324,48 @@ func TestPolicy(t *testing.T) {
 				t.Errorf("after b left, alice's 10.50.0.0/16 goes via %s", k.name(rt.LinkIndex))
 			}
 		})
+	}
+}
+
+// TestCleanUpReasserts: a tunnel that died after taking a key over but before recording it
+// in the ledger took the key's route with its link; cleanup puts the live tunnel's back.
+func TestCleanUpReasserts(t *testing.T) {
+	k := lanEnv(t, true)
+	cfgB := tunB(k)
+	dir := t.TempDir()
+	a := newTestRouter(t, k, dir, "a")
+	defer a.Close()
+	if err := a.Set(with(func(c *Config) { c.Redirect = &Redirect{Def1: true, Gateway4: vpnGw4} })); err != nil {
+		t.Fatal(err)
+	}
+	saved, err := os.ReadFile(filepath.Join(dir, ledgerName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := New(Options{StateDir: dir, Instance: "b", Logf: t.Logf, DNSMode: ModeNone, kernel: k, bypassFunc: testBypass, pid: deadPID(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfgB.Redirect = &Redirect{Def1: true, Gateway4: ma("10.9.0.1")}
+	if err := b.Set(cfgB); err != nil {
+		t.Fatal(err)
+	}
+	// b dies before its ledger write lands (the ledger is as before b), and its link goes.
+	if err := os.WriteFile(filepath.Join(dir, ledgerName), saved, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	k.mu.Lock()
+	delete(k.links, 6)
+	k.routes = slices.DeleteFunc(k.routes, func(r kroute) bool { return r.LinkIndex == 6 })
+	k.addrs = slices.DeleteFunc(k.addrs, func(a kaddr) bool { return a.LinkIndex == 6 })
+	k.mu.Unlock()
+	if rt, _ := k.RouteGet(ma("8.8.8.8")); k.name(rt.LinkIndex) == "tun0" {
+		t.Fatal("the test did not take a's route away")
+	}
+	if err := cleanUp(dir, k, nil, t.Logf); err != nil {
+		t.Fatal(err)
+	}
+	if rt, _ := k.RouteGet(ma("8.8.8.8")); k.name(rt.LinkIndex) != "tun0" {
+		t.Errorf("after cleanup, traffic goes via %s, want a's tun0", k.name(rt.LinkIndex))
 	}
 }

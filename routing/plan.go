@@ -104,6 +104,13 @@ func (r *Router) plan(l *ledger, cfg *Config) (*desired, error) {
 	if err != nil {
 		errs = append(errs, err)
 	}
+	if d != nil {
+		var derrs []error
+		d.Search, derrs = pb.policyDomains(d.Search)
+		errs = append(errs, derrs...)
+		d.RoutingDomains, derrs = pb.policyDomains(d.RoutingDomains)
+		errs = append(errs, derrs...)
+	}
 	p.dns = d
 	return p, errors.Join(errs...)
 }

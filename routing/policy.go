@@ -3,6 +3,7 @@ package routing
 import (
 	"fmt"
 	"net/netip"
+	"strings"
 
 	"golang.org/x/sys/unix"
 )
@@ -75,6 +76,36 @@ func (b *planBuilder) policyAddr(p netip.Prefix) error {
 		}
 	}
 	return nil
+}
+
+// policyDomains drops the DNS domains an unprivileged tunnel may not claim:
+// a domain (or a subdomain of one) that another owner's tunnel resolves,
+// whose queries would otherwise be split between the two or drawn into this
+// tunnel. All names ("~.", FullTunnel) stay allowed, as system-wide DNS is.
+func (b *planBuilder) policyDomains(in []string) ([]string, []error) {
+	if b.r.privileged {
+		return in, nil
+	}
+	var out []string
+	var errs []error
+next:
+	for _, d := range in {
+		for _, t := range b.l.Tunnels {
+			if t.ID == b.r.instance || t.Owner == b.r.owner {
+				continue
+			}
+			for _, o := range t.Domains {
+				if strings.EqualFold(d, o) || strings.HasSuffix(strings.ToLower(d), "."+strings.ToLower(o)) {
+					err := &PolicyError{fmt.Sprintf("DNS domain %s: another user's tunnel resolves %s", d, o)}
+					b.r.logf("%v", err)
+					errs = append(errs, err)
+					continue next
+				}
+			}
+		}
+		out = append(out, d)
+	}
+	return out, errs
 }
 
 // hostNetworks are the networks directly connected to the host's own links

@@ -244,6 +244,7 @@ func cleanUpLocked(stateDir, pattern, instance string, l *ledger, k kernel, dial
 		return fmt.Errorf("listing %s: %w", stateDir, err)
 	}
 	var errs []error
+	undone := false
 	for _, f := range files {
 		s, err := readState(f)
 		if err != nil {
@@ -255,6 +256,7 @@ func cleanUpLocked(stateDir, pattern, instance string, l *ledger, k kernel, dial
 		}
 		plog := func(format string, args ...any) { logf("cleanup["+s.Instance+"]: "+format, args...) }
 		plog("undoing changes of dead process %d", s.PID)
+		undone = true
 		if err := undoState(k, l, s, f, dialBus, plog); err != nil {
 			errs = append(errs, fmt.Errorf("cleaning up %s: %w", s.Instance, err))
 			continue
@@ -262,6 +264,9 @@ func cleanUpLocked(stateDir, pattern, instance string, l *ledger, k kernel, dial
 		if err := os.Remove(f); err != nil {
 			errs = append(errs, fmt.Errorf("removing %s: %w", f, err))
 		}
+	}
+	if undone {
+		errs = append(errs, reassert(k, l, logf))
 	}
 	// What the ledger holds for a tunnel without a record (removed by hand)
 	// has no owner left to release it.

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"runtime"
+	"sync"
 	"time"
 
 	"github.com/ovpnd/ovpnd/config"
@@ -24,7 +26,17 @@ type attempt struct {
 	ref    *connRef
 	ctrl   chan *ctrlPacket
 	errc   chan error
-	creds  chan request
+
+	// ctx ends when the attempt does; everything the attempt starts runs under it and is
+	// counted in wg, and attempt waits for wg before it returns.
+	ctx context.Context
+	wg  sync.WaitGroup
+	// The current credential request: its id, its own answer channel and the cancel
+	// function of its context. A new request cancels its predecessor, whose answer (if
+	// any) lands in a channel nobody reads.
+	credID     uint64
+	credAnswer chan credAnswer
+	credCancel context.CancelFunc
 
 	start      time.Time
 	base       Counters // counters when the attempt started; the engine wants its own
@@ -75,11 +87,12 @@ func (r *runner) attempt(ctx context.Context, conn *config.Connection, remote ne
 		pc.Close()
 		return outcome{kind: outFatal, err: fmt.Errorf("starting protocol engine: %w", err)}
 	}
+	actx, cancel := context.WithCancel(ctx)
 	a := &attempt{
 		r: r, s: s, conn: conn, remote: remote, eng: eng, pc: pc,
+		ctx:       actx,
 		ctrl:      make(chan *ctrlPacket, ctrlQueue),
 		errc:      make(chan error, 4),
-		creds:     make(chan request, 1),
 		start:     s.opts.now(),
 		base:      s.cnt.snapshot(),
 		usedToken: creds != nil && creds.token != "",
@@ -90,31 +103,51 @@ func (r *runner) attempt(ctx context.Context, conn *config.Connection, remote ne
 	if la, ok := pc.(interface{ LocalAddr() netip.AddrPort }); ok {
 		local = la.LocalAddr()
 	}
-	s.mu.Lock()
-	s.status.Remote, s.status.Proto, s.status.Local = remote, conn.Proto.String(), local
-	s.status.Cipher = "" // until this connection's push reply settles it
-	s.mu.Unlock()
+	s.update(func(st *Status) {
+		st.Remote, st.Proto, st.Local = remote, conn.Proto.String(), local
+		st.Cipher = "" // until this connection's push reply settles it
+	})
 
 	r.dp.setKeys(nil)
 	r.dp.conn.Store(a.ref)
-	rxDone := make(chan struct{})
+	a.wg.Add(1)
 	go func() {
-		defer close(rxDone)
+		defer a.wg.Done()
+		// The socket reader changes its thread's timer slack (rxPause): the thread is
+		// locked and, since it is never unlocked, ends with the goroutine instead of
+		// going back to the scheduler with the changed slack.
+		runtime.LockOSThread()
+		setRxTimerSlack()
 		r.dp.RoutineSocketToTun(a.ref)
 	}()
 
 	out := a.loop(ctx)
 
+	// Every exit path ends here: stop what the attempt started and wait for all of it,
+	// then close the engine (its TLS goroutines hold the session's secrets).
+	cancel()
 	a.ref.closing.Store(true)
 	r.dp.setKeys(nil)
 	r.dp.conn.CompareAndSwap(a.ref, nil)
 	pc.Close()
-	<-rxDone
+	a.wg.Wait()
+	eng.Close()
 	for len(a.ctrl) > 0 {
 		putCtrl(<-a.ctrl)
 	}
 	out.connected = out.connected || a.connected
 	return out
+}
+
+// credAnswer is what a credential request returned: a username and password
+// (hasPass), a challenge answer (hasResp), or an error.
+type credAnswer struct {
+	id         uint64
+	user, pass string
+	hasPass    bool
+	resp       string
+	hasResp    bool
+	err        error
 }
 
 func (a *attempt) loop(ctx context.Context) outcome {
@@ -180,33 +213,48 @@ func (a *attempt) loop(ctx context.Context) outcome {
 			a.noteActivity(now)
 			a.eng.HandleTimeout(now)
 		case err := <-a.errc:
-			var te *tunError
-			if errors.As(err, &te) {
-				return outcome{kind: outFatal, err: err}
-			}
 			if !a.shutdown.IsZero() {
 				return outcome{kind: outExit}
+			}
+			var te *tunError
+			if errors.As(err, &te) {
+				// Ending the session would remove its routes and let a full
+				// tunnel's traffic out in the clear: reconnect with a new
+				// device instead, and say so.
+				s.logf(0, "%v; reconnecting with a new tun device", err)
+				a.r.tunFailed = true
+				return outcome{kind: outRetry, reason: err.Error()}
 			}
 			s.logf(1, "connection to %v lost: %v", a.remote, err)
 			return outcome{kind: outRetry, reason: err.Error()}
 		case <-ctxDone:
 			ctxDone = nil
-			a.beginShutdown("shutting down")
-		case q := <-s.reqs:
-			switch q.kind {
-			case reqDisconnect:
+			if s.disconnected() {
 				a.beginShutdown("disconnect requested")
-			case reqRestart:
-				return outcome{kind: outRetry, reason: "restart requested", connected: true}
-			case reqCredentials:
-				a.setCredentials(q.user, q.pass)
+			} else {
+				a.beginShutdown("shutting down")
 			}
-		case q := <-a.creds:
-			if q.hasPass {
-				a.setCredentials(q.user, q.pass)
+		case <-s.restart:
+			return outcome{kind: outRetry, reason: "restart requested", connected: true}
+		case ans := <-a.credAnswer:
+			if ans.id != a.credID {
+				continue // cannot happen: each request has its own channel
 			}
-			if q.hasResp {
-				a.eng.SetResponse(q.resp)
+			a.credAnswer, a.credCancel = nil, nil
+			if ans.err != nil {
+				if ctx.Err() == nil {
+					s.logf(0, "%v", ans.err)
+				}
+				continue
+			}
+			if st := s.State(); st == StateWaitingInput {
+				s.setState(StateAuthenticating, "")
+			}
+			if ans.hasPass {
+				a.setCredentials(ans.user, ans.pass)
+			}
+			if ans.hasResp {
+				a.eng.SetResponse(ans.resp)
 			}
 		}
 	}
@@ -273,9 +321,8 @@ func (a *attempt) drain() (outcome, bool) {
 			a.r.dp.setKeys(ks)
 			if e.Primary != nil {
 				s.logf(3, "data channel keys: primary key id %d", e.Primary.KeyID())
-				s.mu.Lock()
-				s.status.Cipher = e.Primary.Cipher()
-				s.mu.Unlock()
+				cipher := e.Primary.Cipher()
+				s.update(func(st *Status) { st.Cipher = cipher })
 			}
 		case engine.EventPushReply:
 			if err := a.r.applyPush(e.Reply, a.remote.Addr()); err != nil {
@@ -324,18 +371,17 @@ func (a *attempt) drain() (outcome, bool) {
 func (a *attempt) onState(e engine.EventState) (outcome, bool) {
 	s := a.s
 	switch e.State {
-	case engine.StateConnecting:
-		s.setState(StateConnecting, e.Reason)
-	case engine.StateTLSHandshake:
-		s.setState(StateTLSHandshake, e.Reason)
-	case engine.StateAuthenticating:
-		s.setState(StateAuthenticating, e.Reason)
+	case engine.StateConnecting, engine.StateTLSHandshake, engine.StateAuthenticating:
+		st, _ := fromEngine(e.State)
+		s.setState(st, e.Reason)
 	case engine.StateConnected:
 		a.connected = true
-		s.mu.Lock()
-		s.status.Connected = s.opts.now()
-		reason := s.netReason
-		s.mu.Unlock()
+		now := s.opts.now()
+		var reason string
+		s.update(func(st *Status) {
+			st.Connected = now
+			reason = s.netReason
+		})
 		s.setState(StateConnected, reason)
 		s.logf(1, "Initialization Sequence Completed (%v after start)", s.opts.now().Sub(a.start).Round(time.Millisecond))
 	case engine.StateReconnecting:
@@ -365,6 +411,27 @@ func (a *attempt) onState(e engine.EventState) (outcome, bool) {
 	return outcome{}, false
 }
 
+// fromEngine maps the engine's states onto the session's (one vocabulary: the session's
+// words are the engine's where both have the state). ok is false for the engine states
+// that the session turns into an action instead (Reconnecting, Exiting, Closed).
+func fromEngine(st engine.State) (State, bool) {
+	switch st {
+	case engine.StateConnecting:
+		return StateConnecting, true
+	case engine.StateTLSHandshake:
+		return StateTLSHandshake, true
+	case engine.StateAuthenticating:
+		return StateAuthenticating, true
+	case engine.StateConnected:
+		return StateConnected, true
+	case engine.StateReconnecting:
+		return StateReconnecting, false
+	case engine.StateExiting:
+		return StateExiting, false
+	}
+	return StateDisconnected, false
+}
+
 // askCredentials gets what the engine asks for before it can log in: a
 // username and password (from the Credentials callback or a SetCredentials
 // call) and a challenge answer (from the Respond callback), in that order.
@@ -388,14 +455,14 @@ func (a *attempt) askCredentials(prompts []engine.Prompt) {
 		return
 	}
 	if needPass {
-		s.publish(Event{Kind: EventNeedCredentials, State: s.State()})
+		s.setState(StateWaitingInput, "")
 	}
 	if challenge != nil {
 		s.publish(Event{Kind: EventPrompt, Message: challenge.Text, Prompt: challenge, State: s.State()})
 	}
 	cb, respond := s.opts.Credentials, s.opts.Respond
 	if needPass && cb == nil {
-		s.logf(1, "waiting for a username and password")
+		s.logf(0, "the server wants a username and password, and nothing here can ask for them")
 		if challenge == nil {
 			return
 		}
@@ -404,28 +471,46 @@ func (a *attempt) askCredentials(prompts []engine.Prompt) {
 		s.logf(0, "the server needs an answer to %q (%v), but nothing here can ask for it", challenge.Text, challenge.Kind)
 		return
 	}
-	ch := a.creds
-	go func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-		defer cancel()
-		q := request{kind: reqCredentials}
+	a.startRequest(func(ctx context.Context) credAnswer {
+		var ans credAnswer
 		if needPass && cb != nil {
 			u, p, err := cb(ctx)
 			if err != nil {
-				s.logf(0, "asking for credentials: %v", err)
-				return
+				return credAnswer{err: fmt.Errorf("asking for credentials: %w", err)}
 			}
-			q.user, q.pass, q.hasPass = u, p, true
+			ans.user, ans.pass, ans.hasPass = u, p, true
 		}
 		if challenge != nil {
 			r, err := respond(ctx, *challenge)
 			if err != nil {
-				s.logf(0, "asking for the %v answer: %v", challenge.Kind, err)
-				return
+				return credAnswer{err: fmt.Errorf("asking for the %v answer: %w", challenge.Kind, err)}
 			}
-			q.resp, q.hasResp = r, true
+			ans.resp, ans.hasResp = r, true
 		}
-		ch <- q
+		return ans
+	})
+}
+
+// startRequest runs one credential request in a goroutine the attempt owns. The
+// request has its own id, answer channel and context; it cancels its predecessor,
+// whose late answer lands in the predecessor's channel, which nobody reads. The
+// context ends with the attempt, which waits for the goroutine.
+func (a *attempt) startRequest(ask func(ctx context.Context) credAnswer) {
+	if a.credCancel != nil {
+		a.credCancel()
+	}
+	a.credID++
+	ctx, cancel := context.WithCancel(a.ctx)
+	ch := make(chan credAnswer, 1)
+	a.credAnswer, a.credCancel = ch, cancel
+	id := a.credID
+	a.wg.Add(1)
+	go func() {
+		defer a.wg.Done()
+		defer cancel()
+		ans := ask(ctx)
+		ans.id = id
+		ch <- ans
 	}()
 }
 
@@ -452,17 +537,13 @@ func (a *attempt) onAuthPrompt(e engine.EventAuthPrompt) {
 		s.logf(0, "the server needs an answer to %q, but nothing here can ask for it", p.Text)
 		return
 	}
-	ch := a.creds
-	go func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-		defer cancel()
+	a.startRequest(func(ctx context.Context) credAnswer {
 		r, err := respond(ctx, p)
 		if err != nil {
-			s.logf(0, "asking for the challenge answer: %v", err)
-			return
+			return credAnswer{err: fmt.Errorf("asking for the challenge answer: %w", err)}
 		}
-		ch <- request{kind: reqCredentials, resp: r, hasResp: true}
-	}()
+		return credAnswer{resp: r, hasResp: true}
+	})
 }
 
 func parenthesized(s string) string {

@@ -24,6 +24,7 @@ package session
 
 import (
 	"errors"
+	"io/fs"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -182,6 +183,10 @@ type dataPath struct {
 
 	closing atomic.Bool // the tun device is being closed
 	logf    func(format string, args ...any)
+	// warnf reports what the user should see (dropped packets), once per
+	// device: badReadLogged.
+	warnf         func(format string, args ...any)
+	badReadLogged atomic.Bool
 
 	// ctlMu serialises the control-side writers of keys and the mssfix
 	// setting; the packet loops never take it.
@@ -210,7 +215,10 @@ type dataPath struct {
 // dataPathConfig sizes a dataPath.
 type dataPathConfig struct {
 	Headroom, Tailroom int // from the datachannel package
-	MTU                int // tun MTU: largest plaintext packet
+	MTU                int // the largest tun MTU the device may get (pushes included)
+	// Warnf, if set, reports what the user should see (dropped oversize
+	// packets); logf (debug level) otherwise.
+	Warnf func(format string, args ...any)
 	// RefuseCompressed drops LZO/LZ4-compressed packets from the server
 	// (allow-compression no) instead of decompressing them.
 	RefuseCompressed bool
@@ -242,7 +250,10 @@ func (c *connRef) fail(err error) {
 }
 
 func newDataPath(t tunDevice, cnt *counters, dc dataPathConfig, logf func(string, ...any)) *dataPath {
-	d := &dataPath{tun: t, cnt: cnt, logf: logf}
+	d := &dataPath{tun: t, cnt: cnt, logf: logf, warnf: dc.Warnf}
+	if d.warnf == nil {
+		d.warnf = logf
+	}
 	// The fragment header needs room in front of the framed payload.
 	d.txOff = (dc.Headroom + fragment.HeaderSize + 15) &^ 15
 	mtu := max(dc.MTU, 1500)
@@ -389,6 +400,16 @@ func (d *dataPath) RoutineTunToSocket() {
 		}
 		if err != nil {
 			if errIsTooManySegments(err) {
+				continue
+			}
+			if !tunDeviceFailed(err) {
+				// One packet the tun package could not hand over (larger than
+				// the buffers, a malformed offload header): the kernel has
+				// consumed it, the device is fine. Drop it, count it, go on.
+				d.cnt.dropped.Add(1)
+				if d.badReadLogged.CompareAndSwap(false, true) {
+					d.warnf("data path: dropping packets read from the tun device: %v", err)
+				}
 				continue
 			}
 			if !d.closing.Load() && !errors.Is(err, os.ErrClosed) {
@@ -622,7 +643,17 @@ func offsetIn(buf, sub []byte) (int, bool) {
 // errRemoteExit reports an OCC_EXIT from the server on the data channel.
 var errRemoteExit = errors.New("server sent OCC exit (remote-exit)")
 
-// tunError is a failure of the tun device: fatal for the session.
+// tunDeviceFailed tells a failure of the tun device itself (its file is closed
+// or a read syscall failed: *fs.PathError) from an error about one packet,
+// which the tun package reports after it has read the packet (too large for
+// the buffers, a bad virtio header).
+func tunDeviceFailed(err error) bool {
+	var pe *fs.PathError
+	return errors.Is(err, os.ErrClosed) || errors.As(err, &pe)
+}
+
+// tunError is a failure of the tun device: the session reconnects with a new
+// device.
 type tunError struct{ err error }
 
 func (e *tunError) Error() string { return "tun device: " + e.err.Error() }

@@ -5,9 +5,12 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"os"
+	"strings"
 	"sync"
+	"syscall"
 	"testing"
 
 	"github.com/ovpnd/ovpnd/engine/datachannel"
@@ -334,5 +337,71 @@ func BenchmarkDataPath(b *testing.B) {
 				d.sealAndSend(n)
 			}
 		})
+	}
+}
+
+// errTun fails some reads the way the tun package reports one bad packet, then
+// the way a dead device does.
+type errTun struct {
+	fakeTun
+	reads []error
+}
+
+func (t *errTun) Read(bufs [][]byte, sizes []int, off int) (int, error) {
+	if len(t.reads) == 0 {
+		return 0, os.ErrClosed
+	}
+	err := t.reads[0]
+	t.reads = t.reads[1:]
+	if err != nil {
+		return 0, err
+	}
+	sizes[0] = copy(bufs[0][off:], testPackets(1, 100)[0])
+	return 1, nil
+}
+
+// TestTunReadOversizeDropped: a packet larger than the buffers (a pushed
+// tun-mtu above what they were sized for) is dropped and counted, and the tun
+// reader goes on; only a failing device ends it, and that is reported.
+func TestTunReadOversizeDropped(t *testing.T) {
+	tn := &errTun{reads: []error{
+		nil,
+		errors.New("read len 2028 overflows bufs element len 1800"),
+		errors.New("read len 2028 overflows bufs element len 1800"),
+		nil,
+		&fs.PathError{Op: "read", Path: "/dev/net/tun", Err: syscall.EIO},
+	}}
+	c := &fakeConn{}
+	var warns []string
+	ctrl := make(chan *ctrlPacket, 16)
+	errc := make(chan error, 1)
+	d := newDataPath(tn, &counters{}, dataPathConfig{Headroom: 32, Tailroom: 32, MTU: 1500,
+		Warnf: func(f string, a ...any) { warns = append(warns, fmt.Sprintf(f, a...)) }}, func(string, ...any) {})
+	d.conn.Store(&connRef{conn: c, ctrl: ctrl, errc: errc})
+	d.keys.Store(&keySet{primary: &fakeKeys{}})
+	d.RoutineTunToSocket()
+	if c.nsent != 2 || d.cnt.dropped.Load() != 2 {
+		t.Errorf("sent %d, dropped %d; want 2 and 2", c.nsent, d.cnt.dropped.Load())
+	}
+	if len(warns) != 1 || !strings.Contains(warns[0], "overflows") {
+		t.Errorf("warnings %q, want one", warns)
+	}
+	select {
+	case err := <-errc:
+		var te *tunError
+		if !errors.As(err, &te) {
+			t.Errorf("device failure reported as %v", err)
+		}
+	default:
+		t.Error("device failure not reported")
+	}
+}
+
+// TestDataPathBuffersHoldMaxMTU: the buffers hold a packet of the MTU they
+// were sized for.
+func TestDataPathBuffersHoldMaxMTU(t *testing.T) {
+	d := newDataPath(&fakeTun{}, &counters{}, dataPathConfig{Headroom: 32, Tailroom: 32, MTU: 9000}, func(string, ...any) {})
+	if got := len(d.tx.bufs[0]) - d.txOff; got < 9000+32 {
+		t.Errorf("tx buffer holds %d bytes past the headroom, want 9000 + tailroom", got)
 	}
 }

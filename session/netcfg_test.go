@@ -263,8 +263,8 @@ func newTestRunner(t *testing.T, cfg *config.Config) (*runner, *fakeRouter, func
 	t.Helper()
 	var mu sync.Mutex
 	var logs strings.Builder
-	s := &Session{cfg: cfg, verb: 4, reqs: make(chan request, 8), subs: map[chan Event]struct{}{},
-		opts: Options{Name: "t", now: time.Now, Logf: func(f string, a ...any) {
+	s := &Session{cfg: cfg, verb: 4, restart: make(chan struct{}, 1), subs: map[chan Event]struct{}{}, watchers: map[chan struct{}]struct{}{},
+		opts: Options{Name: "t", now: time.Now, readHost: func(netip.Addr) (hostNet, error) { return hostNet{}, nil }, Logf: func(f string, a ...any) {
 			mu.Lock()
 			fmt.Fprintf(&logs, f+"\n", a...)
 			mu.Unlock()
@@ -366,6 +366,31 @@ func TestApplyPushPushedMTU(t *testing.T) {
 	}
 	if got := fr.last().MTU; got != 1400 {
 		t.Errorf("MTU %d, want the pushed 1400", got)
+	}
+}
+
+// TestApplyPushClampsMTU: a pushed tun-mtu above what the profile allows (its
+// tun-mtu, or the IV_MTU announced) is clamped with a warning, since the data
+// path's buffers hold no more.
+func TestApplyPushClampsMTU(t *testing.T) {
+	for _, tc := range []struct {
+		profile, pushed, want int
+	}{
+		{1500, 9000, 1600},
+		{9000, 9000, 9000},
+		{9000, 12000, 9000},
+		{1500, 1600, 1600},
+	} {
+		r, fr, logs := newTestRunner(t, &config.Config{TunMTU: tc.profile})
+		if err := applyPushLines(r, append(labPush[:len(labPush):len(labPush)], fmt.Sprintf("tun-mtu %d", tc.pushed)), netip.MustParseAddr("198.18.0.1")); err != nil {
+			t.Fatal(err)
+		}
+		if got := fr.last().MTU; got != tc.want {
+			t.Errorf("profile %d, pushed %d: MTU %d, want %d", tc.profile, tc.pushed, got, tc.want)
+		}
+		if warned := strings.Contains(logs(), "server pushed tun-mtu"); warned != (tc.pushed != tc.want) {
+			t.Errorf("profile %d, pushed %d: warned %v", tc.profile, tc.pushed, warned)
+		}
 	}
 }
 

@@ -560,3 +560,16 @@ func FuzzSOCKSReply(f *testing.F) {
 		}
 	})
 }
+
+// TestSOCKSUDPNeedsIPv4: the datagram header carries an IPv4 server address
+// only, so an IPv6 remote is refused with a clear error before any proxy
+// connection.
+func TestSOCKSUDPNeedsIPv4(t *testing.T) {
+	px := &config.Proxy{Kind: config.ProxySOCKS, Host: "127.0.0.1", Port: 1}
+	r := testRunner(t, px, nil)
+	conn := &config.Connection{Remote: "2001:db8::1", Port: 1194, Proto: config.ProtoUDP}
+	_, err := r.dialSOCKSUDP(context.Background(), conn, px, netip.MustParseAddrPort("127.0.0.1:1"), udpDialOptions{})
+	if err == nil || !strings.Contains(err.Error(), "needs an IPv4 address") {
+		t.Fatalf("error %v", err)
+	}
+}

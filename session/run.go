@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/netip"
+	"os"
 	"strings"
 	"sync"
 	"time"
@@ -56,6 +57,19 @@ const (
 // fatal condition: AUTH_FAILED, HALT, ping-exit, a tun failure, or every
 // remote failing connect-retry-max times.
 func (s *Session) Run(ctx context.Context) (err error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	s.mu.Lock()
+	if s.runCancel != nil {
+		s.mu.Unlock()
+		return errors.New("session: Run called twice")
+	}
+	s.runCancel = cancel
+	stopped := s.stopped
+	s.mu.Unlock()
+	if stopped {
+		cancel()
+	}
 	s.setState(StateIdle, "")
 	r := &runner{s: s, cfg: s.cfg}
 	defer func() {
@@ -65,11 +79,11 @@ func (s *Session) Run(ctx context.Context) (err error) {
 				err = terr
 			}
 		}
-		reason := ""
 		if err != nil {
-			reason = err.Error()
+			s.setState(StateFailed, err.Error())
+		} else {
+			s.setState(StateDisconnected, "")
 		}
-		s.setState(StateDisconnected, reason)
 	}()
 	return r.run(ctx)
 }
@@ -84,6 +98,14 @@ type runner struct {
 	link   string
 	dp     *dataPath
 	txDone chan struct{} // closed when the tun reader returns
+	// maxMTU is the largest tun MTU the data path's buffers hold.
+	maxMTU int
+	// tunFailed: the tun device failed; the next attempt needs a new one.
+	tunFailed bool
+	// refused are the pushed settings of the current connection that
+	// checkPushed refused; the connected state's reason names them (noteNet).
+	// Guarded by netMu.
+	refused []string
 
 	// netMu serialises every call into router after Run set it up: the
 	// control loop (push replies, teardown), the route-delay timer and the
@@ -129,9 +151,8 @@ func (r *runner) run(ctx context.Context) error {
 			return fmt.Errorf("setting up routing: %w", err)
 		}
 		r.router = rt
-		s.mu.Lock()
-		s.status.DNSMode = rt.DNSMode()
-		s.mu.Unlock()
+		mode := rt.DNSMode()
+		s.update(func(st *Status) { st.DNSMode = mode })
 		r.watcher = newRouteWatcher(r.refreshNet, s.logf)
 		if s.opts.watchRoutes != nil {
 			r.watcher.subscribe = s.opts.watchRoutes
@@ -192,19 +213,20 @@ func (r *runner) run(ctx context.Context) error {
 		}
 		wait := r.backoff(conn, retries)
 		s.setState(StateReconnecting, out.reason)
-		if !r.persistTun() {
+		if !r.persistTun() || r.tunFailed {
 			r.closeTun()
+			r.tunFailed = false
 		}
 		if wait > 0 {
 			s.logf(1, "restarting in %v", wait)
+			t := time.NewTimer(wait)
 			select {
 			case <-ctx.Done():
+				t.Stop()
 				return nil
-			case <-time.After(wait):
-			case q := <-s.reqs:
-				if q.kind == reqDisconnect {
-					return nil
-				}
+			case <-t.C:
+			case <-s.restart:
+				t.Stop()
 			}
 		}
 	}
@@ -265,11 +287,18 @@ func (r *runner) resolve(ctx context.Context, conn *config.Connection) ([]netip.
 	case config.FamilyIPv6:
 		network = "ip6"
 	}
+	lookup := r.s.opts.lookup
+	if lookup == nil {
+		lookup = net.DefaultResolver.LookupNetIP
+	}
 	deadline := time.Now().Add(r.cfg.ResolvRetry)
 	for {
 		rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		ips, err := net.DefaultResolver.LookupNetIP(rctx, network, conn.Remote)
+		ips, err := lookup(rctx, network, conn.Remote)
 		cancel()
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
 		if err == nil && len(ips) > 0 {
 			out := make([]netip.Addr, 0, len(ips))
 			for _, ip := range ips {
@@ -284,10 +313,12 @@ func (r *runner) resolve(ctx context.Context, conn *config.Connection) ([]netip.
 			return nil, err
 		}
 		r.s.logf(1, "resolving %s: %v; retrying", conn.Remote, err)
+		t := time.NewTimer(5 * time.Second)
 		select {
 		case <-ctx.Done():
+			t.Stop()
 			return nil, ctx.Err()
-		case <-time.After(5 * time.Second):
+		case <-t.C:
 		}
 	}
 }
@@ -311,6 +342,7 @@ func (r *runner) openTun() error {
 	if mtu <= 0 {
 		mtu = engine.DefaultTunMTU
 	}
+	r.maxMTU = maxTunMTU(r.cfg)
 	if r.s.opts.NewLinkOnly && r.cfg.DevType != config.DevNull && !strings.Contains(name, "%d") {
 		// The kernel would attach us to an existing (persistent) tun of that
 		// name; only a new one is ours.
@@ -328,8 +360,9 @@ func (r *runner) openTun() error {
 			r.watcher.setTunIndex(ifc.Index)
 		}
 	}
-	r.dp = newDataPath(t, &r.s.cnt, dataPathConfig{Headroom: datachannel.Headroom, Tailroom: datachannel.Tailroom, MTU: mtu,
-		RefuseCompressed: r.cfg.Compression.Allow == config.AllowNo, Fragment: fragmentFromConfig(r.cfg)},
+	r.dp = newDataPath(t, &r.s.cnt, dataPathConfig{Headroom: datachannel.Headroom, Tailroom: datachannel.Tailroom, MTU: r.maxMTU,
+		RefuseCompressed: r.cfg.Compression.Allow == config.AllowNo, Fragment: fragmentFromConfig(r.cfg),
+		Warnf: func(f string, a ...any) { r.s.logf(1, f, a...) }},
 		func(f string, a ...any) { r.s.logf(4, f, a...) })
 	r.dp.setMSSFix(mssFixFromConfig(r.cfg)) // mssfix hook (session/mss.go)
 	r.txDone = make(chan struct{})
@@ -337,11 +370,18 @@ func (r *runner) openTun() error {
 		defer close(done)
 		dp.RoutineTunToSocket()
 	}(r.dp, r.txDone)
-	r.s.mu.Lock()
-	r.s.status.Link = link
-	r.s.mu.Unlock()
+	r.s.update(func(st *Status) { st.Link = link })
 	r.s.logf(1, "opened tun device %s (mtu %d)", link, mtu)
 	return nil
+}
+
+// maxTunMTU is the largest tun MTU a session of this profile may use: the
+// profile's tun-mtu, or the MTU the engine announces to the server as IV_MTU
+// (OpenVPN's tun-max-mtu default), whichever is larger. The data path's
+// buffers are sized for it, and a pushed tun-mtu above it is clamped, as
+// OpenVPN 2.6 clamps it to tun-max-mtu.
+func maxTunMTU(c *config.Config) int {
+	return max(c.TunMTU, engine.DefaultTunMTU, engine.DefaultTunMaxMTU)
 }
 
 func openKernelTun(name string, mtu int) (tunDevice, string, error) {
@@ -375,7 +415,15 @@ func (r *runner) closeTun() error {
 	if r.tun != nil {
 		r.dp.closing.Store(true)
 		if err := r.tun.Close(); err != nil {
-			errs = append(errs, fmt.Errorf("closing tun device: %w", err))
+			if errors.Is(err, os.ErrClosed) {
+				// wireguard's NativeTun.Close races with its own netlink listener
+				// and reports "file already closed" for a descriptor it closed
+				// itself: the device is gone either way, and a clean stop must
+				// not turn into exit status 1.
+				r.s.logf(3, "closing tun device: %v", err)
+			} else {
+				errs = append(errs, fmt.Errorf("closing tun device: %w", err))
+			}
 		}
 		<-r.txDone
 		r.tun, r.dp, r.link = nil, nil, ""
@@ -429,6 +477,9 @@ func (r *runner) dial(ctx context.Context, conn *config.Connection, remote netip
 	if conn.Proto == config.ProtoTCP {
 		return dialTCP(dctx, remote, o)
 	}
+	o.OnICMP = func(err error) {
+		r.s.logf(0, "udp:%v: %v (no server there?); retrying until the handshake times out", remote, err)
+	}
 	return dialUDP(dctx, remote, o)
 }
 
@@ -455,6 +506,27 @@ func (r *runner) applyPush(reply *push.Reply, server netip.Addr) error {
 	for _, w := range warns {
 		s.logf(2, "%v", w)
 	}
+	var refused []string
+	if r.router != nil {
+		readHost := s.opts.readHost
+		if readHost == nil {
+			readHost = readHostNet
+		}
+		topo := pn.Topology
+		if topo == config.TopologyUnset {
+			topo = r.cfg.Net.Topology
+		}
+		host, err := readHost(server)
+		if err != nil {
+			// Without the host's networks a pushed address cannot be checked;
+			// the checks that need none (loopback, the server) still run.
+			s.logf(1, "checking pushed settings against this host: %v", err)
+		}
+		refused = checkPushed(pn, topo, host)
+		for _, why := range refused {
+			s.logf(0, "refusing pushed %s", why)
+		}
+	}
 	p := reply
 	if r.dp != nil {
 		r.dp.setPushedMSSFix(p.MSSFix) // mssfix hook (session/mss.go)
@@ -473,6 +545,7 @@ func (r *runner) applyPush(reply *push.Reply, server netip.Addr) error {
 
 	r.netMu.Lock()
 	defer r.netMu.Unlock()
+	r.refused = refused
 	r.cancelDelayLocked()
 	delay, window := r.cfg.RouteDelay, r.cfg.RouteDelayWin
 	if p.RouteDelay != nil {
@@ -482,9 +555,11 @@ func (r *runner) applyPush(reply *push.Reply, server netip.Addr) error {
 	if d := delay; d > 0 && hasRoutes(rc) {
 		// route-delay: the address now, routes and DNS (whose servers sit
 		// behind those routes) once the delay is over.
-		if err := r.router.Set(addressOnly(rc)); err != nil {
+		err := r.router.Set(addressOnly(rc))
+		if err != nil {
 			s.logf(1, "network settings of %s: %v", r.link, err)
 		}
+		s.noteNet(r.withRefusals(err))
 		if window <= 0 {
 			window = defaultRouteDelayWindow
 		}
@@ -498,7 +573,7 @@ func (r *runner) applyPush(reply *push.Reply, server netip.Addr) error {
 	if err != nil {
 		s.logf(1, "network settings of %s: %v", r.link, err)
 	}
-	s.noteNet(err)
+	s.noteNet(r.withRefusals(err))
 	r.logNet(rc, addrs)
 	return nil
 }
@@ -515,6 +590,10 @@ func (r *runner) netConfig(server netip.Addr) (*routing.Config, []netip.Prefix) 
 	mtu := r.cfg.TunMTU
 	if p := r.pushedTunMTU; p != nil && *p > 0 {
 		mtu = *p
+		if ceil := maxTunMTU(r.cfg); mtu > ceil {
+			s.logf(1, "warning: server pushed tun-mtu %d, above the %d this client allows (its tun-mtu, or the IV_MTU it announced); using tun-mtu %d", mtu, ceil, ceil)
+			mtu = ceil
+		}
 	}
 	rc, rwarns := routingConfig(netInput{
 		Net:            n,
@@ -531,9 +610,7 @@ func (r *runner) netConfig(server netip.Addr) (*routing.Config, []netip.Prefix) 
 	for _, a := range rc.Addrs {
 		addrs = append(addrs, a.Prefix)
 	}
-	s.mu.Lock()
-	s.status.Addrs = addrs
-	s.mu.Unlock()
+	s.update(func(st *Status) { st.Addrs = addrs })
 	if r.watcher != nil {
 		r.watcher.setServers(rc.ServerAddrs)
 	}
@@ -658,7 +735,7 @@ func (r *runner) delayedRoutes(gen uint64, rc *routing.Config, deadline time.Tim
 	if err != nil {
 		s.logf(1, "network settings of %s: %v", rc.Link, err)
 	}
-	s.noteNet(err)
+	s.noteNet(r.withRefusals(err))
 	var addrs []netip.Prefix
 	for _, a := range rc.Addrs {
 		addrs = append(addrs, a.Prefix)
@@ -679,7 +756,17 @@ func (r *runner) refreshNet() {
 	if err != nil {
 		r.s.logf(1, "re-applying network settings: %v", err)
 	}
-	r.s.noteNet(err)
+	r.s.noteNet(r.withRefusals(err))
+}
+
+// withRefusals adds the pushed settings checkPushed refused to what routing
+// reported, so that the connected state's reason names them too; netMu is held.
+func (r *runner) withRefusals(err error) error {
+	errs := []error{err}
+	for _, why := range r.refused {
+		errs = append(errs, &routing.PolicyError{What: "pushed " + why})
+	}
+	return errors.Join(errs...)
 }
 
 func hasRoutes(rc *routing.Config) bool {

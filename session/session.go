@@ -36,9 +36,27 @@ const (
 	StateReconnecting
 	StateExiting
 	StateDisconnected
+	// StateWaitingInput: a credential prompt is outstanding (Options.Credentials runs).
+	StateWaitingInput
+	// StateFailed: Run returned an error; Reason says which.
+	StateFailed
 )
 
-var stateNames = [...]string{"idle", "resolving", "connecting", "tls-handshake", "authenticating", "auth-pending", "connected", "reconnecting", "exiting", "disconnected"}
+// stateNames is the one state vocabulary: the D-Bus State property, sd_notify STATUS= and the
+// journal's OVPND_STATE all use these words (daemon's TestStateVocabulary pins them to dbus/).
+var stateNames = [...]string{"idle", "resolving", "connecting", "tls-handshake", "authenticating", "auth-pending", "connected", "reconnecting", "exiting", "disconnected", "waiting-input", "failed"}
+
+// States lists every State, for tests that pin the vocabulary.
+func States() []State {
+	out := make([]State, len(stateNames))
+	for i := range out {
+		out[i] = State(i)
+	}
+	return out
+}
+
+// Finished reports whether the state is final (Run has returned).
+func (s State) Finished() bool { return s == StateDisconnected || s == StateFailed }
 
 func (s State) String() string {
 	if s >= 0 && int(s) < len(stateNames) {
@@ -50,15 +68,12 @@ func (s State) String() string {
 // EventKind says what an Event reports.
 type EventKind int
 
-// Event kinds.
+// Event kinds. State is not an event: it has one owner, the Session, and observers re-read
+// Status when Watch wakes them, so a slow observer can miss a transient state but never
+// publishes a stale one last.
 const (
-	// EventStateChanged: State and Reason are the new state.
-	EventStateChanged EventKind = iota
 	// EventLog: Message is a log line at level Level.
-	EventLog
-	// EventNeedCredentials: the server wants a username and password; answer
-	// with SetCredentials.
-	EventNeedCredentials
+	EventLog EventKind = iota + 1
 	// EventAuthPending: the server waits for out-of-band authentication;
 	// Message names the method.
 	EventAuthPending
@@ -82,12 +97,11 @@ const (
 	PromptWebLogin        = engine.PromptWebLogin
 )
 
-// Event is a notification for subscribers.
+// Event is a log notification for subscribers; events may be dropped.
 type Event struct {
 	Kind    EventKind
 	Time    time.Time
-	State   State
-	Reason  string
+	State   State // the state when the event was made
 	Level   int
 	Message string
 	// Prompt is set for EventPrompt.
@@ -146,8 +160,10 @@ type Options struct {
 	// Logf receives log lines (log.Printf when nil).
 	Logf func(format string, args ...any)
 	// Credentials, when set, is asked for a username and password when the
-	// profile has none; without it the session also publishes
-	// EventNeedCredentials and waits for SetCredentials.
+	// profile has none. Each call is one request: its ctx ends when the
+	// connection attempt that asked ends or a newer request replaces it, and
+	// the session waits for the call to return before the next attempt.
+	// Without it such a profile cannot connect.
 	Credentials func(ctx context.Context) (user, pass string, err error)
 	// ProxyCredentials, when set, is asked for a proxy's username and password
 	// when the profile says to ask (http-proxy ... stdin or auto without
@@ -165,7 +181,12 @@ type Options struct {
 	newRouter func(routing.Options) (netRouter, error)
 	// watchRoutes subscribes to route changes; nil means netlink.
 	watchRoutes routeSubscriber
-	now         func() time.Time
+	// readHost lists the host's networks for the checks of pushed settings;
+	// nil means netlink.
+	readHost func(server netip.Addr) (hostNet, error)
+	now      func() time.Time
+	// lookup resolves a remote name (net.DefaultResolver when nil).
+	lookup func(ctx context.Context, network, host string) ([]netip.Addr, error)
 }
 
 // netRouter is the part of *routing.Router the session uses.
@@ -198,32 +219,24 @@ type Session struct {
 	crl *crlSource
 
 	cnt counters
-	// reqs carries Disconnect/Restart/SetCredentials to the control loop.
-	reqs chan request
+	// restart carries Restart to the control loop; one pending restart is enough.
+	restart chan struct{}
 
 	mu     sync.Mutex
 	status Status
 	subs   map[chan Event]struct{}
+	// watchers are woken (without blocking, coalesced) after every status change.
+	watchers map[chan struct{}]struct{}
+	// logMu orders log lines and guards limit.
+	logMu sync.Mutex
+	limit logLimiter
+	// stopped is sticky: Disconnect sets it and cancels the running Run's context,
+	// which reaches resolve, dial, prompts and the control loop at once.
+	stopped   bool
+	runCancel context.CancelFunc
 	// netReason says what of the network settings was refused or failed
 	// (DNS, policy); a connected session shows it as its state reason.
 	netReason string
-}
-
-type requestKind int
-
-const (
-	reqDisconnect requestKind = iota
-	reqRestart
-	reqCredentials
-)
-
-type request struct {
-	kind       requestKind
-	user, pass string
-	// For credential answers from the callbacks: hasPass and hasResp say which
-	// of user/pass and resp carry an answer.
-	hasPass, hasResp bool
-	resp             string
 }
 
 // New prepares a session for a loaded profile. It does not touch the network.
@@ -252,12 +265,14 @@ func New(cfg *config.Config, opts Options) (*Session, error) {
 		return nil, fmt.Errorf("session: %w", err)
 	}
 	return &Session{
-		cfg:  cfg,
-		opts: opts,
-		verb: verb,
-		crl:  crl,
-		reqs: make(chan request, 8),
-		subs: map[chan Event]struct{}{},
+		limit:    logLimiter{mute: cfg.Mute},
+		cfg:      cfg,
+		opts:     opts,
+		verb:     verb,
+		restart:  make(chan struct{}, 1),
+		subs:     map[chan Event]struct{}{},
+		watchers: map[chan struct{}]struct{}{},
+		crl:      crl,
 	}, nil
 }
 
@@ -281,7 +296,40 @@ func (s *Session) State() State {
 // Stats returns the data-path counters.
 func (s *Session) Stats() Counters { return s.cnt.snapshot() }
 
-// Subscribe returns a channel of events and a function that ends the
+// Watch returns a channel that receives a value after status changes (coalesced:
+// one pending wake-up stands for any number of changes) and a function that ends
+// the watch. Watchers re-read Status; the final state is always followed by a
+// wake-up.
+func (s *Session) Watch() (<-chan struct{}, func()) {
+	ch := make(chan struct{}, 1)
+	s.mu.Lock()
+	s.watchers[ch] = struct{}{}
+	s.mu.Unlock()
+	return ch, func() {
+		s.mu.Lock()
+		delete(s.watchers, ch)
+		s.mu.Unlock()
+	}
+}
+
+// update changes the status under the lock and wakes the watchers.
+func (s *Session) update(f func(st *Status)) {
+	s.mu.Lock()
+	f(&s.status)
+	s.wakeLocked()
+	s.mu.Unlock()
+}
+
+func (s *Session) wakeLocked() {
+	for ch := range s.watchers {
+		select {
+		case ch <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// Subscribe returns a channel of log events and a function that ends the
 // subscription. Slow subscribers miss events rather than stall the session.
 func (s *Session) Subscribe() (<-chan Event, func()) {
 	ch := make(chan Event, 64)
@@ -295,20 +343,30 @@ func (s *Session) Subscribe() (<-chan Event, func()) {
 	}
 }
 
-// Disconnect asks Run to notify the server, tear down and return nil.
-func (s *Session) Disconnect() { s.request(request{kind: reqDisconnect}) }
-
-// Restart asks the session to drop the connection and connect again (SIGUSR1).
-func (s *Session) Restart() { s.request(request{kind: reqRestart}) }
-
-// SetCredentials answers EventNeedCredentials.
-func (s *Session) SetCredentials(user, pass string) {
-	s.request(request{kind: reqCredentials, user: user, pass: pass})
+// Disconnect asks Run to notify the server, tear down and return nil. It is
+// sticky: it stops a name lookup, a dial, a credential prompt or a back-off wait
+// at once, and a Run that starts afterwards returns at once.
+func (s *Session) Disconnect() {
+	s.mu.Lock()
+	s.stopped = true
+	cancel := s.runCancel
+	s.mu.Unlock()
+	if cancel != nil {
+		cancel()
+	}
 }
 
-func (s *Session) request(r request) {
+// disconnected reports whether Disconnect was called.
+func (s *Session) disconnected() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.stopped
+}
+
+// Restart asks the session to drop the connection and connect again (SIGUSR1).
+func (s *Session) Restart() {
 	select {
-	case s.reqs <- r:
+	case s.restart <- struct{}{}:
 	default:
 	}
 }
@@ -332,6 +390,9 @@ func (s *Session) setState(st State, reason string) {
 	s.mu.Lock()
 	changed := s.status.State != st || s.status.Reason != reason
 	s.status.State, s.status.Reason = st, reason
+	if changed {
+		s.wakeLocked()
+	}
 	s.mu.Unlock()
 	if changed {
 		if reason != "" {
@@ -339,21 +400,34 @@ func (s *Session) setState(st State, reason string) {
 		} else {
 			s.logf(2, "state %v", st)
 		}
-		s.publish(Event{Kind: EventStateChanged, State: st, Reason: reason})
 	}
 }
 
-// logf logs at a verbosity level: 0 errors, 1 normal, 3 details, 4+ debug.
+// logf logs at a verbosity level: 0 errors, 1 normal, 3 details, 4+ debug. Lines pass
+// the profile's mute and the rate limit (loglimit.go) first.
 func (s *Session) logf(level int, format string, args ...any) {
 	if level > s.verb {
 		return
 	}
-	msg := safeText(fmt.Sprintf(format, args...))
+	s.logMu.Lock()
+	defer s.logMu.Unlock()
+	ok, notes := s.limit.allow(format, s.opts.now())
+	for _, n := range notes {
+		s.emitLog(1, n)
+	}
+	if ok {
+		s.emitLog(level, safeText(fmt.Sprintf(format, args...)))
+	}
+}
+
+// emitLog hands one line to Logf and the subscribers; logMu is held, so lines keep their
+// order.
+func (s *Session) emitLog(level int, msg string) {
 	s.opts.Logf("%s", msg)
 	s.mu.Lock()
 	hasSubs := len(s.subs) > 0
 	s.mu.Unlock()
 	if hasSubs {
-		s.publish(Event{Kind: EventLog, Level: level, Message: msg})
+		s.publish(Event{Kind: EventLog, Level: level, Message: msg, State: s.State()})
 	}
 }

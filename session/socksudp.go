@@ -47,7 +47,16 @@ func (r *runner) dialSOCKSUDP(ctx context.Context, conn *config.Connection, px *
 	if err != nil {
 		return nil, fmt.Errorf("resolving %s: %w", conn.Remote, err)
 	}
-	server := netip.AddrPortFrom(ips[0], conn.Port)
+	var server netip.AddrPort
+	for _, a := range ips {
+		if a.Unmap().Is4() {
+			server = netip.AddrPortFrom(a.Unmap(), conn.Port)
+			break
+		}
+	}
+	if !server.IsValid() {
+		return nil, fmt.Errorf("socks-proxy over UDP needs an IPv4 address for %s (as in OpenVPN), found %v", conn.Remote, ips)
+	}
 	var creds *proxyCreds
 	if px.Creds != nil || px.Ask {
 		if creds, err = r.proxyCredentials(ctx, px); err != nil {

@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"sync"
 	"syscall"
+	"time"
 )
 
 // tcpReadBuffer is the stream buffer, sized so that a batch of full frames is
@@ -130,17 +131,26 @@ func (t *tcpConn) WriteBatch(pkts [][]byte) error {
 	return nil
 }
 
-// WritePacket frames and writes one packet.
+// controlWriteTimeout bounds a control-loop write on a stalled TCP connection.
+const controlWriteTimeout = 10 * time.Second
+
+// WritePacket frames and writes one packet. It is the control loop's write, so it
+// must not block forever on a peer that stopped reading: the write deadline is
+// set before taking the lock, which also ends a data-path WriteBatch stuck on the
+// same stalled stream (that write fails and the connection is restarted).
 func (t *tcpConn) WritePacket(pkt []byte) error {
 	if len(pkt) > 0xffff {
 		return fmt.Errorf("writing %d-byte packet: too large for a TCP frame", len(pkt))
 	}
+	_ = t.conn.SetWriteDeadline(time.Now().Add(controlWriteTimeout))
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	out := binary.BigEndian.AppendUint16(t.out[:0], uint16(len(pkt)))
 	out = append(out, pkt...)
 	t.out = out[:0]
-	if _, err := t.conn.Write(out); err != nil {
+	_, err := t.conn.Write(out)
+	_ = t.conn.SetWriteDeadline(time.Time{})
+	if err != nil {
 		return fmt.Errorf("writing to TCP: %w", err)
 	}
 	return nil

@@ -85,6 +85,12 @@ type udpConn struct {
 
 	// ctrlMu serialises the rare control-path writes among themselves.
 	ctrlMu sync.Mutex
+
+	// onICMP is told about the first ICMP error (refused, unreachable) of this socket, so
+	// that an unreachable server is reported at the first attempt rather than only when
+	// the handshake times out. icmpSeen belongs to the socket reader.
+	onICMP   func(error)
+	icmpSeen bool
 }
 
 // udpDialOptions are the socket settings from bind/lport/local/nobind/sndbuf/rcvbuf/mark.
@@ -96,6 +102,8 @@ type udpDialOptions struct {
 	Batch   int
 	NoGSO   bool
 	Network string // "udp4", "udp6" or "udp"
+	// OnICMP receives the socket's first ICMP error (see udpConn.onICMP).
+	OnICMP func(error)
 }
 
 // dialUDP connects a UDP socket to remote.
@@ -141,6 +149,7 @@ func dialUDP(ctx context.Context, remote netip.AddrPort, o udpDialOptions) (*udp
 		uc.Close()
 		return nil, err
 	}
+	u.onICMP = o.OnICMP
 	return u, nil
 }
 
@@ -242,6 +251,7 @@ func (u *udpConn) ReadBatch(bufs [][]byte, sizes []int) (int, error) {
 		case unix.ECONNREFUSED, unix.EHOSTUNREACH, unix.ENETUNREACH:
 			// An ICMP error for an earlier send: the peer may be coming back,
 			// so it is up to the keepalive timers, not the reader, to give up.
+			u.noteICMP(u.rd.errno)
 			continue
 		default:
 			return 0, os.NewSyscallError("recvmmsg", u.rd.errno)
@@ -321,6 +331,7 @@ func (u *udpConn) receiveGRO() error {
 		switch u.rd.errno {
 		case 0:
 		case unix.ECONNREFUSED, unix.EHOSTUNREACH, unix.ENETUNREACH:
+			u.noteICMP(u.rd.errno)
 			continue
 		default:
 			return os.NewSyscallError("recvmmsg", u.rd.errno)
@@ -463,6 +474,15 @@ func (u *udpConn) pack(pkts [][]byte, gso bool) {
 	u.wr.nhdrs = nh
 }
 
+// noteICMP reports the socket's first ICMP error; later ones repeat it and stay quiet.
+func (u *udpConn) noteICMP(errno syscall.Errno) {
+	if u.icmpSeen || u.onICMP == nil {
+		return
+	}
+	u.icmpSeen = true
+	u.onICMP(errno)
+}
+
 // WritePacket sends one packet from the control path.
 func (u *udpConn) WritePacket(pkt []byte) error {
 	u.ctrlMu.Lock()
@@ -480,17 +500,22 @@ func isTransientSendError(err error) bool {
 }
 
 // rxPause sleeps for d in the calling thread with nanosleep: the runtime's
-// timers round sleeps below a millisecond up to one. The thread's timer slack
-// (50 µs by default, added to every sleep) is lowered first; the thread may
-// differ from call to call, so it is set each time, for one cheap syscall.
+// timers round sleeps below a millisecond up to one. The socket reader runs on
+// a thread of its own whose timer slack (50 µs by default, added to every
+// sleep) setRxTimerSlack lowered once.
 func rxPause(d time.Duration) {
-	_ = unix.Prctl(unix.PR_SET_TIMERSLACK, rxTimerSlack, 0, 0, 0)
 	ts := unix.NsecToTimespec(int64(d))
 	_ = unix.Nanosleep(&ts, nil)
 }
 
 // rxTimerSlack is the timer slack for rxPause, in nanoseconds.
 const rxTimerSlack = 5000
+
+// setRxTimerSlack sets the calling thread's timer slack for rxPause. Timer slack belongs to
+// the OS thread, so the caller must have locked its goroutine to the thread and must never
+// unlock it: the thread then exits with the goroutine and no other goroutine runs with the
+// changed slack.
+func setRxTimerSlack() { _ = unix.Prctl(unix.PR_SET_TIMERSLACK, rxTimerSlack, 0, 0, 0) }
 
 // Close closes the socket, which ends a blocked ReadBatch.
 func (u *udpConn) Close() error { return u.conn.Close() }

@@ -25,9 +25,28 @@ const (
 type target struct {
 	dest string
 	path dbus.ObjectPath
+	// owner is the unique name that owned dest when the target was found: signals about
+	// the session are believed only from it, since any local user can send a signal that
+	// claims the session's path.
+	owner string
 }
 
 func (t target) obj(c *dbus.Conn) dbus.BusObject { return c.Object(t.dest, t.path) }
+
+// from reports whether s is a signal about t's session sent by the service that serves it.
+func (t target) from(s *dbus.Signal) bool {
+	return t.owner != "" && s.Sender == t.owner && s.Path == t.path
+}
+
+// withOwner looks up who owns t.dest now.
+func withOwner(c *dbus.Conn, t target) (target, error) {
+	var owner string
+	if err := c.BusObject().Call("org.freedesktop.DBus.GetNameOwner", 0, t.dest).Store(&owner); err != nil {
+		return t, err
+	}
+	t.owner = owner
+	return t, nil
+}
 
 // cliError carries an exit status with the message.
 type cliError struct {
@@ -66,7 +85,7 @@ func classify(err error) *cliError {
 // report prints err and returns its exit status.
 func report(stderr io.Writer, err error) int {
 	ce := classify(err)
-	fmt.Fprintf(stderr, "ovpnctl: %s\n", ce.msg)
+	fmt.Fprintf(stderr, "ovpnctl: %s\n", api.Printable(ce.msg))
 	return ce.code
 }
 
@@ -88,6 +107,9 @@ func connectTo(name string) (*dbus.Conn, target, error) {
 		return nil, target{}, err
 	}
 	t, err := resolve(c, name)
+	if err == nil {
+		t, err = withOwner(c, t)
+	}
 	if err != nil {
 		c.Close()
 		return nil, target{}, err
@@ -105,7 +127,7 @@ func resolve(c *dbus.Conn, name string) (target, error) {
 	var p dbus.ObjectPath
 	err := c.Object(api.BusName, api.ManagerPath).Call(api.ManagerInterface+".Lookup", dbus.FlagNoAutoStart, name).Store(&p)
 	if err == nil {
-		return target{api.BusName, p}, nil
+		return target{dest: api.BusName, path: p}, nil
 	}
 	var derr dbus.Error
 	if errors.As(err, &derr) && (derr.Name == "org.freedesktop.DBus.Error.ServiceUnknown" || derr.Name == "org.freedesktop.DBus.Error.NameHasNoOwner") {
@@ -114,7 +136,7 @@ func resolve(c *dbus.Conn, name string) (target, error) {
 	inst := api.InstanceBusName(name)
 	var has bool
 	if herr := c.BusObject().Call("org.freedesktop.DBus.NameHasOwner", 0, inst).Store(&has); herr == nil && has {
-		return target{inst, dbus.ObjectPath(api.SessionPath(name))}, nil
+		return target{dest: inst, path: dbus.ObjectPath(api.SessionPath(name))}, nil
 	}
 	return target{}, err
 }
@@ -130,7 +152,7 @@ func listTargets(c *dbus.Conn) ([]target, error) {
 	for _, n := range names {
 		if rest, ok := strings.CutPrefix(n, api.InstanceBusPrefix); ok {
 			if name, ok := api.UnescapeLabel(rest); ok {
-				out = append(out, target{n, dbus.ObjectPath(api.SessionPath(name))})
+				out = append(out, target{dest: n, path: dbus.ObjectPath(api.SessionPath(name))})
 			}
 		}
 	}
@@ -143,29 +165,15 @@ func listTargets(c *dbus.Conn) ([]target, error) {
 		return nil, err
 	}
 	for _, p := range paths {
-		out = append(out, target{api.BusName, p})
+		out = append(out, target{dest: api.BusName, path: p})
 	}
 	return out, nil
 }
 
-// sessionInfo is a session's properties, also the --json form.
+// sessionInfo is a session's properties (the dbus/ contract), also the --json form.
 type sessionInfo struct {
-	Name            string   `json:"name"`
-	Owner           uint32   `json:"owner"`
-	State           string   `json:"state"`
-	StateReason     string   `json:"state_reason,omitempty"`
-	Remote          string   `json:"remote,omitempty"`
-	TunnelAddresses []string `json:"tunnel_addresses"`
-	Device          string   `json:"device,omitempty"`
-	LocalAddress    string   `json:"local_address,omitempty"`
-	Cipher          string   `json:"cipher,omitempty"`
-	DNSMode         string   `json:"dns_mode,omitempty"`
-	ConnectedSince  uint64   `json:"connected_since_usec,omitempty"`
-	BytesIn         uint64   `json:"bytes_in"`
-	BytesOut        uint64   `json:"bytes_out"`
-	PacketsIn       uint64   `json:"packets_in"`
-	PacketsOut      uint64   `json:"packets_out"`
-	Instance        bool     `json:"instance"`
+	api.SessionProps
+	Instance bool `json:"instance"`
 }
 
 func getInfo(c *dbus.Conn, t target) (*sessionInfo, error) {
@@ -173,46 +181,22 @@ func getInfo(c *dbus.Conn, t target) (*sessionInfo, error) {
 	if err := t.obj(c).Call(api.PropertiesInterface+".GetAll", 0, api.SessionInterface).Store(&props); err != nil {
 		return nil, err
 	}
-	info := &sessionInfo{Instance: t.dest != api.BusName, TunnelAddresses: []string{}}
+	info := &sessionInfo{Instance: t.dest != api.BusName}
+	info.TunnelAddresses = []string{}
 	applyProps(info, props)
 	return info, nil
 }
 
 // applyProps copies the properties present in props (all of GetAll, or the changed ones of
-// PropertiesChanged).
+// PropertiesChanged), with control characters made harmless: everything ovpnctl prints
+// from the bus goes through here or api.Printable.
 func applyProps(info *sessionInfo, props map[string]dbus.Variant) {
-	for k, v := range props {
-		switch k {
-		case "Name":
-			_ = v.Store(&info.Name)
-		case "Owner":
-			_ = v.Store(&info.Owner)
-		case "State":
-			_ = v.Store(&info.State)
-		case "StateReason":
-			_ = v.Store(&info.StateReason)
-		case "Remote":
-			_ = v.Store(&info.Remote)
-		case "TunnelAddresses":
-			_ = v.Store(&info.TunnelAddresses)
-		case "Device":
-			_ = v.Store(&info.Device)
-		case "LocalAddress":
-			_ = v.Store(&info.LocalAddress)
-		case "Cipher":
-			_ = v.Store(&info.Cipher)
-		case "DNSMode":
-			_ = v.Store(&info.DNSMode)
-		case "ConnectedSince":
-			_ = v.Store(&info.ConnectedSince)
-		case "BytesIn":
-			_ = v.Store(&info.BytesIn)
-		case "BytesOut":
-			_ = v.Store(&info.BytesOut)
-		case "PacketsIn":
-			_ = v.Store(&info.PacketsIn)
-		case "PacketsOut":
-			_ = v.Store(&info.PacketsOut)
-		}
+	p := &info.SessionProps
+	p.Apply(props)
+	for _, f := range []*string{&p.Name, &p.State, &p.StateReason, &p.Remote, &p.Device, &p.LocalAddress, &p.Cipher, &p.DNSMode} {
+		*f = api.Printable(*f)
+	}
+	for i := range p.TunnelAddresses {
+		p.TunnelAddresses[i] = api.Printable(p.TunnelAddresses[i])
 	}
 }

@@ -106,7 +106,7 @@ func manage(verb, method string, args []string, stdout, stderr io.Writer) int {
 	for !finished(info.State) {
 		select {
 		case s := <-sigs:
-			if s.Path == t.path && s.Name == api.PropertiesInterface+".PropertiesChanged" && len(s.Body) == 3 {
+			if t.from(s) && s.Name == api.PropertiesInterface+"."+api.SignalPropertiesChanged && len(s.Body) == 3 {
 				if ch, ok := s.Body[1].(map[string]dbus.Variant); ok {
 					applyProps(info, ch)
 				}
@@ -120,9 +120,7 @@ func manage(verb, method string, args []string, stdout, stderr io.Writer) int {
 	return exitOK
 }
 
-func finished(state string) bool {
-	return state == api.StateDisconnected || state == api.StateFailed
-}
+func finished(state string) bool { return api.StateFinished(state) }
 
 func runList(args []string, stdout, stderr io.Writer) int {
 	fs := newFlags("list", "list [--json]", stderr)
@@ -165,7 +163,7 @@ func runStatus(args []string, stdout, stderr io.Writer) int {
 	if info.StateReason != "" {
 		row("Reason", info.StateReason)
 	}
-	row("Owner", fmt.Sprint(info.Owner))
+	row("Owner", userName(info.Owner))
 	if info.Instance {
 		row("Service", "ovpnd@"+info.Name+".service")
 	}
@@ -239,9 +237,9 @@ func listSessions(asJSON, wide bool, stdout, stderr io.Writer) int {
 	for _, i := range infos {
 		addrs := dash(strings.Join(i.TunnelAddresses, " "))
 		if wide {
-			fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\n", i.Name, i.Owner, i.State, dash(i.Remote), dash(i.Device), addrs, bytesText(i.BytesIn), bytesText(i.BytesOut))
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", i.Name, userName(i.Owner), i.State, dash(i.Remote), dash(i.Device), addrs, bytesText(i.BytesIn), bytesText(i.BytesOut))
 		} else {
-			fmt.Fprintf(tw, "%s\t%d\t%s\t%s\n", i.Name, i.Owner, i.State, addrs)
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", i.Name, userName(i.Owner), i.State, addrs)
 		}
 	}
 	tw.Flush()
@@ -309,6 +307,7 @@ func runLog(args []string, stdout, stderr io.Writer) int {
 		return report(stderr, err)
 	}
 	print := func(l logJSON) {
+		l.Message = api.Printable(l.Message)
 		if *asJSON {
 			b, _ := json.Marshal(l)
 			fmt.Fprintf(stdout, "%s\n", b)
@@ -337,16 +336,16 @@ func runLog(args []string, stdout, stderr io.Writer) int {
 		case <-c.Context().Done():
 			return report(stderr, fmt.Errorf("lost the bus connection"))
 		case s := <-sigs:
-			if s.Path != t.path {
+			if !t.from(s) {
 				continue
 			}
 			switch s.Name {
-			case api.SessionInterface + ".Log":
+			case api.SessionInterface + "." + api.SignalLog:
 				var l logJSON
 				if err := dbus.Store(s.Body, &l.TimeUsec, &l.Level, &l.Message); err == nil && l.TimeUsec >= last {
 					print(l)
 				}
-			case api.PropertiesInterface + ".PropertiesChanged":
+			case api.PropertiesInterface + "." + api.SignalPropertiesChanged:
 				if len(s.Body) == 3 {
 					if ch, ok := s.Body[1].(map[string]dbus.Variant); ok {
 						applyProps(info, ch)

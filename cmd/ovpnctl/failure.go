@@ -1,6 +1,10 @@
 package main
 
-import "strings"
+import (
+	"os/user"
+	"strconv"
+	"strings"
+)
 
 // authFailedPrefix starts the reason of a session the server refused (session.ErrAuthFailed
 // wrapped with the server's words), as the daemon reports it in StateReason.
@@ -13,4 +17,14 @@ func failureCode(reason string) int {
 		return exitAuthFailed
 	}
 	return exitFail
+}
+
+// userName is how a session's owner is shown: the login name, or the uid when the user
+// database does not know it.
+func userName(uid uint32) string {
+	u, err := user.LookupId(strconv.FormatUint(uint64(uid), 10))
+	if err != nil {
+		return strconv.FormatUint(uint64(uid), 10)
+	}
+	return u.Username
 }

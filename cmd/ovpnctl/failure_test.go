@@ -14,3 +14,12 @@ func TestFailureCode(t *testing.T) {
 		}
 	}
 }
+
+func TestUserName(t *testing.T) {
+	if got := userName(0); got != "root" {
+		t.Errorf("userName(0) = %q, want root", got)
+	}
+	if got := userName(4000000000); got != "4000000000" {
+		t.Errorf("userName of an unknown uid = %q", got)
+	}
+}

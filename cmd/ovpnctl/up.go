@@ -72,7 +72,10 @@ func runUp(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		return report(stderr, err)
 	}
-	t := target{api.BusName, p}
+	t, err := withOwner(c, target{dest: api.BusName, path: p})
+	if err != nil {
+		return report(stderr, err)
+	}
 	fmt.Fprintf(stderr, "%s: started\n", *name)
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -104,25 +107,25 @@ func runUp(args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintln(stderr, "ovpnctl: lost the bus connection")
 			return exitUnreachable
 		case s := <-sigs:
-			if s.Path != t.path {
+			if !t.from(s) {
 				continue
 			}
 			switch s.Name {
-			case api.PropertiesInterface + ".PropertiesChanged":
+			case api.PropertiesInterface + "." + api.SignalPropertiesChanged:
 				if len(s.Body) == 3 {
 					if ch, ok := s.Body[1].(map[string]dbus.Variant); ok {
 						applyProps(u.info, ch)
 					}
 				}
-			case api.SessionInterface + ".Log":
+			case api.SessionInterface + "." + api.SignalLog:
 				var usec uint64
 				var level uint32
 				var msg string
 				if *verbose && dbus.Store(s.Body, &usec, &level, &msg) == nil {
-					fmt.Fprintf(stderr, "  %s\n", msg)
+					fmt.Fprintf(stderr, "  %s\n", api.Printable(msg))
 				}
 				continue
-			case api.SessionInterface + ".InputRequired":
+			case api.SessionInterface + "." + api.SignalInputRequired:
 				// Answered below from PendingInput, which also covers requests made
 				// before this client subscribed.
 			default:
@@ -186,16 +189,8 @@ func (u *upper) progress() (int, bool) {
 	return 0, false
 }
 
-// pendingEntry is one element of PendingInput's a(ussb).
-type pendingEntry struct {
-	ID     uint32
-	Kind   string
-	Prompt string
-	Secret bool
-}
-
 func (u *upper) answer() error {
-	var reqs []pendingEntry
+	var reqs []api.InputEntry
 	if err := u.t.obj(u.c).Call(api.SessionInterface+".PendingInput", 0).Store(&reqs); err != nil {
 		return err
 	}
@@ -203,7 +198,7 @@ func (u *upper) answer() error {
 		if u.answered[r.ID] {
 			continue
 		}
-		v, err := u.pr.ask(r.Prompt, r.Secret || r.Kind == api.InputPassword)
+		v, err := u.pr.ask(api.Printable(r.Prompt), r.Secret || r.Kind == api.InputPassword)
 		if err != nil {
 			return err
 		}

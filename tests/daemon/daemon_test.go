@@ -8,7 +8,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -139,7 +138,7 @@ func TestDaemon(t *testing.T) {
 		if out, _, code := runAs(t, &alice, addr, nil, "", ovpnctl, "stats", "--json", "work"); code != 0 || !strings.Contains(out, "bytes_in") {
 			t.Errorf("ovpnctl stats: exit %d: %s", code, out)
 		}
-		if out, _, code := runAs(t, nil, addr, nil, "", ovpnctl, "list"); code != 0 || !strings.Contains(out, "work") || !strings.Contains(out, strconv.Itoa(alice.uid)) {
+		if out, _, code := runAs(t, nil, addr, nil, "", ovpnctl, "list"); code != 0 || !strings.Contains(out, "work") || !strings.Contains(out, alice.name) {
 			t.Errorf("root ovpnctl list: exit %d: %s", code, out)
 		}
 	})
@@ -157,8 +156,8 @@ func TestDaemon(t *testing.T) {
 			{api.SessionInterface + ".Subscribe", nil},
 			{api.PropertiesInterface + ".GetAll", []string{"s:" + api.SessionInterface}},
 		} {
-			if got := call(&bob, api.BusName, path, c.method, c.args...); got != api.ErrAccessDenied {
-				t.Errorf("%s by another user: %s, want %s", c.method, got, api.ErrAccessDenied)
+			if got := call(&bob, api.BusName, path, c.method, c.args...); got != api.ErrNotFound {
+				t.Errorf("%s by another user: %s, want %s", c.method, got, api.ErrNotFound)
 			}
 		}
 		if _, _, code := runAs(t, &bob, addr, nil, "", ovpnctl, "down", "work"); code != 3 {
@@ -282,6 +281,39 @@ func TestDaemon(t *testing.T) {
 		}
 		if out, stderr, code := runAs(t, &alice, addr, nil, "", ovpnctl, "down", "enc"); code != 0 {
 			t.Errorf("ovpnctl down: exit %d: %s %s", code, out, stderr)
+		}
+	})
+
+	t.Run("crl-verify reaches the daemon inline and is enforced", func(t *testing.T) {
+		// A CRL from the lab's CA revoking the server's certificate, made with openssl ca.
+		dir := t.TempDir()
+		cnf := filepath.Join(dir, "ca.cnf")
+		files := map[string]string{"index.txt": "", "crlnumber": "1000\n",
+			"ca.cnf": "[ca]\ndefault_ca = lab\n[lab]\ndatabase = " + filepath.Join(dir, "index.txt") +
+				"\ncrlnumber = " + filepath.Join(dir, "crlnumber") + "\ndefault_md = sha256\ndefault_crl_days = 1\n"}
+		for n, c := range files {
+			if err := os.WriteFile(filepath.Join(dir, n), []byte(c), 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}
+		pki := l.PKI()
+		caArgs := []string{"-config", cnf, "-cert", pki.CACert, "-keyfile", filepath.Join(pki.Dir, "ca.key")}
+		crl := filepath.Join(userDir, "crl.pem")
+		for _, args := range [][]string{append([]string{"ca", "-revoke", pki.ServerCert}, caArgs...), append([]string{"ca", "-gencrl", "-out", crl}, caArgs...)} {
+			if out, err := exec.Command("openssl", args...).CombinedOutput(); err != nil {
+				t.Fatalf("openssl %v: %v\n%s", args, err, out)
+			}
+		}
+		if err := os.Chown(crl, alice.uid, alice.gid); err != nil {
+			t.Fatal(err)
+		}
+		cfg := writeOwned(t, userDir, "crl.conf", promptingConfig(srv)+"crl-verify crl.pem\n", alice)
+		out, stderr, code := runAs(t, &alice, addr, nil, labUser+"\n"+labPass+"\n", ovpnctl, "up", "--name", "crl", "--timeout", "6s", "--verbose", cfg)
+		if code == 0 {
+			t.Fatalf("ovpnctl up connected to a revoked server:\n%s\n%s", out, stderr)
+		}
+		if !strings.Contains(stderr, `crl-verify: certificate "server" (chain depth 0): revoked (serial 2`) {
+			t.Errorf("the session log does not say the server is revoked:\n%s", stderr)
 		}
 	})
 

@@ -196,3 +196,45 @@ func TestRoutingResolvConfReadOnlyEtc(t *testing.T) {
 		})
 	}
 }
+
+// TestRoutingCrashCleanupSparesOthers: of two full tunnels (replacing the default route), the
+// first is SIGKILLed and `ovpnd cleanup` undoes what it left: the second keeps carrying the
+// traffic throughout (sampled without pause), resolv.conf keeps the second's server, and the
+// host's default route and resolv.conf come back only when the second goes. Before, the
+// cleanup put the host's default route back over the second tunnel's.
+func TestRoutingCrashCleanupSparesOthers(t *testing.T) {
+	rl := newRoutingLab(t, lab.ServerOptions{Proto: "tcp", Wrap: "tls-crypt", Extra: []string{"duplicate-cn"}})
+	const orig = "nameserver 192.0.2.53\n"
+	resolv := rl.WriteFile("resolv.conf", orig)
+	procs, devs := map[string]*lab.Process{}, map[string]string{}
+	dns := map[string]string{"a": "10.8.0.11", "b": "10.8.0.12"}
+	for _, n := range []string{"a", "b"} {
+		procs[n], devs[n] = rl.start(t, n, lab.ClientOptions{Remote: remoteBehindGW,
+			Extra: []string{"redirect-gateway", "dhcp-option DNS " + dns[n]}},
+			"--dns-mode", "resolv.conf", "--resolv-conf", resolv)
+	}
+	// Whichever came up last carries the traffic; kill the other one.
+	carrier := "b"
+	if got := rl.ClientRouteGet(onlyViaTunnel4); strings.Contains(got, " dev "+devs["a"]+" ") {
+		carrier = "a"
+	}
+	victim := map[string]string{"a": "b", "b": "a"}[carrier]
+	s := sampleRoutes(t, rl.ClientNS, onlyViaTunnel4)
+	procs[victim].Kill()
+	out := rl.cleanup(t)
+	time.Sleep(100 * time.Millisecond)
+	n, leaks := s.finish()
+	t.Logf("%d route samples while %s was killed and cleaned up:\n%s", n, victim, out)
+	if len(leaks) > 0 {
+		t.Errorf("%d of %d samples left the tunnels: %v", len(leaks), n, leaks[:min(len(leaks), 5)])
+	}
+	pingThroughTunnel(t, rl.Lab, devs[carrier], onlyViaTunnel4)
+	if b, _ := os.ReadFile(resolv); !strings.Contains(string(b), "nameserver "+dns[carrier]+"\n") || strings.Count(string(b), "nameserver") != 1 {
+		t.Errorf("resolv.conf after the cleanup of %s:\n%s", victim, b)
+	}
+	stop(t, procs[carrier])
+	if b, _ := os.ReadFile(resolv); string(b) != orig {
+		t.Errorf("resolv.conf after both: %q", b)
+	}
+	rl.checkRestored(t, "after both tunnels went down")
+}

@@ -52,7 +52,8 @@ type ServerOptions struct {
 	IPv6 bool
 	// Push lines are pushed verbatim (`push "LINE"`).
 	Push []string
-	// Keepalive is `keepalive A B`; zero means 10 60.
+	// Keepalive is `keepalive A B`; zero means 10 60, negative values leave it out (the server
+	// then pushes no ping options of its own).
 	Keepalive [2]int
 	// ExplicitExitNotify is the server's explicit-exit-notify count (UDP only); zero means 1,
 	// negative leaves it out. On restart the server then tells clients to reconnect at once.
@@ -251,7 +252,9 @@ func (s *Server) config() (string, error) {
 	for _, line := range o.Push {
 		w("push %q", line)
 	}
-	w("keepalive %d %d", o.Keepalive[0], o.Keepalive[1])
+	if o.Keepalive[0] >= 0 && o.Keepalive[1] >= 0 {
+		w("keepalive %d %d", o.Keepalive[0], o.Keepalive[1])
+	}
 	if s.isUDP() && o.ExplicitExitNotify > 0 {
 		w("explicit-exit-notify %d", o.ExplicitExitNotify)
 	}

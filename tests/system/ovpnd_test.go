@@ -202,6 +202,32 @@ func TestSystem(t *testing.T) {
 		m.MustSh(t, "systemctl stop ovpnd@ask")
 	})
 
+	// A server that is not there is reported by the first attempt, not after its timeout.
+	t.Run("UnreachableServerLogged", func(t *testing.T) {
+		gone := regexp.MustCompile(`(?m)^remote (\S+) \d+$`).ReplaceAllString(profile, "remote $1 9")
+		if err := m.WriteFile("/etc/ovpnd/gone.conf", []byte(gone), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		m.MustSh(t, "systemctl start --no-block ovpnd@gone")
+		deadline := time.Now().Add(50 * time.Second)
+		var logs string
+		for time.Now().Before(deadline) {
+			logs = m.MustSh(t, "journalctl --no-pager -o cat -u ovpnd@gone")
+			if strings.Contains(logs, "connection refused") {
+				break
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+		i := strings.Index(logs, "connection refused")
+		if i < 0 {
+			t.Fatalf("no refusal logged:\n%s", logs)
+		}
+		if r := strings.Index(logs, "restarting in"); r >= 0 && r < i {
+			t.Errorf("the refusal was logged only after the first attempt ended:\n%s", logs)
+		}
+		m.MustSh(t, "systemctl stop ovpnd@gone")
+	})
+
 	t.Run("CrashThenStopLeavesNothing", func(t *testing.T) {
 		m.MustSh(t, "systemctl start ovpnd@work")
 		m.MustSh(t, "systemctl kill -s KILL ovpnd@work")
@@ -246,6 +272,9 @@ func TestSystem(t *testing.T) {
 		}
 		if out := m.MustSh(t, "systemctl is-active ovpnd.service; ping -c1 -W5 "+lab.ServerTunnel4); !strings.Contains(out, "active") || !strings.Contains(out, "1 received") {
 			t.Errorf("after ovpnctl up (D-Bus activation, tunnel):\n%s", out)
+		}
+		if out, err := local("alice", "ovpnctl list"); err != nil || !regexp.MustCompile(`work\s+alice\s+connected`).MatchString(out) {
+			t.Errorf("alice's list (owners by name): %v\n%s", err, out)
 		}
 		if out, _ := local("bob", "ovpnctl list"); strings.Contains(out, "work") {
 			t.Errorf("bob sees alice's session:\n%s", out)
@@ -304,7 +333,7 @@ func TestSystem(t *testing.T) {
 	t.Run("PurgeLeavesNothing", func(t *testing.T) {
 		files := m.MustSh(t, "dpkg -L ovpnd")
 		// What the administrator added for the tests goes first, as it would.
-		m.MustSh(t, "userdel -r alice; userdel -r bob; userdel -r carol; rm -rf /etc/ovpnd/work.* /etc/ovpnd/bad.* /etc/ovpnd/ask.* /etc/systemd/system/ovpnd@*.service.d && systemctl daemon-reload")
+		m.MustSh(t, "userdel -r alice; userdel -r bob; userdel -r carol; rm -rf /etc/ovpnd/work.* /etc/ovpnd/bad.* /etc/ovpnd/ask.* /etc/ovpnd/gone.* /etc/systemd/system/ovpnd@*.service.d && systemctl daemon-reload")
 		t.Logf("purge:\n%s", m.MustSh(t, "DEBIAN_FRONTEND=noninteractive apt-get purge -y -q ovpnd 2>&1"))
 		var left []string
 		var check strings.Builder

@@ -180,3 +180,16 @@ func TestPipeConnSide(t *testing.T) {
 	}
 	p.Close()
 }
+
+// checkNoLeak waits (without sleeping) until the goroutine count is back at base.
+func checkNoLeak(t *testing.T, base int) {
+	t.Helper()
+	for range 100_000 {
+		if runtime.NumGoroutine() <= base {
+			return
+		}
+		runtime.Gosched()
+	}
+	buf := make([]byte, 1<<16)
+	t.Fatalf("goroutines: %d, want <= %d\n%s", runtime.NumGoroutine(), base, buf[:runtime.Stack(buf, true)])
+}
