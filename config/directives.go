@@ -172,6 +172,7 @@ func directives() []*directive {
 		sup("persist-tun", "persist-tun", 0, 0, "Keep the device across reconnects.", flagDirective(func(c *Config) { c.PersistTun = true })),
 		sup("persist-key", "persist-key", 0, 0, "Keep key material across reconnects (ovpnd always does).", flagDirective(func(c *Config) { c.PersistKey = true })),
 		sup("tun-mtu", "tun-mtu BYTES", 1, 1, "MTU of the tun device (default 1500).", applyTunMTU),
+		sup("tun-max-mtu", "tun-max-mtu BYTES", 1, 1, "Largest tun-mtu a server may push (default 1600, at most 16000); a larger one is clamped.", applyTunMaxMTU),
 		ign("link-mtu", "deprecated in OpenVPN 2.6 and not used by ovpnd, which sizes packets from tun-mtu; set tun-mtu instead"),
 		sup("mssfix", "mssfix [BYTES [mtu|fixed]]", 0, 2, "Clamp TCP MSS so encapsulated packets fit (default 1492).", applyMSSFix),
 
@@ -442,6 +443,24 @@ func applyTunMTU(p *parser, s *scope, it *item) error {
 	}
 	if p.once(s, it, it.name, it.args[0]) {
 		p.cfg.TunMTU = n
+	}
+	return nil
+}
+
+// MaxTunMaxMTU bounds tun-max-mtu: the session's receive buffers (16 KiB) hold one packet of
+// that size plus the data channel's overhead.
+const MaxTunMaxMTU = 16000
+
+func applyTunMaxMTU(p *parser, s *scope, it *item) error {
+	n, err := parseTunMTU(it.args[0])
+	if err != nil {
+		return err
+	}
+	if n > MaxTunMaxMTU {
+		return fmt.Errorf("%d is above %d, the largest packet ovpnd's receive buffers hold", n, MaxTunMaxMTU)
+	}
+	if p.once(s, it, it.name, it.args[0]) {
+		p.cfg.TunMaxMTU = n
 	}
 	return nil
 }

@@ -104,6 +104,10 @@ type Config struct {
 	MSSFixFixed   bool
 	MSSFixDefault bool
 	TunMTU        int
+	// TunMaxMTU is tun-max-mtu: the largest tun-mtu a server may push (0: the larger of
+	// tun-mtu and 1600, OpenVPN's default). ovpnd announces it as IV_MTU and sizes its
+	// buffers for it; a larger pushed tun-mtu is clamped to it.
+	TunMaxMTU int
 	// Proxy is the HTTP or SOCKS proxy every connection goes through (nil: none).
 	Proxy *Proxy
 

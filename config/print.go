@@ -111,6 +111,9 @@ func (c *Config) print(w *printer) {
 		w.line("persist-key")
 	}
 	w.line("tun-mtu", strconv.Itoa(c.TunMTU))
+	if c.TunMaxMTU != 0 {
+		w.line("tun-max-mtu", strconv.Itoa(c.TunMaxMTU))
+	}
 	switch {
 	case c.MSSFixDefault:
 		w.line("mssfix") // the default depends on the final tun-mtu, which a push may change

@@ -65,3 +65,19 @@ func TestPushPolicyFromProfile(t *testing.T) {
 		t.Errorf("err = %v", err)
 	}
 }
+
+// TestTunMaxMTU: tun-max-mtu is read, printed, and bounded by the receive buffers.
+func TestTunMaxMTU(t *testing.T) {
+	c, _, err := parseText(t, base+"tun-max-mtu 9000\n")
+	if err != nil {
+		t.Fatal(errText(err))
+	}
+	if c.TunMaxMTU != 9000 || !strings.Contains(string(c.Format()), "\ntun-max-mtu 9000\n") {
+		t.Errorf("tun-max-mtu %d; printed:\n%s", c.TunMaxMTU, c.Format())
+	}
+	for _, bad := range []string{"tun-max-mtu 20000\n", "tun-max-mtu 100\n", "tun-max-mtu x\n"} {
+		if _, _, err := parseText(t, base+bad); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+}

@@ -414,3 +414,47 @@ func TestFinishedSessionsDoNotPileUp(t *testing.T) {
 		t.Fatalf("List: %v %v", list, err)
 	}
 }
+
+// TestManagerShutdownJoinsGoroutines: after Shutdown every goroutine the manager started
+// (each session's Run and observer, the reaper, the bus listener) has returned.
+func TestManagerShutdownJoinsGoroutines(t *testing.T) {
+	addr := privateBus(t)
+	srv, alice := dial(t, addr), dial(t, addr)
+	auth := &fakeAuth{uids: map[string]uint32{alice.Names()[0]: 1000}, allowed: map[uint32]bool{1000: true}}
+	base := runtime.NumGoroutine()
+	m, err := NewManager(Options{Conn: srv, Auth: auth, Log: NewLogger(&bytes.Buffer{}), Linger: time.Hour,
+		NewTunnel: func(cfg *config.Config, o session.Options) (Tunnel, error) {
+			ft := newFakeTunnel(o)
+			ft.creds = nil // connect at once
+			return ft, nil
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := srv.RequestName(api.BusName, dbus.NameFlagDoNotQueue); err != nil {
+		t.Fatal(err)
+	}
+	profile := loadTestProfile(t)
+	for i := 0; i < 3; i++ {
+		var p dbus.ObjectPath
+		if err := alice.Object(api.BusName, api.ManagerPath).Call(api.ManagerInterface+".Start", 0, fmt.Sprintf("s%d", i), profile, map[string]dbus.Variant{}).Store(&p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if runtime.NumGoroutine() <= base {
+		t.Fatal("no goroutines running: the test proves nothing")
+	}
+	if err := m.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	// godbus hands each call to a goroutine of its own that may still be finishing its reply.
+	n := runtime.NumGoroutine()
+	for i := 0; i < 500 && n > base; i++ {
+		time.Sleep(10 * time.Millisecond)
+		n = runtime.NumGoroutine()
+	}
+	if n > base {
+		buf := make([]byte, 1<<20)
+		t.Errorf("%d goroutines after Shutdown, %d before NewManager:\n%s", n, base, buf[:runtime.Stack(buf, true)])
+	}
+}

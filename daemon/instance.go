@@ -14,6 +14,7 @@ import (
 
 	"github.com/ovpnd/ovpnd/config"
 	api "github.com/ovpnd/ovpnd/dbus"
+	"github.com/ovpnd/ovpnd/session"
 )
 
 // InstanceOptions configure the one session of an ovpnd@NAME.service instance.
@@ -80,6 +81,14 @@ func NewInstance(opts InstanceOptions) (*Instance, error) {
 		so.Credentials = func(ctx context.Context) (string, string, error) {
 			opts.Waiting("credentials")
 			return ask(ctx)
+		}
+	}
+	if opts.Waiting != nil {
+		// Challenge answers always come over the bus, even with systemd credentials.
+		respond := so.Respond
+		so.Respond = func(ctx context.Context, p session.Prompt) (string, error) {
+			opts.Waiting("an answer to the server's challenge")
+			return respond(ctx, p)
 		}
 	}
 	newTunnel := opts.NewTunnel

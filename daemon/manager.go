@@ -150,6 +150,7 @@ func (m *Manager) forget(name string) {
 	m.mu.Unlock()
 	for _, o := range objs {
 		o.unsubscribe(name)
+		o.applierGone(name)
 	}
 }
 
@@ -252,17 +253,13 @@ func (mi managerIface) Start(sender dbus.Sender, msg dbus.Message, name, profile
 	if len(profile) > api.MaxProfileSize {
 		return "", busError(api.ErrLimitExceeded, "profile is %d bytes; the limit is %d", len(profile), api.MaxProfileSize)
 	}
-	if len(options) > 0 {
-		keys := make([]string, 0, len(options))
-		for k := range options {
-			keys = append(keys, truncate(k, 64))
-		}
-		sort.Strings(keys)
-		return "", errInvalidArg("unknown options: %s", strings.Join(keys, ", "))
-	}
 	uid, err := m.bus.auth.CallerUID(sender)
 	if err != nil {
 		return "", errFailed("%v", err)
+	}
+	sopts, derr := parseStartOptions(options, uid)
+	if derr != nil {
+		return "", derr
 	}
 	if err := checkAction(m.bus.auth, &msg, sender, uid, api.ActionStart); err != nil {
 		if errors.Is(err, ErrNotAuthorized) {
@@ -347,12 +344,17 @@ func (mi managerIface) Start(sender dbus.Sender, msg dbus.Message, name, profile
 	evicted = append(evicted, m.evictFinishedLocked(uid)...)
 	o := newObject(m.bus, name, uid, cfg, m.opts.Log)
 	o.path = path
-	tun, err := m.newTunnel(cfg, ownerOptions(o.sessionOptions(m.opts.StateDir), uid, name, override))
+	so := ownerOptions(o.sessionOptions(m.opts.StateDir), uid, name, override)
+	so.ExternalNet = sopts.external
+	tun, err := m.newTunnel(cfg, so)
 	if err != nil {
 		m.mu.Unlock()
 		return "", busError(api.ErrInvalidProfile, "%v", err)
 	}
 	o.tun = tun
+	if sopts.external {
+		o.applier = string(sender)
+	}
 	if err := m.bus.exportObject(o.path, api.SessionInterface, sessionIface{o}, sessionProps{o}, o.mayIntrospect); err != nil {
 		m.mu.Unlock()
 		return "", errFailed("%v", err)
@@ -372,7 +374,7 @@ func (mi managerIface) Start(sender dbus.Sender, msg dbus.Message, name, profile
 	if override && uid != 0 {
 		note = "; polkit lets it override the network policy"
 	}
-	m.opts.Log.Log(1, name, "", fmt.Sprintf("session started by uid %d (%s)%s", uid, sender, note))
+	m.opts.Log.Log(1, name, "", fmt.Sprintf("session started by uid %d (%s)%s%s", uid, sender, note, externalNote(sopts)))
 	for _, s := range subs {
 		m.bus.signal(s, api.ManagerPath, api.ManagerInterface, api.SignalSessionAdded, o.path, name, uid)
 	}

@@ -23,8 +23,17 @@ type inputRequest struct {
 	kind     string
 	prompt   string
 	secret   bool
+	url      string // web-login only
 	answered bool
 	value    string
+}
+
+// respRequest is one call of the session's Respond callback: the one challenge answer it
+// waits for and its own wake-up channel. A newer call for the same challenge takes over the
+// input (id and answer kept), like credRequest.
+type respRequest struct {
+	input *inputRequest
+	wake  chan struct{}
 }
 
 // credRequest is one call of the session's Credentials callback: the inputs it waits for and
@@ -53,6 +62,9 @@ type object struct {
 	log   Logger
 	// askUser reports whether the profile leaves the username to be asked for.
 	askUser bool
+	// applier is the unique bus name that applies an external-mode session's network
+	// settings (the caller of Start); "" for other sessions.
+	applier string
 
 	cancel context.CancelFunc
 	done   chan struct{} // closed when Run returned and the final state is published
@@ -64,11 +76,15 @@ type object struct {
 	finishedAt time.Time
 	runErr     error // what Run returned
 	cred       *credRequest
-	nextID     uint32
-	ring       []logLine
-	ringNext   int
-	subs       map[string]subscription
-	lastProps  map[string]dbus.Variant
+	resp       *respRequest
+	// webLogin is the web login the session waits for (Status.WebLogin), listed by
+	// PendingInput but never answered: the server completes it. nil when none.
+	webLogin  *inputRequest
+	nextID    uint32
+	ring      []logLine
+	ringNext  int
+	subs      map[string]subscription
+	lastProps map[string]dbus.Variant
 }
 
 // subscription is one subscribed connection and its uid (for the per-uid cap).
@@ -98,6 +114,7 @@ func (o *object) sessionOptions(stateDir string) session.Options {
 		Verb:        -1,
 		Logf:        o.logf,
 		Credentials: o.askCredentials,
+		Respond:     o.askResponse,
 		// Proxy credentials the profile says to ask for come the same way.
 		ProxyCredentials: o.askProxyCredentials,
 	}
@@ -149,6 +166,7 @@ func (o *object) start(ctx context.Context, onDone func(*object)) {
 				o.handleEvent(ev)
 			case <-wake:
 				o.publishProps()
+				o.syncWebLogin()
 			case <-stop:
 				return
 			}
@@ -167,7 +185,7 @@ func (o *object) start(ctx context.Context, onDone func(*object)) {
 		o.mu.Lock()
 		o.final, o.finishedAt, o.runErr = &st, time.Now(), err
 		o.tun = nil
-		o.cred = nil
+		o.cred, o.resp, o.webLogin = nil, nil, nil
 		o.mu.Unlock()
 		if err != nil {
 			o.log.Log(0, o.name, st.State.String(), "session ended: "+clipUTF8(err.Error(), api.MaxLogLine))
@@ -257,15 +275,113 @@ func (o *object) subscribersLocked() []string {
 
 func (o *object) pendingLocked() []*inputRequest {
 	var out []*inputRequest
-	if o.cred == nil {
-		return nil
-	}
-	for _, r := range o.cred.inputs {
-		if !r.answered {
-			out = append(out, r)
+	if o.cred != nil {
+		for _, r := range o.cred.inputs {
+			if !r.answered {
+				out = append(out, r)
+			}
 		}
 	}
+	if o.resp != nil && !o.resp.input.answered {
+		out = append(out, o.resp.input)
+	}
 	return out
+}
+
+// syncWebLogin follows the session's web login: a new URL is listed in PendingInput and
+// announced with InputRequired (kind web-login) and OpenURL; a finished one is dropped.
+func (o *object) syncWebLogin() {
+	url := o.status().WebLogin
+	o.mu.Lock()
+	if url == "" || o.final != nil {
+		o.webLogin = nil
+		o.mu.Unlock()
+		return
+	}
+	if o.webLogin != nil && o.webLogin.url == url {
+		o.mu.Unlock()
+		return
+	}
+	o.nextID++
+	r := &inputRequest{id: o.nextID, kind: api.InputWebLogin, prompt: clipUTF8("Log in at "+url, api.MaxLogLine), url: clipUTF8(url, api.MaxLogLine)}
+	o.webLogin = r
+	subs := o.subscribersLocked()
+	o.mu.Unlock()
+	for _, s := range subs {
+		o.bus.signal(s, o.path, api.SessionInterface, api.SignalInputRequired, r.id, r.kind, r.prompt, r.secret, r.url)
+		o.bus.signal(s, o.path, api.SessionInterface, api.SignalOpenURL, r.url)
+	}
+}
+
+// inputKinds maps the session's challenge prompts to PendingInput kinds.
+var inputKinds = map[session.PromptKind]string{
+	session.PromptStaticChallenge: api.InputStaticChallenge,
+	session.PromptChallenge:       api.InputChallenge,
+	session.PromptCRText:          api.InputCRText,
+}
+
+// askResponse is the session's Respond callback: one request for the answer to a challenge
+// (its kind, text and echo flag), announced with InputRequired and answered with
+// ProvideInput. Like askPair, each call has its own wake-up channel, and a newer call for the
+// same challenge takes over the input.
+func (o *object) askResponse(ctx context.Context, p session.Prompt) (string, error) {
+	kind, ok := inputKinds[p.Kind]
+	if !ok {
+		return "", fmt.Errorf("no answer can be given to a %v prompt", p.Kind)
+	}
+	prompt := clipUTF8(p.Text, api.MaxLogLine)
+	if prompt == "" {
+		prompt = "Challenge response"
+	}
+	o.mu.Lock()
+	if o.final != nil {
+		o.mu.Unlock()
+		return "", errors.New("session finished")
+	}
+	req := &respRequest{wake: make(chan struct{}, 1)}
+	if prev := o.resp; prev != nil && prev.input.kind == kind && prev.input.prompt == prompt && prev.input.secret == !p.Echo {
+		req.input = prev.input
+	} else {
+		o.nextID++
+		req.input = &inputRequest{id: o.nextID, kind: kind, prompt: prompt, secret: !p.Echo}
+	}
+	o.resp = req
+	r := req.input
+	subs := o.subscribersLocked()
+	o.mu.Unlock()
+	o.log.Log(1, o.name, api.StateWaitingInput, "waiting for the answer to a "+kind+" over D-Bus")
+	if !r.answered {
+		for _, s := range subs {
+			o.bus.signal(s, o.path, api.SessionInterface, api.SignalInputRequired, r.id, r.kind, r.prompt, r.secret, r.url)
+		}
+	}
+	select {
+	case req.wake <- struct{}{}:
+	default:
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return "", fmt.Errorf("nobody answered the %s: %w", kind, ctx.Err())
+		case <-o.done:
+			return "", errors.New("session finished")
+		case <-req.wake:
+		}
+		o.mu.Lock()
+		if o.resp != req {
+			o.mu.Unlock()
+			return "", errors.New("challenge request replaced by a newer one")
+		}
+		if !r.answered {
+			o.mu.Unlock()
+			continue
+		}
+		v := r.value
+		r.value = ""
+		o.resp = nil
+		o.mu.Unlock()
+		return v, nil
+	}
 }
 
 // askCredentials is the session's Credentials callback: it queues the requests, announces
@@ -317,7 +433,7 @@ func (o *object) askPair(ctx context.Context, label string, askUser bool) (strin
 	o.log.Log(1, o.name, api.StateWaitingInput, "waiting for credentials over D-Bus")
 	for _, r := range announce {
 		for _, s := range subs {
-			o.bus.signal(s, o.path, api.SessionInterface, api.SignalInputRequired, r.id, r.kind, r.prompt)
+			o.bus.signal(s, o.path, api.SessionInterface, api.SignalInputRequired, r.id, r.kind, r.prompt, r.secret, r.url)
 		}
 	}
 	// Wake once at the start: the inputs taken over may all be answered already.
@@ -389,7 +505,9 @@ func (o *object) props() map[string]dbus.Variant {
 	if st.Local.IsValid() {
 		p.LocalAddress = st.Local.String()
 	}
-	return p.Variants()
+	v := p.Variants()
+	v[api.PropNetworkConfig] = dbus.MakeVariant(netConfigOf(st))
+	return v
 }
 
 // publishProps sends PropertiesChanged with every announced property that changed since
@@ -533,7 +651,10 @@ func (s sessionIface) PendingInput(sender dbus.Sender) ([]api.InputEntry, *dbus.
 	defer s.o.mu.Unlock()
 	out := []api.InputEntry{}
 	for _, r := range s.o.pendingLocked() {
-		out = append(out, api.InputEntry{ID: r.id, Kind: r.kind, Prompt: r.prompt, Secret: r.secret})
+		out = append(out, api.InputEntry{ID: r.id, Kind: r.kind, Prompt: r.prompt, Secret: r.secret, URL: r.url})
+	}
+	if r := s.o.webLogin; r != nil {
+		out = append(out, api.InputEntry{ID: r.id, Kind: r.kind, Prompt: r.prompt, Secret: r.secret, URL: r.url})
 	}
 	return out, nil
 }
@@ -563,11 +684,20 @@ func (o *object) provide(id uint32, value string) *dbus.Error {
 		}
 	}
 	if found == nil {
+		web := o.webLogin != nil && o.webLogin.id == id
 		o.mu.Unlock()
+		if web {
+			return errInvalidArg("input %d is a web login: it is completed in the browser, not answered", id)
+		}
 		return busError(api.ErrNotWaiting, "session %s is not waiting for input %d", o.name, id)
 	}
 	found.value, found.answered = value, true
-	wake := o.cred.wake
+	var wake chan struct{}
+	if o.resp != nil && o.resp.input == found {
+		wake = o.resp.wake
+	} else {
+		wake = o.cred.wake
+	}
 	o.mu.Unlock()
 	select {
 	case wake <- struct{}{}:

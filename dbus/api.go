@@ -107,6 +107,15 @@ const (
 const (
 	InputUsername = "username"
 	InputPassword = "password"
+	// InputStaticChallenge is the code the profile's static-challenge asks for.
+	InputStaticChallenge = "static-challenge"
+	// InputChallenge answers a server's CRV1 challenge.
+	InputChallenge = "challenge"
+	// InputCRText answers a CR_TEXT challenge of a pending authentication.
+	InputCRText = "cr-text"
+	// InputWebLogin is a web login at the entry's URL: listed, never answered (ProvideInput
+	// refuses it); it disappears when the server completes or refuses the login.
+	InputWebLogin = "web-login"
 )
 
 // ValidName reports whether s may name a session: 1-64 characters of [A-Za-z0-9_.@-].

@@ -121,3 +121,20 @@ func TestIntrospectionParses(t *testing.T) {
 		t.Errorf("interfaces = %v", names)
 	}
 }
+
+func TestPrintable(t *testing.T) {
+	for in, want := range map[string]string{
+		"connected 10.8.0.2":       "connected 10.8.0.2",
+		"grüße":                    "grüße",
+		"\x1b[2Jcleared":           "\uFFFD[2Jcleared",
+		"title\x1b]0;x\x07":        "title\uFFFD]0;x\uFFFD",
+		"c1 \u009b31m":             "c1 \uFFFD31m",
+		"bidi \u202eevil":          "bidi \uFFFDevil",
+		"bad \xff utf8":            "bad \uFFFD utf8",
+		"line\nbreak\ttab\rreturn": "line\uFFFDbreak\uFFFDtab\uFFFDreturn",
+	} {
+		if got := Printable(in); got != want {
+			t.Errorf("Printable(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

@@ -10,6 +10,7 @@ import (
 const (
 	SignalLog               = "Log"
 	SignalInputRequired     = "InputRequired"
+	SignalOpenURL           = "OpenURL"
 	SignalSessionAdded      = "SessionAdded"
 	SignalSessionRemoved    = "SessionRemoved"
 	SignalPropertiesChanged = "PropertiesChanged"
@@ -122,12 +123,14 @@ func (p *SessionProps) Apply(m map[string]godbus.Variant) {
 	}
 }
 
-// InputEntry is one element of PendingInput's a(ussb).
+// InputEntry is one element of PendingInput's a(ussbs): what the session waits for, the text
+// to show, whether what is typed must not be echoed, and for a web login its URL.
 type InputEntry struct {
 	ID     uint32
 	Kind   string
 	Prompt string
 	Secret bool
+	URL    string
 }
 
 // LogEntry is one element of LogHistory's a(tus).

@@ -715,14 +715,20 @@ func TestPushedTimersTakeEffect(t *testing.T) {
 // the engine applies protocol options, however the server quotes them.
 func TestPushFiltersReachEngine(t *testing.T) {
 	cfg := testConfig(t, testPKI(t))
-	cfg.PushPolicy = push.Policy{Filters: []push.Filter{{Action: push.Ignore, Text: "ping"}, {Action: push.Ignore, Text: "peer-id"}}}
-	l := newLink(t, WrapNone, cfg, serverOpts{Push: []string{`cipher AES-256-GCM,"peer-id" 3,'ping-exit' 5,p\ing 1,ping-restart 9`}, EKM: true})
+	cfg.PushPolicy = push.Policy{Filters: []push.Filter{{Action: push.Ignore, Text: "ping"}, {Action: push.Ignore, Text: "peer-id"},
+		{Action: push.Ignore, Text: "auth-token"}, {Action: push.Ignore, Text: "compress"}, {Action: push.Ignore, Text: "cipher"}}}
+	cfg.DataCiphersFallback = "AES-256-GCM"
+	l := newLink(t, WrapNone, cfg, serverOpts{Push: []string{`"cipher" AES-128-GCM,"peer-id" 3,'ping-exit' 5,p\ing 1,ping-restart 9,` +
+		`"auth-token" SECRET,compr"ess" lz4-v2,protocol-flags cc-exit tls-ekm`}, EKM: true})
 	l.connect()
 	if l.c.pingExit != 0 || l.c.pingRestart != cfg.PingRestart || l.c.ping != cfg.Ping || l.c.peerID != wire.NoPeerID {
 		t.Errorf("filtered options applied: ping %v ping-exit %v ping-restart %v peer-id %d", l.c.ping, l.c.pingExit, l.c.pingRestart, l.c.peerID)
 	}
-	if l.reply == nil || len(l.reply.Warnings) != 4 {
-		t.Errorf("want 4 pull-filter warnings, got %+v", l.reply)
+	if l.c.token != "" || l.c.compression != cfg.Compression || l.c.cipher != "AES-256-GCM" {
+		t.Errorf("filtered options applied: token %q compression %v cipher %s", l.c.token, l.c.compression, l.c.cipher)
+	}
+	if l.reply == nil || len(l.reply.Warnings) != 7 {
+		t.Errorf("want 7 pull-filter warnings, got %+v", l.reply)
 	}
 
 	cfg = testConfig(t, testPKI(t))

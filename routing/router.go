@@ -129,6 +129,12 @@ func New(opts Options) (*Router, error) {
 		prefixed("ignoring unreadable state file: %v", err)
 		_ = os.Remove(r.path)
 	}
+	// While other tunnels have rewritten resolv.conf, the host's own DNS
+	// servers are in the original the ledger keeps.
+	var origNS []netip.Addr
+	if base := l.resolvBase(opts.ResolvConf); base != nil && opts.bypassFunc == nil {
+		origNS, _, _ = parseResolvConf(base.Orig)
+	}
 	if err := l.release(); err != nil {
 		prefixed("%v", err)
 	}
@@ -140,6 +146,9 @@ func New(opts Options) (*Router, error) {
 	r.st.DNS = r.dns.record()
 	// The pre-VPN DNS servers, read before we can have rewritten them.
 	r.preDNS = r.bypass(false, true, 0)
+	if origNS != nil {
+		r.preDNS = origNS
+	}
 	prefixed("DNS mode: %s", r.dns.mode())
 	return r, nil
 }

@@ -37,6 +37,8 @@ type attempt struct {
 	credID     uint64
 	credAnswer chan credAnswer
 	credCancel context.CancelFunc
+	// crText: the current request answers a CR_TEXT challenge of a pending authentication.
+	crText bool
 
 	start      time.Time
 	base       Counters // counters when the attempt started; the engine wants its own
@@ -248,8 +250,14 @@ func (a *attempt) loop(ctx context.Context) outcome {
 				continue
 			}
 			if st := s.State(); st == StateWaitingInput {
-				s.setState(StateAuthenticating, "")
+				if a.crText {
+					// A CR_TEXT answer goes to a server that still waits.
+					s.setState(StateAuthPending, "waiting for the server to check the answer")
+				} else {
+					s.setState(StateAuthenticating, "")
+				}
 			}
+			a.crText = false
 			if ans.hasPass {
 				a.setCredentials(ans.user, ans.pass)
 			}
@@ -454,7 +462,7 @@ func (a *attempt) askCredentials(prompts []engine.Prompt) {
 	if !needPass && challenge == nil {
 		return
 	}
-	if needPass {
+	if needPass || challenge != nil {
 		s.setState(StateWaitingInput, "")
 	}
 	if challenge != nil {
@@ -471,6 +479,7 @@ func (a *attempt) askCredentials(prompts []engine.Prompt) {
 		s.logf(0, "the server needs an answer to %q (%v), but nothing here can ask for it", challenge.Text, challenge.Kind)
 		return
 	}
+	a.crText = false
 	a.startRequest(func(ctx context.Context) credAnswer {
 		var ans credAnswer
 		if needPass && cb != nil {
@@ -524,9 +533,10 @@ func (a *attempt) onAuthPrompt(e engine.EventAuthPrompt) {
 	case engine.PromptWebLogin:
 		s.logf(1, "web login required: open %s", p.URL)
 		s.setState(StateAuthPending, "waiting for web login at "+p.URL)
+		s.update(func(st *Status) { st.WebLogin = p.URL })
 	default:
 		s.logf(1, "the server asks: %s", p.Text)
-		s.setState(StateAuthPending, "waiting for an answer to: "+p.Text)
+		s.setState(StateWaitingInput, "waiting for an answer to: "+p.Text)
 	}
 	s.publish(Event{Kind: EventPrompt, Message: p.Text, Prompt: &p, State: s.State()})
 	if p.Kind != engine.PromptCRText {
@@ -537,6 +547,7 @@ func (a *attempt) onAuthPrompt(e engine.EventAuthPrompt) {
 		s.logf(0, "the server needs an answer to %q, but nothing here can ask for it", p.Text)
 		return
 	}
+	a.crText = true
 	a.startRequest(func(ctx context.Context) credAnswer {
 		r, err := respond(ctx, p)
 		if err != nil {

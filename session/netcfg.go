@@ -165,6 +165,11 @@ func routingConfig(in netInput) (*routing.Config, []string) {
 		if n.RedirectPrivate != nil {
 			warnf("redirect-private is not supported; ignored")
 		}
+		if n.BlockIPv6 {
+			// Profile or push: say it rather than let "supported" suggest
+			// that IPv6 cannot leak.
+			warnf("block-ipv6 is not implemented: IPv6 traffic outside the tunnel is not blocked")
+		}
 	}
 
 	rc.DNS = dnsConfig(n, warnf)

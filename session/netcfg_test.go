@@ -374,14 +374,20 @@ func TestApplyPushPushedMTU(t *testing.T) {
 // path's buffers hold no more.
 func TestApplyPushClampsMTU(t *testing.T) {
 	for _, tc := range []struct {
-		profile, pushed, want int
+		profile, maxMTU, pushed, want int
 	}{
-		{1500, 9000, 1600},
-		{9000, 9000, 9000},
-		{9000, 12000, 9000},
-		{1500, 1600, 1600},
+		{1500, 0, 9000, 1600},
+		{9000, 0, 9000, 9000},
+		{9000, 0, 12000, 9000},
+		{1500, 0, 1600, 1600},
+		{1500, 9000, 9000, 9000}, // tun-max-mtu 9000
+		{1500, 9000, 12000, 9000},
 	} {
-		r, fr, logs := newTestRunner(t, &config.Config{TunMTU: tc.profile})
+		cfg := &config.Config{TunMTU: tc.profile, TunMaxMTU: tc.maxMTU}
+		if got, want := maxTunMTU(cfg), max(tc.profile, tc.maxMTU, 1600); got != want {
+			t.Errorf("maxTunMTU(tun-mtu %d, tun-max-mtu %d) = %d, want %d", tc.profile, tc.maxMTU, got, want)
+		}
+		r, fr, logs := newTestRunner(t, cfg)
 		if err := applyPushLines(r, append(labPush[:len(labPush):len(labPush)], fmt.Sprintf("tun-mtu %d", tc.pushed)), netip.MustParseAddr("198.18.0.1")); err != nil {
 			t.Fatal(err)
 		}

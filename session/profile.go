@@ -41,6 +41,7 @@ func engineConfig(c *config.Config, conn *config.Connection, ipv6 bool, creds *c
 		ReplayWindow:        c.ReplayWindow,
 		IPv6:                ipv6,
 		TunMTU:              c.TunMTU,
+		TunMaxMTU:           maxTunMTU(c),
 		Rand:                rnd,
 		IVVer:               Version,
 		KeyDirection:        int(c.TLSWrap.Direction),

@@ -207,3 +207,36 @@ func lastAddr(p netip.Prefix) netip.Addr {
 	v := uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3]) | host
 	return netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)})
 }
+
+// notApplied removes from n, a server's pushed network settings, what ovpnd
+// accepts in the grammar but does not apply on Linux, and says so for each:
+// nothing a server pushed may be dropped without a word.
+func notApplied(n *config.NetSettings) []string {
+	var out []string
+	n.DHCPOptions = slices.DeleteFunc(n.DHCPOptions, func(o config.DHCPOption) bool {
+		switch o.Type {
+		case "DNS", "DNS6", "DOMAIN", "DOMAIN-SEARCH", "ADAPTER_DOMAIN_SUFFIX":
+			return false
+		}
+		out = append(out, fmt.Sprintf("dhcp-option %s: only DNS, DNS6, DOMAIN, DOMAIN-SEARCH and ADAPTER_DOMAIN_SUFFIX apply on Linux (the rest are DHCP options for a Windows TAP adapter)", o.Type))
+		return true
+	})
+	if rg := n.RouteGateway; rg != nil && rg.DHCP {
+		out = append(out, "route-gateway dhcp: there is no DHCP on a tun device")
+		n.RouteGateway = nil
+	}
+	if d := n.DNS; d != nil {
+		for i := range d.Servers {
+			s := &d.Servers[i]
+			if s.DNSSEC != "" {
+				out = append(out, fmt.Sprintf("dns server %d dnssec %s: DNSSEC is left to the system resolver's own setting", s.Priority, s.DNSSEC))
+				s.DNSSEC = ""
+			}
+			if s.SNI != "" {
+				out = append(out, fmt.Sprintf("dns server %d sni %s: the server name for DNS over TLS is not passed on", s.Priority, s.SNI))
+				s.SNI = ""
+			}
+		}
+	}
+	return out
+}

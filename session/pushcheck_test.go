@@ -102,3 +102,21 @@ func TestApplyPushRefusesLANAddress(t *testing.T) {
 		t.Errorf("refused %q", r.refused)
 	}
 }
+
+// TestNotApplied: pushed settings the grammar accepts but Linux does not use are
+// removed with a warning each, never dropped silently.
+func TestNotApplied(t *testing.T) {
+	n := pushedNet(t, "dhcp-option WINS 10.8.0.1", "dhcp-option DNS 10.8.0.1", "dhcp-option DISABLE-NBT",
+		"route-gateway dhcp", "dns server 1 address 10.8.0.53", "dns server 1 dnssec yes", "dns server 1 sni dns.example")
+	got := strings.Join(notApplied(n), "\n")
+	for _, want := range []string{"dhcp-option WINS", "dhcp-option DISABLE-NBT",
+		"route-gateway dhcp", "dns server 1 dnssec yes", "dns server 1 sni dns.example"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("warnings lack %q:\n%s", want, got)
+		}
+	}
+	if len(n.DHCPOptions) != 1 || n.DHCPOptions[0].Type != "DNS" || n.RouteGateway != nil ||
+		n.DNS.Servers[0].DNSSEC != "" || n.DNS.Servers[0].SNI != "" || len(n.DNS.Servers[0].Addresses) != 1 {
+		t.Errorf("left: %+v", n)
+	}
+}

@@ -132,6 +132,9 @@ func (r *runner) run(ctx context.Context) error {
 	newRouter := s.opts.newRouter
 	if newRouter == nil {
 		newRouter = func(o routing.Options) (netRouter, error) { return routing.New(o) }
+		if s.opts.ExternalNet {
+			newRouter = func(routing.Options) (netRouter, error) { return &externalNet{s: s}, nil }
+		}
 	}
 	if r.cfg.DevType != config.DevNull {
 		stateName := s.opts.StateName
@@ -376,12 +379,16 @@ func (r *runner) openTun() error {
 }
 
 // maxTunMTU is the largest tun MTU a session of this profile may use: the
-// profile's tun-mtu, or the MTU the engine announces to the server as IV_MTU
-// (OpenVPN's tun-max-mtu default), whichever is larger. The data path's
-// buffers are sized for it, and a pushed tun-mtu above it is clamped, as
-// OpenVPN 2.6 clamps it to tun-max-mtu.
+// profile's tun-max-mtu (default 1600) or its tun-mtu, whichever is larger.
+// The engine announces it to the server as IV_MTU, the data path's buffers
+// are sized for it, and a pushed tun-mtu above it is clamped, as OpenVPN 2.6
+// clamps it to tun-max-mtu.
 func maxTunMTU(c *config.Config) int {
-	return max(c.TunMTU, engine.DefaultTunMTU, engine.DefaultTunMaxMTU)
+	ceil := c.TunMaxMTU
+	if ceil <= 0 {
+		ceil = engine.DefaultTunMaxMTU
+	}
+	return max(c.TunMTU, engine.DefaultTunMTU, ceil)
 }
 
 func openKernelTun(name string, mtu int) (tunDevice, string, error) {
@@ -506,6 +513,9 @@ func (r *runner) applyPush(reply *push.Reply, server netip.Addr) error {
 	for _, w := range warns {
 		s.logf(2, "%v", w)
 	}
+	for _, why := range notApplied(pn) {
+		s.logf(1, "warning: ignoring pushed %s", why)
+	}
 	var refused []string
 	if r.router != nil {
 		readHost := s.opts.readHost
@@ -591,7 +601,7 @@ func (r *runner) netConfig(server netip.Addr) (*routing.Config, []netip.Prefix) 
 	if p := r.pushedTunMTU; p != nil && *p > 0 {
 		mtu = *p
 		if ceil := maxTunMTU(r.cfg); mtu > ceil {
-			s.logf(1, "warning: server pushed tun-mtu %d, above the %d this client allows (its tun-mtu, or the IV_MTU it announced); using tun-mtu %d", mtu, ceil, ceil)
+			s.logf(1, "warning: server pushed tun-mtu %d, above the %d this client allows (tun-max-mtu, announced as IV_MTU); using tun-mtu %d", mtu, ceil, ceil)
 			mtu = ceil
 		}
 	}

@@ -534,3 +534,104 @@ func TestRunLoopGoroutinesAtRest(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestRunLoopSpoofedFlood: packets that claim to come from the server but fail the control
+// channel's checks make one warning each at verb 3. A flood wrote 170k lines and wiped the
+// 512-line history; now the log is rate-limited, the history keeps how the connection came
+// up, and one line says how many were suppressed.
+func TestRunLoopSpoofedFlood(t *testing.T) {
+	u := startUDPServer(t, enginetest.Options{})
+	var mu sync.Mutex
+	var lines []string
+	logf := func(format string, args ...any) {
+		mu.Lock()
+		lines = append(lines, fmt.Sprintf(format, args...))
+		mu.Unlock()
+	}
+	st := startSession(t, runloopProfile(t, u, ""), Options{Logf: logf, Verb: 3})
+	st.waitState(t, StateConnected)
+	client := st.s.Status().Local
+	// P_CONTROL_V1 (opcode 4, key id 0) with a session id and garbage: each one is refused
+	// with a warning.
+	junk := []byte{4 << 3, 1, 2, 3, 4, 5, 6, 7, 8, 0, 0, 0, 0, 9, 'x', 'y'}
+	const flood = 20000
+	for i := 0; i < flood; i++ {
+		junk[len(junk)-1] = byte(i)
+		if _, err := u.conn.WriteToUDPAddrPort(junk, netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), client.Port())); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Let the control loop work through its queue, then make one more line: the
+	// suppression notice comes with it.
+	time.Sleep(time.Second)
+	st.s.Disconnect()
+	if err := st.result(t); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	warnings, suppressed := 0, false
+	for _, l := range lines {
+		if strings.HasPrefix(l, "warning:") {
+			warnings++
+		}
+		if strings.Contains(l, "lines suppressed") {
+			suppressed = true
+		}
+	}
+	if warnings == 0 {
+		t.Fatal("the flood made no warnings: the test proves nothing")
+	}
+	if len(lines) > 400 || !suppressed {
+		t.Errorf("%d log lines (%d warnings) for %d spoofed packets; suppression notice %v", len(lines), warnings, flood, suppressed)
+	}
+	history := lines[max(0, len(lines)-512):]
+	if !slices.ContainsFunc(history, func(l string) bool { return strings.Contains(l, "Initialization Sequence Completed") }) {
+		t.Error("the flood pushed the connect lines out of the last 512")
+	}
+}
+
+// TestRunLoopLogSeesItsState: when a "state X" line reaches Logf, Status already says X.
+// The daemon tags each journal line with the state it reads at that moment (OVPND_STATE);
+// it carried the previous state on 68 of 77 "state X" lines while the state was a copy fed
+// by events.
+func TestRunLoopLogSeesItsState(t *testing.T) {
+	u := startUDPServer(t, enginetest.Options{})
+	var s *Session
+	var mu sync.Mutex
+	var bad []string
+	checked := 0
+	logf := func(format string, args ...any) {
+		line := fmt.Sprintf(format, args...)
+		word, ok := strings.CutPrefix(line, "state ")
+		if !ok {
+			return
+		}
+		word, _, _ = strings.Cut(word, ":")
+		st := s.State().String()
+		mu.Lock()
+		checked++
+		if st != word {
+			bad = append(bad, fmt.Sprintf("%q logged in state %s", line, st))
+		}
+		mu.Unlock()
+	}
+	s, err := New(runloopProfile(t, u, ""), Options{Logf: logf, Verb: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := &started{s: s, done: make(chan error, 1)}
+	go func() { st.done <- s.Run(context.Background()) }()
+	st.waitState(t, StateConnected)
+	s.Restart()
+	st.waitState(t, StateConnected)
+	s.Disconnect()
+	if err := st.result(t); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if checked < 8 || len(bad) > 0 {
+		t.Errorf("%d state lines, %d logged with another state: %v", checked, len(bad), bad)
+	}
+}

@@ -124,7 +124,18 @@ type Status struct {
 	// DNSMode is how the tunnel's DNS settings are applied:
 	// "systemd-resolved", "resolv.conf" or "none"; empty before routing is set up
 	// and for dev null.
-	DNSMode  string
+	DNSMode string
+	// NetConfig is the network configuration of the tunnel for the client
+	// that applies it, in external network mode (Options.ExternalNet); nil
+	// otherwise and while there is none (before the push reply, between
+	// connections). It is never modified once published.
+	NetConfig *routing.Config
+	// NetGen counts the configurations published in NetConfig, so that a
+	// client sees a reconnect's configuration as new even when it is equal.
+	NetGen uint64
+	// WebLogin is the URL of the web login the server waits for (state auth-pending);
+	// empty when none.
+	WebLogin string
 	Counters Counters
 }
 
@@ -144,6 +155,12 @@ type Options struct {
 	// what routing lets the session take (routing.Options.Owner).
 	Owner       uint32
 	MayOverride bool
+	// ExternalNet is external network mode: the session creates the tun
+	// device and runs the protocol but applies no addresses, routes or DNS;
+	// it publishes what it would have applied in Status.NetConfig instead
+	// (for NetworkManager, which applies it itself). Only root's sessions
+	// may use it: the configuration goes to whoever applies it as root.
+	ExternalNet bool
 	// NewLinkOnly refuses a dev that names an existing interface: the
 	// session may only use a tun device it creates (set for non-root owners,
 	// so that nobody attaches to another user's persistent tun).
@@ -390,6 +407,11 @@ func (s *Session) setState(st State, reason string) {
 	s.mu.Lock()
 	changed := s.status.State != st || s.status.Reason != reason
 	s.status.State, s.status.Reason = st, reason
+	if st != StateAuthPending && st != StateWaitingInput {
+		// The web login ended with the pending authentication (completed, refused, or
+		// abandoned with the connection).
+		s.status.WebLogin = ""
+	}
 	if changed {
 		s.wakeLocked()
 	}

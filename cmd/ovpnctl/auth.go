@@ -11,14 +11,6 @@ func init() {
 	register("auth", command{"answer a session's pending prompts: auth NAME", runAuth})
 }
 
-// authPrompt is one element of PendingInput's a(ussb).
-type authPrompt struct {
-	ID     uint32
-	Kind   string
-	Prompt string
-	Secret bool
-}
-
 // runAuth answers what a running session waits for: one started by the caller, or (as
 // root) an ovpnd@NAME instance without a credential, whose status then says "waiting for
 // credentials". Answers are asked on the terminal, or read one per line from stdin.
@@ -37,7 +29,7 @@ func runAuth(args []string, stdout, stderr io.Writer) int {
 		return report(stderr, err)
 	}
 	defer c.Close()
-	var reqs []authPrompt
+	var reqs []api.InputEntry
 	if err := t.obj(c).Call(api.SessionInterface+".PendingInput", 0).Store(&reqs); err != nil {
 		return report(stderr, err)
 	}
@@ -47,8 +39,14 @@ func runAuth(args []string, stdout, stderr io.Writer) int {
 	}
 	pr := newPrompter(upStdin, stderr)
 	defer pr.close()
+	web := &webLogin{noBrowser: true, stderr: stderr}
 	for _, r := range reqs {
-		v, err := pr.ask(r.Prompt, r.Secret || r.Kind == api.InputPassword)
+		if r.Kind == api.InputWebLogin {
+			// Completed in a browser, by whoever the login belongs to; only shown here.
+			web.show(name, r.URL)
+			continue
+		}
+		v, err := pr.ask(promptLabel(r), r.Secret || r.Kind == api.InputPassword)
 		if err != nil {
 			return report(stderr, err)
 		}

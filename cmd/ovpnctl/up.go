@@ -18,17 +18,18 @@ import (
 )
 
 func init() {
-	register("up", command{"connect: up [--name NAME] [--timeout D] FILE", runUp})
+	register("up", command{"connect: up [--name NAME] [--timeout D] [--no-browser] FILE", runUp})
 }
 
 // upStdin is where answers come from when there is no terminal (a test seam).
 var upStdin io.Reader = os.Stdin
 
 func runUp(args []string, stdout, stderr io.Writer) int {
-	fs := newFlags("up", "up [--name NAME] [--timeout D] [--verbose] FILE", stderr)
+	fs := newFlags("up", "up [--name NAME] [--timeout D] [--verbose] [--no-browser] FILE", stderr)
 	name := fs.String("name", "", "session name (default: the file name without .conf/.ovpn)")
 	timeout := fs.Duration("timeout", 2*time.Minute, "give up (and disconnect) when not connected by then; 0 waits forever")
 	verbose := fs.Bool("verbose", false, "print the session's log while connecting")
+	noBrowser := fs.Bool("no-browser", false, "print a web login's address without opening a browser")
 	if err := fs.Parse(args); err != nil {
 		return exitUsage
 	}
@@ -84,7 +85,8 @@ func runUp(args []string, stdout, stderr io.Writer) int {
 	if *timeout > 0 {
 		deadline = time.After(*timeout)
 	}
-	u := &upper{c: c, t: t, name: *name, pr: pr, stdout: stdout, stderr: stderr, verbose: *verbose, answered: map[uint32]bool{}}
+	u := &upper{c: c, t: t, name: *name, pr: pr, stdout: stdout, stderr: stderr, verbose: *verbose, answered: map[uint32]bool{},
+		web: &webLogin{noBrowser: *noBrowser, stderr: stderr}}
 	info, err := getInfo(c, t)
 	if err != nil {
 		return report(stderr, err)
@@ -125,7 +127,7 @@ func runUp(args []string, stdout, stderr io.Writer) int {
 					fmt.Fprintf(stderr, "  %s\n", api.Printable(msg))
 				}
 				continue
-			case api.SessionInterface + "." + api.SignalInputRequired:
+			case api.SessionInterface + "." + api.SignalInputRequired, api.SessionInterface + "." + api.SignalOpenURL:
 				// Answered below from PendingInput, which also covers requests made
 				// before this client subscribed.
 			default:
@@ -149,6 +151,7 @@ type upper struct {
 	info           *sessionInfo
 	lastState      string
 	answered       map[uint32]bool
+	web            *webLogin
 }
 
 // progress reports the current state, answers pending prompts, and says whether `up` is
@@ -179,7 +182,7 @@ func (u *upper) progress() (int, bool) {
 			}
 		}
 	}
-	if u.info.State == api.StateWaitingInput {
+	if u.info.State == api.StateWaitingInput || u.info.State == api.StateAuthPending {
 		if err := u.answer(); err != nil {
 			fmt.Fprintf(u.stderr, "ovpnctl: %v; disconnecting\n", err)
 			u.disconnect()
@@ -198,7 +201,12 @@ func (u *upper) answer() error {
 		if u.answered[r.ID] {
 			continue
 		}
-		v, err := u.pr.ask(api.Printable(r.Prompt), r.Secret || r.Kind == api.InputPassword)
+		if r.Kind == api.InputWebLogin {
+			u.answered[r.ID] = true
+			u.web.show(u.name, r.URL)
+			continue
+		}
+		v, err := u.pr.ask(promptLabel(r), r.Secret || r.Kind == api.InputPassword)
 		if err != nil {
 			return err
 		}
@@ -208,6 +216,15 @@ func (u *upper) answer() error {
 		}
 	}
 	return nil
+}
+
+// promptLabel is how a request is shown: challenges as OpenVPN shows them.
+func promptLabel(r api.InputEntry) string {
+	switch r.Kind {
+	case api.InputStaticChallenge, api.InputChallenge, api.InputCRText:
+		return "CHALLENGE: " + api.Printable(r.Prompt)
+	}
+	return api.Printable(r.Prompt)
 }
 
 func (u *upper) disconnect() {

@@ -80,10 +80,8 @@ func instanceCmd(args []string, _, stderr io.Writer) int {
 		return fail(exitConfig, err.Error())
 	}
 	opts := daemon.InstanceOptions{Name: name, Config: cfg, Log: log, StateDir: *stateDir, Credentials: creds}
-	if creds == nil {
-		opts.Waiting = func(string) {
-			notify.Status("waiting for credentials (answer with: ovpnctl auth " + name + ")")
-		}
+	opts.Waiting = func(what string) {
+		notify.Status("waiting for " + what + " (answer with: ovpnctl auth " + name + ")")
 	}
 	if *busFlag != "none" {
 		conn, err := connectBus(*busFlag)

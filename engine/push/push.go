@@ -96,13 +96,19 @@ func (o Option) String() string {
 	return canonical(append([]string{o.Name}, o.Args...))
 }
 
-// Warning is an option that was not applied, and why. Msg never carries a secret.
+// Warning is an option that was not applied, and why. Msg never carries a secret. Line is
+// the option's position in the reply, 0 when the warning is about a value rather than a line.
 type Warning struct {
 	Line int
 	Msg  string
 }
 
-func (w Warning) String() string { return fmt.Sprintf("PUSH_REPLY:%d: warning: %s", w.Line, w.Msg) }
+func (w Warning) String() string {
+	if w.Line == 0 {
+		return "PUSH_REPLY: warning: " + w.Msg
+	}
+	return fmt.Sprintf("PUSH_REPLY:%d: warning: %s", w.Line, w.Msg)
+}
 
 // RejectError is a pushed option that matched a "pull-filter reject" rule: as in OpenVPN, the
 // connection attempt ends.

@@ -16,5 +16,8 @@ func TestMain(m *testing.M) {
 	if os.Getenv(helperEnv) != "" {
 		os.Exit(helperMain())
 	}
+	if os.Getenv(spoofEnv) != "" {
+		os.Exit(spoofMain())
+	}
 	os.Exit(lab.Main(m))
 }

@@ -129,22 +129,75 @@ func TestPushLANAddressRefused(t *testing.T) {
 }
 
 // TestPushTunMTU9000: the server runs and pushes tun-mtu 9000, above what the client's
-// buffers were sized for. A 2000-byte ping goes through and the session stays up: the
-// pushed MTU is clamped to the client's announced maximum with a warning.
+// buffers are sized for by default. A 2000-byte ping goes through and the session stays up:
+// the pushed MTU is clamped to the client's announced maximum with a warning. With
+// tun-max-mtu 9000 the pushed MTU applies and the 2000-byte packets cross unfragmented; and a
+// packet larger than the buffers (the device's MTU raised behind ovpnd's back) is dropped and
+// counted, never fatal.
 func TestPushTunMTU9000(t *testing.T) {
 	rl := newRoutingLab(t, lab.ServerOptions{Wrap: "tls-crypt", Push: []string{"tun-mtu 9000"}, Extra: []string{"tun-mtu 9000"}})
-	client, dev := rl.start(t, "mtu", lab.ClientOptions{})
-	if !strings.Contains(client.Output(), "server pushed tun-mtu 9000") {
-		t.Errorf("no warning about the clamped tun-mtu")
+	bigPing := func(t *testing.T, dev string) {
+		t.Helper()
+		out, err := rl.ClientExec(context.Background(), "ping", "-c", "3", "-i", "0.3", "-W", "5", "-s", "2000", rl.srv.TunnelAddr())
+		if err != nil {
+			t.Errorf("ping -s 2000 through %s: %v\n%s", dev, err, out)
+		}
 	}
-	out, err := rl.ClientExec(context.Background(), "ping", "-c", "3", "-i", "0.3", "-W", "5", "-s", "2000", rl.srv.TunnelAddr())
-	if err != nil {
-		t.Errorf("ping -s 2000 through %s: %v\n%s", dev, err, out)
+	mtuOf := func(t *testing.T, dev string) string {
+		t.Helper()
+		out, err := rl.ClientExec(context.Background(), "cat", "/sys/class/net/"+dev+"/mtu")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return strings.TrimSpace(string(out))
 	}
-	if client.Exited() {
-		t.Fatalf("the session ended after a 2000-byte ping:\n%s", client.Output())
-	}
-	pingThroughTunnel(t, rl.Lab, dev, rl.srv.TunnelAddr())
-	stop(t, client)
-	rl.checkRestored(t, "after SIGTERM")
+
+	t.Run("clamped", func(t *testing.T) {
+		client, dev := rl.start(t, "mtu", lab.ClientOptions{})
+		if !strings.Contains(client.Output(), "server pushed tun-mtu 9000, above the 1600") {
+			t.Errorf("no warning about the clamped tun-mtu")
+		}
+		if got := mtuOf(t, dev); got != "1600" {
+			t.Errorf("MTU of %s is %s, want the clamped 1600", dev, got)
+		}
+		bigPing(t, dev)
+		// Raise the device's MTU behind ovpnd's back: the kernel now hands it packets
+		// larger than its buffers. They are dropped and counted; the session stays up.
+		if out, err := rl.ClientExec(context.Background(), "ip", "link", "set", dev, "mtu", "9000"); err != nil {
+			t.Fatalf("%v: %s", err, out)
+		}
+		out, _ := rl.ClientExec(context.Background(), "ping", "-c", "2", "-i", "0.3", "-W", "1", "-s", "2000", rl.srv.TunnelAddr())
+		if strings.Contains(string(out), " 0% packet loss") {
+			t.Errorf("an oversize packet crossed the tunnel:\n%s", out)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := client.WaitOutput(ctx, "dropping packets read from the tun device"); err != nil {
+			t.Errorf("oversize packets not reported: %v", err)
+		}
+		if client.Exited() {
+			t.Fatalf("the session ended after an oversize packet:\n%s", client.Output())
+		}
+		if out, err := rl.ClientExec(context.Background(), "ip", "link", "set", dev, "mtu", "1600"); err != nil {
+			t.Fatalf("%v: %s", err, out)
+		}
+		pingThroughTunnel(t, rl.Lab, dev, rl.srv.TunnelAddr())
+		stop(t, client)
+		rl.checkRestored(t, "after SIGTERM")
+	})
+	t.Run("tun-max-mtu", func(t *testing.T) {
+		client, dev := rl.start(t, "mtu", lab.ClientOptions{Extra: []string{"tun-max-mtu 9000"}})
+		if strings.Contains(client.Output(), "server pushed tun-mtu") {
+			t.Errorf("tun-mtu clamped despite tun-max-mtu 9000")
+		}
+		if got := mtuOf(t, dev); got != "9000" {
+			t.Errorf("MTU of %s is %s, want the pushed 9000", dev, got)
+		}
+		bigPing(t, dev)
+		if client.Exited() {
+			t.Fatalf("the session ended after a 2000-byte ping:\n%s", client.Output())
+		}
+		stop(t, client)
+		rl.checkRestored(t, "after SIGTERM")
+	})
 }

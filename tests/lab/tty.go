@@ -19,7 +19,13 @@ import (
 // Type sends while the program leaves echo on, so a test sees whether a secret was echoed.
 func (l *Lab) StartClientProcessTTY(args ...string) *Process {
 	l.tb.Helper()
-	p, err := startProcessTTY(l.ClientNS, args...)
+	return l.StartClientProcessTTYEnv(nil, args...)
+}
+
+// StartClientProcessTTYEnv is StartClientProcessTTY with env added to the environment.
+func (l *Lab) StartClientProcessTTYEnv(env []string, args ...string) *Process {
+	l.tb.Helper()
+	p, err := startProcessTTY(l.ClientNS, env, args...)
 	if err != nil {
 		l.tb.Fatalf("lab: %v", err)
 	}
@@ -27,7 +33,7 @@ func (l *Lab) StartClientProcessTTY(args ...string) *Process {
 	return p
 }
 
-func startProcessTTY(ns string, args ...string) (*Process, error) {
+func startProcessTTY(ns string, env []string, args ...string) (*Process, error) {
 	if len(args) == 0 {
 		return nil, errors.New("starting process: no command")
 	}
@@ -39,6 +45,9 @@ func startProcessTTY(ns string, args ...string) (*Process, error) {
 	p := &Process{name: filepath.Base(args[0]), done: make(chan struct{}), tty: master}
 	p.cmd = nsCommand(context.Background(), ns, args...)
 	p.cmd.Stdin, p.cmd.Stdout, p.cmd.Stderr = slave, slave, slave
+	if env != nil {
+		p.cmd.Env = append(os.Environ(), env...)
+	}
 	// A new session whose controlling terminal is the pty (fd 0 in the child).
 	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true, Ctty: 0}
 	p.start = time.Now()
