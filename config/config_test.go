@@ -818,3 +818,47 @@ func TestNoDevDefaultsToTun(t *testing.T) {
 		t.Errorf("dev %q type %v, want tun", c.Dev, c.DevType)
 	}
 }
+
+func TestTLSGroupList(t *testing.T) {
+	got, notes, err := TLSGroupList("X448:x25519mlkem768:prime256v1:P-256:secp384r1:ffdhe2048")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([]tls.CurveID{tls.X25519MLKEM768, tls.CurveP256, tls.CurveP384}, got); diff != "" {
+		t.Error(diff)
+	}
+	if len(notes) != 2 || !strings.Contains(notes[0], "X448") || !strings.Contains(notes[1], "ffdhe2048") {
+		t.Errorf("notes %q", notes)
+	}
+	for _, bad := range []string{"", ":", "X448:ffdhe3072", "P-256:NOPE"} {
+		if _, _, err := TLSGroupList(bad); err == nil {
+			t.Errorf("%q: no error", bad)
+		}
+	}
+	c, ws, err := parseText(t, base+"tls-groups SecP256r1MLKEM768:X448:X25519\n")
+	if err != nil || c.TLSGroups != "SecP256r1MLKEM768:X448:X25519" || !strings.Contains(warnText(ws), "tls-groups: dropping X448") {
+		t.Errorf("TLSGroups %v %q, warnings %q", err, c.TLSGroups, warnText(ws))
+	}
+	if _, _, err := parseText(t, base+"tls-groups brainpoolP256r1\n"); err == nil || !strings.Contains(errText(err), "tls-groups") {
+		t.Errorf("tls-groups without a usable group: %v", err)
+	}
+}
+
+func FuzzTLSGroupList(f *testing.F) {
+	for _, s := range []string{"X25519:P-256", "X25519MLKEM768", "x448", ":::", "ffdhe2048:secp521r1", "mlkem768", "P-256:P-256"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, list string) {
+		ids, _, err := TLSGroupList(list)
+		if err == nil && (len(ids) == 0 || len(ids) > maxSuiteList) {
+			t.Errorf("%q: %d groups without an error", list, len(ids))
+		}
+		seen := map[tls.CurveID]bool{}
+		for _, id := range ids {
+			if seen[id] {
+				t.Errorf("%q: %v twice", list, id)
+			}
+			seen[id] = true
+		}
+	})
+}

@@ -9,6 +9,7 @@ import (
 	"github.com/ovpnd/ovpnd/engine/statickey"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -220,7 +221,7 @@ func directives() []*directive {
 		sup("tls-cipher", "tls-cipher SUITE[:SUITE...]", 1, 1, "TLS 1.2 cipher suites offered, by OpenSSL name (ECDHE-RSA-AES256-GCM-SHA384) or IANA name with dashes (TLS-ECDHE-RSA-WITH-AES-256-GCM-SHA384); DEFAULT stands for crypto/tls's defaults. Suites crypto/tls lacks (DHE, CAMELLIA, CCM, CBC-SHA384, ...) and @SECLEVEL are dropped with a warning; unknown names, OpenSSL rules (HIGH, !aNULL) and lists left empty are errors. The order is not applied: crypto/tls ranks suites itself.", applyTLSCipher),
 		sup("tls-ciphersuites", "tls-ciphersuites SUITE[:SUITE...]", 1, 1, "TLS 1.3 cipher suites allowed (TLS_AES_256_GCM_SHA384, TLS_AES_128_GCM_SHA256, TLS_CHACHA20_POLY1305_SHA256; dashes accepted). crypto/tls always offers all three, so ovpnd fails a handshake that negotiated a suite not listed; the order is not applied. CCM suites are dropped with a warning; a list naming none of the three is an error.", applyTLSCipherSuites),
 		sup("tls-cert-profile", "tls-cert-profile insecure|legacy|preferred|suiteb", 1, 1, "Key and signature rules for the server's certificate chain (every key, every signature but the CA's own): preferred = SHA-2 signatures and RSA of at least 2048 bits, any curve; suiteb = ECDSA P-256/P-384 keys with ECDSA-SHA256/SHA384 signatures only; legacy = also RSA of 1024 bits; insecure = whatever crypto/tls accepts. crypto/tls refuses SHA-1 signed chains and RSA under 1024 bits whatever the profile, so legacy cannot re-enable them. Not applied to the client's own certificate.", applyCertProfile),
-		ign("tls-groups", "ovpnd uses Go's TLS key-exchange groups"),
+		sup("tls-groups", "tls-groups GROUP[:GROUP...]", 1, 1, "TLS key-exchange groups offered, most preferred first, by OpenSSL name: X25519, P-256 (prime256v1, secp256r1), P-384 (secp384r1), P-521 (secp521r1) and the hybrid post-quantum X25519MLKEM768, SecP256r1MLKEM768, SecP384r1MLKEM1024. The first is the one key share sent in the ClientHello. The default, X25519:P-256:P-384:P-521, keeps the first TLS message in one control packet; put X25519MLKEM768 first for post-quantum key exchange (a ClientHello of about 1.5 KB, two control packets). Groups crypto/tls lacks (X448, ffdhe*, brainpool*, pure MLKEM*) are dropped with a warning; unknown names and lists left empty are errors.", applyTLSGroups),
 		ign("ecdh-curve", "ovpnd uses Go's TLS key-exchange groups"),
 
 		// Data channel.
@@ -1125,6 +1126,82 @@ func applyTLSCipher(p *parser, s *scope, it *item) error {
 		p.cfg.TLSCipher = it.args[0]
 	}
 	return nil
+}
+
+func applyTLSGroups(p *parser, s *scope, it *item) error {
+	_, notes, err := TLSGroupList(it.args[0])
+	if err != nil {
+		return err
+	}
+	if p.once(s, it, it.name, it.args[0]) {
+		for _, n := range notes {
+			p.warnf(it.line, "tls-groups: %s", n)
+		}
+		p.cfg.TLSGroups = it.args[0]
+	}
+	return nil
+}
+
+// tlsGroupNames maps OpenSSL's group names (lower case) that crypto/tls implements to its ids.
+var tlsGroupNames = map[string]tls.CurveID{
+	"x25519":             tls.X25519,
+	"p-256":              tls.CurveP256,
+	"prime256v1":         tls.CurveP256,
+	"secp256r1":          tls.CurveP256,
+	"p-384":              tls.CurveP384,
+	"secp384r1":          tls.CurveP384,
+	"p-521":              tls.CurveP521,
+	"secp521r1":          tls.CurveP521,
+	"x25519mlkem768":     tls.X25519MLKEM768,
+	"secp256r1mlkem768":  tls.SecP256r1MLKEM768,
+	"secp384r1mlkem1024": tls.SecP384r1MLKEM1024,
+}
+
+// unsupportedGroup reports whether OpenSSL knows the group (lower case) but crypto/tls does not.
+func unsupportedGroup(name string) bool {
+	switch {
+	case name == "x448", name == "secp224r1", name == "prime192v1", name == "secp192r1",
+		name == "p-224", name == "p-192", name == "secp256k1",
+		strings.HasPrefix(name, "ffdhe"), strings.HasPrefix(name, "brainpool"),
+		strings.HasPrefix(name, "mlkem"), strings.HasPrefix(name, "x448mlkem"),
+		strings.HasPrefix(name, "curvesm2"), name == "sm2":
+		return true
+	}
+	return false
+}
+
+// TLSGroupList translates a tls-groups value (OpenSSL group names, colon-separated, most
+// preferred first) into crypto/tls ids for tls.Config.CurvePreferences. Like OpenVPN, groups
+// the TLS library lacks are dropped with a note; unknown names are an error, and so is a list
+// with nothing left.
+func TLSGroupList(list string) (ids []tls.CurveID, notes []string, err error) {
+	var entries []string
+	for _, e := range strings.Split(list, ":") {
+		if e = strings.TrimSpace(e); e != "" {
+			entries = append(entries, e)
+		}
+	}
+	if len(entries) > maxSuiteList {
+		return nil, nil, fmt.Errorf("more than %d groups", maxSuiteList)
+	}
+	for _, e := range entries {
+		name := strings.ToLower(e)
+		id, ok := tlsGroupNames[name]
+		switch {
+		case ok:
+			if !slices.Contains(ids, id) {
+				ids = append(ids, id)
+			}
+		case unsupportedGroup(name):
+			notes = append(notes, fmt.Sprintf("dropping %s: crypto/tls does not implement it", e))
+		default:
+			return nil, nil, fmt.Errorf("unknown group %q (want X25519, P-256, P-384, P-521, X25519MLKEM768, SecP256r1MLKEM768 or SecP384r1MLKEM1024)", e)
+		}
+	}
+	if len(ids) == 0 {
+		return nil, nil, fmt.Errorf("no group in %q is implemented by crypto/tls", list)
+	}
+	return ids, notes, nil
 }
 
 func applyTLSCipherSuites(p *parser, s *scope, it *item) error {

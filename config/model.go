@@ -55,6 +55,9 @@ type Config struct {
 	TLSCipher       string
 	TLSCipherSuites string
 	TLSCertProfile  string
+	// TLSGroups is tls-groups as written ("" = ovpnd's default, which offers no post-quantum
+	// key share; see TLSGroupList).
+	TLSGroups string
 
 	// VerifyX509Name is nil when absent.
 	VerifyX509Name *VerifyX509Name

@@ -238,6 +238,9 @@ func (c *Config) print(w *printer) {
 	if c.TLSCipherSuites != "" {
 		w.line("tls-ciphersuites", c.TLSCipherSuites)
 	}
+	if c.TLSGroups != "" {
+		w.line("tls-groups", c.TLSGroups)
+	}
 	if c.TLSCertProfile != "" {
 		w.line("tls-cert-profile", c.TLSCertProfile)
 	}

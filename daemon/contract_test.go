@@ -458,3 +458,25 @@ func TestManagerShutdownJoinsGoroutines(t *testing.T) {
 		t.Errorf("%d goroutines after Shutdown, %d before NewManager:\n%s", n, base, buf[:runtime.Stack(buf, true)])
 	}
 }
+
+// TestLongErrorReplyArrives: a profile error of more than 4096 bytes with multi-byte
+// characters at the cut. busError cut at byte 4096 and could split a character; godbus then
+// refused to send the reply and the caller waited for the D-Bus timeout.
+func TestLongErrorReplyArrives(t *testing.T) {
+	tm := newTestManager(t, time.Hour, nil)
+	for pad := 0; pad < 4; pad++ {
+		profile := "client\nremote 192.0.2.1\n" + strings.Repeat("x", pad)
+		for len(profile) < 8192 {
+			profile += "unknown-directive-é€😀 ééééééé\n"
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		err := tm.alice.Object(api.BusName, api.ManagerPath).CallWithContext(ctx, api.ManagerInterface+".Start", 0, "long", profile, map[string]dbus.Variant{}).Err
+		cancel()
+		if dbusErrName(err) != api.ErrInvalidProfile {
+			t.Fatalf("pad %d: %v, want InvalidProfile", pad, err)
+		}
+		if msg := err.Error(); !utf8.ValidString(msg) || len(msg) > maxErrorText+64 {
+			t.Errorf("pad %d: %d bytes, valid UTF-8 %v", pad, len(msg), utf8.ValidString(msg))
+		}
+	}
+}

@@ -38,8 +38,9 @@ type InstanceOptions struct {
 	Credentials func(ctx context.Context) (user, pass string, err error)
 	// NewTunnel makes the tunnel (session.New if nil).
 	NewTunnel TunnelFactory
-	// Waiting, when set, is called each time the session starts waiting for credentials over
-	// the bus (no Credentials), so that systemd's STATUS can say what it waits for.
+	// Waiting, when set, is told what the session waits for over the bus each time it
+	// starts waiting ("credentials", "an answer to the server's challenge"), so that
+	// systemd's STATUS can say so (Notifier.Waiting).
 	Waiting func(what string)
 }
 
@@ -106,6 +107,17 @@ func NewInstance(opts InstanceOptions) (*Instance, error) {
 			return nil, err
 		}
 		if err := b.exportObject(o.path, api.SessionInterface, sessionIface{o}, sessionProps{o}, o.mayIntrospect); err != nil {
+			return nil, err
+		}
+		// Other paths below the session prefix answer NotFound, as the manager's do; the
+		// one session is root's.
+		elem := strings.TrimPrefix(string(o.path), api.SessionPathPrefix)
+		if err := b.exportSessionTree(func(uid uint32) []string {
+			if uid == 0 {
+				return []string{elem}
+			}
+			return nil
+		}); err != nil {
 			return nil, err
 		}
 		reply, err := opts.Conn.RequestName(api.InstanceBusName(opts.Name), dbus.NameFlagDoNotQueue)

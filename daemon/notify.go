@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	sddaemon "github.com/coreos/go-systemd/v22/daemon"
@@ -19,6 +20,26 @@ import (
 type Notifier struct {
 	send     func(state string) error
 	watchdog time.Duration
+	// Name, when set, is the ovpnd@NAME instance: the status while it waits for input
+	// says to answer with `ovpnctl auth NAME`.
+	Name string
+	// waitingFor is what the session waits for over the bus, from Waiting.
+	waitingFor atomic.Pointer[string]
+}
+
+// Waiting records what the session now waits for and says so at once; the status stays so
+// while the session is in its waiting-input state. Use it as InstanceOptions.Waiting.
+func (n *Notifier) Waiting(what string) {
+	n.waitingFor.Store(&what)
+	n.Status(waitingLine(what, n.Name))
+}
+
+func waitingLine(what, name string) string {
+	s := "waiting for " + what
+	if name != "" {
+		s += " (ovpnctl auth " + name + ")"
+	}
+	return s
 }
 
 // NewNotifier reads NOTIFY_SOCKET and WATCHDOG_USEC/WATCHDOG_PID from the environment.
@@ -49,14 +70,12 @@ func (n *Notifier) Status(text string) error { return n.Notify("STATUS=" + oneLi
 // state even when it misses transient ones; call it before t.Run.
 func (n *Notifier) Observe(ctx context.Context, t Tunnel) (stop func()) {
 	wake, unwatch := t.Watch()
-	events, unsubscribe := t.Subscribe()
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
 		defer unwatch()
-		defer unsubscribe()
 		var tick <-chan time.Time
 		if n.watchdog > 0 {
 			tk := time.NewTicker(n.watchdog / 2)
@@ -74,15 +93,13 @@ func (n *Notifier) Observe(ctx context.Context, t Tunnel) (stop func()) {
 				// systemd restarts it.
 				_ = t.Status()
 				n.Notify("WATCHDOG=1")
-			case ev := <-events:
-				// Log events are lossy; an auth-pending notice only refines the status.
-				if ev.Kind == session.EventAuthPending {
-					n.Status(pendingStatus(ev.Message))
-					last = ""
-				}
 			case <-wake:
 				st := t.Status()
-				line := statusLine(st)
+				what := "credentials"
+				if p := n.waitingFor.Load(); p != nil {
+					what = *p
+				}
+				line := statusLine(st, n.Name, what)
 				var msgs []string
 				if line != last {
 					last = line
@@ -110,22 +127,23 @@ func (n *Notifier) Observe(ctx context.Context, t Tunnel) (stop func()) {
 	}
 }
 
-// pendingStatus is the STATUS= text while the server waits for out-of-band authentication
-// (auth-pending): method is what the server named, such as WEB_AUTH or OPEN_URL for a login
-// in a browser, or a challenge kind.
-func pendingStatus(method string) string {
-	m := strings.ToUpper(method)
-	if strings.Contains(m, "WEB_AUTH") || strings.Contains(m, "OPEN_URL") {
-		return "waiting for web login"
+// statusLine is the STATUS= text for a status; name is the instance's (see Notifier.Name),
+// waitingFor what it waits for in the waiting-input state.
+func statusLine(st session.Status, name, waitingFor string) string {
+	switch st.State {
+	case session.StateWaitingInput:
+		return oneLine(waitingLine(waitingFor, name))
+	case session.StateAuthPending:
+		// The session's reason names the web login ("waiting for web login at URL").
+		s := st.Reason
+		if s == "" {
+			s = "waiting for authentication to complete"
+		}
+		if name != "" {
+			s += " (ovpnctl auth " + name + ")"
+		}
+		return oneLine(s)
 	}
-	if method == "" {
-		return "waiting for authentication to complete"
-	}
-	return "waiting for authentication to complete (" + method + ")"
-}
-
-// statusLine is the STATUS= text for a status.
-func statusLine(st session.Status) string {
 	if st.State == session.StateConnected {
 		parts := []string{"connected"}
 		if st.Remote.IsValid() {
@@ -139,6 +157,10 @@ func statusLine(st session.Status) string {
 			parts = append(parts, "address "+strings.Join(a, " "))
 		}
 		return strings.Join(parts, " ")
+	}
+	if st.WebLogin != "" {
+		// What the administrator must do, and where (also in the journal).
+		return oneLine("waiting for web login at " + st.WebLogin)
 	}
 	s := st.State.String()
 	if st.Reason != "" {

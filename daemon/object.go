@@ -647,13 +647,16 @@ func (s sessionIface) PendingInput(sender dbus.Sender) ([]api.InputEntry, *dbus.
 	if _, derr := s.o.mayRead(sender); derr != nil {
 		return nil, derr
 	}
+	// The session's status decides whether a web login is still open: the observer that
+	// drops the entry may not have run yet.
+	webURL := s.o.status().WebLogin
 	s.o.mu.Lock()
 	defer s.o.mu.Unlock()
 	out := []api.InputEntry{}
 	for _, r := range s.o.pendingLocked() {
 		out = append(out, api.InputEntry{ID: r.id, Kind: r.kind, Prompt: r.prompt, Secret: r.secret, URL: r.url})
 	}
-	if r := s.o.webLogin; r != nil {
+	if r := s.o.webLogin; r != nil && webURL != "" && r.url == clipUTF8(webURL, api.MaxLogLine) {
 		out = append(out, api.InputEntry{ID: r.id, Kind: r.kind, Prompt: r.prompt, Secret: r.secret, URL: r.url})
 	}
 	return out, nil

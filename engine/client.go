@@ -86,6 +86,12 @@ type keyState struct {
 	baseByte uint64    // activity totals when the keys were installed, for reneg-bytes/pkts
 	basePkt  uint64
 	estab    time.Time
+	// sending: data goes out under these keys. A renegotiated key waits until the server shows
+	// it uses the key too (see switchDue); key 0 sends at once.
+	sending bool
+	// lastCtl is when the last control packet of this key arrived: once the server has been
+	// quiet for a tls-timeout after it, it has had our acks.
+	lastCtl time.Time
 }
 
 // Client is one OpenVPN client connection's protocol state. Each TLS session runs crypto/tls in
@@ -355,6 +361,9 @@ func (c *Client) SetCredentials(user, pass string) {
 // NoteDataActivity records what the fast data path saw; it feeds keepalive and reneg-bytes.
 func (c *Client) NoteDataActivity(now time.Time, a Activity) {
 	c.act = a
+	if a.NextKeyUsed && c.switchDue(now, true) {
+		c.switchKeys()
+	}
 	if a.LastRecv.After(c.lastRecv) {
 		c.lastRecv = a.LastRecv
 	}
@@ -453,6 +462,7 @@ func (c *Client) handleControl(now time.Time, keyID uint8, pkt []byte) {
 	if p.Opcode == wire.OpAckV1 {
 		return
 	}
+	ks.lastCtl = now
 	if len(p.Payload) > maxControlMessage {
 		c.warn("dropping oversized %v (%d bytes)", p.Opcode, len(p.Payload))
 		return
@@ -572,7 +582,8 @@ func (c *Client) startTLS(ks *keyState) {
 		MinVersion:         c.cfg.TLSVersionMin,
 		MaxVersion:         c.cfg.TLSVersionMax,
 		CipherSuites:       c.cfg.TLSCipherSuites, // TLS 1.2 only; TLS 1.3 is checked in VerifyConnection
-		InsecureSkipVerify: true,                  // replaced by OpenVPN's rules in VerifyConnection
+		CurvePreferences:   c.cfg.TLSGroups,
+		InsecureSkipVerify: true, // replaced by OpenVPN's rules in VerifyConnection
 		VerifyConnection:   c.ver.verifyConnection,
 	}
 	if cert := c.cfg.Certificate; cert != nil {
@@ -741,14 +752,35 @@ func (c *Client) installKeys(now time.Time, ks *keyState) {
 			return
 		}
 	}
+	// Key 0 carries no data before the push reply, which the server sends after its keys.
+	ks.sending = ks.id == 0
 	if ks.id != 0 {
 		// OpenVPN's server generates and accepts a renegotiated key only once our ack of its
 		// key-method 2 record arrived (ssl.c: S_SENT_KEY → S_ACTIVE when its send window is
-		// empty) and drops data under the key before that. The session sends the events in
-		// order, so queueing the ack now keeps the data path's first packets under the new key
-		// behind it.
+		// empty) and drops data under the key before that. Queue the ack now, and keep
+		// sending under the old key, which the server accepts for the whole transition
+		// window, until switchDue: a lost ack then costs nothing instead of a tls-timeout of
+		// dropped data.
 		c.flush(now)
 	}
+	c.emitKeys()
+}
+
+// switchDue reports whether the renegotiated primary key may start carrying data: the server
+// sent data under it (it selects a key for sending only once the key is active: ssl.c
+// tls_select_encryption_key, S_GENERATED_KEYS), or it has sent no control packet on it for a
+// tls-timeout, so it is not retransmitting for lack of our ack.
+func (c *Client) switchDue(now time.Time, seen bool) bool {
+	ks := c.primary
+	if ks == nil || ks.keys == nil || ks.sending {
+		return false
+	}
+	return seen || !now.Before(ks.lastCtl.Add(c.cfg.TLSTimeout))
+}
+
+// switchKeys makes the renegotiated primary key the sending key.
+func (c *Client) switchKeys() {
+	c.primary.sending = true
 	c.emitKeys()
 }
 
@@ -791,6 +823,9 @@ func (c *Client) emitKeys() {
 	}
 	if c.retiring != nil {
 		ev.Retiring = c.retiring.keys
+	}
+	if ev.Primary != nil && !c.primary.sending && ev.Retiring != nil {
+		ev.Primary, ev.Next, ev.Retiring = ev.Retiring, ev.Primary, nil
 	}
 	if ev.Primary == nil {
 		ev.Primary, ev.Retiring = ev.Retiring, nil
@@ -1287,13 +1322,18 @@ func (c *Client) sendControl(now time.Time, p *wire.ControlPacket) {
 	c.emit(EventSend{Packet: b})
 }
 
-// sendKeys is the key that encrypts outgoing data: the newest installed one.
+// sendKeys is the key that encrypts outgoing data: the newest installed one the server is
+// known to accept (see switchDue).
 func (c *Client) sendKeys() *datachannel.Keys {
-	if c.primary != nil && c.primary.keys != nil {
-		return c.primary.keys
+	p := c.primary
+	if p != nil && p.keys != nil && (p.sending || c.retiring == nil || c.retiring.keys == nil) {
+		return p.keys
 	}
-	if c.retiring != nil {
+	if c.retiring != nil && c.retiring.keys != nil {
 		return c.retiring.keys
+	}
+	if p != nil {
+		return p.keys
 	}
 	return nil
 }
@@ -1432,6 +1472,9 @@ func (c *Client) handleData(now time.Time, keyID uint8, pkt []byte) {
 	if err != nil {
 		c.warn("dropping data packet: %w", err)
 		return
+	}
+	if c.primary != nil && k == c.primary.keys && c.switchDue(now, true) {
+		c.switchKeys()
 	}
 	c.lastRecv = now
 	c.slowBytes += uint64(len(p))

@@ -181,6 +181,14 @@ func keyIDs(e EventKeys) string {
 	return s
 }
 
+// sendingKey is the key id the client seals under after the last key event (-1: none).
+func sendingKey(l *link) int {
+	if len(l.keys) == 0 || l.keys[len(l.keys)-1].Primary == nil {
+		return -1
+	}
+	return int(l.keys[len(l.keys)-1].Primary.KeyID())
+}
+
 func TestServerSoftReset(t *testing.T) {
 	cfg := testConfig(t, testPKI(t))
 	cfg.TranWindow = 30 * time.Second
@@ -192,13 +200,14 @@ func TestServerSoftReset(t *testing.T) {
 	l.s.Renegotiate(l.now)
 	sent := 0
 	l.s.Tun, l.tun = nil, nil
-	for i := 0; i < 40 && len(l.keys) < 2; i++ {
+	for i := 0; i < 40 && sendingKey(l) != 1; i++ {
 		l.c.SendTunPacket(l.now, ipPacket(sent))
 		l.s.SendData(ipPacket(sent))
 		sent++
 		l.advance(10 * time.Millisecond)
 	}
-	if len(l.keys) != 2 || keyIDs(l.keys[1]) != "1/0" {
+	// The new key first only opens (Next), and seals once the server's data shows it in use.
+	if len(l.keys) != 3 || l.keys[1].Next == nil || keyIDs(l.keys[1]) != "0" || keyIDs(l.keys[2]) != "1/0" {
 		t.Fatalf("key events %d, last %v; errors %v", len(l.keys), l.keys, l.errs)
 	}
 	l.pump()
@@ -236,18 +245,18 @@ func TestClientRenegSec(t *testing.T) {
 	l.connect()
 	var ids []uint8
 	for i := 0; i < 9; i++ {
-		before := len(l.keys)
+		before := sendingKey(l)
 		l.advance(59990 * time.Millisecond)
 		// Traffic both ways across the rekey: nothing may be lost.
 		l.s.Tun, l.tun = nil, nil
 		sent := 0
-		for j := 0; j < 100 && len(l.keys) == before; j++ {
+		for j := 0; j < 100 && sendingKey(l) == before; j++ {
 			l.c.SendTunPacket(l.now, ipPacket(sent))
 			l.s.SendData(ipPacket(sent))
 			sent++
 			l.advance(5 * time.Millisecond)
 		}
-		if len(l.keys) <= before {
+		if sendingKey(l) == before {
 			t.Fatalf("rekey %d did not happen; states %v errors %v", i, l.states, l.errs)
 		}
 		l.pump()
@@ -271,9 +280,15 @@ func TestRenegBytes(t *testing.T) {
 	l := newLink(t, WrapNone, cfg, serverOpts{Push: []string{basicPush}, EKM: true})
 	l.connect()
 	l.c.NoteDataActivity(l.now, Activity{LastRecv: l.now, LastSent: l.now, BytesIn: 6000, BytesOut: 5000, PacketsIn: 10, PacketsOut: 10})
+	// No data from the server under the new key: the client switches once the server has
+	// sent no control packet for a tls-timeout.
 	l.advance(time.Second)
-	if len(l.keys) != 2 || l.keys[1].Primary.KeyID() != 1 {
-		t.Fatalf("reneg-bytes did not rekey: %v", l.keys)
+	if sendingKey(l) != 0 || len(l.keys) != 2 || l.keys[1].Next == nil || l.keys[1].Next.KeyID() != 1 {
+		t.Fatalf("reneg-bytes did not rekey, or switched before the server could have our ack: %v", l.keys)
+	}
+	l.advance(2 * time.Second)
+	if sendingKey(l) != 1 {
+		t.Fatalf("no switch to the new key a tls-timeout after the server's last control packet: %v", l.keys)
 	}
 }
 
@@ -659,10 +674,10 @@ func TestEpochAndDynamicTLSCrypt(t *testing.T) {
 			}
 			roundTrip(t, l, 3)
 			l.s.Renegotiate(l.now)
-			for i := 0; i < 40 && len(l.keys) < 2; i++ {
+			for i := 0; i < 400 && sendingKey(l) != 1; i++ {
 				l.advance(10 * time.Millisecond)
 			}
-			if len(l.keys) != 2 || keyIDs(l.keys[1]) != "1/0" {
+			if sendingKey(l) != 1 || keyIDs(l.keys[len(l.keys)-1]) != "1/0" {
 				t.Fatalf("key events %d; errors %v", len(l.keys), l.errs)
 			}
 			if l.s.RenegUnwrapped == 0 {
@@ -705,7 +720,7 @@ func TestPushedTimersTakeEffect(t *testing.T) {
 	if l.c.cfg.RenegInterval != 30*time.Second {
 		t.Errorf("reneg-sec %v", l.c.cfg.RenegInterval)
 	}
-	l.advance(31 * time.Second)
+	l.advance(33 * time.Second)
 	if len(l.keys) < 2 || l.keys[len(l.keys)-1].Primary.KeyID() != 1 {
 		t.Fatalf("pushed reneg-sec 30 did not rekey within 31 s: %d key events, errors %v", len(l.keys), l.errs)
 	}
@@ -805,4 +820,97 @@ func TestPushUpdate(t *testing.T) {
 	if st := l.lastState(); st.State != StateReconnecting || st.Reason != "push-update-failed" {
 		t.Errorf("non-updatable option: states %v", l.states)
 	}
+}
+
+// TestFirstFlightOnePacket: by default the ClientHello fits one control packet, as OpenVPN's
+// does (an OpenVPN 2.6 server drops a second packet that arrives first, and the handshake then
+// waits a tls-timeout); asking for a post-quantum group first still works and takes two.
+func TestFirstFlightOnePacket(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		groups  []tls.CurveID
+		packets int
+	}{
+		{"default", nil, 1},
+		{"x25519mlkem768", []tls.CurveID{tls.X25519MLKEM768, tls.X25519}, 2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := testConfig(t, testPKI(t))
+			cfg.TLSGroups = tc.groups
+			l := newLink(t, WrapTLSCrypt, cfg, serverOpts{Push: []string{basicPush}, EKM: true})
+			var sizes []int
+			l.drop = func(toServer bool, pkt []byte) bool {
+				op, _, err := wire.ParseHeader(pkt)
+				if err != nil || op != wire.OpControlV1 {
+					return false
+				}
+				if toServer {
+					sizes = append(sizes, len(pkt))
+					return false
+				}
+				return true // hold back the server's flight: only the client's first one is seen
+			}
+			l.c.Start(l.now)
+			l.advance(500 * time.Millisecond) // less than a tls-timeout: no retransmission
+			if len(sizes) != tc.packets {
+				t.Fatalf("first flight took %d control packets (sizes %v), want %d", len(sizes), sizes, tc.packets)
+			}
+			// The full handshake still succeeds with the group asked for.
+			l.drop = nil
+			for i := 0; i < 40 && !l.has(StateConnected); i++ {
+				l.advance(500 * time.Millisecond)
+			}
+			if !l.has(StateConnected) {
+				t.Fatalf("not connected: %v %v", l.states, l.errs)
+			}
+		})
+	}
+}
+
+// TestRekeyLostAckKeepsOldKey: when our ack of the server's key-method 2 record is lost, the
+// server keeps its new key inactive until it retransmits and gets the ack a tls-timeout later.
+// The client must keep sealing under the old key meanwhile (which the server still accepts)
+// instead of sending data the server drops, and switch once the server uses the new key.
+func TestRekeyLostAckKeepsOldKey(t *testing.T) {
+	cfg := testConfig(t, testPKI(t))
+	cfg.TranWindow = 60 * time.Second
+	l := newLink(t, WrapTLSCrypt, cfg, serverOpts{Push: []string{basicPush}, EKM: true})
+	l.connect()
+	roundTrip(t, l, 2)
+	dropped := 0
+	l.drop = func(toServer bool, pkt []byte) bool {
+		op, keyID, err := wire.ParseHeader(pkt)
+		if err != nil || !toServer || keyID != 1 || op != wire.OpAckV1 || dropped > 0 {
+			return false
+		}
+		if l.c.primary == nil || l.c.primary.id != 1 || l.c.primary.keys == nil {
+			return false // an ack from before the server's key-method 2 record
+		}
+		dropped++
+		return true
+	}
+	l.s.Renegotiate(l.now)
+	l.s.Tun, l.tun = nil, nil
+	sent := 0
+	for i := 0; i < 400 && sendingKey(l) != 1; i++ {
+		l.c.SendTunPacket(l.now, ipPacket(sent))
+		l.s.SendData(ipPacket(sent))
+		sent++
+		l.advance(10 * time.Millisecond)
+	}
+	l.pump()
+	if dropped != 1 {
+		t.Fatalf("the ack of the server's key-method 2 record was not dropped (%d)", dropped)
+	}
+	if sendingKey(l) != 1 {
+		t.Fatalf("never switched to the new key: %v, errors %v", l.keys, l.errs)
+	}
+	if l.s.NotReady != 0 || len(l.s.Tun) != sent || len(l.tun) != sent {
+		t.Fatalf("sent %d: server dropped %d under its inactive key, got %d; client got %d", sent, l.s.NotReady, len(l.s.Tun), len(l.tun))
+	}
+	// The switch came with the server's retransmission, not before: well over a second in.
+	if sent < 150 {
+		t.Errorf("switched after %d×10 ms, before the server could have had the ack", sent)
+	}
+	roundTrip(t, l, 3)
 }

@@ -83,6 +83,13 @@ const (
 	CertProfileSuiteB
 )
 
+// DefaultTLSGroups are the key-exchange groups offered without --tls-groups. crypto/tls's
+// own default puts X25519MLKEM768 first, whose 1.2 KB key share makes the ClientHello two
+// control packets; an OpenVPN 2.6 server drops the second when it arrives first, and the
+// handshake then waits a whole tls-timeout. Classic groups keep it to one packet, as OpenVPN's
+// client does; post-quantum key exchange stays available through --tls-groups.
+var DefaultTLSGroups = []tls.CurveID{tls.X25519, tls.CurveP256, tls.CurveP384, tls.CurveP521}
+
 // Defaults from OpenVPN 2.6 (options.c, ssl.h).
 const (
 	DefaultTLSTimeout          = 2 * time.Second
@@ -137,6 +144,10 @@ type Config struct {
 	// enforced after the handshake instead: a session that negotiated another suite fails, and
 	// the order of the list expresses no preference.
 	TLS13CipherSuites []uint16
+	// TLSGroups is --tls-groups: the key-exchange groups offered, most preferred first (nil =
+	// DefaultTLSGroups). crypto/tls sends one key share, for the first group (two for a hybrid
+	// post-quantum group: it adds X25519's), so the first group decides the ClientHello's size.
+	TLSGroups []tls.CurveID
 	// RemoteCertKU is --remote-cert-ku: the server certificate needs a key usage extension
 	// whose OpenSSL-style value (digitalSignature = 0x80 ... encipherOnly = 0x01) contains
 	// all bits of at least one entry. A first entry of KURequired only requires the
@@ -306,6 +317,10 @@ func (c *Config) normalize() (Config, error) {
 	n.TLSCipherSuites = append([]uint16(nil), n.TLSCipherSuites...)
 	n.TLS13CipherSuites = append([]uint16(nil), n.TLS13CipherSuites...)
 	n.RemoteCertKU = append([]uint16(nil), n.RemoteCertKU...)
+	if len(n.TLSGroups) == 0 {
+		n.TLSGroups = DefaultTLSGroups
+	}
+	n.TLSGroups = append([]tls.CurveID(nil), n.TLSGroups...)
 	if n.TLSVersionMin == 0 {
 		n.TLSVersionMin = tls.VersionTLS12
 	}

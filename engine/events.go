@@ -57,6 +57,11 @@ type EventState struct {
 // expired before a renegotiation finished: then no key may encrypt until the next EventKeys.
 type EventKeys struct {
 	Primary, Retiring *datachannel.Keys
+	// Next, when set, is a renegotiated key that opens packets but does not seal yet: the
+	// server accepts data under it only once our ack of its key-method 2 record arrived. The
+	// engine switches to it (a new EventKeys) when Activity.NextKeyUsed reports a packet from
+	// the server under it, or after a tls-timeout without control packets on it.
+	Next *datachannel.Keys
 }
 
 // EventPushReply is the parsed push (continuations joined, the profile's pull-filter and
@@ -129,4 +134,6 @@ type Activity struct {
 	LastRecv, LastSent    time.Time
 	BytesIn, BytesOut     uint64
 	PacketsIn, PacketsOut uint64
+	// NextKeyUsed: a packet from the server opened under EventKeys.Next.
+	NextKeyUsed bool
 }

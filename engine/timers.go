@@ -71,6 +71,9 @@ func (c *Client) checkTimers(now time.Time) {
 			c.emitKeys()
 		}
 	}
+	if c.switchDue(now, false) {
+		c.switchKeys()
+	}
 	if c.renegDue(now) {
 		c.softReset(now)
 	}
@@ -147,6 +150,9 @@ func (c *Client) NextDeadline() time.Time {
 	}
 	if c.retiring != nil {
 		add(c.retiring.mustDie)
+	}
+	if p := c.primary; p != nil && p.keys != nil && !p.sending {
+		add(p.lastCtl.Add(c.cfg.TLSTimeout))
 	}
 	if ks := c.primary; ks != nil && ks.keys != nil && ks.state == ksActive && c.pushDone && c.cfg.RenegInterval > 0 {
 		add(ks.estab.Add(c.cfg.RenegInterval))

@@ -8,6 +8,7 @@ import (
 	"os"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ovpnd/ovpnd/config"
@@ -133,6 +134,8 @@ func (r *runner) attempt(ctx context.Context, conn *config.Connection, remote ne
 	r.dp.conn.CompareAndSwap(a.ref, nil)
 	pc.Close()
 	a.wg.Wait()
+	// Route-delay work of this connection does not outlive it.
+	r.stopDelay()
 	eng.Close()
 	for len(a.ctrl) > 0 {
 		putCtrl(<-a.ctrl)
@@ -202,6 +205,9 @@ func (a *attempt) loop(ctx context.Context) outcome {
 					more = false
 				}
 			}
+		case <-a.r.dp.keyUsed:
+			now = s.opts.now()
+			a.noteActivity(now)
 		case <-timer.C:
 			now = s.opts.now()
 			if !a.shutdown.IsZero() && !now.Before(a.shutdown.Add(shutdownGrace)) {
@@ -293,6 +299,8 @@ func (a *attempt) noteActivity(now time.Time) {
 		BytesOut:   c.BytesOut - a.base.BytesOut,
 		PacketsIn:  c.PacketsIn - a.base.PacketsIn,
 		PacketsOut: c.PacketsOut - a.base.PacketsOut,
+
+		NextKeyUsed: a.r.dp.nextKeyUsed(),
 	}
 	if c.LastRecv.After(a.start) {
 		act.LastRecv = c.LastRecv
@@ -325,6 +333,9 @@ func (a *attempt) drain() (outcome, bool) {
 			}
 			if e.Retiring != nil {
 				ks.retiring = e.Retiring
+			}
+			if e.Next != nil {
+				ks.retiring, ks.nextUsed = e.Next, new(atomic.Bool)
 			}
 			a.r.dp.setKeys(ks)
 			if e.Primary != nil {

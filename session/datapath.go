@@ -81,6 +81,10 @@ type keySet struct {
 	mss mssClamp
 	// fragPiece is the largest payload piece with --fragment (0: off).
 	fragPiece int
+	// nextUsed is set when retiring is the engine's EventKeys.Next, a renegotiated key that
+	// opens but does not seal yet, and records the first packet opened under it. A pointer,
+	// since reclampLocked copies key sets.
+	nextUsed *atomic.Bool
 }
 
 func (ks *keySet) forID(id uint8) dataKeys {
@@ -182,6 +186,9 @@ type dataPath struct {
 	txOff, txBufSize int
 
 	closing atomic.Bool // the tun device is being closed
+	// keyUsed wakes the control loop when the first packet opens under a keySet's Next key,
+	// so the engine switches to it at once (engine.Activity.NextKeyUsed).
+	keyUsed chan struct{}
 	logf    func(format string, args ...any)
 	// warnf reports what the user should see (dropped packets), once per
 	// device: badReadLogged.
@@ -250,7 +257,7 @@ func (c *connRef) fail(err error) {
 }
 
 func newDataPath(t tunDevice, cnt *counters, dc dataPathConfig, logf func(string, ...any)) *dataPath {
-	d := &dataPath{tun: t, cnt: cnt, logf: logf, warnf: dc.Warnf}
+	d := &dataPath{tun: t, cnt: cnt, logf: logf, warnf: dc.Warnf, keyUsed: make(chan struct{}, 1)}
 	if d.warnf == nil {
 		d.warnf = logf
 	}
@@ -282,6 +289,12 @@ func newDataPath(t tunDevice, cnt *counters, dc dataPathConfig, logf func(string
 		d.frag = newFragState(dc.Fragment, mtu, d.txBufSize)
 	}
 	return d
+}
+
+// nextKeyUsed reports whether a packet opened under the current keys' Next key.
+func (d *dataPath) nextKeyUsed() bool {
+	ks := d.keys.Load()
+	return ks != nil && ks.nextUsed != nil && ks.nextUsed.Load()
 }
 
 // setKeys installs new data-channel keys (nil: none), with the mssfix clamp
@@ -560,6 +573,13 @@ func (d *dataPath) openAndWrite(c *connRef, n int) {
 			if payload, err = k.OpenTo(pkt, d.rx.scratch); err != nil {
 				bad++
 				continue
+			}
+		}
+		if ks.nextUsed != nil && k == ks.retiring && !ks.nextUsed.Load() {
+			ks.nextUsed.Store(true)
+			select {
+			case d.keyUsed <- struct{}{}:
+			default:
 			}
 		}
 		if len(payload) == 0 {

@@ -176,6 +176,13 @@ func tlsOptions(ec *engine.Config, c *config.Config) error {
 		}
 		ec.TLS13CipherSuites = ids
 	}
+	if c.TLSGroups != "" {
+		ids, _, err := config.TLSGroupList(c.TLSGroups)
+		if err != nil {
+			return fmt.Errorf("tls-groups: %w", err)
+		}
+		ec.TLSGroups = ids
+	}
 	p, ok := certProfiles[c.TLSCertProfile]
 	if !ok {
 		return fmt.Errorf("unknown tls-cert-profile %q", c.TLSCertProfile)

@@ -106,10 +106,14 @@ func TestEngineConfig(t *testing.T) {
 				c.TLSCipher = "DHE-RSA-AES256-GCM-SHA384:TLS-ECDHE-RSA-WITH-AES-256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305"
 				c.TLSCipherSuites = "TLS_CHACHA20_POLY1305_SHA256"
 				c.TLSCertProfile = "suiteb"
+				c.TLSGroups = "X25519MLKEM768:X448:P-256"
 				c.RemoteCertTLS = ""
 				c.RemoteCertKU = []uint16{0xa0, 0x88}
 			},
 			check: func(t *testing.T, ec *engine.Config) {
+				if diff := cmp.Diff([]tls.CurveID{tls.X25519MLKEM768, tls.CurveP256}, ec.TLSGroups); diff != "" {
+					t.Errorf("tls-groups: %s", diff)
+				}
 				if diff := cmp.Diff([]uint16{tls.TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384, tls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256}, ec.TLSCipherSuites); diff != "" {
 					t.Errorf("tls-cipher: %s", diff)
 				}

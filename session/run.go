@@ -113,8 +113,9 @@ type runner struct {
 	netMu sync.Mutex
 	// netGen counts network configurations; a route-delay timer whose
 	// generation is no longer current has nothing left to do.
-	netGen uint64
-	delay  *time.Timer
+	netGen  uint64
+	delay   *time.Timer
+	delayWG sync.WaitGroup // the route-delay callback that is armed or running
 	// pushedNet and pushedTunMTU are the server's network settings of this connection as
 	// pushed and since updated (PUSH_UPDATE); owned by the control loop.
 	pushedNet    *config.NetSettings
@@ -412,8 +413,8 @@ func openKernelTun(name string, mtu int) (tunDevice, string, error) {
 func (r *runner) closeTun() error {
 	var errs []error
 	if r.router != nil {
+		r.stopDelay()
 		r.netMu.Lock()
-		r.cancelDelayLocked()
 		if err := r.router.Set(nil); err != nil {
 			errs = append(errs, fmt.Errorf("removing network settings: %w", err))
 		}
@@ -576,7 +577,7 @@ func (r *runner) applyPush(reply *push.Reply, server netip.Addr) error {
 		gen := r.netGen
 		deadline := time.Now().Add(d + window)
 		s.logf(1, "route-delay: adding routes in %v", d)
-		r.delay = time.AfterFunc(d, func() { r.delayedRoutes(gen, rc, deadline) })
+		r.armDelayLocked(d, func() { r.delayedRoutes(gen, rc, deadline) })
 		return nil
 	}
 	err := r.router.Set(rc)
@@ -721,9 +722,29 @@ const routeDelayRetry = time.Second
 func (r *runner) cancelDelayLocked() {
 	r.netGen++
 	if r.delay != nil {
-		r.delay.Stop()
+		if r.delay.Stop() {
+			r.delayWG.Done() // the callback will never run
+		}
 		r.delay = nil
 	}
+}
+
+// armDelayLocked schedules route-delay work; netMu is held. delayWG counts the callback
+// until it has run or was stopped, so stopDelay can wait for it.
+func (r *runner) armDelayLocked(d time.Duration, f func()) {
+	r.delayWG.Add(1)
+	r.delay = time.AfterFunc(d, func() {
+		defer r.delayWG.Done()
+		f()
+	})
+}
+
+// stopDelay cancels pending route-delay work and waits for a callback that already started.
+func (r *runner) stopDelay() {
+	r.netMu.Lock()
+	r.cancelDelayLocked()
+	r.netMu.Unlock()
+	r.delayWG.Wait()
 }
 
 // delayedRoutes applies the full configuration once route-delay is over. On
@@ -739,7 +760,7 @@ func (r *runner) delayedRoutes(gen uint64, rc *routing.Config, deadline time.Tim
 	err := r.router.Set(rc)
 	if err != nil && time.Now().Add(routeDelayRetry).Before(deadline) {
 		s.logf(3, "route-delay: %v; retrying", err)
-		r.delay = time.AfterFunc(routeDelayRetry, func() { r.delayedRoutes(gen, rc, deadline) })
+		r.armDelayLocked(routeDelayRetry, func() { r.delayedRoutes(gen, rc, deadline) })
 		return
 	}
 	if err != nil {

@@ -46,6 +46,7 @@ func instanceCmd(args []string, _, stderr io.Writer) int {
 	}
 	log := daemon.NewLogger(stderr)
 	notify := daemon.NewNotifier()
+	notify.Name = name
 	// fail logs msg once and leaves it as the unit's status. No ERRNO=: systemd would show
 	// it as an errno name, and none describes a VPN failure.
 	fail := func(code int, msg string) int {
@@ -79,10 +80,7 @@ func instanceCmd(args []string, _, stderr io.Writer) int {
 	if err != nil {
 		return fail(exitConfig, err.Error())
 	}
-	opts := daemon.InstanceOptions{Name: name, Config: cfg, Log: log, StateDir: *stateDir, Credentials: creds}
-	opts.Waiting = func(what string) {
-		notify.Status("waiting for " + what + " (answer with: ovpnctl auth " + name + ")")
-	}
+	opts := daemon.InstanceOptions{Name: name, Config: cfg, Log: log, StateDir: *stateDir, Credentials: creds, Waiting: notify.Waiting}
 	if *busFlag != "none" {
 		conn, err := connectBus(*busFlag)
 		if err != nil {

@@ -597,10 +597,11 @@ func (s *Server) handleData(keyID uint8, pkt []byte) {
 	}
 }
 
-// SendData encrypts a payload to the client with the newest key that has keys.
+// SendData encrypts a payload to the client with the newest key that is active, as OpenVPN's
+// tls_select_encryption_key picks only keys in S_GENERATED_KEYS.
 func (s *Server) SendData(payload []byte) {
 	k := s.Cur
-	if k.Keys == nil {
+	if k.Keys == nil || !k.active {
 		k = s.Prev
 	}
 	if s.Opts.Fragment > 0 {

@@ -323,3 +323,41 @@ func TestInstanceChallenge(t *testing.T) {
 		t.Error("the answer appears in the instance's log")
 	}
 }
+
+// TestInstanceWebLogin: ovpnd@NAME logs a web login's URL and says in its STATUS that it
+// waits for it, then becomes ready when the server completes the login.
+func TestInstanceWebLogin(t *testing.T) {
+	l := lab.New(t, lab.Options{})
+	srv := l.StartServer(lab.ServerOptions{Wrap: "tls-crypt", ManagementClientAuth: true})
+	m := srv.Management()
+	shared := sharedDir(t)
+	ovpnd := copyExecutable(t, repoPath(t, "bin/ovpnd"), shared)
+	addr := startBus(t, shared)
+	notify := listenNotify(t, shared)
+	cfg := l.WriteFile("inst.conf", authProfile(srv, ""))
+	d := startInNS(t, l.ClientNS, []string{"NOTIFY_SOCKET=" + notify.path},
+		ovpnd, "instance", "--config", cfg, "--bus", addr, "--state-dir", filepath.Join(l.Dir, "state"), "sso-1")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	line, err := m.Next(ctx, ">CLIENT:CONNECT,")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := strings.Split(strings.TrimPrefix(line, ">CLIENT:CONNECT,"), ",")
+	url := "https://sso.lab.test/login?instance=1"
+	if _, err := m.Command(fmt.Sprintf(`client-pending-auth %s %s "WEB_AUTH::%s" 120`, f[0], f[1], url)); err != nil {
+		t.Fatal(err)
+	}
+	notify.wait(t, "STATUS=waiting for web login at "+url, 10*time.Second)
+	if _, err := m.Command(fmt.Sprintf("client-auth-nt %s %s", f[0], f[1])); err != nil {
+		t.Fatal(err)
+	}
+	notify.wait(t, "READY=1", 20*time.Second)
+	if code := d.stop(t, 15*time.Second); code != 0 {
+		t.Errorf("instance exit status %d after SIGTERM", code)
+	}
+	// Checked once the instance has exited and all its output is read.
+	if !strings.Contains(d.out.String(), "web login required: open "+url) {
+		t.Errorf("the instance's log lacks the URL:\n%s", d.out.String())
+	}
+}

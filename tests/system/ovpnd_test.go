@@ -179,6 +179,7 @@ func TestSystem(t *testing.T) {
 			t.Fatal(err)
 		}
 		m.MustSh(t, "systemctl start --no-block ovpnd@ask")
+		defer m.Sh("systemctl stop ovpnd@ask") // also when the test fails
 		deadline := time.Now().Add(30 * time.Second)
 		var status string
 		for time.Now().Before(deadline) {
@@ -188,7 +189,7 @@ func TestSystem(t *testing.T) {
 			}
 			time.Sleep(200 * time.Millisecond)
 		}
-		if !strings.Contains(status, "waiting for credentials (answer with: ovpnctl auth ask)") {
+		if !strings.Contains(status, "waiting for credentials (ovpnctl auth ask)") {
 			t.Fatalf("status while waiting: %q", status)
 		}
 		out := m.MustSh(t, "printf '%s\\n%s\\n' "+user+" "+pass+" | ovpnctl auth ask")
@@ -199,7 +200,6 @@ func TestSystem(t *testing.T) {
 		if s := m.MustSh(t, "systemctl show -P StatusText ovpnd@ask"); !strings.HasPrefix(s, "connected") {
 			t.Errorf("status after answering: %q", s)
 		}
-		m.MustSh(t, "systemctl stop ovpnd@ask")
 	})
 
 	// A server that is not there is reported by the first attempt, not after its timeout.
@@ -209,6 +209,7 @@ func TestSystem(t *testing.T) {
 			t.Fatal(err)
 		}
 		m.MustSh(t, "systemctl start --no-block ovpnd@gone")
+		defer m.Sh("systemctl stop ovpnd@gone")
 		deadline := time.Now().Add(50 * time.Second)
 		var logs string
 		for time.Now().Before(deadline) {
@@ -225,7 +226,6 @@ func TestSystem(t *testing.T) {
 		if r := strings.Index(logs, "restarting in"); r >= 0 && r < i {
 			t.Errorf("the refusal was logged only after the first attempt ended:\n%s", logs)
 		}
-		m.MustSh(t, "systemctl stop ovpnd@gone")
 	})
 
 	t.Run("CrashThenStopLeavesNothing", func(t *testing.T) {
