@@ -492,6 +492,11 @@ func (o *object) props() map[string]dbus.Variant {
 		BytesOut:    st.Counters.BytesOut,
 		PacketsIn:   st.Counters.PacketsIn,
 		PacketsOut:  st.Counters.PacketsOut,
+
+		DroppedReplayed:      st.Counters.Replayed,
+		DroppedDecryptFailed: st.Counters.DecryptFailed,
+		DroppedOversized:     st.Counters.Oversized,
+		DroppedNoKey:         st.Counters.NoKey,
 	}
 	if st.Remote.IsValid() {
 		p.Remote = st.Proto + ":" + st.Remote.String()

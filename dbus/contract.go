@@ -33,11 +33,17 @@ const (
 	PropBytesOut        = "BytesOut"
 	PropPacketsIn       = "PacketsIn"
 	PropPacketsOut      = "PacketsOut"
+	// Received (and, for oversized and no key, sent) data packets dropped, by reason.
+	PropDroppedReplayed      = "DroppedReplayed"
+	PropDroppedDecryptFailed = "DroppedDecryptFailed"
+	PropDroppedOversized     = "DroppedOversized"
+	PropDroppedNoKey         = "DroppedNoKey"
 )
 
 // CounterProps are the properties that change with every packet: PropertiesChanged never
 // carries them (EmitsChangedSignal=false in the XML).
-var CounterProps = map[string]bool{PropBytesIn: true, PropBytesOut: true, PropPacketsIn: true, PropPacketsOut: true}
+var CounterProps = map[string]bool{PropBytesIn: true, PropBytesOut: true, PropPacketsIn: true, PropPacketsOut: true,
+	PropDroppedReplayed: true, PropDroppedDecryptFailed: true, PropDroppedOversized: true, PropDroppedNoKey: true}
 
 // SessionProps is every property of net.ovpnd1.Session; the daemon builds it, ovpnctl reads
 // it (from GetAll, updated by PropertiesChanged). The JSON form is ovpnctl's --json output.
@@ -57,6 +63,11 @@ type SessionProps struct {
 	BytesOut        uint64   `json:"bytes_out"`
 	PacketsIn       uint64   `json:"packets_in"`
 	PacketsOut      uint64   `json:"packets_out"`
+
+	DroppedReplayed      uint64 `json:"dropped_replayed"`
+	DroppedDecryptFailed uint64 `json:"dropped_decrypt_failed"`
+	DroppedOversized     uint64 `json:"dropped_oversized"`
+	DroppedNoKey         uint64 `json:"dropped_no_key"`
 }
 
 // Variants is p as the a{sv} of GetAll.
@@ -81,6 +92,11 @@ func (p *SessionProps) Variants() map[string]godbus.Variant {
 		PropBytesOut:        godbus.MakeVariant(p.BytesOut),
 		PropPacketsIn:       godbus.MakeVariant(p.PacketsIn),
 		PropPacketsOut:      godbus.MakeVariant(p.PacketsOut),
+
+		PropDroppedReplayed:      godbus.MakeVariant(p.DroppedReplayed),
+		PropDroppedDecryptFailed: godbus.MakeVariant(p.DroppedDecryptFailed),
+		PropDroppedOversized:     godbus.MakeVariant(p.DroppedOversized),
+		PropDroppedNoKey:         godbus.MakeVariant(p.DroppedNoKey),
 	}
 }
 
@@ -119,6 +135,14 @@ func (p *SessionProps) Apply(m map[string]godbus.Variant) {
 			_ = v.Store(&p.PacketsIn)
 		case PropPacketsOut:
 			_ = v.Store(&p.PacketsOut)
+		case PropDroppedReplayed:
+			_ = v.Store(&p.DroppedReplayed)
+		case PropDroppedDecryptFailed:
+			_ = v.Store(&p.DroppedDecryptFailed)
+		case PropDroppedOversized:
+			_ = v.Store(&p.DroppedOversized)
+		case PropDroppedNoKey:
+			_ = v.Store(&p.DroppedNoKey)
 		}
 	}
 }

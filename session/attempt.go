@@ -48,6 +48,11 @@ type attempt struct {
 	authFailed string
 	usedToken  bool
 	shutdown   time.Time // when the exit notification started (zero: not shutting down)
+
+	// dropsLogged are the counters of the last drop report, dropsAt its time: drops are
+	// summed up in one line per dropLogInterval at most, never one line per packet.
+	dropsLogged Counters
+	dropsAt     time.Time
 }
 
 // attempt runs one connection until it ends and reports how.
@@ -100,6 +105,7 @@ func (r *runner) attempt(ctx context.Context, conn *config.Connection, remote ne
 		base:      s.cnt.snapshot(),
 		usedToken: creds != nil && creds.token != "",
 	}
+	a.dropsLogged = a.base
 	a.ref = &connRef{conn: pc, ctrl: a.ctrl, errc: a.errc}
 	s.logf(1, "connecting to %s:%v", conn.Proto, remote)
 	var local netip.AddrPort
@@ -292,8 +298,25 @@ func (a *attempt) setCredentials(user, pass string) {
 	a.eng.SetCredentials(user, pass)
 }
 
+// dropLogInterval is the least time between two lines reporting dropped packets.
+const dropLogInterval = 10 * time.Second
+
+// reportDrops logs the packets dropped since the last report, at most once per
+// dropLogInterval: a flood of spoofed or replayed packets costs one line.
+func (a *attempt) reportDrops(now time.Time, c Counters) {
+	last := a.dropsLogged
+	if c.drops() == last.drops() || (!a.dropsAt.IsZero() && now.Sub(a.dropsAt) < dropLogInterval) {
+		return
+	}
+	a.s.logf(1, "dropped %d data packets: %d replayed, %d failed to decrypt, %d oversized, %d without a key",
+		c.drops()-last.drops(), c.Replayed-last.Replayed, c.DecryptFailed-last.DecryptFailed,
+		c.Oversized-last.Oversized, c.NoKey-last.NoKey)
+	a.dropsLogged, a.dropsAt = c, now
+}
+
 func (a *attempt) noteActivity(now time.Time) {
 	c := a.s.cnt.snapshot()
+	a.reportDrops(now, c)
 	act := engine.Activity{
 		BytesIn:    c.BytesIn - a.base.BytesIn,
 		BytesOut:   c.BytesOut - a.base.BytesOut,

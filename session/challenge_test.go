@@ -3,7 +3,9 @@ package session
 import (
 	"context"
 	"encoding/base64"
+	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 
@@ -37,7 +39,13 @@ func TestRunLoopChallenge(t *testing.T) {
 		mu.Unlock()
 		return "4321", nil
 	}
-	st := startSession(t, runloopProfile(t, u, "<auth-user-pass>\nalice\ns3cret\n</auth-user-pass>\n"), Options{Respond: respond})
+	var logs strings.Builder
+	logf := func(format string, args ...any) {
+		mu.Lock()
+		fmt.Fprintf(&logs, format+"\n", args...)
+		mu.Unlock()
+	}
+	st := startSession(t, runloopProfile(t, u, "<auth-user-pass>\nalice\ns3cret\n</auth-user-pass>\n"), Options{Respond: respond, Verb: 9, Logf: logf})
 	st.waitState(t, StateConnected)
 	mu.Lock()
 	want := []string{"alice/s3cret", "alice@corp/CRV1::st-9::4321"}
@@ -46,6 +54,12 @@ func TestRunLoopChallenge(t *testing.T) {
 	}
 	if len(prompts) != 1 || prompts[0].Kind != PromptChallenge || prompts[0].Text != "Enter the PIN" || !prompts[0].Echo {
 		t.Errorf("prompts %+v", prompts)
+	}
+	// Nothing the user entered reaches the log, even at the highest verbosity.
+	if out := logs.String(); !strings.Contains(out, "the server asks a challenge: Enter the PIN") {
+		t.Errorf("the challenge is not logged:\n%s", out)
+	} else if strings.Contains(out, "4321") || strings.Contains(out, "s3cret") {
+		t.Errorf("the log carries an answer or the password:\n%s", out)
 	}
 	mu.Unlock()
 	st.s.Disconnect()

@@ -122,9 +122,19 @@ type Counters struct {
 	BytesIn, BytesOut     uint64 // tunnel payload bytes (IP packets)
 	PacketsIn, PacketsOut uint64
 	LastRecv, LastSent    time.Time // zero if never
-	DecryptErrors         uint64    // packets that failed authentication or replay checks
+	DecryptErrors         uint64    // packets that failed authentication or replay checks, or were malformed
 	Dropped               uint64    // packets dropped for lack of keys or buffer space
+
+	// Why received packets were dropped, for users (ovpnctl stats, D-Bus): Replayed and
+	// DecryptFailed are part of DecryptErrors, Oversized and NoKey part of Dropped.
+	Replayed      uint64 // packet id replayed or behind the replay window
+	DecryptFailed uint64 // authentication tag or HMAC did not verify
+	Oversized     uint64 // larger than the buffers or the tun MTU allow (either direction)
+	NoKey         uint64 // no data-channel key for the packet's key id (either direction)
 }
+
+// drops is the sum of the drop reasons.
+func (c Counters) drops() uint64 { return c.Replayed + c.DecryptFailed + c.Oversized + c.NoKey }
 
 type counters struct {
 	bytesIn, bytesOut     atomic.Uint64
@@ -132,6 +142,25 @@ type counters struct {
 	lastRecv, lastSent    atomic.Int64 // unix nanoseconds
 	decryptErrors         atomic.Uint64
 	dropped               atomic.Uint64
+	replayed              atomic.Uint64
+	decryptFailed         atomic.Uint64
+	oversized             atomic.Uint64
+	noKey                 atomic.Uint64
+}
+
+func (c *counters) addDrops(replayed, authFailed, oversized, noKey int) {
+	if replayed > 0 {
+		c.replayed.Add(uint64(replayed))
+	}
+	if authFailed > 0 {
+		c.decryptFailed.Add(uint64(authFailed))
+	}
+	if oversized > 0 {
+		c.oversized.Add(uint64(oversized))
+	}
+	if noKey > 0 {
+		c.noKey.Add(uint64(noKey))
+	}
 }
 
 func (c *counters) snapshot() Counters {
@@ -142,6 +171,10 @@ func (c *counters) snapshot() Counters {
 		PacketsOut:    c.packetsOut.Load(),
 		DecryptErrors: c.decryptErrors.Load(),
 		Dropped:       c.dropped.Load(),
+		Replayed:      c.replayed.Load(),
+		DecryptFailed: c.decryptFailed.Load(),
+		Oversized:     c.oversized.Load(),
+		NoKey:         c.noKey.Load(),
 	}
 	if t := c.lastRecv.Load(); t != 0 {
 		s.LastRecv = time.Unix(0, t)
@@ -440,6 +473,7 @@ func (d *dataPath) sealAndSend(n int) {
 	c := d.conn.Load()
 	if ks == nil || ks.primary == nil || c == nil {
 		d.cnt.dropped.Add(uint64(n))
+		d.cnt.noKey.Add(uint64(n))
 		return
 	}
 	if ks.fragPiece > 0 {
@@ -456,6 +490,9 @@ func (d *dataPath) sealAndSend(n int) {
 		pkt, err := ks.primary.Seal(d.tx.bufs[i], d.txOff, sz)
 		if err != nil {
 			d.cnt.dropped.Add(1)
+			if errors.Is(err, datachannel.ErrBuffer) {
+				d.cnt.oversized.Add(1)
+			}
 			continue
 		}
 		bytes += uint64(sz)
@@ -522,6 +559,7 @@ func (d *dataPath) openAndWrite(c *connRef, n int) {
 	out := d.rx.out[:0]
 	var bytes uint64
 	var pings, bad, dropped, partial int
+	var replayed, authFailed, oversized, noKey int
 	var now time.Time
 	if d.frag != nil {
 		now = time.Now()
@@ -552,6 +590,7 @@ func (d *dataPath) openAndWrite(c *connRef, n int) {
 		}
 		if k == nil {
 			dropped++
+			noKey++
 			continue
 		}
 		var payload []byte
@@ -560,6 +599,11 @@ func (d *dataPath) openAndWrite(c *connRef, n int) {
 			switch payload, st = d.openFragment(k, buf, pkt, now); st {
 			case fragBad:
 				bad++
+				authFailed++
+				continue
+			case fragReplay:
+				bad++
+				replayed++
 				continue
 			case fragDropped:
 				dropped++
@@ -572,6 +616,12 @@ func (d *dataPath) openAndWrite(c *connRef, n int) {
 			var err error
 			if payload, err = k.OpenTo(pkt, d.rx.scratch); err != nil {
 				bad++
+				switch {
+				case errors.Is(err, datachannel.ErrReplay):
+					replayed++
+				case errors.Is(err, datachannel.ErrAuth):
+					authFailed++
+				}
 				continue
 			}
 		}
@@ -603,6 +653,7 @@ func (d *dataPath) openAndWrite(c *connRef, n int) {
 			// which has room since it held the (larger) datagram's slot.
 			if len(payload) > len(buf)-tunWriteOffset {
 				dropped++
+				oversized++
 				continue
 			}
 			start = tunWriteOffset
@@ -625,6 +676,9 @@ func (d *dataPath) openAndWrite(c *connRef, n int) {
 	}
 	if dropped > 0 {
 		d.cnt.dropped.Add(uint64(dropped))
+	}
+	if replayed+authFailed+oversized+noKey > 0 {
+		d.cnt.addDrops(replayed, authFailed, oversized, noKey)
 	}
 	if len(out) > 0 || pings > 0 || partial > 0 {
 		d.cnt.lastRecv.Store(time.Now().UnixNano())

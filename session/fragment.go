@@ -20,6 +20,7 @@ package session
  */
 
 import (
+	"errors"
 	"math/rand/v2"
 	"time"
 
@@ -180,9 +181,10 @@ func (d *dataPath) sealFragmented(ks *keySet, c *connRef, n int) {
 // fragment results of openFragment besides a payload.
 const (
 	fragOK      = iota
-	fragBad     // authentication, replay or framing failed
+	fragBad     // authentication or framing failed
 	fragDropped // an authentic payload the reassembler refused
 	fragPartial // an authentic piece; the packet is not complete yet
+	fragReplay  // a replayed packet id
 )
 
 // openFragment decrypts the datagram pkt, which lies in buf, with
@@ -190,6 +192,9 @@ const (
 // the decompression scratch buffer).
 func (d *dataPath) openFragment(k dataKeys, buf, pkt []byte, now time.Time) ([]byte, int) {
 	p, err := k.OpenFramed(pkt)
+	if errors.Is(err, datachannel.ErrReplay) {
+		return nil, fragReplay
+	}
 	if err != nil {
 		return nil, fragBad
 	}

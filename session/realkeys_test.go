@@ -3,6 +3,7 @@ package session
 import (
 	"bytes"
 	"fmt"
+	"sync/atomic"
 	"testing"
 
 	"github.com/ovpnd/ovpnd/engine/datachannel"
@@ -166,5 +167,46 @@ func TestCompressedFromServer(t *testing.T) {
 				t.Errorf("tun got %x, want %x", tn.written, ip)
 			}
 		})
+	}
+}
+
+// TestDropCounters: each reason a received data packet is dropped has its own counter, and the
+// next key of a rekey reports its first packet to the control loop.
+func TestDropCounters(t *testing.T) {
+	ck, sk := realKeyPair(t, "AES-256-GCM", "")
+	seal := func(n int) []byte {
+		buf := make([]byte, datachannel.Headroom+n+datachannel.Tailroom)
+		p := buf[datachannel.Headroom : datachannel.Headroom+n]
+		p[0] = 0x45
+		pkt, err := sk.Seal(buf, datachannel.Headroom, n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return append([]byte(nil), pkt...)
+	}
+	good, later := seal(40), seal(40)
+	forged := append([]byte(nil), later...)
+	forged[len(forged)-1] ^= 1
+	otherKey := append([]byte(nil), good...)
+	otherKey[0] = otherKey[0]&^7 | 5 // P_DATA_V2 for key id 5, which has no keys
+	tn := &fakeTun{record: true}
+	c := &fakeConn{in: [][]byte{good, append([]byte(nil), good...), forged, otherKey, later, {}}}
+	cnt := &counters{}
+	d := newDataPath(tn, cnt, dataPathConfig{Headroom: datachannel.Headroom, Tailroom: datachannel.Tailroom, MTU: 1500}, func(string, ...any) {})
+	ref := &connRef{conn: c, ctrl: make(chan *ctrlPacket, 1), errc: make(chan error, 1)}
+	d.conn.Store(ref)
+	d.setKeys(&keySet{primary: &fakeKeys{id: 0}, retiring: ck, nextUsed: new(atomic.Bool)})
+	d.RoutineSocketToTun(ref)
+	s := cnt.snapshot()
+	if len(tn.written) != 2 || s.Replayed != 1 || s.DecryptFailed != 1 || s.NoKey != 1 || s.Oversized != 0 || s.DecryptErrors != 2 || s.Dropped != 1 {
+		t.Errorf("delivered %d, counters %+v; want 2 delivered, 1 replayed, 1 failed, 1 without a key", len(tn.written), s)
+	}
+	if !d.nextKeyUsed() {
+		t.Error("a packet opened under the next key was not reported")
+	}
+	select {
+	case <-d.keyUsed:
+	default:
+		t.Error("the control loop was not woken for the next key's first packet")
 	}
 }

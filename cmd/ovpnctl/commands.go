@@ -265,11 +265,15 @@ func runStats(args []string, stdout, stderr io.Writer) int {
 	stats := map[string]uint64{
 		"bytes_in": info.BytesIn, "bytes_out": info.BytesOut,
 		"packets_in": info.PacketsIn, "packets_out": info.PacketsOut,
+		"dropped_replayed": info.DroppedReplayed, "dropped_decrypt_failed": info.DroppedDecryptFailed,
+		"dropped_oversized": info.DroppedOversized, "dropped_no_key": info.DroppedNoKey,
 	}
 	if *asJSON {
 		return writeJSON(stdout, stats)
 	}
 	fmt.Fprintf(stdout, "bytes_in     %d\nbytes_out    %d\npackets_in   %d\npackets_out  %d\n", info.BytesIn, info.BytesOut, info.PacketsIn, info.PacketsOut)
+	fmt.Fprintf(stdout, "dropped_replayed        %d\ndropped_decrypt_failed  %d\ndropped_oversized       %d\ndropped_no_key          %d\n",
+		info.DroppedReplayed, info.DroppedDecryptFailed, info.DroppedOversized, info.DroppedNoKey)
 	return exitOK
 }
 

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"sync"
 
 	"golang.org/x/sys/unix"
 
@@ -74,21 +75,42 @@ type terminal struct {
 	f    *os.File
 	r    *bufio.Reader
 	stop func() bool
+
+	mu sync.Mutex
+	// saved is the terminal's setting while echo is off for a secret; whoever ends the read
+	// (the answer, or a cancelled request) puts it back.
+	saved *unix.Termios
 }
 
-// openTerminal opens /dev/tty; cancelling ctx closes it, which ends a pending read.
+// openTerminal opens /dev/tty; cancelling ctx ends a pending read (echo is restored first).
 func openTerminal(ctx context.Context, why string) (*terminal, error) {
 	f, err := os.OpenFile("/dev/tty", os.O_RDWR, 0)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", why, err)
 	}
-	stop := context.AfterFunc(ctx, func() { f.Close() })
-	return &terminal{f: f, r: bufio.NewReaderSize(f, 512), stop: stop}, nil
+	t := &terminal{f: f, r: bufio.NewReaderSize(f, 512)}
+	t.stop = context.AfterFunc(ctx, func() {
+		t.restore()
+		f.Close()
+	})
+	return t, nil
 }
 
 func (t *terminal) close() {
 	t.stop()
+	t.restore()
 	t.f.Close()
+}
+
+// restore turns echo back on if ask turned it off.
+func (t *terminal) restore() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.saved != nil {
+		_ = unix.IoctlSetTermios(int(t.f.Fd()), unix.TCSETS, t.saved)
+		t.saved = nil
+		fmt.Fprintln(t.f)
+	}
 }
 
 // ask shows prompt and reads one line; without echo the terminal's echo is off while reading.
@@ -101,13 +123,16 @@ func (t *terminal) ask(prompt string, echo bool) (string, error) {
 		}
 		noEcho := *old
 		noEcho.Lflag &^= unix.ECHO
-		if err := unix.IoctlSetTermios(fd, unix.TCSETS, &noEcho); err != nil {
+		t.mu.Lock()
+		err = unix.IoctlSetTermios(fd, unix.TCSETS, &noEcho)
+		if err == nil {
+			t.saved = old
+		}
+		t.mu.Unlock()
+		if err != nil {
 			return "", fmt.Errorf("turning off echo: %w", err)
 		}
-		defer func() {
-			_ = unix.IoctlSetTermios(fd, unix.TCSETS, old)
-			fmt.Fprintln(t.f)
-		}()
+		defer t.restore()
 	}
 	fmt.Fprint(t.f, prompt)
 	line, err := t.r.ReadString('\n')

@@ -280,12 +280,13 @@ func ctlScenarios(t *testing.T, e *authEnv, version string) {
 }
 
 // TestInstanceChallenge: ovpnd@NAME with a static challenge says in its STATUS what it waits
-// for and takes the answer from root over the bus.
+// for, lists it over the bus, and takes the answer from root's `ovpnctl auth`.
 func TestInstanceChallenge(t *testing.T) {
 	l := lab.New(t, lab.Options{})
 	srv := l.StartServer(lab.ServerOptions{Wrap: "tls-crypt", AuthScript: lab.StaticChallengeScript})
 	shared := sharedDir(t)
 	ovpnd := copyExecutable(t, repoPath(t, "bin/ovpnd"), shared)
+	ovpnctl := copyExecutable(t, repoPath(t, "bin/ovpnctl"), shared)
 	addr := startBus(t, shared)
 	notify := listenNotify(t, shared)
 	cfg := l.WriteFile("inst.conf", authProfile(srv, "s3cret", `static-challenge "Enter OTP" 1`))
@@ -312,8 +313,10 @@ func TestInstanceChallenge(t *testing.T) {
 	if len(pending) != 1 || pending[0].Kind != api.InputStaticChallenge || pending[0].Prompt != "Enter OTP" || pending[0].Secret {
 		t.Fatalf("pending %+v", pending)
 	}
-	if err := obj.Call(api.SessionInterface+".ProvideInput", 0, pending[0].ID, "123456").Err; err != nil {
-		t.Fatal(err)
+	// Root answers with ovpnctl auth (the answer from stdin: no terminal here).
+	out, stderr, code := runAs(t, nil, addr, nil, "123456\n", ovpnctl, "auth", "otp-1")
+	if code != 0 || !strings.Contains(out, "answered") || !strings.Contains(stderr, "CHALLENGE: Enter OTP") {
+		t.Fatalf("ovpnctl auth: exit %d: %s %s", code, out, stderr)
 	}
 	notify.wait(t, "READY=1", 20*time.Second)
 	if code := d.stop(t, 15*time.Second); code != 0 {
