@@ -54,6 +54,9 @@ type Manager struct {
 	wg   sync.WaitGroup
 	quit chan struct{} // closed by Shutdown: the reaper ends
 
+	// recMu serialises the session records' files (persist.go).
+	recMu sync.Mutex
+
 	mu       sync.Mutex
 	sessions map[sessionKey]*object
 	subs     map[string]subscription

@@ -70,6 +70,8 @@ func (m *Manager) saveRecord(r sessionRecord) error {
 	if m.recordDir() == "" {
 		return nil
 	}
+	m.recMu.Lock()
+	defer m.recMu.Unlock()
 	dir, err := m.openRecordDir(true)
 	if err != nil {
 		return fmt.Errorf("session records: %w", err)
@@ -104,10 +106,14 @@ func (m *Manager) sessionEnded(o *object) {
 	if closing || m.recordDir() == "" {
 		return
 	}
+	m.recMu.Lock()
+	defer m.recMu.Unlock()
 	err := os.Remove(filepath.Join(m.recordDir(), recordFile(o.owner, o.name)))
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		m.opts.Log.Log(0, o.name, "", fmt.Sprintf("removing the session's record: %v", err))
 	}
+	// The last one takes the directory with it: nothing stays behind once nothing runs.
+	_ = os.Remove(m.recordDir())
 }
 
 // restore starts the sessions recorded by the previous daemon. A record that cannot be used
@@ -138,9 +144,12 @@ func (m *Manager) restore() {
 	}
 	// Leftovers of an interrupted saveRecord.
 	tmps, _ := filepath.Glob(filepath.Join(dir, ".tmp-*"))
+	m.recMu.Lock()
 	for _, p := range tmps {
 		os.Remove(p)
 	}
+	_ = os.Remove(dir) // empty unless sessions came back
+	m.recMu.Unlock()
 }
 
 func readRecord(path string) (sessionRecord, error) {
