@@ -139,6 +139,8 @@ type Client struct {
 	pushNext     time.Time
 	pushDeadline time.Time
 	pushStarted  bool
+	updOpts      []string // PUSH_UPDATE lines until the last continuation
+	updBytes     int
 
 	// Negotiated from the push.
 	cipher      string
@@ -872,6 +874,8 @@ func (c *Client) handleControlMessage(now time.Time, ks *keyState, msg string) {
 	switch {
 	case strings.HasPrefix(msg, "PUSH_REPLY"):
 		c.handlePushReply(now, msg)
+	case strings.HasPrefix(msg, "PUSH_UPDATE"):
+		c.handlePushUpdate(now, msg)
 	case strings.HasPrefix(msg, "AUTH_FAILED"):
 		m := strings.TrimPrefix(strings.TrimPrefix(msg, "AUTH_FAILED"), ",")
 		if strings.HasPrefix(m, "CRV1:") {
@@ -1023,6 +1027,65 @@ func (c *Client) handlePushReply(now time.Time, msg string) {
 	// Pushed timers restart from now (init.c do_init_timers after the push).
 	c.lastRecv = now
 	c.setState(StateConnected, "")
+}
+
+// handlePushUpdate collects a PUSH_UPDATE (OpenVPN 2.7 push.c process_push_update, with
+// push-continuation like a reply) and, once complete, applies its keepalive and hands it to the
+// session. An update that may not be applied restarts the connection, as in OpenVPN.
+func (c *Client) handlePushUpdate(now time.Time, msg string) {
+	if !c.pushDone {
+		c.warn("ignoring PUSH_UPDATE before the PUSH_REPLY")
+		return
+	}
+	body := strings.TrimPrefix(msg, "PUSH_UPDATE")
+	if body != "" && body[0] != ',' {
+		c.warn("ignoring malformed PUSH_UPDATE")
+		return
+	}
+	more := false
+	for _, o := range strings.Split(body, ",") {
+		if strings.TrimSpace(o) == "" {
+			continue
+		}
+		if w, err := push.Words(o); err == nil && len(w) > 0 && w[0] == "push-continuation" {
+			more = len(w) > 1 && w[1] == "2"
+			continue
+		}
+		if len(c.updOpts) >= maxPushOptions {
+			c.fatal(StateReconnecting, "push-update-failed", fmt.Errorf("PUSH_UPDATE has more than %d options", maxPushOptions))
+			return
+		}
+		if c.updBytes += len(o); c.updBytes > maxPushBytes {
+			c.fatal(StateReconnecting, "push-update-failed", fmt.Errorf("PUSH_UPDATE is larger than %d bytes", maxPushBytes))
+			return
+		}
+		c.updOpts = append(c.updOpts, o)
+	}
+	if more {
+		return
+	}
+	lines := c.updOpts
+	c.updOpts, c.updBytes = nil, 0
+	u, err := push.ParseUpdate(lines, c.cfg.PushPolicy)
+	if err != nil {
+		c.fatal(StateReconnecting, "push-update-failed", err)
+		return
+	}
+	r := u.Reply
+	if r.Ping != nil {
+		c.ping = *r.Ping
+	}
+	if r.PingTimeout != nil {
+		switch r.PingTimeoutAction {
+		case push.PingRestart:
+			c.pingRestart, c.pingExit = *r.PingTimeout, 0
+		case push.PingExit:
+			c.pingExit, c.pingRestart = *r.PingTimeout, 0
+		}
+	}
+	// New timers count from now, as after the first push.
+	c.lastRecv = now
+	c.emit(EventPushUpdate{Update: u})
 }
 
 // applyPush applies the protocol options of a parsed push (options.c,

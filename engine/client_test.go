@@ -98,7 +98,7 @@ func TestPeerInfoAndOptions(t *testing.T) {
 	l := newLink(t, WrapNone, cfg, serverOpts{Push: []string{basicPush}, EKM: true})
 	l.connect()
 	lines := strings.Split(strings.TrimSuffix(l.s.PeerInfo, "\n"), "\n")
-	want := []string{"IV_VER=2.6.14", "IV_PLAT=linux", "IV_PROTO=3998", "IV_NCP=2",
+	want := []string{"IV_VER=2.6.14", "IV_PLAT=linux", "IV_PROTO=8094", "IV_NCP=2",
 		"IV_CIPHERS=AES-256-GCM:AES-128-GCM:CHACHA20-POLY1305", "IV_TCPNL=1", "IV_MTU=1600", "IV_GUI_VER=ovpnd-test 1",
 		"IV_SSO=webauth,openurl,crtext"}
 	if d := cmp.Diff(want, lines); d != "" {
@@ -786,6 +786,39 @@ func TestRekeyAckBeforeNewKeys(t *testing.T) {
 					l.sentOnKeys, len(l.s.Tun), l.s.NotReady)
 			}
 		})
+	}
+}
+
+// TestPushUpdate: a PUSH_UPDATE on a live connection reaches the session as one event (after
+// its continuation), its keepalive applies, and an option that may not be updated restarts
+// the connection as OpenVPN does.
+func TestPushUpdate(t *testing.T) {
+	l := newLink(t, WrapTLSCrypt, nil, serverOpts{Push: []string{basicPush}, EKM: true})
+	var updates []*push.Update
+	l.connect()
+	l.s.SendControlNow(l.now, "PUSH_UPDATE,route 10.9.1.0 255.255.255.0,-dns,push-continuation 2")
+	l.s.SendControlNow(l.now, "PUSH_UPDATE,keepalive 3 17,push-continuation 1")
+	l.pump()
+	for _, e := range l.events {
+		if u, ok := e.(EventPushUpdate); ok {
+			updates = append(updates, u.Update)
+		}
+	}
+	if len(updates) != 1 {
+		t.Fatalf("%d update events, want 1; errors %v", len(updates), l.errs)
+	}
+	u := updates[0]
+	if !u.Has("route") || !u.Has("dns") || len(u.Reply.Net) != 1 {
+		t.Errorf("update %+v", u)
+	}
+	if l.c.ping != 3*time.Second || l.c.pingRestart != 17*time.Second || l.c.state != StateConnected {
+		t.Errorf("ping %v ping-restart %v state %v", l.c.ping, l.c.pingRestart, l.c.state)
+	}
+
+	l.s.SendControlNow(l.now, "PUSH_UPDATE,cipher AES-128-GCM")
+	l.pump()
+	if st := l.lastState(); st.State != StateReconnecting || st.Reason != "push-update-failed" {
+		t.Errorf("non-updatable option: states %v", l.states)
 	}
 }
 

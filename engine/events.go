@@ -70,6 +70,11 @@ type EventKeys struct {
 // protocol values the engine could not use.
 type EventPushReply struct{ Reply *push.Reply }
 
+// EventPushUpdate is a PUSH_UPDATE the server sent on the live connection (OpenVPN 2.7,
+// continuations joined, pull-filter and route-nopull applied). The engine has applied its
+// keepalive; the session applies the network kinds in Update.Replaced/Removed as a diff.
+type EventPushUpdate struct{ Update *push.Update }
+
 // EventNeedCredentials asks for what the key-method 2 record still needs, in the order to
 // ask: a PromptPassword (answer with SetCredentials) and/or a challenge, PromptStaticChallenge
 // or PromptChallenge (answer with SetResponse).
@@ -114,6 +119,7 @@ func (EventTunPacket) isEvent()       {}
 func (EventState) isEvent()           {}
 func (EventKeys) isEvent()            {}
 func (EventPushReply) isEvent()       {}
+func (EventPushUpdate) isEvent()      {}
 func (EventNeedCredentials) isEvent() {}
 func (EventAuthFailed) isEvent()      {}
 func (EventAuthPending) isEvent()     {}

@@ -25,7 +25,7 @@ const (
 
 // IV_PROTO bits we announce (ssl.h), what OpenVPN 2.7 announces for what ovpnd implements:
 // DATA_V2, REQUEST_PUSH, TLS_KEY_EXPORT, AUTH_PENDING_KW, CC_EXIT_NOTIFY, AUTH_FAIL_TEMP,
-// DYN_TLS_CRYPT, DATA_EPOCH and DNS_OPTION_V2 (the `dns` option as 2.6.7+ servers push it; the
+// DYN_TLS_CRYPT, DATA_EPOCH, PUSH_UPDATE and DNS_OPTION_V2 (the `dns` option as 2.6.7+ servers push it; the
 // pre-2.6.7 bit 6 is not sent, as OpenVPN 2.7 no longer sends it). NCP_P2P is for
 // peer-to-peer mode only.
 const (
@@ -38,8 +38,9 @@ const (
 	ivProtoDynTLSCrypt   = 1 << 9
 	ivProtoDataEpoch     = 1 << 10
 	ivProtoDNSOptionV2   = 1 << 11
+	ivProtoPushUpdate    = 1 << 12
 	ivProto              = ivProtoDataV2 | ivProtoRequestPush | ivProtoTLSKeyExport | ivProtoAuthPendingKW | ivProtoCCExitNotify | ivProtoAuthFailTemp |
-		ivProtoDynTLSCrypt | ivProtoDataEpoch | ivProtoDNSOptionV2
+		ivProtoDynTLSCrypt | ivProtoDataEpoch | ivProtoDNSOptionV2 | ivProtoPushUpdate
 )
 
 // clientKeySource is the client's half of the key material: pre_master, random1, random2.

@@ -371,6 +371,8 @@ func (a *attempt) drain() (outcome, bool) {
 				s.logf(0, "applying pushed options: %v", err)
 				return outcome{kind: outFatal, err: fmt.Errorf("applying pushed options: %w", err)}, true
 			}
+		case engine.EventPushUpdate:
+			a.r.applyPushUpdate(e.Update, a.remote.Addr())
 		case engine.EventState:
 			if out, done := a.onState(e); done {
 				return out, true

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -609,5 +610,54 @@ func TestNetReason(t *testing.T) {
 		"refused: route 10.50.0.0/17: it would capture 10.50.0.0/16, a route of another user's tunnel (and 1 more; see the log)"
 	if got := netReason(err); got != want {
 		t.Errorf("got  %q\nwant %q", got, want)
+	}
+}
+
+// TestApplyPushUpdate: a PUSH_UPDATE replaces the kinds it names (all routes, all DHCP DNS
+// options), removes the ones it prefixes with "-", keeps the rest (address, the other kinds),
+// and goes to routing as one new desired state.
+func TestApplyPushUpdate(t *testing.T) {
+	server := netip.MustParseAddr("198.18.0.1")
+	r, fr, logs := newTestRunner(t, &config.Config{TunMTU: 1500})
+	if err := applyPushLines(r, labPush, server); err != nil {
+		t.Fatal(err)
+	}
+	u, err := push.ParseUpdate([]string{
+		"route 10.9.1.0 255.255.255.0", "route 10.9.2.0 255.255.255.0",
+		"dhcp-option DNS 10.8.0.53", "-redirect-gateway",
+	}, r.cfg.PushPolicy())
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.applyPushUpdate(u, server)
+	rc := fr.last()
+	if fr.count() != 2 || rc == nil {
+		t.Fatalf("%d routing changes", fr.count())
+	}
+	var routes []string
+	for _, rt := range rc.Routes {
+		routes = append(routes, rt.Dst.String())
+	}
+	if want := []string{"10.9.1.0/24", "10.9.2.0/24"}; !slices.Equal(routes, want) {
+		t.Errorf("routes %q, want %q (the pushed 203.0.113.0/24 replaced)", routes, want)
+	}
+	if rc.Redirect != nil {
+		t.Errorf("redirect-gateway not removed: %+v", rc.Redirect)
+	}
+	if rc.DNS == nil || len(rc.DNS.Servers) != 1 || rc.DNS.Servers[0] != netip.MustParseAddr("10.8.0.53") || len(rc.DNS.Search) != 0 {
+		t.Errorf("DNS %+v, want only 10.8.0.53 (every dhcp-option replaced)", rc.DNS)
+	}
+	if len(rc.Addrs) != 1 || rc.Addrs[0].Prefix != netip.MustParsePrefix("10.8.0.2/24") {
+		t.Errorf("address changed: %v", rc.Addrs)
+	}
+	if !strings.Contains(logs(), "PUSH_UPDATE: route 10.9.1.0") || !strings.Contains(logs(), "(removed: redirect-gateway)") {
+		t.Errorf("update not logged:\n%s", logs())
+	}
+
+	// An update naming nothing of the network keeps the state as it is.
+	u, _ = push.ParseUpdate([]string{"keepalive 5 30"}, r.cfg.PushPolicy())
+	r.applyPushUpdate(u, server)
+	if again := fr.last(); len(again.Routes) != 2 || again.DNS == nil {
+		t.Errorf("keepalive-only update changed the network: %+v", again)
 	}
 }

@@ -116,7 +116,11 @@ type runner struct {
 	netGen  uint64
 	delay   *time.Timer
 	delayWG sync.WaitGroup // the route-delay callback that is armed or running
-	watcher *routeWatcher
+	// pushedNet and pushedTunMTU are the server's network settings of this connection as
+	// pushed and since updated (PUSH_UPDATE); owned by the control loop.
+	pushedNet    *config.NetSettings
+	pushedTunMTU *int
+	watcher      *routeWatcher
 
 	creds credentials
 	order []int // connection indexes in try order
@@ -544,37 +548,11 @@ func (r *runner) applyPush(reply *push.Reply, server netip.Addr) error {
 			r.creds.tokenUser = p.AuthTokenUser
 		}
 	}
-	n := mergeNet(&r.cfg.Net, pn)
-	mtu := r.cfg.TunMTU
-	if p.TunMTU != nil && *p.TunMTU > 0 {
-		mtu = *p.TunMTU
-		if ceil := maxTunMTU(r.cfg); mtu > ceil {
-			s.logf(1, "warning: server pushed tun-mtu %d, above the %d this client allows (tun-max-mtu, announced as IV_MTU); using tun-mtu %d", mtu, ceil, ceil)
-			mtu = ceil
-		}
-	}
+	r.pushedNet, r.pushedTunMTU = pn, p.TunMTU
 	if r.router == nil {
 		return nil
 	}
-	rc, rwarns := routingConfig(netInput{
-		Net:            n,
-		Link:           r.link,
-		MTU:            mtu,
-		Server:         server,
-		RouteNoExec:    r.cfg.RouteNoExec,
-		IfconfigNoExec: r.cfg.IfconfigNoExec,
-	})
-	for _, w := range rwarns {
-		s.logf(1, "%s", w)
-	}
-	var addrs []netip.Prefix
-	for _, a := range rc.Addrs {
-		addrs = append(addrs, a.Prefix)
-	}
-	s.update(func(st *Status) { st.Addrs = addrs })
-	if r.watcher != nil {
-		r.watcher.setServers(rc.ServerAddrs)
-	}
+	rc, addrs := r.netConfig(server)
 
 	r.netMu.Lock()
 	defer r.netMu.Unlock()
@@ -609,6 +587,129 @@ func (r *runner) applyPush(reply *push.Reply, server netip.Addr) error {
 	s.noteNet(r.withRefusals(err))
 	r.logNet(rc, addrs)
 	return nil
+}
+
+// netConfig builds the routing configuration of the pushed settings over the profile's and
+// publishes the tunnel addresses and server addresses it names.
+func (r *runner) netConfig(server netip.Addr) (*routing.Config, []netip.Prefix) {
+	s := r.s
+	pn := r.pushedNet
+	if pn == nil {
+		pn = &config.NetSettings{}
+	}
+	n := mergeNet(&r.cfg.Net, pn)
+	mtu := r.cfg.TunMTU
+	if p := r.pushedTunMTU; p != nil && *p > 0 {
+		mtu = *p
+		if ceil := maxTunMTU(r.cfg); mtu > ceil {
+			s.logf(1, "warning: server pushed tun-mtu %d, above the %d this client allows (tun-max-mtu, announced as IV_MTU); using tun-mtu %d", mtu, ceil, ceil)
+			mtu = ceil
+		}
+	}
+	rc, rwarns := routingConfig(netInput{
+		Net:            n,
+		Link:           r.link,
+		MTU:            mtu,
+		Server:         server,
+		RouteNoExec:    r.cfg.RouteNoExec,
+		IfconfigNoExec: r.cfg.IfconfigNoExec,
+	})
+	for _, w := range rwarns {
+		s.logf(1, "%s", w)
+	}
+	var addrs []netip.Prefix
+	for _, a := range rc.Addrs {
+		addrs = append(addrs, a.Prefix)
+	}
+	s.update(func(st *Status) { st.Addrs = addrs })
+	if r.watcher != nil {
+		r.watcher.setServers(rc.ServerAddrs)
+	}
+	return rc, addrs
+}
+
+// applyPushUpdate applies a PUSH_UPDATE (OpenVPN 2.7) to the live tunnel: every option kind
+// the update names replaces (or, with "-", removes) that kind of the earlier push, and routing
+// moves the kernel and resolver from the old state to the new one as a diff, so the tunnel
+// and everything the update leaves alone stay as they are. Unlike OpenVPN, which closes and
+// reopens its tun device for an update, nothing else is touched.
+func (r *runner) applyPushUpdate(u *push.Update, server netip.Addr) {
+	s := r.s
+	opts := make([]string, len(u.Reply.Accepted))
+	for i, o := range u.Reply.Accepted {
+		opts[i] = o.String()
+	}
+	s.logf(1, "PUSH_UPDATE: %s%s", strings.Join(opts, ","), removedText(u.Removed))
+	for _, w := range u.Reply.Warnings {
+		s.logf(2, "%v", w)
+	}
+	upd, warns := config.PushedNet(u.Reply.Net)
+	for _, w := range warns {
+		s.logf(2, "%v", w)
+	}
+	cur := r.pushedNet
+	if cur == nil {
+		cur = &config.NetSettings{}
+	}
+	r.pushedNet = updateNet(cur, upd, u)
+	if u.Has("tun-mtu") {
+		r.pushedTunMTU = u.Reply.TunMTU
+	}
+	if r.router == nil {
+		return
+	}
+	rc, addrs := r.netConfig(server)
+	r.netMu.Lock()
+	defer r.netMu.Unlock()
+	// A route-delay still pending would install the old settings later.
+	r.cancelDelayLocked()
+	err := r.router.Set(rc)
+	if err != nil {
+		s.logf(1, "network settings of %s after PUSH_UPDATE: %v", r.link, err)
+	}
+	s.noteNet(err)
+	r.logNet(rc, addrs)
+}
+
+func removedText(kinds []string) string {
+	if len(kinds) == 0 {
+		return ""
+	}
+	return " (removed: " + strings.Join(kinds, ", ") + ")"
+}
+
+// updateNet returns cur with every kind the update names taken from upd (zero when removed):
+// options.c update_option replaces all options of a kind at its first occurrence in an update,
+// remove_option clears them.
+func updateNet(cur, upd *config.NetSettings, u *push.Update) *config.NetSettings {
+	n := *cur
+	for _, kind := range append(append([]string(nil), u.Replaced...), u.Removed...) {
+		switch kind {
+		case "route":
+			n.Routes = upd.Routes
+		case "route-ipv6":
+			n.RoutesIPv6 = upd.RoutesIPv6
+		case "redirect-gateway":
+			n.RedirectGateway, n.RedirectPrivate = upd.RedirectGateway, upd.RedirectPrivate
+		case "dns":
+			n.DNS = upd.DNS
+		case "dhcp-option":
+			n.DHCPOptions = upd.DHCPOptions
+		case "block-ipv6":
+			n.BlockIPv6 = upd.BlockIPv6
+		case "route-gateway":
+			n.RouteGateway = upd.RouteGateway
+		case "route-metric":
+			n.RouteMetric = upd.RouteMetric
+		case "topology":
+			n.Topology = upd.Topology
+		case "ifconfig":
+			n.Ifconfig = upd.Ifconfig
+		case "ifconfig-ipv6":
+			n.IfconfigIPv6 = upd.IfconfigIPv6
+		}
+	}
+	return &n
 }
 
 // defaultRouteDelayWindow is OpenVPN's route-delay window default.

@@ -72,7 +72,8 @@ func interop27Cases() []interopCase {
 		{name: "udp/tls-auth/server-reneg-5s", server: lab.ServerOptions{Wrap: "tls-auth", RenegSec: 5}, cipher: "AES-256-GCM",
 			exercise: func(t *testing.T, l *lab.Lab, srv *lab.Server, c *lab.Process) {
 				epoch(t, l, srv, c)
-				trafficThroughRekeys(t, l, srv, 12*time.Second, 3)
+				// 15 s for two rekeys: under full load a handshake packet may need a retransmission.
+				trafficThroughRekeys(t, l, srv, 15*time.Second, 3)
 				checkNoTLSErrors(t, srv)
 			}},
 	}
@@ -103,13 +104,15 @@ func TestOvpndInterop27(t *testing.T) {
 
 // TestOvpndEpochRekeysUDP moves a few hundred MB with iperf3 over UDP, both ways, through
 // several server-initiated renegotiations every 3 s (each a fresh chain of epoch keys, each
-// renegotiation wrapped with dynamic tls-crypt), and requires zero loss. OVPND_EPOCH_SECONDS
-// sets each direction's run (default 5 s at 150 Mbit/s, about 180 MB in all).
+// renegotiation wrapped with dynamic tls-crypt), and requires zero loss in the tunnel.
+// OVPND_EPOCH_SECONDS sets each direction's run (default 5 s at 150 Mbit/s, about 180 MB in
+// all).
 //
-// Loss is only meaningful if it comes from the tunnel: the senders' tun queues (the kernel's
-// 500 packets) and the server's UDP socket buffer overflow on a busy 2-core machine before any
-// VPN code sees the packets, so both are enlarged, and on failure the test says where
-// packets were dropped.
+// On a busy 2-core machine a sender outruns a starved receiver before any VPN code is
+// involved: the senders' tun queues and the UDP receive buffers (of OpenVPN's single thread or
+// of iperf3) overflow. Those queues are enlarged, and what the kernel still counts as
+// overflow in the two namespaces during a run is reported separately: loss beyond it (packets
+// the tunnel itself lost, such as data under a key the peer does not have yet) fails the test.
 func TestOvpndEpochRekeysUDP(t *testing.T) {
 	skipWithoutOvpnd(t)
 	secs := 5
@@ -139,15 +142,17 @@ func TestOvpndEpochRekeysUDP(t *testing.T) {
 	before := strings.Count(srv.Log(), "Control Channel: TLS")
 	var total int64
 	for _, reverse := range []bool{false, true} {
+		overflow0 := hostDrops(t, l, dev)
 		// 1200-byte datagrams fit the tunnel without fragmentation.
 		res, err := l.IperfUDP(srv.TunnelAddr(), time.Duration(secs)*time.Second, 150_000_000, 1200, reverse)
 		if err != nil {
 			t.Fatal(err)
 		}
-		t.Logf("iperf3 -u reverse=%v: %d MB in %.1f s (%.0f Mbit/s), %d packets, %d lost, %d out of order",
-			reverse, res.Bytes>>20, res.Seconds, res.BitsPerSecond/1e6, res.Packets, res.Lost, res.OutOfOrder)
-		if res.Lost != 0 {
-			t.Errorf("iperf3 -u reverse=%v lost %d of %d packets", reverse, res.Lost, res.Packets)
+		overflow := hostDrops(t, l, dev) - overflow0
+		t.Logf("iperf3 -u reverse=%v: %d MB in %.1f s (%.0f Mbit/s), %d packets, %d lost, %d out of order; kernel queue overflow %d",
+			reverse, res.Bytes>>20, res.Seconds, res.BitsPerSecond/1e6, res.Packets, res.Lost, res.OutOfOrder, overflow)
+		if res.Lost > overflow {
+			t.Errorf("iperf3 -u reverse=%v lost %d of %d packets, only %d of them to kernel queue overflow", reverse, res.Lost, res.Packets, overflow)
 			for _, ns := range []string{l.ServerNS, l.ClientNS} {
 				out, _ := exec.Command("ip", "netns", "exec", ns, "sh", "-c", "grep Udp: /proc/net/snmp; ip -s link").CombinedOutput()
 				t.Logf("drop counters in %s:\n%s", ns, out)
@@ -161,4 +166,38 @@ func TestOvpndEpochRekeysUDP(t *testing.T) {
 		t.Errorf("%d renegotiations during the run, want at least 2", rekeys)
 	}
 	checkNoTLSErrors(t, srv)
+}
+
+// hostDrops is what the kernel dropped for lack of room in the lab: UDP receive and send
+// buffer overflows in both namespaces and the tun devices' transmit queue drops (the server's
+// tun0 and the client's dev).
+func hostDrops(t *testing.T, l *lab.Lab, dev string) int64 {
+	t.Helper()
+	var n int64
+	for _, c := range []struct{ ns, dev string }{{l.ServerNS, "tun0"}, {l.ClientNS, dev}} {
+		out, err := exec.Command("ip", "netns", "exec", c.ns, "sh", "-c",
+			"cat /proc/net/snmp; echo TXDROP $(cat /sys/class/net/"+c.dev+"/statistics/tx_dropped)").Output()
+		if err != nil {
+			t.Fatalf("reading drop counters in %s: %v", c.ns, err)
+		}
+		var header []string
+		for _, line := range strings.Split(string(out), "\n") {
+			f := strings.Fields(line)
+			switch {
+			case len(f) == 2 && f[0] == "TXDROP":
+				v, _ := strconv.ParseInt(f[1], 10, 64)
+				n += v
+			case len(f) > 1 && f[0] == "Udp:" && header == nil:
+				header = f
+			case len(f) > 1 && f[0] == "Udp:":
+				for i, h := range header {
+					if (h == "RcvbufErrors" || h == "SndbufErrors") && i < len(f) {
+						v, _ := strconv.ParseInt(f[i], 10, 64)
+						n += v
+					}
+				}
+			}
+		}
+	}
+	return n
 }

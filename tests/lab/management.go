@@ -12,7 +12,7 @@ import (
 )
 
 // ManagementSocket is the unix socket of the server's management interface (with
-// ManagementClientAuth).
+// ManagementClientAuth or Management).
 func (s *Server) ManagementSocket() string { return filepath.Join(s.dir, "management.sock") }
 
 // Management is a connection to the server's management interface: commands and their

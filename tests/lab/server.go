@@ -45,6 +45,9 @@ type ServerOptions struct {
 	// ManagementClientAuth opens the management interface on a unix socket with
 	// management-client-auth: every client waits until the test decides through Management.
 	ManagementClientAuth bool
+	// Management opens the management interface on its unix socket without
+	// management-client-auth (for commands such as OpenVPN 2.7's push-update-broad).
+	Management bool
 	// IPv6 adds `server-ipv6 fd00:8::/64`.
 	IPv6 bool
 	// Push lines are pushed verbatim (`push "LINE"`).
@@ -238,8 +241,10 @@ func (s *Server) config() (string, error) {
 		w("auth-user-pass-verify %s via-file", path)
 		w("tmp-dir %s", s.dir)
 	}
-	if o.ManagementClientAuth {
+	if o.ManagementClientAuth || o.Management {
 		w("management %s unix", s.ManagementSocket())
+	}
+	if o.ManagementClientAuth {
 		w("management-client-auth")
 		// Pending authentication needs no password from the client.
 		w("auth-user-pass-optional")
