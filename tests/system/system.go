@@ -61,6 +61,11 @@ type Options struct {
 	NetNS string
 	// Hostname defaults to "ovpnd-test".
 	Hostname string
+	// Flavor and ExtraPackages boot a root with more packages than Packages (the
+	// NetworkManager test's network-manager): it is cached apart, under the flavor's name,
+	// so that the plain root and each flavor are made once and never replace each other.
+	Flavor        string
+	ExtraPackages []string
 }
 
 // Machine is one booted container.
@@ -103,7 +108,7 @@ func Boot(tb lab.TB, opts Options) *Machine {
 		opts.Hostname = "ovpnd-test"
 	}
 	sweepStale()
-	root, err := CachedRoot(tb.Logf)
+	root, err := cachedRoot(opts.Flavor, opts.ExtraPackages, tb.Logf)
 	if err != nil {
 		tb.Fatalf("system: %v", err)
 	}
@@ -531,8 +536,28 @@ func alive(pid int) bool {
 // CachedRoot returns the cached Debian root, making it with debootstrap first if needed. A
 // lock serialises test processes; roots of an older recipe or package list are removed.
 func CachedRoot(logf func(string, ...any)) (string, error) {
-	key := sha256.Sum256([]byte(recipe + "\n" + suite + "\n" + strings.Join(Packages, ",")))
-	root := filepath.Join(CacheDir, suite+"-"+hex.EncodeToString(key[:6]))
+	return cachedRoot("", nil, logf)
+}
+
+// cachedRoot is CachedRoot for a flavor: Packages plus extra, cached as SUITE-FLAVOR-HASH
+// (the plain root keeps SUITE-HASH). Only older roots of the same flavor are removed.
+func cachedRoot(flavor string, extra []string, logf func(string, ...any)) (string, error) {
+	pkgs := append(append([]string(nil), Packages...), extra...)
+	key := sha256.Sum256([]byte(recipe + "\n" + suite + "\n" + strings.Join(pkgs, ",")))
+	name := suite + "-"
+	if flavor != "" {
+		name += flavor + "-"
+	}
+	root := filepath.Join(CacheDir, name+hex.EncodeToString(key[:6]))
+	sameFlavor := func(dir string) bool {
+		h, ok := strings.CutPrefix(dir, name)
+		if !ok {
+			return false
+		}
+		h = strings.TrimSuffix(h, ".tmp")
+		_, err := hex.DecodeString(h)
+		return err == nil && len(h) == 12
+	}
 	if _, err := os.Stat(filepath.Join(root, stamp)); err == nil {
 		return root, nil
 	}
@@ -552,7 +577,7 @@ func CachedRoot(logf func(string, ...any)) (string, error) {
 	}
 	entries, _ := os.ReadDir(CacheDir)
 	for _, e := range entries {
-		if e.IsDir() && filepath.Join(CacheDir, e.Name()) != root {
+		if e.IsDir() && filepath.Join(CacheDir, e.Name()) != root && sameFlavor(e.Name()) {
 			logf("system: removing old cached root %s", e.Name())
 			os.RemoveAll(filepath.Join(CacheDir, e.Name()))
 		}
@@ -562,7 +587,7 @@ func CachedRoot(logf func(string, ...any)) (string, error) {
 	logf("system: debootstrap %s into %s (once; cached afterwards)", suite, root)
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "debootstrap", "--variant=minbase", "--include="+strings.Join(Packages, ","), suite, tmp, mirror)
+	cmd := exec.CommandContext(ctx, "debootstrap", "--variant=minbase", "--include="+strings.Join(pkgs, ","), suite, tmp, mirror)
 	var out syncBuffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Run(); err != nil {
@@ -574,7 +599,7 @@ func CachedRoot(logf func(string, ...any)) (string, error) {
 		os.RemoveAll(tmp)
 		return "", err
 	}
-	if err := os.WriteFile(filepath.Join(tmp, stamp), []byte(strings.Join(Packages, "\n")+"\n"), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(tmp, stamp), []byte(strings.Join(pkgs, "\n")+"\n"), 0o644); err != nil {
 		os.RemoveAll(tmp)
 		return "", err
 	}
