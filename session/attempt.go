@@ -436,6 +436,12 @@ func (a *attempt) onState(e engine.EventState) (outcome, bool) {
 		if !a.shutdown.IsZero() {
 			return outcome{kind: outExit}, true
 		}
+		if a.authFailed != "" && a.usedToken {
+			// The server refused the auth-token and asked for a reconnect (it restarted
+			// and lost its token key): the next attempt logs in with the password, else
+			// every attempt would send the dead token again.
+			a.r.creds.token, a.r.creds.tokenUser = "", ""
+		}
 		return outcome{kind: outRetry, reason: e.Reason, noAdvance: a.r.creds.challenge != nil}, true
 	case engine.StateExiting:
 		if !a.shutdown.IsZero() {

@@ -65,7 +65,7 @@ func parseDialogArgs(args []string) (*dialogRequest, error) {
 }
 
 // readDialogInput reads the DATA_KEY=/DATA_VAL= and SECRET_KEY=/SECRET_VAL= items up to
-// DONE (a value of several lines comes as several VAL lines).
+// DONE. A value of several lines (the profile) continues on lines that start with "=".
 func readDialogInput(in io.Reader, r *dialogRequest) error {
 	r.data, r.secrets = map[string]string{}, map[string]string{}
 	sc := bufio.NewScanner(io.LimitReader(in, maxDialogInput))
@@ -93,7 +93,7 @@ func readDialogInput(in io.Reader, r *dialogRequest) error {
 		case strings.HasPrefix(line, "SECRET_KEY="):
 			flush()
 			key, target = strings.TrimPrefix(line, "SECRET_KEY="), r.secrets
-		case strings.HasPrefix(line, "DATA_VAL="), strings.HasPrefix(line, "SECRET_VAL="):
+		case strings.HasPrefix(line, "DATA_VAL="), strings.HasPrefix(line, "SECRET_VAL="), strings.HasPrefix(line, "="):
 			_, v, _ := strings.Cut(line, "=")
 			vals = append(vals, v)
 		}

@@ -6,14 +6,18 @@ import (
 	"testing"
 )
 
-// nmcliInput is what nmcli writes to an auth-dialog: each data item and secret as KEY/VAL
-// lines (a value of several lines as several VAL lines), then DONE and QUIT.
+// nmcliInput is what nmcli (NetworkManager 1.42) writes to an auth-dialog: each data item
+// and secret as KEY/VAL lines, a value of several lines continued on lines starting with
+// "=", then DONE and QUIT.
 func nmcliInput(data, secrets map[string]string) string {
 	var b strings.Builder
 	for k, v := range data {
 		b.WriteString("DATA_KEY=" + k + "\n")
-		for _, l := range strings.Split(v, "\n") {
-			b.WriteString("DATA_VAL=" + l + "\n")
+		for i, l := range strings.Split(v, "\n") {
+			if i == 0 {
+				b.WriteString("DATA_VAL")
+			}
+			b.WriteString("=" + l + "\n")
 		}
 		b.WriteString("\n")
 	}
@@ -34,7 +38,7 @@ func TestAuthDialog(t *testing.T) {
 		want    []string
 		not     []string
 	}{
-		{"password asked", args, map[string]string{"profile": "client\nauth-user-pass\nremote x\n", "username": "alice"}, nil,
+		{"password asked", args, map[string]string{"profile": "# normalized\nclient\nauth-user-pass\nremote x\n", "username": "alice"}, nil,
 			[]string{"[VPN Plugin UI]\nVersion=2\n", "Title=Authenticate VPN work", "[password]\n", "IsSecret=true\nShouldAsk=true"}, nil},
 		{"stored password not asked", args, map[string]string{"profile": "auth-user-pass\n"}, map[string]string{"password": "x"},
 			[]string{"[password]\n", "ShouldAsk=false"}, nil},

@@ -321,6 +321,11 @@ func (d *driver) start() error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
 	defer cancel()
+	// ovpnd is D-Bus activated: start it if it is not running yet.
+	var started uint32
+	if err := conn.BusObject().CallWithContext(ctx, "org.freedesktop.DBus.StartServiceByName", 0, d.p.daemonName, uint32(0)).Store(&started); err != nil {
+		d.logf("starting %s: %v", d.p.daemonName, err)
+	}
 	if err := conn.BusObject().CallWithContext(ctx, "org.freedesktop.DBus.GetNameOwner", 0, d.p.daemonName).Store(&d.daemon); err != nil {
 		return fmt.Errorf("ovpnd is not running (%s: %v); start ovpnd.service", d.p.daemonName, err)
 	}
@@ -418,8 +423,9 @@ type follow struct {
 	netGen   uint64
 	started  bool
 	answered map[uint32]bool
-	// asked counts the answers of each kind from NetworkManager's secrets: the same
-	// stored password is given once, a second request needs a new one.
+	// asked counts the answers of each kind since the session was last connected: the
+	// stored password is given once; asked again before connecting means it was refused,
+	// and only a new one (from NetworkManager's agents) is sent.
 	asked map[string]int
 	// banner is the last login banner sent.
 	banner string
@@ -450,6 +456,9 @@ func (d *driver) update(st *follow, ch map[string]dbus.Variant) bool {
 			return true
 		}
 	case api.StateConnected:
+		// The stored password worked: a later request (a refused auth-token after a server
+		// restart, auth-nocache) may have it again.
+		st.asked = nil
 	default:
 		if st.started {
 			// A reconnect: NetworkManager shows the connection activating again.

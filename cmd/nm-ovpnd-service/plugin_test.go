@@ -567,3 +567,25 @@ func busAddress(t *testing.T, c *dbus.Conn) string {
 	defer testBusAddrMu.Unlock()
 	return testBusAddr[c]
 }
+
+// TestPluginPasswordAfterReconnect: after a connection worked, a new request for the
+// password (the server restarted and refused the auth-token) gets the stored one again.
+func TestPluginPasswordAfterReconnect(t *testing.T) {
+	tp := startPlugin(t)
+	if err := tp.nm.plugin().Call(pluginIface+".Connect", 0, testConn(map[string]string{nmvpn.SecretPassword: "s3cret"})).Err; err != nil {
+		t.Fatal(err)
+	}
+	tp.nm.waitSeen(t, "StateChanged(3)")
+	tp.d.ask(api.InputEntry{ID: 1, Kind: api.InputUsername}, api.InputEntry{ID: 2, Kind: api.InputPassword, Secret: true})
+	waitFor(t, "the credentials", func() bool { tp.d.mu.Lock(); defer tp.d.mu.Unlock(); return len(tp.d.provided) == 2 })
+	tp.d.set(map[string]dbus.Variant{api.PropState: dbus.MakeVariant(api.StateConnected), api.PropNetworkConfig: dbus.MakeVariant(testNetConfig(1).Variants())})
+	tp.nm.waitSeen(t, "StateChanged(4)")
+	tp.d.set(map[string]dbus.Variant{api.PropState: dbus.MakeVariant(api.StateReconnecting)})
+	tp.d.ask(api.InputEntry{ID: 3, Kind: api.InputUsername}, api.InputEntry{ID: 4, Kind: api.InputPassword, Secret: true})
+	waitFor(t, "the credentials again", func() bool { tp.d.mu.Lock(); defer tp.d.mu.Unlock(); return len(tp.d.provided) == 4 })
+	tp.d.mu.Lock()
+	defer tp.d.mu.Unlock()
+	if tp.d.provided[4] != "s3cret" {
+		t.Errorf("answers %v", tp.d.provided)
+	}
+}
