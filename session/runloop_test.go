@@ -582,6 +582,7 @@ func TestRunLoopSpoofedFlood(t *testing.T) {
 	if warnings == 0 {
 		t.Fatal("the flood made no warnings: the test proves nothing")
 	}
+	t.Logf("%d spoofed packets: %d log lines, %d of them warnings", flood, len(lines), warnings)
 	if len(lines) > 400 || !suppressed {
 		t.Errorf("%d log lines (%d warnings) for %d spoofed packets; suppression notice %v", len(lines), warnings, flood, suppressed)
 	}
