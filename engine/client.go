@@ -1426,6 +1426,17 @@ func fragmentPiece(link int, k *datachannel.Keys) int {
 	return fragment.MaxPiece(link, fo.Header, fo.Block, id)
 }
 
+// SendPing sends a keepalive ping now if data keys exist. After the session moved its transport
+// to a new local address, an authenticated data packet with the peer-id is what makes an
+// OpenVPN 2.6 server follow the client to that address (multi_process_float).
+func (c *Client) SendPing(now time.Time) {
+	if c.dead || c.closed || !c.started || c.sendKeys() == nil {
+		return
+	}
+	c.setNow(now)
+	c.sealData(now, datachannel.PingPayload[:])
+}
+
 // SendTunPacket encrypts one IP packet on the slow path (tests and tools; the session's data
 // path seals packets itself).
 func (c *Client) SendTunPacket(now time.Time, ip []byte) {

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
-	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -53,6 +52,13 @@ type attempt struct {
 	// summed up in one line per dropLogInterval at most, never one line per packet.
 	dropsLogged Counters
 	dropsAt     time.Time
+
+	// Roaming (roam.go): when the transport last moved to a new local address (zero: not
+	// since the last check), when the last move was tried, and whether a signal waits for
+	// roamMinInterval to pass.
+	movedAt, roamTried time.Time
+	roamPending        bool
+	readerDone         chan struct{} // closed when the current socket reader returns
 }
 
 // attempt runs one connection until it ends and reports how.
@@ -119,16 +125,7 @@ func (r *runner) attempt(ctx context.Context, conn *config.Connection, remote ne
 
 	r.dp.setKeys(nil)
 	r.dp.conn.Store(a.ref)
-	a.wg.Add(1)
-	go func() {
-		defer a.wg.Done()
-		// The socket reader changes its thread's timer slack (rxPause): the thread is
-		// locked and, since it is never unlocked, ends with the goroutine instead of
-		// going back to the scheduler with the changed slack.
-		runtime.LockOSThread()
-		setRxTimerSlack()
-		r.dp.RoutineSocketToTun(a.ref)
-	}()
+	a.startReader(a.ref)
 
 	out := a.loop(ctx)
 
@@ -138,7 +135,7 @@ func (r *runner) attempt(ctx context.Context, conn *config.Connection, remote ne
 	a.ref.closing.Store(true)
 	r.dp.setKeys(nil)
 	r.dp.conn.CompareAndSwap(a.ref, nil)
-	pc.Close()
+	a.pc.Close() // the attempt's current transport: roaming may have replaced pc
 	a.wg.Wait()
 	// Route-delay work of this connection does not outlive it.
 	r.stopDelay()
@@ -187,6 +184,9 @@ func (a *attempt) loop(ctx context.Context) outcome {
 				next = d
 			}
 		}
+		if d := a.roamDeadline(); !d.IsZero() && (next.IsZero() || d.Before(next)) {
+			next = d
+		}
 		wait := time.Hour
 		if !next.IsZero() {
 			wait = max(next.Sub(now), 0)
@@ -211,6 +211,9 @@ func (a *attempt) loop(ctx context.Context) outcome {
 					more = false
 				}
 			}
+		case <-a.r.underlay:
+			now = s.opts.now()
+			a.roam(ctx, now)
 		case <-a.r.dp.keyUsed:
 			now = s.opts.now()
 			a.noteActivity(now)
@@ -223,6 +226,9 @@ func (a *attempt) loop(ctx context.Context) outcome {
 				reason := fmt.Sprintf("no answer from %v within %v", a.remote, connectTimeout)
 				s.logf(1, "%s", reason)
 				return outcome{kind: outRetry, reason: reason}
+			}
+			if out, failed := a.checkRoam(ctx, now); failed {
+				return out
 			}
 			a.noteActivity(now)
 			a.eng.HandleTimeout(now)

@@ -324,6 +324,15 @@ func newDataPath(t tunDevice, cnt *counters, dc dataPathConfig, logf func(string
 	return d
 }
 
+// moveConn replaces the connection old with c (roaming), carrying over what was pushed for
+// it; the packet loops pick c up with their next batch.
+func (d *dataPath) moveConn(old, c *connRef) {
+	d.ctlMu.Lock()
+	defer d.ctlMu.Unlock()
+	c.pushedMSS = old.pushedMSS
+	d.conn.CompareAndSwap(old, c)
+}
+
 // nextKeyUsed reports whether a packet opened under the current keys' Next key.
 func (d *dataPath) nextKeyUsed() bool {
 	ks := d.keys.Load()

@@ -71,7 +71,7 @@ func (s *Session) Run(ctx context.Context) (err error) {
 		cancel()
 	}
 	s.setState(StateIdle, "")
-	r := &runner{s: s, cfg: s.cfg}
+	r := &runner{s: s, cfg: s.cfg, underlay: make(chan struct{}, 1)}
 	defer func() {
 		if terr := r.teardown(); terr != nil {
 			s.logf(0, "teardown: %v", terr)
@@ -92,6 +92,9 @@ func (s *Session) Run(ctx context.Context) (err error) {
 type runner struct {
 	s   *Session
 	cfg *config.Config
+	// underlay is signalled (without blocking) when routes towards the server changed:
+	// the attempt then checks whether its UDP socket should move (roam.go).
+	underlay chan struct{}
 
 	router netRouter
 	tun    tunDevice
@@ -485,6 +488,7 @@ func (r *runner) dial(ctx context.Context, conn *config.Connection, remote netip
 	if conn.Proto == config.ProtoTCP {
 		return dialTCP(dctx, remote, o)
 	}
+	o.OnUnreachable = r.underlayChanged
 	o.OnICMP = func(err error) {
 		r.s.logf(0, "udp:%v: %v (no server there?); retrying until the handshake times out", remote, err)
 	}
@@ -778,6 +782,7 @@ func (r *runner) delayedRoutes(gen uint64, rc *routing.Config, deadline time.Tim
 // routes via net_gateway follow a new default gateway and a redirect that
 // had no gateway at connect time is applied once one appears.
 func (r *runner) refreshNet() {
+	r.underlayChanged()
 	r.netMu.Lock()
 	defer r.netMu.Unlock()
 	if r.router == nil {

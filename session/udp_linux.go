@@ -91,6 +91,10 @@ type udpConn struct {
 	// the handshake times out. icmpSeen belongs to the socket reader.
 	onICMP   func(error)
 	icmpSeen bool
+	// onUnreachable is called (from any goroutine; it must not block) when a send fails
+	// because the local address or the route towards the server is gone: the session then
+	// moves the transport instead of dropping packets until ping-restart.
+	onUnreachable func()
 }
 
 // udpDialOptions are the socket settings from bind/lport/local/nobind/sndbuf/rcvbuf/mark.
@@ -104,6 +108,8 @@ type udpDialOptions struct {
 	Network string // "udp4", "udp6" or "udp"
 	// OnICMP receives the socket's first ICMP error (see udpConn.onICMP).
 	OnICMP func(error)
+	// OnUnreachable: see udpConn.onUnreachable.
+	OnUnreachable func()
 }
 
 // dialUDP connects a UDP socket to remote.
@@ -150,6 +156,7 @@ func dialUDP(ctx context.Context, remote netip.AddrPort, o udpDialOptions) (*udp
 		return nil, err
 	}
 	u.onICMP = o.OnICMP
+	u.onUnreachable = o.OnUnreachable
 	return u, nil
 }
 
@@ -423,7 +430,12 @@ retry:
 				goto retry
 			}
 			return os.NewSyscallError("sendmmsg", u.wr.errno)
-		case unix.ECONNREFUSED, unix.EHOSTUNREACH, unix.ENETUNREACH, unix.ENOBUFS, unix.EPERM:
+		case unix.EHOSTUNREACH, unix.ENETUNREACH, unix.EADDRNOTAVAIL:
+			// Our address or route went away: drop the message and have the session
+			// look for a new path (roam.go).
+			u.wr.sent++
+			u.unreachable()
+		case unix.ECONNREFUSED, unix.ENOBUFS, unix.EPERM:
 			// Transient, or a firewall: drop this message as the network would.
 			u.wr.sent++
 		default:
@@ -488,15 +500,29 @@ func (u *udpConn) WritePacket(pkt []byte) error {
 	u.ctrlMu.Lock()
 	defer u.ctrlMu.Unlock()
 	_, err := u.conn.Write(pkt)
+	if err != nil && isUnreachableError(err) {
+		u.unreachable()
+		return nil
+	}
 	if err != nil && isTransientSendError(err) {
 		return nil
 	}
 	return err
 }
 
+func (u *udpConn) unreachable() {
+	if u.onUnreachable != nil {
+		u.onUnreachable()
+	}
+}
+
+// isUnreachableError: the local address or the route towards the server is gone.
+func isUnreachableError(err error) bool {
+	return errors.Is(err, unix.EHOSTUNREACH) || errors.Is(err, unix.ENETUNREACH) || errors.Is(err, unix.EADDRNOTAVAIL)
+}
+
 func isTransientSendError(err error) bool {
-	return errors.Is(err, unix.ECONNREFUSED) || errors.Is(err, unix.EHOSTUNREACH) ||
-		errors.Is(err, unix.ENETUNREACH) || errors.Is(err, unix.ENOBUFS) || errors.Is(err, unix.EPERM)
+	return errors.Is(err, unix.ECONNREFUSED) || errors.Is(err, unix.ENOBUFS) || errors.Is(err, unix.EPERM)
 }
 
 // rxPause sleeps for d in the calling thread with nanosleep: the runtime's

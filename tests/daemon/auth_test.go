@@ -351,7 +351,7 @@ func TestInstanceWebLogin(t *testing.T) {
 	if _, err := m.Command(fmt.Sprintf(`client-pending-auth %s %s "WEB_AUTH::%s" 120`, f[0], f[1], url)); err != nil {
 		t.Fatal(err)
 	}
-	notify.wait(t, "STATUS=waiting for web login at "+url, 10*time.Second)
+	notify.wait(t, "STATUS=waiting for web login at "+url+"*", 10*time.Second)
 	if _, err := m.Command(fmt.Sprintf("client-auth-nt %s %s", f[0], f[1])); err != nil {
 		t.Fatal(err)
 	}
