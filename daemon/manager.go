@@ -31,7 +31,9 @@ type Options struct {
 	Auth Authorizer
 	// Log receives log lines (stderr text if nil).
 	Log Logger
-	// StateDir is routing's crash-recovery directory ("" = routing's default).
+	// StateDir is routing's crash-recovery directory ("" = routing's default). With it set,
+	// running sessions are also recorded in its "sessions" subdirectory, so that the next
+	// daemon brings them back (see persist.go).
 	StateDir string
 	// Linger overrides DefaultLinger.
 	Linger time.Duration
@@ -51,6 +53,9 @@ type Manager struct {
 	// waits for all of them.
 	wg   sync.WaitGroup
 	quit chan struct{} // closed by Shutdown: the reaper ends
+
+	// recMu serialises the session records' files (persist.go).
+	recMu sync.Mutex
 
 	mu       sync.Mutex
 	sessions map[sessionKey]*object
@@ -96,6 +101,7 @@ func NewManager(opts Options) (*Manager, error) {
 	}
 	m.wg.Add(1)
 	go m.reaper()
+	m.restore()
 	return m, nil
 }
 
@@ -300,6 +306,13 @@ func (mi managerIface) Start(sender dbus.Sender, msg dbus.Message, name, profile
 		}
 	}
 	override := m.mayOverride(sender, uid)
+	return m.launch(uid, name, profile, cfg, sopts, override, string(sender))
+}
+
+// launch exports and starts a session that was authorized: from Start (sender is the caller,
+// who is subscribed) or, after a daemon restart, from its record (sender ""). Sessions in
+// external network mode are not recorded: their applier is gone with the old daemon.
+func (m *Manager) launch(uid uint32, name, profile string, cfg *config.Config, sopts startOptions, override bool, sender string) (dbus.ObjectPath, *dbus.Error) {
 	path, err := newSessionPath()
 	if err != nil {
 		return "", errFailed("%v", err)
@@ -353,7 +366,7 @@ func (mi managerIface) Start(sender dbus.Sender, msg dbus.Message, name, profile
 	}
 	o.tun = tun
 	if sopts.external {
-		o.applier = string(sender)
+		o.applier = sender
 	}
 	if err := m.bus.exportObject(o.path, api.SessionInterface, sessionIface{o}, sessionProps{o}, o.mayIntrospect); err != nil {
 		m.mu.Unlock()
@@ -367,18 +380,30 @@ func (mi managerIface) Start(sender dbus.Sender, msg dbus.Message, name, profile
 		m.forgetObject(old)
 	}
 
-	// The caller hears everything from the first state change on.
-	_ = o.subscribe(sender, uid)
-	m.bus.watch(string(sender))
 	note := ""
 	if override && uid != 0 {
 		note = "; polkit lets it override the network policy"
 	}
-	m.opts.Log.Log(1, name, "", fmt.Sprintf("session started by uid %d (%s)%s%s", uid, sender, note, externalNote(sopts)))
+	if sender != "" {
+		// The caller hears everything from the first state change on.
+		_ = o.subscribe(dbus.Sender(sender), uid)
+		m.bus.watch(sender)
+		m.opts.Log.Log(1, name, "", fmt.Sprintf("session started by uid %d (%s)%s%s", uid, sender, note, externalNote(sopts)))
+	} else {
+		m.opts.Log.Log(1, name, "", fmt.Sprintf("session of uid %d restored after a daemon restart%s", uid, note))
+	}
+	if !sopts.external {
+		if err := m.saveRecord(sessionRecord{Owner: uid, Name: name, Profile: profile, Override: override}); err != nil {
+			m.opts.Log.Log(0, name, "", fmt.Sprintf("the session will not come back after a daemon restart: %v", err))
+		}
+	}
 	for _, s := range subs {
 		m.bus.signal(s, api.ManagerPath, api.ManagerInterface, api.SignalSessionAdded, o.path, name, uid)
 	}
-	o.start(m.ctx, func(*object) { m.wg.Done() })
+	o.start(m.ctx, func(o *object) {
+		m.sessionEnded(o)
+		m.wg.Done()
+	})
 	return o.path, nil
 }
 

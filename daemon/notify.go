@@ -134,15 +134,12 @@ func statusLine(st session.Status, name, waitingFor string) string {
 	case session.StateWaitingInput:
 		return oneLine(waitingLine(waitingFor, name))
 	case session.StateAuthPending:
-		// The session's reason names the web login ("waiting for web login at URL").
-		s := st.Reason
-		if s == "" {
-			s = "waiting for authentication to complete"
+		// The session's reason names the web login ("waiting for web login at URL"):
+		// a browser answers it, not ovpnctl.
+		if st.Reason != "" {
+			return oneLine(st.Reason)
 		}
-		if name != "" {
-			s += " (ovpnctl auth " + name + ")"
-		}
-		return oneLine(s)
+		return "waiting for authentication to complete"
 	}
 	if st.State == session.StateConnected {
 		parts := []string{"connected"}

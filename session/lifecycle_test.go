@@ -3,6 +3,7 @@ package session
 import (
 	"context"
 	"errors"
+	"net"
 	"net/netip"
 	"os"
 	"testing"
@@ -136,5 +137,68 @@ func TestCleanStopIgnoresTunCloseRace(t *testing.T) {
 		if err := r.closeTun(); (err != nil) != tc.fail {
 			t.Errorf("close error %v: closeTun returned %v", tc.err, err)
 		}
+	}
+}
+
+// TestTCPControlWriteHasDeadline: a server that stops reading fills the TCP window; the
+// data path's write then blocks holding the writer lock, and the control loop's write used
+// to wait behind it forever (no deadline), so even Disconnect hung. Now the control write
+// gives up after controlWriteTimeout and takes the stuck data write with it.
+func TestTCPControlWriteHasDeadline(t *testing.T) {
+	old := controlWriteTimeout
+	controlWriteTimeout = 200 * time.Millisecond
+	defer func() { controlWriteTimeout = old }()
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err == nil {
+			accepted <- c // never read from
+		}
+	}()
+	tc, err := dialTCP(context.Background(), ln.Addr().(*net.TCPAddr).AddrPort(), udpDialOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tc.Close()
+	peer := <-accepted
+	defer peer.Close()
+	// The data path writes until the window is full and its write blocks.
+	dataDone := make(chan error, 1)
+	go func() {
+		pkt := make([][]byte, 64)
+		for i := range pkt {
+			pkt[i] = make([]byte, 60000)
+		}
+		for {
+			if err := tc.WriteBatch(pkt); err != nil {
+				dataDone <- err
+				return
+			}
+		}
+	}()
+	// Control writes go through until the window is full; then one must fail in time.
+	ctlDone := make(chan error, 1)
+	go func() {
+		for {
+			if err := tc.WritePacket(make([]byte, 100)); err != nil {
+				ctlDone <- err
+				return
+			}
+		}
+	}()
+	select {
+	case <-ctlDone:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the control write is still blocked")
+	}
+	select {
+	case <-dataDone:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the stuck data write was not released")
 	}
 }

@@ -131,8 +131,9 @@ func (t *tcpConn) WriteBatch(pkts [][]byte) error {
 	return nil
 }
 
-// controlWriteTimeout bounds a control-loop write on a stalled TCP connection.
-const controlWriteTimeout = 10 * time.Second
+// controlWriteTimeout bounds a control-loop write on a stalled TCP connection (a
+// variable for the test).
+var controlWriteTimeout = 10 * time.Second
 
 // WritePacket frames and writes one packet. It is the control loop's write, so it
 // must not block forever on a peer that stopped reading: the write deadline is

@@ -285,6 +285,25 @@ func TestSystem(t *testing.T) {
 		if out, err := remote("bob", "ovpnctl up --name bobwork work.conf"); err == nil || !strings.Contains(out, "denied") && !strings.Contains(out, "not authorized") {
 			t.Errorf("ovpnctl up from a non-local session: err %v\n%s", err, out)
 		}
+		// A daemon restart (or upgrade) and a crash bring the session back by itself.
+		for _, how := range []string{"systemctl restart ovpnd.service", "systemctl kill -s KILL ovpnd.service"} {
+			m.MustSh(t, how)
+			deadline := time.Now().Add(60 * time.Second)
+			var list string
+			for time.Now().Before(deadline) {
+				list, _ = local("alice", "ovpnctl list")
+				if regexp.MustCompile(`work\s+alice\s+connected`).MatchString(list) {
+					break
+				}
+				time.Sleep(300 * time.Millisecond)
+			}
+			if !regexp.MustCompile(`work\s+alice\s+connected`).MatchString(list) {
+				t.Fatalf("after %s:\n%s\n%s", how, list, m.MustSh(t, "journalctl --no-pager -n 40 -u ovpnd"))
+			}
+			if out := m.MustSh(t, "ping -c1 -W5 "+lab.ServerTunnel4+"; journalctl --no-pager -o cat -u ovpnd"); !strings.Contains(out, "1 received") || !strings.Contains(out, "restored after a daemon restart") {
+				t.Errorf("after %s:\n%s", how, out)
+			}
+		}
 		// The owner may stop her session from any login, here a non-local one.
 		if out, err := remote("alice", "ovpnctl down work"); err != nil {
 			t.Errorf("alice ovpnctl down from a non-local session: %v\n%s", err, out)

@@ -2,7 +2,7 @@
 // tests/bench.sh. It needs root.
 //
 //	labctl demo  [-client ovpnd|openvpn] [-ovpnd PATH]
-//	labctl bench [-ovpnd PATH] [-duration 10s] [-handshakes 3]
+//	labctl bench [-ovpnd PATH] [-duration 6s] [-runs 3]
 //
 // Everything it creates (namespaces, processes, temp dirs) is removed on exit, on failure and
 // on SIGINT/SIGTERM.
@@ -11,12 +11,16 @@ package main
 import (
 	"bufio"
 	"context"
+	"crypto/ecdh"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
 	"os"
 	"os/exec"
 	"os/signal"
+	"runtime"
 	"sort"
 	"strconv"
 	"strings"
@@ -98,10 +102,10 @@ func main() {
 		fs.Parse(os.Args[2:])
 		demo(t, *client, *ovpnd)
 	case "bench":
-		dur := fs.Duration("duration", 10*time.Second, "iperf3 duration per direction")
-		hs := fs.Int("handshakes", 3, "handshakes to time per client (median reported)")
+		dur := fs.Duration("duration", 6*time.Second, "iperf3 duration per direction")
+		runs := fs.Int("runs", 3, "runs of every client, alternated (medians reported)")
 		fs.Parse(os.Args[2:])
-		bench(t, *ovpnd, *dur, *hs)
+		bench(t, *ovpnd, *dur, max(*runs, 1))
 	default:
 		fmt.Fprintf(os.Stderr, "labctl: unknown command %q\n", os.Args[1])
 		os.Exit(2)
@@ -221,7 +225,8 @@ func absPath(p string) (string, error) {
 	return wd + "/" + p, nil
 }
 
-// result is one client's bench figures; ok=false means the client did not run (why says so).
+// result is one client's bench figures, medians over the runs; ok=false means the client did
+// not run (why says so).
 type result struct {
 	ok         bool
 	why        string
@@ -235,116 +240,278 @@ type result struct {
 	handshakes []time.Duration
 }
 
-func bench(t *cli, ovpndPath string, dur time.Duration, handshakes int) {
+// run is one client's figures in one run.
+type run struct {
+	handshake      time.Duration // zero for wireguard-go (its handshake is not comparable)
+	rtt            time.Duration
+	up, down       lab.IperfResult
+	cpuUp, cpuDown float64
+	rssKB, hwmKB   int
+}
+
+// benchKinds are the clients compared; every run measures each, in a rotated order, so that a
+// change in the machine's load during the bench spreads over all of them.
+var benchKinds = []string{"openvpn", "ovpnd", "wireguard-go"}
+
+func bench(t *cli, ovpndPath string, dur time.Duration, runs int) {
 	if abs, err := absPath(ovpndPath); err == nil {
 		ovpndPath = abs
 	}
 	if _, err := exec.LookPath("iperf3"); err != nil {
 		t.Fatalf("iperf3 not installed: run .ci/install-deps")
 	}
-	load, _ := os.ReadFile("/proc/loadavg")
-	step("building the lab and starting %s server (UDP, tls-crypt, AES-256-GCM); load average %s",
-		openvpnVersion(), strings.Join(strings.Fields(string(load))[:3], " "))
+	printEnvironment()
+	step("building the lab and starting %s server (UDP, tls-crypt, AES-256-GCM)", openvpnVersion())
 	l := lab.New(t, lab.Options{})
 	srv := l.StartServer(benchServer)
 	cfg := l.WriteFile("client.ovpn", srv.ClientConfig(lab.ClientOptions{}))
-
-	results := map[string]*result{}
-	for _, kind := range []string{"openvpn", "ovpnd"} {
-		r := &result{}
-		results[kind] = r
-		args, err := clientArgs(kind, ovpndPath, cfg)
-		if err != nil {
-			r.why = "n/a (bin/ovpnd missing)"
-			step("%s: skipped: %v", kind, err)
-			continue
-		}
-		step("%s: timing %d handshakes (process start to tunnel address present)", kind, handshakes)
-		if err := benchClient(t, l, srv, args, dur, handshakes, r); err != nil {
-			r.why = "failed"
-			fmt.Fprintf(os.Stderr, "    %s: %v\n", kind, err)
-			continue
-		}
-		r.ok = true
+	wg, err := startWireGuard(t, l)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "    wireguard-go: %v\n", err)
 	}
-	printTable(results["openvpn"], results["ovpnd"], dur)
+
+	runsOf := map[string][]run{}
+	why := map[string]string{}
+	for i := range runs {
+		for j := range benchKinds {
+			kind := benchKinds[(i+j)%len(benchKinds)]
+			if why[kind] != "" {
+				continue
+			}
+			var r run
+			var err error
+			switch kind {
+			case "wireguard-go":
+				if wg == nil {
+					why[kind] = "failed"
+					continue
+				}
+				step("run %d/%d: wireguard-go (userspace pair, same lab)", i+1, runs)
+				err = measure(l, wgServerAddr, wg.PID(), dur, &r)
+			default:
+				args, aerr := clientArgs(kind, ovpndPath, cfg)
+				if aerr != nil {
+					why[kind] = "n/a (bin/ovpnd missing)"
+					step("%s: skipped: %v", kind, aerr)
+					continue
+				}
+				step("run %d/%d: %s", i+1, runs, kind)
+				err = benchClient(l, srv, args, dur, &r)
+			}
+			if err != nil {
+				why[kind] = "failed"
+				fmt.Fprintf(os.Stderr, "    %s: %v\n", kind, err)
+				continue
+			}
+			runsOf[kind] = append(runsOf[kind], r)
+		}
+	}
+	results := map[string]*result{}
+	for _, kind := range benchKinds {
+		results[kind] = summarize(runsOf[kind], why[kind])
+	}
+	printTable(results, dur, runs)
 	if !results["openvpn"].ok {
 		t.Fatalf("the OpenVPN reference measurement failed")
 	}
-	if results["ovpnd"].why == "failed" {
-		t.Fatalf("the ovpnd measurement failed")
+	if why["ovpnd"] == "failed" || why["wireguard-go"] == "failed" {
+		t.Fatalf("a measurement failed")
 	}
 }
 
-func benchClient(t *cli, l *lab.Lab, srv *lab.Server, args []string, dur time.Duration, handshakes int, r *result) error {
-	var client *lab.Process
-	for i := range handshakes {
-		c, d, err := timedConnect(l, srv, args)
-		if err != nil {
-			return err
-		}
-		r.handshakes = append(r.handshakes, d)
-		fmt.Printf("    handshake %d: %v\n", i+1, d.Round(100*time.Microsecond))
-		if i < handshakes-1 {
-			if err := c.Stop(15 * time.Second); err != nil {
-				return fmt.Errorf("stopping client: %w", err)
+// printEnvironment prints what the figures depend on: they are only comparable within one run.
+func printEnvironment() {
+	load, _ := os.ReadFile("/proc/loadavg")
+	kernel, _ := os.ReadFile("/proc/sys/kernel/osrelease")
+	cpu := ""
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for line := range strings.SplitSeq(string(b), "\n") {
+			if strings.HasPrefix(line, "model name") {
+				if _, v, ok := strings.Cut(line, ":"); ok {
+					cpu = strings.TrimSpace(v)
+				}
+				break
 			}
-			// The server must notice the exit before the next connect reuses the address.
-			time.Sleep(500 * time.Millisecond)
-			continue
 		}
-		client = c
 	}
-	sorted := append([]time.Duration(nil), r.handshakes...)
-	sort.Slice(sorted, func(i, j int) bool { return sorted[i] < sorted[j] })
-	r.handshake = sorted[len(sorted)/2]
+	goVersion, _ := exec.Command(goCmd(), "env", "GOVERSION").Output()
+	wgVersion, _ := exec.Command(goCmd(), "list", "-m", "-f", "{{.Version}}", "golang.zx2c4.com/wireguard").Output()
+	step("environment")
+	fmt.Printf("    kernel %s, %d CPUs (%s), load average %s\n", strings.TrimSpace(string(kernel)), runtime.NumCPU(), cpu,
+		strings.Join(strings.Fields(string(load))[:3], " "))
+	fmt.Printf("    %s, %s, wireguard-go %s (golang.zx2c4.com/wireguard, device + tun + conn.NewDefaultBind)\n",
+		openvpnVersion(), strings.TrimSpace(string(goVersion)), strings.TrimSpace(string(wgVersion)))
+	fmt.Println("    figures are comparable within this run only; on a loaded machine CPU-s/GB is steadier than Mbit/s")
+}
 
-	if err := l.WaitPing(srv.TunnelAddr(), 10*time.Second); err != nil {
+// summarize takes the median of each figure over the runs.
+func summarize(runs []run, why string) *result {
+	r := &result{why: why}
+	if len(runs) == 0 || why != "" {
+		return r
+	}
+	r.ok = true
+	med := func(get func(run) float64) float64 {
+		v := make([]float64, len(runs))
+		for i, x := range runs {
+			v[i] = get(x)
+		}
+		sort.Float64s(v)
+		if len(v)%2 == 1 {
+			return v[len(v)/2]
+		}
+		return (v[len(v)/2-1] + v[len(v)/2]) / 2
+	}
+	r.handshake = time.Duration(med(func(x run) float64 { return float64(x.handshake) }))
+	r.rtt = time.Duration(med(func(x run) float64 { return float64(x.rtt) }))
+	r.up.BitsPerSecond = med(func(x run) float64 { return x.up.BitsPerSecond })
+	r.down.BitsPerSecond = med(func(x run) float64 { return x.down.BitsPerSecond })
+	r.up.Retransmits = int(med(func(x run) float64 { return float64(x.up.Retransmits) }))
+	r.cpuUp = med(func(x run) float64 { return x.cpuUp })
+	r.cpuDown = med(func(x run) float64 { return x.cpuDown })
+	r.rssKB = int(med(func(x run) float64 { return float64(x.rssKB) }))
+	r.hwmKB = int(med(func(x run) float64 { return float64(x.hwmKB) }))
+	for _, x := range runs {
+		r.handshakes = append(r.handshakes, x.handshake)
+	}
+	return r
+}
+
+func benchClient(l *lab.Lab, srv *lab.Server, args []string, dur time.Duration, r *run) error {
+	client, d, err := timedConnect(l, srv, args)
+	if err != nil {
 		return err
 	}
-	st, err := l.Ping(srv.TunnelAddr(), 10, 5*time.Second)
+	r.handshake = d
+	fmt.Printf("    handshake: %v\n", d.Round(100*time.Microsecond))
+	if err := measure(l, srv.TunnelAddr(), client.PID(), dur, r); err != nil {
+		client.Kill()
+		return err
+	}
+	if err := client.Stop(15 * time.Second); err != nil {
+		return fmt.Errorf("stopping client: %w", err)
+	}
+	// The server must notice the exit before the next connect reuses the address.
+	time.Sleep(500 * time.Millisecond)
+	return nil
+}
+
+// measure runs the ping and both iperf3 directions through the tunnel to addr, charging the
+// CPU time of process pid (the client side).
+func measure(l *lab.Lab, addr string, pid int, dur time.Duration, r *run) error {
+	if err := l.WaitPing(addr, 10*time.Second); err != nil {
+		return err
+	}
+	st, err := l.Ping(addr, 10, 5*time.Second)
 	if err != nil {
 		return err
 	}
 	r.rtt = st.AvgRTT
 	fmt.Printf("    ping through tunnel: avg %v\n", r.rtt)
-
 	for _, reverse := range []bool{false, true} {
 		dir := "client -> server"
 		if reverse {
 			dir = "server -> client"
 		}
-		fmt.Printf("    iperf3 %v single stream, %s ...\n", dur, dir)
-		cpu0, err := cpuSeconds(client.PID())
+		cpu0, err := cpuSeconds(pid)
 		if err != nil {
 			return err
 		}
-		res, err := l.Iperf(srv.TunnelAddr(), dur, reverse)
+		res, err := l.Iperf(addr, dur, reverse)
 		if err != nil {
 			return err
 		}
-		cpu1, err := cpuSeconds(client.PID())
+		cpu1, err := cpuSeconds(pid)
 		if err != nil {
 			return err
 		}
 		perGB := (cpu1 - cpu0) / (float64(res.Bytes) / 1e9)
-		fmt.Printf("      %.0f Mbit/s, %d bytes, client CPU %.2f s (%.2f CPU-s/GB)\n",
-			res.BitsPerSecond/1e6, res.Bytes, cpu1-cpu0, perGB)
+		fmt.Printf("    iperf3 %v %s: %.0f Mbit/s, %d retransmits, client CPU %.2f s (%.2f CPU-s/GB)\n",
+			dur, dir, res.BitsPerSecond/1e6, res.Retransmits, cpu1-cpu0, perGB)
 		if reverse {
 			r.down, r.cpuDown = res, perGB
 		} else {
 			r.up, r.cpuUp = res, perGB
 		}
 	}
-	r.rssKB, r.hwmKB, err = memory(client.PID())
+	r.rssKB, r.hwmKB, err = memory(pid)
+	return err
+}
+
+// goCmd is the go command tests/labctl.sh used ($GO, else go).
+func goCmd() string {
+	if g := os.Getenv("GO"); g != "" {
+		return g
+	}
+	return "go"
+}
+
+// The wireguard-go pair's tunnel addresses and port.
+const (
+	wgServerAddr = "10.9.0.1"
+	wgClientAddr = "10.9.0.2"
+	wgPort       = 51820
+)
+
+// startWireGuard builds tests/lab/cmd/wgpeer and runs one peer in each namespace over the same
+// veth as the OpenVPN server; it returns the client peer's process.
+func startWireGuard(t *cli, l *lab.Lab) (*lab.Process, error) {
+	dir, err := os.MkdirTemp("", "ovpnd-wgpeer-")
 	if err != nil {
-		return err
+		return nil, err
 	}
-	if err := client.Stop(15 * time.Second); err != nil {
-		return fmt.Errorf("stopping client: %w", err)
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	bin := dir + "/wgpeer"
+	if out, err := exec.Command(goCmd(), "build", "-o", bin, "./tests/lab/cmd/wgpeer").CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("building wgpeer: %v: %s", err, out)
 	}
-	time.Sleep(500 * time.Millisecond)
-	return nil
+	key := func() (priv, pub string, err error) {
+		k, err := ecdh.X25519().GenerateKey(rand.Reader)
+		if err != nil {
+			return "", "", err
+		}
+		return hex.EncodeToString(k.Bytes()), hex.EncodeToString(k.PublicKey().Bytes()), nil
+	}
+	sPriv, sPub, err1 := key()
+	cPriv, cPub, err2 := key()
+	if err := errors.Join(err1, err2); err != nil {
+		return nil, err
+	}
+	sCfg := fmt.Sprintf("private_key=%s\nlisten_port=%d\npublic_key=%s\nallowed_ip=%s/32\n", sPriv, wgPort, cPub, wgClientAddr)
+	cCfg := fmt.Sprintf("private_key=%s\npublic_key=%s\nendpoint=%s:%d\nallowed_ip=%s/32\n", cPriv, sPub, lab.ServerUnderlay4, wgPort, wgServerAddr)
+	var client *lab.Process
+	for _, side := range []struct {
+		cfg, ns, addr string
+		server        bool
+	}{{sCfg, l.ServerNS, wgServerAddr, true}, {cCfg, l.ClientNS, wgClientAddr, false}} {
+		path := dir + "/" + side.ns + ".uapi"
+		if err := os.WriteFile(path, []byte(side.cfg), 0o600); err != nil {
+			return nil, err
+		}
+		args := []string{bin, "-name", "wg0", "-uapi", path}
+		var p *lab.Process
+		if side.server {
+			p = l.StartServerProcess(args...)
+		} else {
+			p = l.StartClientProcess(args...)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		err := p.WaitOutput(ctx, "ready")
+		cancel()
+		if err != nil {
+			return nil, fmt.Errorf("wgpeer in %s: %w: %s", side.ns, err, p.Output())
+		}
+		for _, c := range [][]string{
+			{"ip", "-n", side.ns, "addr", "add", side.addr + "/24", "dev", "wg0"},
+			{"ip", "-n", side.ns, "link", "set", "wg0", "up"},
+		} {
+			if out, err := exec.Command(c[0], c[1:]...).CombinedOutput(); err != nil {
+				return nil, fmt.Errorf("%s: %v: %s", strings.Join(c, " "), err, out)
+			}
+		}
+		client = p
+	}
+	return client, nil
 }
 
 // timedConnect starts a client and measures until its tunnel address appears, using
@@ -432,7 +599,7 @@ func memory(pid int) (rss, hwm int, err error) {
 	return rss, hwm, nil
 }
 
-func printTable(ov, od *result, dur time.Duration) {
+func printTable(results map[string]*result, dur time.Duration, runs int) {
 	type row struct {
 		name string
 		get  func(r *result) float64
@@ -443,11 +610,13 @@ func printTable(ov, od *result, dur time.Duration) {
 		{"ping RTT via tunnel (ms)", func(r *result) float64 { return float64(r.rtt) / 1e6 }, "%.3f"},
 		{"throughput up (Mbit/s)", func(r *result) float64 { return r.up.BitsPerSecond / 1e6 }, "%.0f"},
 		{"throughput down (Mbit/s)", func(r *result) float64 { return r.down.BitsPerSecond / 1e6 }, "%.0f"},
+		{"TCP retransmits up", func(r *result) float64 { return float64(r.up.Retransmits) }, "%.0f"},
 		{"client CPU-s/GB up", func(r *result) float64 { return r.cpuUp }, "%.2f"},
 		{"client CPU-s/GB down", func(r *result) float64 { return r.cpuDown }, "%.2f"},
 		{"client RSS (MB)", func(r *result) float64 { return float64(r.rssKB) / 1024 }, "%.1f"},
 		{"client peak RSS, VmHWM (MB)", func(r *result) float64 { return float64(r.hwmKB) / 1024 }, "%.1f"},
 	}
+	ov, od, wg := results["openvpn"], results["ovpnd"], results["wireguard-go"]
 	cell := func(r *result, rw row) string {
 		if !r.ok {
 			if r.why == "" {
@@ -455,16 +624,23 @@ func printTable(ov, od *result, dur time.Duration) {
 			}
 			return r.why
 		}
+		if rw.name == "handshake, median (ms)" && r == wg {
+			return "-"
+		}
 		return fmt.Sprintf(rw.unit, rw.get(r))
 	}
-	fmt.Printf("\nbench: same lab, same server, UDP + tls-crypt + AES-256-GCM, iperf3 single TCP stream %v per direction\n", dur)
-	fmt.Printf("%-30s %16s %26s %14s\n", "metric", "openvpn 2.6", "ovpnd", "ovpnd/openvpn")
-	for _, rw := range rows {
-		ratio := "n/a"
-		if ov.ok && od.ok && rw.get(ov) != 0 {
-			ratio = fmt.Sprintf("%.2fx", rw.get(od)/rw.get(ov))
+	ratio := func(a, b *result, rw row) string {
+		if !a.ok || !b.ok || rw.get(b) == 0 || rw.get(a) == 0 {
+			return "n/a"
 		}
-		fmt.Printf("%-30s %16s %26s %14s\n", rw.name, cell(ov, rw), cell(od, rw), ratio)
+		return fmt.Sprintf("%.2fx", rw.get(a)/rw.get(b))
 	}
-	fmt.Println("(lower is better for handshake, RTT, CPU and RSS; higher for throughput)")
+	fmt.Printf("\nbench: same lab, UDP; OpenVPN 2.6 server with tls-crypt + AES-256-GCM for both OpenVPN clients,\n"+
+		"a wireguard-go pair over the same veth; iperf3 single TCP stream %v per direction;\n"+
+		"medians of %d runs, clients alternated in rotating order\n", dur, runs)
+	fmt.Printf("%-28s %12s %24s %13s %14s %13s\n", "metric", "openvpn 2.6", "ovpnd", "wireguard-go", "ovpnd/openvpn", "ovpnd/wg-go")
+	for _, rw := range rows {
+		fmt.Printf("%-28s %12s %24s %13s %14s %13s\n", rw.name, cell(ov, rw), cell(od, rw), cell(wg, rw), ratio(od, ov, rw), ratio(od, wg, rw))
+	}
+	fmt.Println("(lower is better for handshake, RTT, retransmits, CPU and RSS; higher for throughput)")
 }
