@@ -13,7 +13,6 @@ import (
 )
 
 func init() {
-	register("import", command{"store a profile with the daemon: import [--name NAME] FILE", runImport})
 	register("remove", command{"delete a stored profile: remove NAME", runRemove})
 }
 
@@ -27,24 +26,15 @@ func isStoredName(arg string) bool {
 	return errors.Is(err, os.ErrNotExist)
 }
 
-// runImport reads the profile and every file it names as the caller, like up, and stores the
-// self-contained result with the daemon, which keeps it root-only for this user.
-func runImport(args []string, stdout, stderr io.Writer) int {
-	fs := newFlags("import", "import [--name NAME] FILE", stderr)
-	name := fs.String("name", "", "profile name (default: the file name without .conf/.ovpn)")
-	if err := fs.Parse(args); err != nil {
-		return exitUsage
+// storeProfile is `import` without --nm: it reads the profile and every file it names as
+// the caller, like up, and stores the self-contained result with the daemon, which keeps it
+// root-only for this user.
+func storeProfile(path, name string, stdout, stderr io.Writer) int {
+	if name == "" {
+		name = sessionName(path)
 	}
-	if fs.NArg() != 1 {
-		fs.Usage()
-		return exitUsage
-	}
-	path := fs.Arg(0)
-	if *name == "" {
-		*name = sessionName(path)
-	}
-	if !api.ValidName(*name) {
-		fmt.Fprintf(stderr, "ovpnctl: %q is not a profile name (1-%d characters of [A-Za-z0-9_.@-]); use --name\n", *name, api.MaxNameLen)
+	if !api.ValidName(name) {
+		fmt.Fprintf(stderr, "ovpnctl: %q is not a profile name (1-%d characters of [A-Za-z0-9_.@-]); use --name\n", name, api.MaxNameLen)
 		return exitUsage
 	}
 	pr := newPrompter(upStdin, stderr)
@@ -64,10 +54,10 @@ func runImport(args []string, stdout, stderr io.Writer) int {
 		return report(stderr, err)
 	}
 	defer c.Close()
-	if err := c.Object(api.BusName, api.ManagerPath).Call(api.ManagerInterface+".ImportProfile", 0, *name, string(cfg.Format())).Err; err != nil {
+	if err := c.Object(api.BusName, api.ManagerPath).Call(api.ManagerInterface+".ImportProfile", 0, name, string(cfg.Format())).Err; err != nil {
 		return report(stderr, err)
 	}
-	fmt.Fprintf(stdout, "%s: stored; connect with: ovpnctl up %s\n", *name, *name)
+	fmt.Fprintf(stdout, "%s: stored; connect with: ovpnctl up %s\n", name, name)
 	return exitOK
 }
 

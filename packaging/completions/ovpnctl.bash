@@ -7,7 +7,7 @@ _ovpnctl_sessions() {
 _ovpnctl() {
     local cur prev words cword
     _init_completion || return
-    local commands="up down restart status list log stats auth import remove check"
+    local commands="up down restart status list log stats auth check import remove"
     if [[ $cword -eq 1 ]]; then
         COMPREPLY=($(compgen -W "$commands" -- "$cur"))
         return
@@ -36,6 +36,16 @@ _ovpnctl() {
         check)
             if [[ $cur == -* ]]; then
                 COMPREPLY=($(compgen -W "--print" -- "$cur"))
+            else
+                _filedir '@(conf|ovpn)'
+            fi
+            ;;
+        import)
+            case $prev in
+                --name) return ;;
+            esac
+            if [[ $cur == -* ]]; then
+                COMPREPLY=($(compgen -W "--nm --name" -- "$cur"))
             else
                 _filedir '@(conf|ovpn)'
             fi

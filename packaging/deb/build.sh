@@ -17,10 +17,14 @@ mkdir -p "$root/usr/sbin" "$root/usr/bin"
 ldflags="-s -w -buildid= -linkmode=external -extldflags=-Wl,-z,relro,-z,now"
 (cd "$top" && CGO_ENABLED=1 "$GO" build -trimpath -buildmode=pie -ldflags="$ldflags" -o "$root/usr/sbin/ovpnd" ./cmd/ovpnd)
 (cd "$top" && CGO_ENABLED=1 "$GO" build -trimpath -buildmode=pie -ldflags="$ldflags" -o "$root/usr/bin/ovpnctl" ./cmd/ovpnctl)
+# NetworkManager's VPN plugin; its auth-dialog is the same program under another name.
+mkdir -p "$root/usr/libexec"
+(cd "$top" && CGO_ENABLED=1 "$GO" build -trimpath -buildmode=pie -ldflags="$ldflags" -o "$root/usr/libexec/nm-ovpnd-service" ./cmd/nm-ovpnd-service)
+ln -s nm-ovpnd-service "$root/usr/libexec/nm-ovpnd-auth-dialog"
 # The libc version the binaries need, as dpkg-shlibdeps computes it.
 mkdir -p "$stage/debian"
 printf 'Source: ovpnd\n\nPackage: ovpnd\nArchitecture: amd64\n' > "$stage/debian/control"
-shlibs=$(cd "$stage" && dpkg-shlibdeps -O root/usr/sbin/ovpnd root/usr/bin/ovpnctl 2>/dev/null | sed -n 's/^shlibs:Depends=//p')
+shlibs=$(cd "$stage" && dpkg-shlibdeps -O root/usr/sbin/ovpnd root/usr/bin/ovpnctl root/usr/libexec/nm-ovpnd-service 2>/dev/null | sed -n 's/^shlibs:Depends=//p')
 
 inst() { # inst MODE SRC DEST
 	mkdir -p "$(dirname "$root/$3")"
@@ -31,6 +35,8 @@ inst 644 systemd/ovpnd@.service lib/systemd/system/ovpnd@.service
 inst 644 packaging/net.ovpnd1.conf usr/share/dbus-1/system.d/net.ovpnd1.conf
 inst 644 packaging/net.ovpnd1.service usr/share/dbus-1/system-services/net.ovpnd1.service
 inst 644 packaging/net.ovpnd1.policy usr/share/polkit-1/actions/net.ovpnd1.policy
+inst 644 packaging/nm/nm-ovpnd-service.name usr/lib/NetworkManager/VPN/nm-ovpnd-service.name
+inst 644 packaging/nm/nm-ovpnd-service.conf usr/share/dbus-1/system.d/nm-ovpnd-service.conf
 inst 644 packaging/completions/ovpnctl.bash usr/share/bash-completion/completions/ovpnctl
 inst 644 packaging/completions/_ovpnctl usr/share/zsh/vendor-completions/_ovpnctl
 inst 644 packaging/client.conf.example etc/ovpnd/client.conf.example
