@@ -265,7 +265,7 @@ func directives() []*directive {
 		sup("dns", "dns search-domains D... | dns server N address|resolve-domains|dnssec|transport|sni ...", 2, -1, "OpenVPN 2.6 resolver settings; they take precedence over dhcp-option DNS.", applyNet),
 		sup("dns-updown", "dns-updown disable", 1, 1, "OpenVPN 2.7's script that applies pushed DNS. Only disable is accepted, and changes nothing: ovpnd never runs scripts and applies DNS itself (ovpnd --dns-mode). A script path or force is refused.", applyDNSUpdown),
 		ref("route-table", "ovpnd installs routes in the main routing table only (OpenVPN 2.7's route-table puts them into another table)"),
-		sup("block-ipv6", "block-ipv6", 0, 0, "Drop IPv6 traffic instead of leaking it outside the tunnel.", applyNet),
+		sup("block-ipv6", "block-ipv6", 0, 0, "Answer IPv6 sent into the tunnel with ICMPv6 no-route instead of sending it (see networking.md).", applyNet),
 		sup("pull-filter", "pull-filter accept|ignore|reject TEXT", 2, 2, "Filter pushed options that start with TEXT; the first matching rule wins.", applyPullFilter),
 		ign("allow-pull-fqdn", "ovpnd accepts host names in pushed routes"),
 		ign("route-method", "Windows only"),
