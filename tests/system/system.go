@@ -529,7 +529,7 @@ func alive(pid int) bool {
 }
 
 // CachedRoot returns the cached Debian root, making it with debootstrap first if needed. A
-// lock serialises test processes; roots of an older recipe or package list are removed.
+// lock serialises test processes. Roots are keyed by the recipe and the package list.
 func CachedRoot(logf func(string, ...any)) (string, error) {
 	key := sha256.Sum256([]byte(recipe + "\n" + suite + "\n" + strings.Join(Packages, ",")))
 	root := filepath.Join(CacheDir, suite+"-"+hex.EncodeToString(key[:6]))
@@ -550,13 +550,8 @@ func CachedRoot(logf func(string, ...any)) (string, error) {
 	if _, err := os.Stat(filepath.Join(root, stamp)); err == nil {
 		return root, nil // another process made it meanwhile
 	}
-	entries, _ := os.ReadDir(CacheDir)
-	for _, e := range entries {
-		if e.IsDir() && filepath.Join(CacheDir, e.Name()) != root {
-			logf("system: removing old cached root %s", e.Name())
-			os.RemoveAll(filepath.Join(CacheDir, e.Name()))
-		}
-	}
+	// Roots of other package lists stay: another test process may be booting one (its
+	// overlay's lower layer) right now. `rm -rf /var/cache/ovpnd-test` reclaims them.
 	tmp := root + ".tmp"
 	os.RemoveAll(tmp)
 	logf("system: debootstrap %s into %s (once; cached afterwards)", suite, root)
