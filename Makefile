@@ -7,7 +7,7 @@ PKGS      := ./...
 # Packages whose goroutines deserve the race detector.
 RACE_PKGS := ./engine/... ./session/... ./routing/... ./daemon/... ./dbus/...
 
-.PHONY: all build test unit lint interop demo bench fuzz clean deps deb
+.PHONY: all build test unit lint interop demo bench bench-faults fuzz clean deps deb
 
 all: build
 
@@ -56,6 +56,10 @@ demo: deps build
 bench: deps build
 	$(GO) test -run '^$$' -bench . -benchmem ./engine/...
 	./tests/bench.sh
+
+# Handshakes over a lossy, reordering link (tests/lab/cmd/lossy), ovpnd vs OpenVPN's client.
+bench-faults: deps build
+	./tests/bench-faults.sh
 
 # FUZZTIME=30s make fuzz runs each fuzz target for that long.
 FUZZTIME ?= 10s

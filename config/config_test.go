@@ -438,7 +438,7 @@ func TestErrors(t *testing.T) {
 		{"not a client", "dev tun\nremote a\nca ca.crt\nauth-user-pass\n", "test.conf: not a client profile"},
 		{"dns-updown script", base + "dns-updown /etc/openvpn/dns-updown\n", "test.conf:6: dns-updown: \"/etc/openvpn/dns-updown\" is refused: ovpnd never runs scripts"},
 		{"dns-updown force", base + "dns-updown force\n", "test.conf:6: dns-updown: \"force\" is refused"},
-		{"route-table", base + "route-table 100\n", "test.conf:6: route-table is not supported: ovpnd installs routes in the main routing table"},
+		{"route-table", base + "route-table 100\n", "test.conf:6: route-table is not supported: ovpnd installs routes in the main routing table only"},
 		{"no credentials", "client\ndev tun\nremote a\nca ca.crt\n", "test.conf: no client credentials"},
 		{"custom dev needs type", "client\ndev vpn0\nremote a\nca ca.crt\nauth-user-pass\n", "test.conf:2: cannot tell the type of device \"vpn0\""},
 		{"bad fingerprint", base + "peer-fingerprint AB:CD\n", "test.conf:6: peer-fingerprint: fingerprint \"AB:CD\" is not 32"},

@@ -35,6 +35,8 @@ type Options struct {
 	// running sessions are also recorded in its "sessions" subdirectory, so that the next
 	// daemon brings them back (see persist.go).
 	StateDir string
+	// ProfileDir keeps users' stored profiles (profiles.go); "" keeps none.
+	ProfileDir string
 	// Linger overrides DefaultLinger.
 	Linger time.Duration
 	// NewTunnel makes tunnels (session.New if nil).

@@ -89,6 +89,10 @@ type Redirect struct {
 	IPv6 bool
 	// NoIPv4 disables the IPv4 redirection (redirect-gateway !ipv4).
 	NoIPv4 bool
+	// BlockIPv6 (block-ipv6) means the session answers IPv6 in the tunnel
+	// with ICMPv6 unreachable: the IPv6 routes then go in even without an
+	// IPv6 address in the tunnel, as OpenVPN 2.6 adds them.
+	BlockIPv6 bool
 	// Gateway4 and Gateway6 are the VPN-side next hops; zero means on-link
 	// via the tunnel device.
 	Gateway4, Gateway6 netip.Addr

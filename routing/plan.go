@@ -311,9 +311,9 @@ func (b *planBuilder) redirect(rd *Redirect, has6 bool) {
 		b.redirect4(rd)
 	}
 	if rd.IPv6 {
-		if !has6 {
-			// As OpenVPN: without an IPv6 address in the tunnel the routes
-			// would only black-hole IPv6.
+		if !has6 && !rd.BlockIPv6 {
+			// Without an IPv6 address in the tunnel the routes would only
+			// black-hole IPv6, unless block-ipv6 answers it.
 			b.r.logf("redirect-gateway ipv6 ignored: the tunnel has no IPv6 address")
 		} else {
 			for _, dst := range redirect6 {

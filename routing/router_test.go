@@ -129,6 +129,16 @@ func goldenTable() []golden {
 +link tun0 mtu 1400
 +route 10.8.0.0/24 dev tun0 proto kernel scope link
 -link tun0 mtu 1500`},
+		// block-ipv6 answers IPv6 in the tunnel: the routes go in without an
+		// IPv6 address, as OpenVPN 2.6 adds them, with the server's bypass.
+		{"ipv6-without-tunnel-ipv6-block-ipv6", with(func(c *Config) {
+			c.Addrs = c.Addrs[:1]
+			c.Redirect = &Redirect{Def1: true, IPv6: true, NoIPv4: true, BlockIPv6: true}
+		}), `+addr tun0 10.8.0.2/24
++link tun0 mtu 1400
++route 10.8.0.0/24 dev tun0 proto kernel scope link
+-link tun0 mtu 1500
+` + v6Lines},
 		{"local", with(func(c *Config) { c.Redirect = &Redirect{Def1: true, Local: true, Gateway4: vpnGw4} }), addrLines + `
 +route 0.0.0.0/1 via 10.8.0.1 dev tun0 proto static
 +route 128.0.0.0/1 via 10.8.0.1 dev tun0 proto static`},

@@ -213,7 +213,9 @@ func (a *attempt) loop(ctx context.Context) outcome {
 			}
 		case <-a.r.underlay:
 			now = s.opts.now()
-			a.roam(ctx, now)
+			if out, done := a.roam(ctx, now); done {
+				return out
+			}
 		case <-a.r.dp.keyUsed:
 			now = s.opts.now()
 			a.noteActivity(now)

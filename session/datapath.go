@@ -235,6 +235,8 @@ type dataPath struct {
 
 	// frag is the --fragment state (fragment.go); nil without it.
 	frag *fragState
+	// block6 is the block-ipv6 state (blockipv6.go).
+	block6 block6State
 
 	// Per-routine state: tx is only touched by RoutineTunToSocket and rx by
 	// RoutineSocketToTun.
@@ -450,6 +452,9 @@ func (d *dataPath) RoutineTunToSocket() {
 	defer d.logf("data path: tun reader stopped")
 	for {
 		n, err := d.tun.Read(d.tx.bufs, d.tx.sizes, d.txOff)
+		if b := d.block6.cfg.Load(); b != nil && n > 0 {
+			n = d.answerIPv6(b, n) // block-ipv6 (blockipv6.go)
+		}
 		if n > 0 {
 			d.sealAndSend(n)
 		}

@@ -157,18 +157,13 @@ func routingConfig(in netInput) (*routing.Config, []string) {
 			rc.Redirect = &routing.Redirect{
 				Def1: rg.Def1, Local: rg.Local, AutoLocal: rg.AutoLocal,
 				BypassDHCP: rg.BypassDHCP, BypassDNS: rg.BypassDNS, BlockLocal: rg.BlockLocal,
-				IPv6: rg.IPv6, NoIPv4: rg.NoIPv4,
+				IPv6: rg.IPv6, NoIPv4: rg.NoIPv4, BlockIPv6: n.BlockIPv6,
 				Gateway4: onTunnel(gw4), Gateway6: onTunnel(gw6),
 				Metric: max(n.RouteMetric, 0),
 			}
 		}
 		if n.RedirectPrivate != nil {
 			warnf("redirect-private is not supported; ignored")
-		}
-		if n.BlockIPv6 {
-			// Profile or push: say it rather than let "supported" suggest
-			// that IPv6 cannot leak.
-			warnf("block-ipv6 is not implemented: IPv6 traffic outside the tunnel is not blocked")
 		}
 	}
 

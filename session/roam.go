@@ -2,6 +2,7 @@ package session
 
 import (
 	"context"
+	"fmt"
 	"runtime"
 	"time"
 )
@@ -55,28 +56,36 @@ func (a *attempt) startReader(ref *connRef) {
 
 // roam moves the transport to a new UDP socket when the kernel now sends towards the server
 // from another local address. Only plain UDP without a fixed local address roams: TCP and
-// proxies reconnect as before, and a bound address is the user's choice.
-func (a *attempt) roam(ctx context.Context, now time.Time) {
+// proxies reconnect as before, and a bound address is the user's choice. Before the tunnel is
+// up there is no peer-id for the server to follow: a changed address then ends the attempt,
+// and the next one starts from the new address at once.
+func (a *attempt) roam(ctx context.Context, now time.Time) (outcome, bool) {
 	old, ok := a.pc.(*udpConn)
 	if !ok || (a.conn.Bind && (a.conn.Local != "" || a.conn.LocalPort != 0)) || !a.shutdown.IsZero() {
-		return
+		return outcome{}, false
 	}
 	if !a.roamTried.IsZero() && now.Sub(a.roamTried) < roamMinInterval {
 		// The loop's timer tries again once the interval is over (roamDeadline), in case
 		// no other signal comes.
 		a.roamPending = true
-		return
+		return outcome{}, false
 	}
 	a.roamTried, a.roamPending = now, false
 	pc, err := a.r.dial(ctx, a.conn, a.remote)
 	if err != nil {
 		a.s.logf(2, "underlay changed; no new path to %v yet: %v", a.remote, err)
-		return
+		return outcome{}, false
 	}
 	nu, ok := pc.(*udpConn)
 	if !ok || nu.LocalAddr().Addr() == old.LocalAddr().Addr() {
 		pc.Close()
-		return
+		return outcome{}, false
+	}
+	if !a.connected {
+		pc.Close()
+		reason := fmt.Sprintf("local address changed (%v → %v) during the handshake", old.LocalAddr().Addr(), nu.LocalAddr().Addr())
+		a.s.logf(1, "%s; starting again", reason)
+		return outcome{kind: outRetry, reason: reason}, true
 	}
 	a.s.logf(1, "local address changed (%v → %v); moving the connection to %v without a new handshake",
 		old.LocalAddr().Addr(), nu.LocalAddr().Addr(), a.remote)
@@ -96,6 +105,7 @@ func (a *attempt) roam(ctx context.Context, now time.Time) {
 		a.movedAt = now
 	}
 	a.eng.SendPing(now)
+	return outcome{}, false
 }
 
 // roamDeadline is when the loop must next look at roaming (zero: no need).
@@ -117,7 +127,9 @@ func (a *attempt) roamDeadline() time.Time {
 // (new handshake) is the way back.
 func (a *attempt) checkRoam(ctx context.Context, now time.Time) (outcome, bool) {
 	if a.roamPending && !now.Before(a.roamTried.Add(roamMinInterval)) {
-		a.roam(ctx, now)
+		if out, done := a.roam(ctx, now); done {
+			return out, true
+		}
 	}
 	if a.movedAt.IsZero() || now.Before(a.movedAt.Add(roamVerify)) {
 		return outcome{}, false

@@ -553,6 +553,7 @@ func (r *runner) applyPush(reply *push.Reply, server netip.Addr) error {
 		}
 	}
 	r.pushedNet, r.pushedTunMTU = pn, p.TunMTU
+	r.syncBlockIPv6()
 	if r.router == nil {
 		return nil
 	}
@@ -656,6 +657,7 @@ func (r *runner) applyPushUpdate(u *push.Update, server netip.Addr) {
 		cur = &config.NetSettings{}
 	}
 	r.pushedNet = updateNet(cur, upd, u)
+	r.syncBlockIPv6()
 	if u.Has("tun-mtu") {
 		r.pushedTunMTU = u.Reply.TunMTU
 	}

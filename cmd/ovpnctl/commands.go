@@ -123,13 +123,17 @@ func manage(verb, method string, args []string, stdout, stderr io.Writer) int {
 func finished(state string) bool { return api.StateFinished(state) }
 
 func runList(args []string, stdout, stderr io.Writer) int {
-	fs := newFlags("list", "list [--json]", stderr)
+	fs := newFlags("list", "list [--json] [--profiles]", stderr)
 	asJSON := fs.Bool("json", false, "print JSON")
+	profiles := fs.Bool("profiles", false, "list your stored profiles instead of sessions")
 	if _, code, ok := oneName(fs, args, stderr, true); !ok {
 		return code
 	} else if fs.NArg() != 0 {
 		fs.Usage()
 		return exitUsage
+	}
+	if *profiles {
+		return listProfiles(*asJSON, stdout, stderr)
 	}
 	return listSessions(*asJSON, false, stdout, stderr)
 }

@@ -12,7 +12,7 @@ import (
 )
 
 func init() {
-	register("import", command{"create a NetworkManager connection: import --nm [--name NAME] FILE", runImport})
+	register("import", command{"store a profile with ovpnd, or with --nm create a NetworkManager connection: import [--nm] [--name NAME] FILE", runImport})
 }
 
 // NetworkManager's settings service.
@@ -30,9 +30,9 @@ const (
 )
 
 func runImport(args []string, stdout, stderr io.Writer) int {
-	fs := newFlags("import", "import --nm [--name NAME] FILE", stderr)
-	toNM := fs.Bool("nm", false, "create a NetworkManager connection of VPN type ovpnd (the only kind of import)")
-	name := fs.String("name", "", "the connection's name (default: the file name without .conf/.ovpn)")
+	fs := newFlags("import", "import [--nm] [--name NAME] FILE", stderr)
+	toNM := fs.Bool("nm", false, "create a NetworkManager connection of VPN type ovpnd instead of storing the profile with ovpnd")
+	name := fs.String("name", "", "the profile's or connection's name (default: the file name without .conf/.ovpn)")
 	if err := fs.Parse(args); err != nil {
 		return exitUsage
 	}
@@ -40,11 +40,10 @@ func runImport(args []string, stdout, stderr io.Writer) int {
 		fs.Usage()
 		return exitUsage
 	}
-	if !*toNM {
-		fmt.Fprintln(stderr, "ovpnctl: import needs --nm: the only import is into NetworkManager (ovpnctl up and ovpnd@NAME read profiles directly)")
-		return exitUsage
-	}
 	path := fs.Arg(0)
+	if !*toNM {
+		return storeProfile(path, *name, stdout, stderr)
+	}
 	if *name == "" {
 		*name = sessionName(path)
 	}

@@ -25,7 +25,7 @@ func init() {
 var upStdin io.Reader = os.Stdin
 
 func runUp(args []string, stdout, stderr io.Writer) int {
-	fs := newFlags("up", "up [--name NAME] [--timeout D] [--verbose] [--no-browser] FILE", stderr)
+	fs := newFlags("up", "up [--name NAME] [--timeout D] [--verbose] [--no-browser] FILE|PROFILE", stderr)
 	name := fs.String("name", "", "session name (default: the file name without .conf/.ovpn)")
 	timeout := fs.Duration("timeout", 2*time.Minute, "give up (and disconnect) when not connected by then; 0 waits forever")
 	verbose := fs.Bool("verbose", false, "print the session's log while connecting")
@@ -38,6 +38,13 @@ func runUp(args []string, stdout, stderr io.Writer) int {
 		return exitUsage
 	}
 	path := fs.Arg(0)
+	// A name that is no file is a profile stored with `ovpnctl import`; its session is
+	// named after it.
+	stored := isStoredName(path)
+	if stored && *name != "" && *name != path {
+		fmt.Fprintln(stderr, "ovpnctl: --name applies to profile files; a stored profile's session has its name")
+		return exitUsage
+	}
 	if *name == "" {
 		*name = sessionName(path)
 	}
@@ -49,17 +56,20 @@ func runUp(args []string, stdout, stderr io.Writer) int {
 	// the self-contained result and never opens a path.
 	pr := newPrompter(upStdin, stderr)
 	defer pr.close()
-	cfg, warns, err := config.LoadWith(path, config.LoadOptions{Passphrase: pr.passphrase})
-	for _, w := range warns {
-		fmt.Fprintln(stderr, w.String())
-	}
-	if err != nil {
-		for _, e := range config.Errors(err) {
-			fmt.Fprintln(stderr, e.Error())
+	var profile string
+	if !stored {
+		cfg, warns, err := config.LoadWith(path, config.LoadOptions{Passphrase: pr.passphrase})
+		for _, w := range warns {
+			fmt.Fprintln(stderr, w.String())
 		}
-		return exitFail
+		if err != nil {
+			for _, e := range config.Errors(err) {
+				fmt.Fprintln(stderr, e.Error())
+			}
+			return exitFail
+		}
+		profile = string(cfg.Format())
 	}
-	profile := string(cfg.Format())
 
 	c, err := connect()
 	if err != nil {
@@ -69,7 +79,11 @@ func runUp(args []string, stdout, stderr io.Writer) int {
 	sigs := make(chan *dbus.Signal, 256)
 	c.Signal(sigs)
 	var p dbus.ObjectPath
-	err = callInteractive(c, api.BusName, api.ManagerPath, api.ManagerInterface+".Start", stderr, *name, profile, map[string]dbus.Variant{}).Store(&p)
+	if stored {
+		err = callInteractive(c, api.BusName, api.ManagerPath, api.ManagerInterface+".StartProfile", stderr, *name, map[string]dbus.Variant{}).Store(&p)
+	} else {
+		err = callInteractive(c, api.BusName, api.ManagerPath, api.ManagerInterface+".Start", stderr, *name, profile, map[string]dbus.Variant{}).Store(&p)
+	}
 	if err != nil {
 		return report(stderr, err)
 	}

@@ -45,8 +45,9 @@ func daemonCmd(args []string, _, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	busFlag := fs.String("bus", "system", "bus to serve on: system, session or a D-Bus address")
 	stateDir := fs.String("state-dir", routing.DefaultStateDir, "directory for crash-recovery records")
+	profileDir := fs.String("profile-dir", "/var/lib/ovpnd/profiles", "where users' stored profiles are kept (root only)")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: ovpnd daemon [--bus system|session|ADDRESS] [--state-dir DIR]")
+		fmt.Fprintln(stderr, "usage: ovpnd daemon [--bus system|session|ADDRESS] [--state-dir DIR] [--profile-dir DIR]")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -65,7 +66,7 @@ func daemonCmd(args []string, _, stderr io.Writer) int {
 		return 1
 	}
 	defer conn.Close()
-	m, err := daemon.NewManager(daemon.Options{Conn: conn, Log: log, StateDir: *stateDir})
+	m, err := daemon.NewManager(daemon.Options{Conn: conn, Log: log, StateDir: *stateDir, ProfileDir: *profileDir})
 	if err != nil {
 		log.Log(0, "", "", err.Error())
 		return 1

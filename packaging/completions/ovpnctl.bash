@@ -7,7 +7,7 @@ _ovpnctl_sessions() {
 _ovpnctl() {
     local cur prev words cword
     _init_completion || return
-    local commands="up down restart status list log stats auth check import"
+    local commands="up down restart status list log stats auth check import remove"
     if [[ $cword -eq 1 ]]; then
         COMPREPLY=($(compgen -W "$commands" -- "$cur"))
         return
@@ -22,6 +22,16 @@ _ovpnctl() {
             else
                 _filedir '@(conf|ovpn)'
             fi
+            ;;
+        import)
+            if [[ $cur == -* ]]; then
+                COMPREPLY=($(compgen -W "--name" -- "$cur"))
+            else
+                _filedir '@(conf|ovpn)'
+            fi
+            ;;
+        remove)
+            COMPREPLY=($(compgen -W "$(ovpnctl list --profiles 2>/dev/null | grep -v '^no stored profiles$')" -- "$cur"))
             ;;
         check)
             if [[ $cur == -* ]]; then

@@ -216,7 +216,14 @@ func ctlScenarios(t *testing.T, e *authEnv, version string) {
 		if err := c.p.WaitOutput(ctx, "opened the login page in your browser"); err != nil {
 			t.Fatal(err)
 		}
-		if b, _ := os.ReadFile(e.opened); strings.Count(string(b), url+"\n") != 1 {
+		// ovpnctl says so once xdg-open has started; the fake records its argument a moment later.
+		var b []byte
+		for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+			if b, _ = os.ReadFile(e.opened); strings.Contains(string(b), url+"\n") {
+				break
+			}
+		}
+		if strings.Count(string(b), url+"\n") != 1 {
 			t.Errorf("xdg-open was asked to open %q, want %q once", b, url)
 		}
 		if _, err := m.Command(fmt.Sprintf("client-auth-nt %s %s", cid, kid)); err != nil {

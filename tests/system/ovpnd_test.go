@@ -349,6 +349,34 @@ func TestSystem(t *testing.T) {
 		}
 	})
 
+	// A profile stored with the daemon starts by name, without the user's files.
+	t.Run("StoredProfiles", func(t *testing.T) {
+		if out, err := local("alice", "ovpnctl import --name office work.conf"); err != nil || !strings.Contains(out, "office: stored") {
+			t.Fatalf("ovpnctl import: %v\n%s", err, out)
+		}
+		// The daemon keeps its own root-only copy: the user's files may go.
+		m.MustSh(t, "mkdir /root/alice-files && mv /home/alice/work.conf /home/alice/work.auth /root/alice-files/")
+		defer m.Sh("mv /root/alice-files/* /home/alice/")
+		if out := m.MustSh(t, "stat -c '%a %U' /var/lib/ovpnd /var/lib/ovpnd/profiles /var/lib/ovpnd/profiles/*/office.conf"); strings.Count(out, "700 root") != 2 || !strings.Contains(out, "600 root") {
+			t.Errorf("storage is not root-only:\n%s", out)
+		}
+		if out, _ := local("alice", "ovpnctl list --profiles"); strings.TrimSpace(out) != "office" {
+			t.Errorf("alice's profiles: %q", out)
+		}
+		if out, _ := local("bob", "ovpnctl list --profiles"); strings.Contains(out, "office") {
+			t.Errorf("bob sees alice's profile: %q", out)
+		}
+		if out, err := local("alice", "ovpnctl up office"); err != nil || !strings.Contains(out, "office: connected") {
+			t.Fatalf("ovpnctl up office: %v\n%s", err, out)
+		}
+		if out, err := local("alice", "ovpnctl down office && ovpnctl remove office && ovpnctl list --profiles"); err != nil || !strings.Contains(out, "no stored profiles") {
+			t.Errorf("down, remove: %v\n%s", err, out)
+		}
+		if out, err := local("alice", "ovpnctl up office"); err == nil {
+			t.Errorf("a removed profile started:\n%s", out)
+		}
+	})
+
 	t.Run("PurgeLeavesNothing", func(t *testing.T) {
 		files := m.MustSh(t, "dpkg -L ovpnd")
 		// What the administrator added for the tests goes first, as it would.

@@ -534,13 +534,13 @@ func alive(pid int) bool {
 }
 
 // CachedRoot returns the cached Debian root, making it with debootstrap first if needed. A
-// lock serialises test processes; roots of an older recipe or package list are removed.
+// lock serialises test processes. Roots are keyed by the recipe and the package list.
 func CachedRoot(logf func(string, ...any)) (string, error) {
 	return cachedRoot("", nil, logf)
 }
 
 // cachedRoot is CachedRoot for a flavor: Packages plus extra, cached as SUITE-FLAVOR-HASH
-// (the plain root keeps SUITE-HASH). Only older roots of the same flavor are removed.
+// (the plain root keeps SUITE-HASH).
 func cachedRoot(flavor string, extra []string, logf func(string, ...any)) (string, error) {
 	pkgs := append(append([]string(nil), Packages...), extra...)
 	key := sha256.Sum256([]byte(recipe + "\n" + suite + "\n" + strings.Join(pkgs, ",")))
@@ -549,15 +549,6 @@ func cachedRoot(flavor string, extra []string, logf func(string, ...any)) (strin
 		name += flavor + "-"
 	}
 	root := filepath.Join(CacheDir, name+hex.EncodeToString(key[:6]))
-	sameFlavor := func(dir string) bool {
-		h, ok := strings.CutPrefix(dir, name)
-		if !ok {
-			return false
-		}
-		h = strings.TrimSuffix(h, ".tmp")
-		_, err := hex.DecodeString(h)
-		return err == nil && len(h) == 12
-	}
 	if _, err := os.Stat(filepath.Join(root, stamp)); err == nil {
 		return root, nil
 	}
@@ -575,13 +566,8 @@ func cachedRoot(flavor string, extra []string, logf func(string, ...any)) (strin
 	if _, err := os.Stat(filepath.Join(root, stamp)); err == nil {
 		return root, nil // another process made it meanwhile
 	}
-	entries, _ := os.ReadDir(CacheDir)
-	for _, e := range entries {
-		if e.IsDir() && filepath.Join(CacheDir, e.Name()) != root && sameFlavor(e.Name()) {
-			logf("system: removing old cached root %s", e.Name())
-			os.RemoveAll(filepath.Join(CacheDir, e.Name()))
-		}
-	}
+	// Roots of other package lists stay: another test process may be booting one (its
+	// overlay's lower layer) right now. `rm -rf /var/cache/ovpnd-test` reclaims them.
 	tmp := root + ".tmp"
 	os.RemoveAll(tmp)
 	logf("system: debootstrap %s into %s (once; cached afterwards)", suite, root)

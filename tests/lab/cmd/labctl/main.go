@@ -3,6 +3,7 @@
 //
 //	labctl demo  [-client ovpnd|openvpn] [-ovpnd PATH]
 //	labctl bench [-ovpnd PATH] [-duration 6s] [-runs 3]
+//	labctl faults [-ovpnd PATH] [-handshakes 10] [-loss 0.1]
 //
 // Everything it creates (namespaces, processes, temp dirs) is removed on exit, on failure and
 // on SIGINT/SIGTERM.
@@ -80,7 +81,7 @@ func step(format string, args ...any) {
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: labctl demo|bench [flags]")
+		fmt.Fprintln(os.Stderr, "usage: labctl demo|bench|faults [flags]")
 		os.Exit(2)
 	}
 	t := &cli{}
@@ -106,6 +107,11 @@ func main() {
 		runs := fs.Int("runs", 3, "runs of every client, alternated (medians reported)")
 		fs.Parse(os.Args[2:])
 		bench(t, *ovpnd, *dur, max(*runs, 1))
+	case "faults":
+		n := fs.Int("handshakes", 10, "handshakes per client (alternated)")
+		loss := fs.Float64("loss", 0.1, "datagram loss, each direction")
+		fs.Parse(os.Args[2:])
+		faults(t, *ovpnd, max(*n, 1), *loss)
 	default:
 		fmt.Fprintf(os.Stderr, "labctl: unknown command %q\n", os.Args[1])
 		os.Exit(2)
@@ -643,4 +649,111 @@ func printTable(results map[string]*result, dur time.Duration, runs int) {
 		fmt.Printf("%-28s %12s %24s %13s %14s %13s\n", rw.name, cell(ov, rw), cell(od, rw), cell(wg, rw), ratio(od, ov, rw), ratio(od, wg, rw))
 	}
 	fmt.Println("(lower is better for handshake, RTT, retransmits, CPU and RSS; higher for throughput)")
+}
+
+// faults times handshakes over an impaired link: tests/lab/cmd/lossy relays between the client
+// and the server, dropping datagrams with probability loss each way and delaying the rest by
+// 20 ± 10 ms (which reorders them). The OpenVPN 2.6 client and ovpnd alternate; the figure is
+// the time from process start to the tunnel address (handshake and push done), and a run
+// succeeds when a ping goes through the tunnel within 30 s.
+func faults(t *cli, ovpndPath string, n int, loss float64) {
+	if abs, err := absPath(ovpndPath); err == nil {
+		ovpndPath = abs
+	}
+	printEnvironment()
+	step("building the lab, the impaired relay, and starting %s server (UDP, tls-crypt, AES-256-GCM)", openvpnVersion())
+	l := lab.New(t, lab.Options{})
+	srv := l.StartServer(benchServer)
+	dir, err := os.MkdirTemp("", "ovpnd-lossy-")
+	if err != nil {
+		t.Fatalf("%v", err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	bin := dir + "/lossy"
+	if out, err := exec.Command(goCmd(), "build", "-o", bin, "./tests/lab/cmd/lossy").CombinedOutput(); err != nil {
+		t.Fatalf("building lossy: %v: %s", err, out)
+	}
+	const relayPort = 1195
+	relay := l.StartServerProcess(bin, "-listen", fmt.Sprintf("%s:%d", lab.ServerUnderlay4, relayPort),
+		"-to", "127.0.0.1:1194", "-loss", strconv.FormatFloat(loss, 'f', -1, 64), "-delay", "20ms", "-jitter", "10ms")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	err = relay.WaitOutput(ctx, "ready")
+	cancel()
+	if err != nil {
+		t.Fatalf("lossy: %v: %s", err, relay.Output())
+	}
+	direct := srv.ClientConfig(lab.ClientOptions{})
+	viaRelay := strings.Replace(direct, fmt.Sprintf("remote %s 1194", lab.ServerUnderlay4), fmt.Sprintf("remote %s %d", lab.ServerUnderlay4, relayPort), 1)
+	if viaRelay == direct {
+		t.Fatalf("could not point the client configuration at the relay:\n%s", direct)
+	}
+	cfg := l.WriteFile("client.ovpn", viaRelay)
+
+	kinds := []string{"openvpn", "ovpnd"}
+	times := map[string][]time.Duration{}
+	fails := map[string]int{}
+	for i := range n {
+		for j := range kinds {
+			kind := kinds[(i+j)%len(kinds)]
+			args, err := clientArgs(kind, ovpndPath, cfg)
+			if err != nil {
+				t.Fatalf("%v", err)
+			}
+			d, err := firstPing(l, srv, args)
+			if err != nil {
+				fails[kind]++
+				fmt.Printf("    %d/%d %-8s failed: %v\n", i+1, n, kind, lastLines(err.Error(), 6))
+				continue
+			}
+			times[kind] = append(times[kind], d)
+			fmt.Printf("    %d/%d %-8s tunnel up after %v\n", i+1, n, kind, d.Round(time.Millisecond))
+		}
+	}
+	fmt.Printf("\nfaults: %.0f%% loss each way, 20 ± 10 ms one-way delay (reordering), %d handshakes per client, alternated\n", loss*100, n)
+	fmt.Printf("%-34s %14s %14s %14s\n", "metric", "openvpn 2.6", "ovpnd", "ovpnd/openvpn")
+	med := func(k string) time.Duration {
+		v := append([]time.Duration(nil), times[k]...)
+		if len(v) == 0 {
+			return 0
+		}
+		sort.Slice(v, func(a, b int) bool { return v[a] < v[b] })
+		return v[len(v)/2]
+	}
+	mo, md := med("openvpn"), med("ovpnd")
+	ratio := "n/a"
+	if mo > 0 && md > 0 {
+		ratio = fmt.Sprintf("%.2fx", float64(md)/float64(mo))
+	}
+	fmt.Printf("%-34s %14v %14v %14s\n", "start to tunnel up, median", mo.Round(time.Millisecond), md.Round(time.Millisecond), ratio)
+	fmt.Printf("%-34s %14s %14s\n", "success within 30 s", fmt.Sprintf("%d/%d", n-fails["openvpn"], n), fmt.Sprintf("%d/%d", n-fails["ovpnd"], n))
+}
+
+// firstPing starts a client and returns the time from its start to its tunnel address (the
+// handshake and push done), then checks that a ping goes through within 30 s of the start, and
+// stops the client.
+func firstPing(l *lab.Lab, srv *lab.Server, args []string) (time.Duration, error) {
+	client, d, err := timedConnect(l, srv, args)
+	if err != nil {
+		return 0, err
+	}
+	defer func() {
+		client.Stop(15 * time.Second)
+		time.Sleep(500 * time.Millisecond)
+	}()
+	deadline := client.Started().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		if _, err := l.Ping(srv.TunnelAddr(), 3, time.Second); err == nil {
+			return d, nil
+		}
+	}
+	return 0, errors.New("tunnel up, but no ping answered within 30 s")
+}
+
+// lastLines is the first line of s and its last n lines (a client's latest log lines).
+func lastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) <= n+1 {
+		return strings.Join(lines, "\n        ")
+	}
+	return lines[0] + "\n        ...\n        " + strings.Join(lines[len(lines)-n:], "\n        ")
 }
