@@ -914,3 +914,38 @@ func TestRekeyLostAckKeepsOldKey(t *testing.T) {
 	}
 	roundTrip(t, l, 3)
 }
+
+// TestRekeysKeepMemoryFlat: renegotiations leave nothing behind: after 300 rekeys (each with
+// traffic both ways and a transition window that expires) the live heap and the goroutine count
+// are what they were after the first few.
+func TestRekeysKeepMemoryFlat(t *testing.T) {
+	cfg := testConfig(t, testPKI(t))
+	cfg.RenegInterval = 10 * time.Second
+	cfg.TranWindow = 5 * time.Second
+	l := newLink(t, WrapTLSCrypt, cfg, serverOpts{Push: []string{basicPush}, EKM: true})
+	l.connect()
+	live := func() (uint64, int) {
+		runtime.GC()
+		runtime.GC()
+		var m runtime.MemStats
+		runtime.ReadMemStats(&m)
+		return m.HeapInuse, runtime.NumGoroutine()
+	}
+	var heap0 uint64
+	var g0 int
+	for i := range 300 {
+		l.advance(10 * time.Second)
+		roundTrip(t, l, 1)
+		l.events, l.keys, l.states = nil, nil, nil // the test's own record of events
+		if i == 20 {
+			heap0, g0 = live()
+		}
+	}
+	heap1, g1 := live()
+	if g1 != g0 || heap1 > heap0+1<<20 {
+		t.Errorf("after 20 rekeys: heap %d KB, %d goroutines; after 300: heap %d KB, %d goroutines", heap0>>10, g0, heap1>>10, g1)
+	}
+	if l.c.state != StateConnected {
+		t.Errorf("state %v; errors %v", l.c.state, l.errs)
+	}
+}
