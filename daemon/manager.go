@@ -17,6 +17,7 @@ import (
 
 	"github.com/ovpnd/ovpnd/config"
 	api "github.com/ovpnd/ovpnd/dbus"
+	"github.com/ovpnd/ovpnd/session"
 )
 
 // DefaultLinger is how long a finished session stays visible, so that the ovpnctl that
@@ -308,13 +309,14 @@ func (mi managerIface) Start(sender dbus.Sender, msg dbus.Message, name, profile
 		}
 	}
 	override := m.mayOverride(sender, uid)
-	return m.launch(uid, name, profile, cfg, sopts, override, string(sender))
+	return m.launch(uid, name, profile, cfg, sopts, override, string(sender), nil)
 }
 
 // launch exports and starts a session that was authorized: from Start (sender is the caller,
 // who is subscribed) or, after a daemon restart, from its record (sender ""). Sessions in
 // external network mode are not recorded: their applier is gone with the old daemon.
-func (m *Manager) launch(uid uint32, name, profile string, cfg *config.Config, sopts startOptions, override bool, sender string) (dbus.ObjectPath, *dbus.Error) {
+// token is the auth-token a restored session's record kept.
+func (m *Manager) launch(uid uint32, name, profile string, cfg *config.Config, sopts startOptions, override bool, sender string, token *session.AuthToken) (dbus.ObjectPath, *dbus.Error) {
 	path, err := newSessionPath()
 	if err != nil {
 		return "", errFailed("%v", err)
@@ -361,6 +363,18 @@ func (m *Manager) launch(uid uint32, name, profile string, cfg *config.Config, s
 	o.path = path
 	so := ownerOptions(o.sessionOptions(m.opts.StateDir), uid, name, override)
 	so.ExternalNet = sopts.external
+	rec := sessionRecord{Owner: uid, Name: name, Profile: profile, Override: override, Token: token}
+	if !sopts.external {
+		so.AuthToken = token
+		// The server's auth-token lets the next daemon reconnect without asking the owner.
+		so.OnAuthToken = func(t session.AuthToken) {
+			r := rec
+			r.Token = &t
+			if err := m.saveRecord(r); err != nil {
+				m.opts.Log.Log(0, name, "", fmt.Sprintf("keeping the auth-token for a daemon restart: %v", err))
+			}
+		}
+	}
 	tun, err := m.newTunnel(cfg, so)
 	if err != nil {
 		m.mu.Unlock()
@@ -395,7 +409,7 @@ func (m *Manager) launch(uid uint32, name, profile string, cfg *config.Config, s
 		m.opts.Log.Log(1, name, "", fmt.Sprintf("session of uid %d restored after a daemon restart%s", uid, note))
 	}
 	if !sopts.external {
-		if err := m.saveRecord(sessionRecord{Owner: uid, Name: name, Profile: profile, Override: override}); err != nil {
+		if err := m.saveRecord(rec); err != nil {
 			m.opts.Log.Log(0, name, "", fmt.Sprintf("the session will not come back after a daemon restart: %v", err))
 		}
 	}

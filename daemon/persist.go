@@ -12,6 +12,7 @@ import (
 
 	"github.com/ovpnd/ovpnd/config"
 	api "github.com/ovpnd/ovpnd/dbus"
+	"github.com/ovpnd/ovpnd/session"
 )
 
 // Sessions survive the daemon: each running session started through the manager has a
@@ -21,8 +22,9 @@ import (
 // ExecStartPre has undone the routes of a crashed one) and starts those sessions again, as
 // their owners, without asking polkit again: they were authorized when first started. The
 // record holds the self-contained profile the owner sent, so the daemon still never opens a
-// user's file; credentials come back only if they were inline in that profile, otherwise the
-// session asks its owner again (`ovpnctl auth`).
+// user's file; credentials come back only if they were inline in that profile or the server
+// gave an auth-token (kept in the record), otherwise the session asks its owner again
+// (`ovpnctl auth`).
 
 // sessionRecord is one session's record.
 type sessionRecord struct {
@@ -30,6 +32,9 @@ type sessionRecord struct {
 	Name     string `json:"name"`
 	Profile  string `json:"profile"`
 	Override bool   `json:"override,omitempty"`
+	// Token is the server's latest auth-token, so that a session whose password was typed
+	// comes back without asking again (while the server still accepts the token).
+	Token *session.AuthToken `json:"auth_token,omitempty"`
 }
 
 // maxRecordSize bounds a record: the profile plus a little JSON.
@@ -189,7 +194,7 @@ func (m *Manager) restoreOne(r sessionRecord) error {
 	if err := checkOwnerProfile(cfg, r.Owner); err != nil {
 		return err
 	}
-	if _, derr := m.launch(r.Owner, r.Name, r.Profile, cfg, startOptions{}, r.Override, ""); derr != nil {
+	if _, derr := m.launch(r.Owner, r.Name, r.Profile, cfg, startOptions{}, r.Override, "", r.Token); derr != nil {
 		return derr
 	}
 	return nil

@@ -72,6 +72,9 @@ func (s *Session) Run(ctx context.Context) (err error) {
 	}
 	s.setState(StateIdle, "")
 	r := &runner{s: s, cfg: s.cfg, underlay: make(chan struct{}, 1)}
+	if t := s.opts.AuthToken; t != nil && t.Token != "" {
+		r.creds = credentials{user: t.User, token: t.Token, tokenUser: t.TokenUser}
+	}
 	defer func() {
 		if terr := r.teardown(); terr != nil {
 			s.logf(0, "teardown: %v", terr)
@@ -550,6 +553,9 @@ func (r *runner) applyPush(reply *push.Reply, server netip.Addr) error {
 		r.creds.token = p.AuthToken
 		if p.AuthTokenUser != "" {
 			r.creds.tokenUser = p.AuthTokenUser
+		}
+		if s.opts.OnAuthToken != nil {
+			s.opts.OnAuthToken(AuthToken{User: r.creds.user, Token: r.creds.token, TokenUser: r.creds.tokenUser})
 		}
 	}
 	r.pushedNet, r.pushedTunMTU = pn, p.TunMTU

@@ -192,6 +192,13 @@ type Options struct {
 	// pending authentication. Without it a connection that needs an answer
 	// cannot complete. What it returns is sent to the server and not kept.
 	Respond func(ctx context.Context, p Prompt) (string, error)
+	// AuthToken, when set, is an auth-token an earlier run of the same session got from
+	// the server (see OnAuthToken): the first attempt logs in with it instead of asking
+	// for the password. A rejected token is forgotten as usual.
+	AuthToken *AuthToken
+	// OnAuthToken, when set, is told each auth-token the server pushes (from the control
+	// loop; it must not block), so that a daemon can keep it for its next run.
+	OnAuthToken func(AuthToken)
 
 	// Test seams.
 	openTun   func(name string, mtu int) (tunDevice, string, error)
@@ -212,6 +219,13 @@ type netRouter interface {
 	Refresh() error
 	DNSMode() string
 	Close() error
+}
+
+// AuthToken is a server's auth-token with the username it goes with.
+type AuthToken struct {
+	User      string `json:"user"`
+	Token     string `json:"token"`
+	TokenUser string `json:"token_user,omitempty"`
 }
 
 // ErrAuthFailed is returned by Run when the server refused the credentials

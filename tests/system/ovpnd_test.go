@@ -349,6 +349,29 @@ func TestSystem(t *testing.T) {
 		}
 	})
 
+	// A password typed at `ovpnctl up` is not kept, but the server's auth-token is: after a
+	// daemon restart the session logs in with the token instead of waiting for its owner.
+	t.Run("TokenSurvivesRestart", func(t *testing.T) {
+		m.MustSh(t, `sed 's|^auth-user-pass .*|auth-user-pass|' /home/alice/work.conf > /home/alice/typed.conf && chown alice: /home/alice/typed.conf`)
+		if out, err := local("alice", `printf "%s\\n%s\\n" `+user+` `+pass+` | ovpnctl up typed.conf`); err != nil || !strings.Contains(out, "typed: connected") {
+			t.Fatalf("ovpnctl up with a typed password: %v\n%s", err, out)
+		}
+		defer local("alice", "ovpnctl down typed")
+		m.MustSh(t, "systemctl restart ovpnd.service")
+		deadline := time.Now().Add(60 * time.Second)
+		var list string
+		for time.Now().Before(deadline) {
+			list, _ = local("alice", "ovpnctl list")
+			if regexp.MustCompile(`typed\s+alice\s+connected`).MatchString(list) {
+				break
+			}
+			time.Sleep(300 * time.Millisecond)
+		}
+		if !regexp.MustCompile(`typed\s+alice\s+connected`).MatchString(list) {
+			t.Fatalf("after a daemon restart:\n%s\n%s", list, m.MustSh(t, "journalctl --no-pager -n 30 -o cat -u ovpnd"))
+		}
+	})
+
 	// A profile stored with the daemon starts by name, without the user's files.
 	t.Run("StoredProfiles", func(t *testing.T) {
 		if out, err := local("alice", "ovpnctl import --name office work.conf"); err != nil || !strings.Contains(out, "office: stored") {
