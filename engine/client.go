@@ -134,13 +134,11 @@ type Client struct {
 
 	// Push state.
 	pushDone     bool
-	pushOpts     []string
-	pushBytes    int
+	pushParts    pushParts // PUSH_REPLY options until the last continuation
 	pushNext     time.Time
 	pushDeadline time.Time
 	pushStarted  bool
-	updOpts      []string // PUSH_UPDATE lines until the last continuation
-	updBytes     int
+	updParts     pushParts // PUSH_UPDATE options until the last continuation
 
 	// Negotiated from the push.
 	cipher      string
@@ -981,33 +979,16 @@ func (c *Client) handlePushReply(now time.Time, msg string) {
 		return // OpenVPN ignores repeated replies to one push request
 	}
 	body := strings.TrimPrefix(msg, "PUSH_REPLY")
-	more := false
-	for _, o := range strings.Split(body, ",") {
-		if strings.TrimSpace(o) == "" {
-			continue
-		}
-		// The continuation marker is read with the same tokenizer as every option, so a
-		// quoted marker counts too; push.Parse skips it.
-		if w, err := push.Words(o); err == nil && len(w) > 0 && w[0] == "push-continuation" {
-			more = len(w) > 1 && w[1] == "2"
-			continue
-		}
-		if len(c.pushOpts) >= maxPushOptions {
-			c.fatal(StateReconnecting, "push-failed", fmt.Errorf("PUSH_REPLY has more than %d options", maxPushOptions))
-			return
-		}
-		if c.pushBytes += len(o); c.pushBytes > maxPushBytes {
-			c.fatal(StateReconnecting, "push-failed", fmt.Errorf("PUSH_REPLY is larger than %d bytes", maxPushBytes))
-			return
-		}
-		c.pushOpts = append(c.pushOpts, o)
+	more, err := c.pushParts.add(body)
+	if err != nil {
+		c.fatal(StateReconnecting, "push-failed", fmt.Errorf("PUSH_REPLY %w", err))
+		return
 	}
 	if more {
 		return
 	}
 	c.pushDone = true
-	reply, err := push.Parse(c.pushOpts, c.cfg.PushPolicy)
-	c.pushOpts = nil
+	reply, err := push.Parse(c.pushParts.take(), c.cfg.PushPolicy)
 	if err != nil {
 		// pull-filter reject: OpenVPN restarts the connection (options.c apply_pull_filter).
 		c.fatal(StateReconnecting, "push-rejected", err)
@@ -1042,30 +1023,15 @@ func (c *Client) handlePushUpdate(now time.Time, msg string) {
 		c.warn("ignoring malformed PUSH_UPDATE")
 		return
 	}
-	more := false
-	for _, o := range strings.Split(body, ",") {
-		if strings.TrimSpace(o) == "" {
-			continue
-		}
-		if w, err := push.Words(o); err == nil && len(w) > 0 && w[0] == "push-continuation" {
-			more = len(w) > 1 && w[1] == "2"
-			continue
-		}
-		if len(c.updOpts) >= maxPushOptions {
-			c.fatal(StateReconnecting, "push-update-failed", fmt.Errorf("PUSH_UPDATE has more than %d options", maxPushOptions))
-			return
-		}
-		if c.updBytes += len(o); c.updBytes > maxPushBytes {
-			c.fatal(StateReconnecting, "push-update-failed", fmt.Errorf("PUSH_UPDATE is larger than %d bytes", maxPushBytes))
-			return
-		}
-		c.updOpts = append(c.updOpts, o)
+	more, err := c.updParts.add(body)
+	if err != nil {
+		c.fatal(StateReconnecting, "push-update-failed", fmt.Errorf("PUSH_UPDATE %w", err))
+		return
 	}
 	if more {
 		return
 	}
-	lines := c.updOpts
-	c.updOpts, c.updBytes = nil, 0
+	lines := c.updParts.take()
 	u, err := push.ParseUpdate(lines, c.cfg.PushPolicy)
 	if err != nil {
 		c.fatal(StateReconnecting, "push-update-failed", err)
@@ -1531,3 +1497,40 @@ const fragmentSlack = 64
 // connection, for the session to put into the Config of the next connection, as OpenVPN keeps
 // the token across restarts. Both are empty when there is none or AUTH_FAILED invalidated it.
 func (c *Client) AuthToken() (user, token string) { return c.tokenUser, c.token }
+
+// pushParts collects the options of a PUSH_REPLY or PUSH_UPDATE sent in several messages
+// (push-continuation), bounded in count and bytes so a server cannot make us hoard.
+type pushParts struct {
+	opts  []string
+	bytes int
+}
+
+// add takes one message's options (after the command word); more reports that the server
+// said another part follows. The continuation marker is read with the same tokenizer as every
+// option, so a quoted marker counts too; push.Parse skips it.
+func (p *pushParts) add(body string) (more bool, err error) {
+	for _, o := range strings.Split(body, ",") {
+		if strings.TrimSpace(o) == "" {
+			continue
+		}
+		if w, err := push.Words(o); err == nil && len(w) > 0 && w[0] == "push-continuation" {
+			more = len(w) > 1 && w[1] == "2"
+			continue
+		}
+		if len(p.opts) >= maxPushOptions {
+			return false, fmt.Errorf("has more than %d options", maxPushOptions)
+		}
+		if p.bytes += len(o); p.bytes > maxPushBytes {
+			return false, fmt.Errorf("is larger than %d bytes", maxPushBytes)
+		}
+		p.opts = append(p.opts, o)
+	}
+	return more, nil
+}
+
+// take returns the collected options and starts over.
+func (p *pushParts) take() []string {
+	opts := p.opts
+	*p = pushParts{}
+	return opts
+}

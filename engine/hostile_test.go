@@ -82,10 +82,10 @@ func TestPushReplyByteBound(t *testing.T) {
 		c.handleControlMessage(now, nil, big)
 	}
 	if !c.dead {
-		t.Fatalf("client still collecting after %d parts (%d bytes kept)", parts, c.pushBytes)
+		t.Fatalf("client still collecting after %d parts (%d bytes kept)", parts, c.pushParts.bytes)
 	}
-	if c.pushBytes > maxPushBytes+len(big) || len(c.pushOpts) > maxPushBytes/15000+1 {
-		t.Errorf("kept %d options (%d bytes)", len(c.pushOpts), c.pushBytes)
+	if c.pushParts.bytes > maxPushBytes+len(big) || len(c.pushParts.opts) > maxPushBytes/15000+1 {
+		t.Errorf("kept %d options (%d bytes)", len(c.pushParts.opts), c.pushParts.bytes)
 	}
 	found := false
 	for e := c.NextEvent(); e != nil; e = c.NextEvent() {
@@ -107,8 +107,8 @@ func TestEndlessEmptyContinuations(t *testing.T) {
 	for range 10000 {
 		l.c.handleControlMessage(l.now, nil, "PUSH_REPLY,push-continuation 2")
 	}
-	if len(l.c.pushOpts) != 0 || l.c.pushBytes != 0 {
-		t.Errorf("empty continuations kept %d options, %d bytes", len(l.c.pushOpts), l.c.pushBytes)
+	if len(l.c.pushParts.opts) != 0 || l.c.pushParts.bytes != 0 {
+		t.Errorf("empty continuations kept %d options, %d bytes", len(l.c.pushParts.opts), l.c.pushParts.bytes)
 	}
 	l.advance(l.c.cfg.HandWindow + time.Second)
 	if l.has(StateConnected) || !l.c.dead {

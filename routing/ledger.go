@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -152,41 +151,13 @@ func (l *lockedLedger) release() error {
 }
 
 func (l *lockedLedger) write() error {
-	b, err := json.MarshalIndent(l.ledger, "", "  ")
-	if err != nil {
-		return err
-	}
-	tmp := l.path + ".tmp"
-	f, err := createExclusive(tmp, 0o600)
-	if err != nil {
-		return err
-	}
-	_, err = f.Write(append(b, '\n'))
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	return os.Rename(tmp, l.path)
+	return writeRecord(l.path, l.ledger)
 }
 
 func readLedger(path string) (*ledger, error) {
-	f, err := os.Open(path)
+	b, err := readRecord(path, maxLedgerSize)
 	if err != nil {
 		return nil, err
-	}
-	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, maxLedgerSize+1))
-	if err != nil {
-		return nil, fmt.Errorf("reading %s: %w", path, err)
-	}
-	if len(b) > maxLedgerSize {
-		return nil, fmt.Errorf("reading %s: larger than %d bytes", path, maxLedgerSize)
 	}
 	return parseLedger(b)
 }

@@ -108,7 +108,13 @@ func (s *state) alive() bool {
 }
 
 func writeState(path string, s *state) error {
-	b, err := json.MarshalIndent(s, "", "  ")
+	return writeRecord(path, s)
+}
+
+// writeRecord writes v as JSON to path through a fresh temporary file (never following a
+// planted link) and a rename, so a crash leaves the old record or the new one, never half.
+func writeRecord(path string, v any) error {
+	b, err := json.MarshalIndent(v, "", "  ")
 	if err != nil {
 		return err
 	}
@@ -132,19 +138,28 @@ func writeState(path string, s *state) error {
 }
 
 func readState(path string) (*state, error) {
+	b, err := readRecord(path, maxStateSize)
+	if err != nil {
+		return nil, err
+	}
+	return parseState(b)
+}
+
+// readRecord reads a record of at most max bytes; a larger file is refused, not cut.
+func readRecord(path string, max int) ([]byte, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, maxStateSize+1))
+	b, err := io.ReadAll(io.LimitReader(f, int64(max)+1))
 	if err != nil {
 		return nil, fmt.Errorf("reading %s: %w", path, err)
 	}
-	if len(b) > maxStateSize {
-		return nil, fmt.Errorf("reading %s: larger than %d bytes", path, maxStateSize)
+	if len(b) > max {
+		return nil, fmt.Errorf("reading %s: larger than %d bytes", path, max)
 	}
-	return parseState(b)
+	return b, nil
 }
 
 func parseState(b []byte) (*state, error) {
