@@ -120,7 +120,7 @@ func (r *runner) dialProxy(ctx context.Context, conn *config.Connection, proxyAd
 	}
 }
 
-// tcpDialer is the dialer for connections to a proxy, with the socket options
+// tcpDialer is the dialer for TCP connections, to the server or to a proxy, with the socket options
 // and local address of a direct connection.
 func tcpDialer(o udpDialOptions) *net.Dialer {
 	d := &net.Dialer{
