@@ -84,7 +84,13 @@ func runImport(args []string, stdout, stderr io.Writer) int {
 		return exitFail
 	}
 	uuid, _ := conn["connection"]["uuid"].Value().(string)
-	fmt.Fprintf(stdout, "imported %s as NetworkManager connection %q (%s)\nconnect with: nmcli connection up %q\n", path, *name, uuid, *name)
+	fmt.Fprintf(stdout, "imported %s as NetworkManager connection %q (%s)\n", path, *name, uuid)
+	if cfg.AuthUserPass != nil && cfg.AuthUserPass.Username == "" {
+		// The plugin answers the username from vpn.data; NetworkManager's agents only ask
+		// for secrets.
+		fmt.Fprintf(stdout, "the profile names no username; set it with: nmcli connection modify %q +vpn.data username=NAME\n", *name)
+	}
+	fmt.Fprintf(stdout, "connect with: nmcli connection up %q\n", *name)
 	return exitOK
 }
 
