@@ -120,8 +120,8 @@ func (r *runner) dialProxy(ctx context.Context, conn *config.Connection, proxyAd
 	}
 }
 
-// tcpDialer is the dialer for connections to a proxy, with the socket options
-// and local address of a direct connection.
+// tcpDialer is the dialer for TCP connections, to the server or to a proxy, with the socket options
+// and local address the profile asks for.
 func tcpDialer(o udpDialOptions) *net.Dialer {
 	d := &net.Dialer{
 		Control: func(_, _ string, c syscall.RawConn) error {

@@ -11,7 +11,6 @@ import (
 	"net/netip"
 	"strconv"
 	"sync"
-	"syscall"
 	"time"
 )
 
@@ -44,20 +43,7 @@ func dialTCP(ctx context.Context, remote netip.AddrPort, o udpDialOptions) (*tcp
 		network = "tcp4"
 		remote = netip.AddrPortFrom(remote.Addr().Unmap(), remote.Port())
 	}
-	d := net.Dialer{
-		Control: func(_, _ string, c syscall.RawConn) error {
-			var serr error
-			err := c.Control(func(fd uintptr) { serr = setSocketOptions(int(fd), o.SndBuf, o.RcvBuf, o.Mark) })
-			if err != nil {
-				return err
-			}
-			return serr
-		},
-	}
-	if o.Local.IsValid() || o.Local.Port() != 0 {
-		d.LocalAddr = net.TCPAddrFromAddrPort(o.Local)
-	}
-	c, err := d.DialContext(ctx, network, net.JoinHostPort(remote.Addr().String(), strconv.Itoa(int(remote.Port()))))
+	c, err := tcpDialer(o).DialContext(ctx, network, net.JoinHostPort(remote.Addr().String(), strconv.Itoa(int(remote.Port()))))
 	if err != nil {
 		return nil, fmt.Errorf("connecting TCP to %v: %w", remote, err)
 	}
