@@ -22,21 +22,16 @@ import (
 // given as ca (a frequent mix-up) is reported rather than skipped.
 func parseCerts(data []byte) ([]*x509.Certificate, error) {
 	var certs []*x509.Certificate
-	rest := data
-	for {
-		var b *pem.Block
-		b, rest = pem.Decode(rest)
-		if b == nil {
-			break
-		}
-		if b.Type != "CERTIFICATE" {
-			return nil, fmt.Errorf("PEM block %d is %q, want CERTIFICATE", len(certs)+1, b.Type)
-		}
-		c, err := x509.ParseCertificate(b.Bytes)
+	rest, err := eachPEMBlock(data, "CERTIFICATE", func(n int, der []byte) error {
+		c, err := x509.ParseCertificate(der)
 		if err != nil {
-			return nil, fmt.Errorf("certificate %d: %w", len(certs)+1, err)
+			return fmt.Errorf("certificate %d: %w", n, err)
 		}
 		certs = append(certs, c)
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	if len(certs) == 0 {
 		return nil, errors.New("no PEM CERTIFICATE block")
@@ -45,6 +40,26 @@ func parseCerts(data []byte) ([]*x509.Certificate, error) {
 		return nil, errors.New("malformed PEM block after the certificates")
 	}
 	return certs, nil
+}
+
+// eachPEMBlock calls fn with the number (from 1) and contents of each PEM block in data, in
+// order, and returns what follows the last block. A block of another type than typ is an error
+// naming it, so that a mix-up (a key given as a certificate, say) is reported rather than skipped.
+func eachPEMBlock(data []byte, typ string, fn func(n int, der []byte) error) ([]byte, error) {
+	rest := data
+	for n := 1; ; n++ {
+		var b *pem.Block
+		b, rest = pem.Decode(rest)
+		if b == nil {
+			return rest, nil
+		}
+		if b.Type != typ {
+			return rest, fmt.Errorf("PEM block %d is %q, want %s", n, b.Type, typ)
+		}
+		if err := fn(n, b.Bytes); err != nil {
+			return rest, err
+		}
+	}
 }
 
 func encodeCerts(certs []*x509.Certificate) []byte {
@@ -297,24 +312,19 @@ func DecodeCRLs(data []byte) ([]*x509.RevocationList, error) {
 		return []*x509.RevocationList{l}, nil
 	}
 	var lists []*x509.RevocationList
-	rest := data
-	for {
-		var b *pem.Block
-		b, rest = pem.Decode(rest)
-		if b == nil {
-			break
-		}
-		if b.Type != "X509 CRL" {
-			return nil, fmt.Errorf("PEM block %d is %q, want X509 CRL", len(lists)+1, b.Type)
-		}
+	_, err := eachPEMBlock(data, "X509 CRL", func(n int, der []byte) error {
 		if len(lists) == MaxCRLs {
-			return nil, fmt.Errorf("more than %d revocation lists", MaxCRLs)
+			return fmt.Errorf("more than %d revocation lists", MaxCRLs)
 		}
-		l, err := x509.ParseRevocationList(b.Bytes)
+		l, err := x509.ParseRevocationList(der)
 		if err != nil {
-			return nil, fmt.Errorf("revocation list %d: %w", len(lists)+1, err)
+			return fmt.Errorf("revocation list %d: %w", n, err)
 		}
 		lists = append(lists, l)
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	if len(lists) == 0 {
 		return nil, errors.New("no PEM X509 CRL block")
