@@ -98,19 +98,28 @@ func applyHTTPProxy(p *parser, s *scope, it *item) error {
 		case len(it.args) > 3 && strings.EqualFold(it.args[3], "none"):
 			// OpenVPN never reads the file of method none.
 		default:
-			// The file's contents, read now: the daemon never opens a caller's files.
-			data, err := p.material(it.sub(2))
+			c, err := p.proxyCredsFile(it)
 			if err != nil {
 				return err
-			}
-			c, err := parseProxyCreds(data)
-			if err != nil {
-				return materialErr(it.sub(2), err)
 			}
 			p.proxy.httpCreds = c
 		}
 	}
 	return nil
+}
+
+// proxyCredsFile reads the credentials file that http-proxy and socks-proxy name in their third
+// argument. Its contents are read now: the daemon never opens a caller's files.
+func (p *parser) proxyCredsFile(it *item) (*ProxyCreds, error) {
+	data, err := p.material(it.sub(2))
+	if err != nil {
+		return nil, err
+	}
+	c, err := parseProxyCreds(data)
+	if err != nil {
+		return nil, materialErr(it.sub(2), err)
+	}
+	return c, nil
 }
 
 // sub is it with its arguments starting at i, for reading a file argument in the middle.
@@ -195,13 +204,9 @@ func applySOCKSProxy(p *parser, s *scope, it *item) error {
 	}
 	p.proxy.socks = it
 	if len(it.args) > 2 && it.args[2] != "stdin" {
-		data, err := p.material(it.sub(2))
+		c, err := p.proxyCredsFile(it)
 		if err != nil {
 			return err
-		}
-		c, err := parseProxyCreds(data)
-		if err != nil {
-			return materialErr(it.sub(2), err)
 		}
 		p.proxy.socksCreds = c
 	}
