@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-
-	"github.com/ovpnd/ovpnd/config"
 )
 
 // checkStdin is where a passphrase comes from when there is no terminal (a test seam).
@@ -47,14 +45,8 @@ func runCheck(args []string, stdout, stderr io.Writer) int {
 	pr := newPrompter(checkStdin, stderr)
 	defer pr.close()
 	for _, f := range files {
-		cfg, warns, err := config.LoadWith(f, config.LoadOptions{Passphrase: pr.passphrase})
-		for _, w := range warns {
-			fmt.Fprintln(stderr, w.String())
-		}
-		if err != nil {
-			for _, e := range config.Errors(err) {
-				fmt.Fprintln(stderr, e.Error())
-			}
+		cfg, ok := loadProfile(f, pr, stderr)
+		if !ok {
 			status = exitFail
 			continue
 		}

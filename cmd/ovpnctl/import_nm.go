@@ -55,14 +55,8 @@ func runImport(args []string, stdout, stderr io.Writer) int {
 	// decrypted (asking for its passphrase), so that the connection is self-contained.
 	pr := newPrompter(upStdin, stderr)
 	defer pr.close()
-	cfg, warns, err := config.LoadWith(path, config.LoadOptions{Passphrase: pr.passphrase})
-	for _, w := range warns {
-		fmt.Fprintln(stderr, w.String())
-	}
-	if err != nil {
-		for _, e := range config.Errors(err) {
-			fmt.Fprintln(stderr, e.Error())
-		}
+	cfg, ok := loadProfile(path, pr, stderr)
+	if !ok {
 		return exitFail
 	}
 	conn, err := nmConnection(cfg, *name)

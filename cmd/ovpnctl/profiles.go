@@ -26,6 +26,23 @@ func isStoredName(arg string) bool {
 	return errors.Is(err, os.ErrNotExist)
 }
 
+// loadProfile reads the profile at path and every file it names as the caller, asking pr for
+// an encrypted key's passphrase, and prints its warnings and errors to stderr. ok is false if
+// the profile could not be loaded; the errors have then been printed.
+func loadProfile(path string, pr *prompter, stderr io.Writer) (cfg *config.Config, ok bool) {
+	cfg, warns, err := config.LoadWith(path, config.LoadOptions{Passphrase: pr.passphrase})
+	for _, w := range warns {
+		fmt.Fprintln(stderr, w.String())
+	}
+	if err != nil {
+		for _, e := range config.Errors(err) {
+			fmt.Fprintln(stderr, e.Error())
+		}
+		return nil, false
+	}
+	return cfg, true
+}
+
 // storeProfile is `import` without --nm: it reads the profile and every file it names as
 // the caller, like up, and stores the self-contained result with the daemon, which keeps it
 // root-only for this user.
@@ -39,14 +56,8 @@ func storeProfile(path, name string, stdout, stderr io.Writer) int {
 	}
 	pr := newPrompter(upStdin, stderr)
 	defer pr.close()
-	cfg, warns, err := config.LoadWith(path, config.LoadOptions{Passphrase: pr.passphrase})
-	for _, w := range warns {
-		fmt.Fprintln(stderr, w.String())
-	}
-	if err != nil {
-		for _, e := range config.Errors(err) {
-			fmt.Fprintln(stderr, e.Error())
-		}
+	cfg, ok := loadProfile(path, pr, stderr)
+	if !ok {
 		return exitFail
 	}
 	c, err := connect()

@@ -13,7 +13,6 @@ import (
 
 	"github.com/godbus/dbus/v5"
 
-	"github.com/ovpnd/ovpnd/config"
 	api "github.com/ovpnd/ovpnd/dbus"
 )
 
@@ -58,14 +57,8 @@ func runUp(args []string, stdout, stderr io.Writer) int {
 	defer pr.close()
 	var profile string
 	if !stored {
-		cfg, warns, err := config.LoadWith(path, config.LoadOptions{Passphrase: pr.passphrase})
-		for _, w := range warns {
-			fmt.Fprintln(stderr, w.String())
-		}
-		if err != nil {
-			for _, e := range config.Errors(err) {
-				fmt.Fprintln(stderr, e.Error())
-			}
+		cfg, ok := loadProfile(path, pr, stderr)
+		if !ok {
 			return exitFail
 		}
 		profile = string(cfg.Format())
