@@ -1037,33 +1037,15 @@ func (c *Client) handlePushUpdate(now time.Time, msg string) {
 		c.fatal(StateReconnecting, "push-update-failed", err)
 		return
 	}
-	r := u.Reply
-	if r.Ping != nil {
-		c.ping = *r.Ping
-	}
-	if r.PingTimeout != nil {
-		switch r.PingTimeoutAction {
-		case push.PingRestart:
-			c.pingRestart, c.pingExit = *r.PingTimeout, 0
-		case push.PingExit:
-			c.pingExit, c.pingRestart = *r.PingTimeout, 0
-		}
-	}
+	c.applyPingTimers(u.Reply)
 	// New timers count from now, as after the first push.
 	c.lastRecv = now
 	c.emit(EventPushUpdate{Update: u})
 }
 
-// applyPush applies the protocol options of a parsed push (options.c,
-// OPT_P_NCP/TIMER/PEER_ID/...). A value the engine cannot use is added to r.Warnings, so that
-// nothing accepted by the grammar is dropped silently.
-func (c *Client) applyPush(r *push.Reply) error {
-	warn := func(format string, args ...any) {
-		r.Warnings = append(r.Warnings, push.Warning{Msg: fmt.Sprintf(format, args...)})
-	}
-	if r.PeerID != nil {
-		c.peerID = *r.PeerID
-	}
+// applyPingTimers applies pushed ping and ping-restart/ping-exit, for the first push and for
+// PUSH_UPDATE alike.
+func (c *Client) applyPingTimers(r *push.Reply) {
 	if r.Ping != nil {
 		c.ping = *r.Ping
 	}
@@ -1076,6 +1058,19 @@ func (c *Client) applyPush(r *push.Reply) error {
 			c.pingExit, c.pingRestart = *r.PingTimeout, 0
 		}
 	}
+}
+
+// applyPush applies the protocol options of a parsed push (options.c,
+// OPT_P_NCP/TIMER/PEER_ID/...). A value the engine cannot use is added to r.Warnings, so that
+// nothing accepted by the grammar is dropped silently.
+func (c *Client) applyPush(r *push.Reply) error {
+	warn := func(format string, args ...any) {
+		r.Warnings = append(r.Warnings, push.Warning{Msg: fmt.Sprintf(format, args...)})
+	}
+	if r.PeerID != nil {
+		c.peerID = *r.PeerID
+	}
+	c.applyPingTimers(r)
 	if r.Reneg != nil {
 		d := r.Reneg.Max
 		if span := r.Reneg.Max - r.Reneg.Min; span > 0 {
