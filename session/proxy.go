@@ -27,7 +27,6 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	xproxy "golang.org/x/net/proxy"
@@ -124,14 +123,7 @@ func (r *runner) dialProxy(ctx context.Context, conn *config.Connection, proxyAd
 // and local address the profile asks for.
 func tcpDialer(o udpDialOptions) *net.Dialer {
 	d := &net.Dialer{
-		Control: func(_, _ string, c syscall.RawConn) error {
-			var serr error
-			err := c.Control(func(fd uintptr) { serr = setSocketOptions(int(fd), o.SndBuf, o.RcvBuf, o.Mark) })
-			if err != nil {
-				return err
-			}
-			return serr
-		},
+		Control: o.control,
 	}
 	if o.Local.IsValid() || o.Local.Port() != 0 {
 		d.LocalAddr = net.TCPAddrFromAddrPort(o.Local)

@@ -112,6 +112,17 @@ type udpDialOptions struct {
 	OnUnreachable func()
 }
 
+// control is the net.Dialer Control of UDP and TCP sockets alike: it applies sndbuf, rcvbuf and
+// mark before the socket binds or connects.
+func (o udpDialOptions) control(_, _ string, c syscall.RawConn) error {
+	var serr error
+	err := c.Control(func(fd uintptr) { serr = setSocketOptions(int(fd), o.SndBuf, o.RcvBuf, o.Mark) })
+	if err != nil {
+		return err
+	}
+	return serr
+}
+
 // dialUDP connects a UDP socket to remote.
 func dialUDP(ctx context.Context, remote netip.AddrPort, o udpDialOptions) (*udpConn, error) {
 	network := o.Network
@@ -125,14 +136,7 @@ func dialUDP(ctx context.Context, remote netip.AddrPort, o udpDialOptions) (*udp
 		network = "udp6"
 	}
 	d := net.Dialer{
-		Control: func(_, _ string, c syscall.RawConn) error {
-			var serr error
-			err := c.Control(func(fd uintptr) { serr = setSocketOptions(int(fd), o.SndBuf, o.RcvBuf, o.Mark) })
-			if err != nil {
-				return err
-			}
-			return serr
-		},
+		Control: o.control,
 	}
 	if o.Local.IsValid() || o.Local.Port() != 0 {
 		local := o.Local
