@@ -198,19 +198,12 @@ func undoState(k kernel, l *ledger, s *state, statePath string, dialBus func() (
 // longer running, and removes those records. Daemons call it at start, and
 // `ovpnd cleanup` calls only this.
 func CleanUp(stateDir string, logf func(format string, args ...any)) error {
-	if logf == nil {
-		logf = func(string, ...any) {}
-	}
-	k, err := newNetlinkKernel()
-	if err != nil {
-		return err
-	}
-	defer k.close()
-	return cleanUp(stateDir, k, nil, logf)
+	return CleanUpInstance(stateDir, "", logf)
 }
 
 // CleanUpInstance is CleanUp limited to the records of one tunnel name: what ovpnd@NAME runs
-// before it starts and after it stops, so that one instance never touches another's state.
+// before it starts and after it stops, so that one instance never touches another's state. An
+// empty instance is every record, as CleanUp.
 func CleanUpInstance(stateDir, instance string, logf func(format string, args ...any)) error {
 	if logf == nil {
 		logf = func(string, ...any) {}
