@@ -2,7 +2,6 @@ package config
 
 import (
 	"bytes"
-	"crypto"
 	"crypto/aes"
 	"crypto/cipher"
 	"crypto/des"
@@ -241,11 +240,4 @@ func prfHash(oid asn1.ObjectIdentifier) (func() hash.Hash, bool) {
 		return sha512.New, true
 	}
 	return nil, false
-}
-
-// DecryptKey decrypts an encrypted PEM private key (PKCS#8 "ENCRYPTED PRIVATE KEY" or a
-// legacy "Proc-Type: 4,ENCRYPTED" block) with pass and returns the key and its plain PKCS#8
-// PEM. An unencrypted key is returned as parseKey reads it.
-func DecryptKey(data, pass []byte) (crypto.Signer, []byte, error) {
-	return parseKeyWith(data, pass)
 }

@@ -174,7 +174,7 @@ func encryptedPKCS8(t testing.TB, kdfOID asn1.ObjectIdentifier, kdf any) []byte 
 	return der
 }
 
-// FuzzDecryptKey feeds arbitrary PEM key blocks to the decryption entry point: no panic, a
+// FuzzDecryptKey feeds arbitrary PEM key blocks to parseKeyWith with a passphrase: no panic, a
 // bounded amount of work, and anything that decrypts is a usable key.
 func FuzzDecryptKey(f *testing.F) {
 	for _, n := range []string{"client-pkcs8-enc.key", "client-scrypt-enc.key", "client-legacy-enc.key", "client.key"} {
@@ -182,7 +182,7 @@ func FuzzDecryptKey(f *testing.F) {
 	}
 	f.Add(pem.EncodeToMemory(&pem.Block{Type: "ENCRYPTED PRIVATE KEY", Bytes: encryptedPKCS8(f, oidPBKDF2, pbkdf2Params{Salt: []byte("s"), Iter: 1})}))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		k, norm, err := DecryptKey(data, []byte("secret"))
+		k, norm, err := parseKeyWith(data, []byte("secret"))
 		if err != nil {
 			if errors.Is(err, errKeyEncrypted) {
 				t.Fatal("asked for a passphrase that was given")
