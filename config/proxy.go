@@ -98,7 +98,7 @@ func applyHTTPProxy(p *parser, s *scope, it *item) error {
 		case len(it.args) > 3 && strings.EqualFold(it.args[3], "none"):
 			// OpenVPN never reads the file of method none.
 		default:
-			c, err := p.proxyCredsFile(it)
+			c, err := p.proxyCreds(it.sub(2))
 			if err != nil {
 				return err
 			}
@@ -108,16 +108,17 @@ func applyHTTPProxy(p *parser, s *scope, it *item) error {
 	return nil
 }
 
-// proxyCredsFile reads the credentials file that http-proxy and socks-proxy name in their third
-// argument. Its contents are read now: the daemon never opens a caller's files.
-func (p *parser) proxyCredsFile(it *item) (*ProxyCreds, error) {
-	data, err := p.material(it.sub(2))
+// proxyCreds reads proxy credentials from the file it names first or its inline block: the
+// third argument of http-proxy and socks-proxy (passed as it.sub(2)), or http-proxy-user-pass.
+// The contents are read now: the daemon never opens a caller's files.
+func (p *parser) proxyCreds(it *item) (*ProxyCreds, error) {
+	data, err := p.material(it)
 	if err != nil {
 		return nil, err
 	}
 	c, err := parseProxyCreds(data)
 	if err != nil {
-		return nil, materialErr(it.sub(2), err)
+		return nil, materialErr(it, err)
 	}
 	return c, nil
 }
@@ -134,13 +135,9 @@ func applyHTTPProxyUserPass(p *parser, s *scope, it *item) error {
 	if !p.once(s, it, it.name, it.argString()) {
 		return nil
 	}
-	data, err := p.material(it)
+	c, err := p.proxyCreds(it)
 	if err != nil {
 		return err
-	}
-	c, err := parseProxyCreds(data)
-	if err != nil {
-		return materialErr(it, err)
 	}
 	p.proxy.httpUserPass, p.proxy.httpCreds = it, c
 	return nil
@@ -204,7 +201,7 @@ func applySOCKSProxy(p *parser, s *scope, it *item) error {
 	}
 	p.proxy.socks = it
 	if len(it.args) > 2 && it.args[2] != "stdin" {
-		c, err := p.proxyCredsFile(it)
+		c, err := p.proxyCreds(it.sub(2))
 		if err != nil {
 			return err
 		}
