@@ -3,6 +3,7 @@ package routing
 import (
 	"errors"
 	"fmt"
+	"net/netip"
 	"slices"
 )
 
@@ -65,4 +66,66 @@ func Sanitize(cfg *Config) (*Config, error) {
 	}
 	out.DNS = d
 	return out, errors.Join(errs...)
+}
+
+// recordExternal makes the host ledger's claims of an External tunnel those
+// of cfg, without applying anything: its addresses, its routes into the
+// tunnel, a redirect's default routes (NetworkManager installs 0.0.0.0/0 and
+// ::/0 rather than the def1 halves), the host routes to its servers, and its
+// DNS domains. Other owners' tunnels are then held to them by the policy as
+// to any tunnel's. nil, or a Config without a link, drops the claims.
+func (r *Router) recordExternal(l *ledger, cfg *Config) error {
+	c, err := Sanitize(cfg)
+	if c == nil || c.Link == "" {
+		l.forgetExternal(r.instance)
+		return err
+	}
+	li, lerr := r.k.LinkByName(c.Link)
+	if lerr != nil {
+		l.forgetExternal(r.instance)
+		return errors.Join(err, fmt.Errorf("routing: %w", lerr))
+	}
+	// The per-tunnel record first, as for applied changes: a crash after
+	// this leaves a record whose cleanup releases the claims.
+	if werr := writeState(r.path, &r.st); werr != nil {
+		return errors.Join(err, fmt.Errorf("routing: recording state: %w", werr))
+	}
+	t := l.tunnel(r.instance, true)
+	t.Owner, t.Privileged, t.LinkIndex, t.External = r.owner, r.privileged, li.Index, true
+	t.Addrs, t.Recorded, t.Domains = nil, nil, nil
+	for _, a := range c.Addrs {
+		t.Addrs = append(t.Addrs, a.Prefix)
+	}
+	add := func(dst netip.Prefix, full bool) {
+		if !slices.ContainsFunc(t.Recorded, func(x recordedRoute) bool { return x.Dst == dst }) {
+			t.Recorded = append(t.Recorded, recordedRoute{Dst: dst, Full: full})
+		}
+	}
+	if rd := c.Redirect; rd != nil {
+		if !rd.NoIPv4 {
+			add(netip.PrefixFrom(netip.IPv4Unspecified(), 0), true)
+		}
+		if rd.IPv6 {
+			add(netip.PrefixFrom(netip.IPv6Unspecified(), 0), true)
+		}
+	}
+	for _, rt := range c.Routes {
+		// A net_gateway route is not handed to the applier (it could
+		// only put it on the tunnel): nothing to claim.
+		if !rt.ViaNetGateway {
+			add(rt.Dst, false)
+		}
+	}
+	for _, s := range c.ServerAddrs {
+		add(netip.PrefixFrom(s, s.BitLen()), false)
+	}
+	if c.DNS != nil {
+		t.Domains = append(slices.Clone(c.DNS.Search), c.DNS.RoutingDomains...)
+	}
+	return err
+}
+
+// forgetExternal drops the claims of External tunnel id.
+func (l *ledger) forgetExternal(id string) {
+	l.Tunnels = slices.DeleteFunc(l.Tunnels, func(t *ledgerTunnel) bool { return t.ID == id && t.External })
 }

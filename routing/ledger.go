@@ -58,6 +58,23 @@ type ledgerTunnel struct {
 	DNS        *DNS   `json:"dns,omitempty"`
 	ResolvConf string `json:"resolv_conf,omitempty"`
 	DNSSeq     uint64 `json:"dns_seq,omitempty"`
+	// External marks a tunnel whose addresses, routes and DNS another
+	// program applies (NetworkManager, for ovpnd's external network mode):
+	// its Addrs, Domains and Recorded are claims recorded only, for the
+	// policy on other owners and to tell its routes from the host's. Nothing
+	// of it is in Keys, Displaced or ResolvConfs, and releasing it never
+	// touches the kernel or a resolver.
+	External bool `json:"external,omitempty"`
+	// Recorded are an External tunnel's routes.
+	Recorded []recordedRoute `json:"recorded,omitempty"`
+}
+
+// recordedRoute is a route of an External tunnel: installed by its applier
+// on the tunnel's link (or, for the server, outside it), never by ovpnd.
+type recordedRoute struct {
+	Dst netip.Prefix `json:"dst"`
+	// Full marks the default route of a redirect-gateway, as claim.Full.
+	Full bool `json:"full,omitempty"`
 }
 
 // ledgerKey is one kernel route key and who claims it.
@@ -241,15 +258,31 @@ func (l *ledger) claimOf(id string, k routeKey) (claim, bool) {
 }
 
 // tunnelRoute reports whether rt is a route some tunnel claims (in the
-// kernel or waiting below a newer claim), and whether it is a full-tunnel one.
+// kernel or waiting below a newer claim, or installed by an External
+// tunnel's applier), and whether it is a full-tunnel one.
 func (l *ledger) tunnelRoute(rt kroute) (held, full bool) {
-	e := l.key(rt.key())
-	if e == nil {
-		return false, false
+	if e := l.key(rt.key()); e != nil {
+		for _, c := range e.Claims {
+			if c.Route.sameRoute(rt) {
+				return true, c.Full
+			}
+		}
 	}
-	for _, c := range e.Claims {
-		if c.Route.sameRoute(rt) {
-			return true, c.Full
+	return l.externalRoute(rt)
+}
+
+// externalRoute reports whether rt, on an External tunnel's link, is one of
+// the routes that tunnel recorded, and whether it is a full-tunnel one: its
+// applier chose the metric, so only the destination and link must match.
+func (l *ledger) externalRoute(rt kroute) (held, full bool) {
+	for _, t := range l.Tunnels {
+		if !t.External || t.LinkIndex == 0 || t.LinkIndex != rt.LinkIndex {
+			continue
+		}
+		for _, c := range t.Recorded {
+			if c.Dst == rt.Dst {
+				return true, c.Full
+			}
 		}
 	}
 	return false, false
@@ -263,6 +296,14 @@ func (l *ledger) otherClaims(id string) []claim {
 			if c.Tunnel != id {
 				out = append(out, c)
 			}
+		}
+	}
+	for _, t := range l.Tunnels {
+		if !t.External || t.ID == id {
+			continue
+		}
+		for _, c := range t.Recorded {
+			out = append(out, claim{Tunnel: t.ID, Route: kroute{Dst: c.Dst, LinkIndex: t.LinkIndex}, Full: c.Full})
 		}
 	}
 	return out
@@ -470,6 +511,9 @@ func (l *ledger) orphans(gone func(id string) bool) []*state {
 	var out []*state
 	for _, id := range ids {
 		s := &state{Version: stateVersion, Instance: id}
+		if t := l.tunnel(id, false); t != nil {
+			s.External = t.External
+		}
 		for _, k := range l.Keys {
 			for _, c := range k.Claims {
 				if c.Tunnel == id {

@@ -39,6 +39,12 @@ type Options struct {
 	// MayOverride lets a non-root Owner take them anyway (polkit action
 	// net.ovpnd1.override).
 	MayOverride bool
+	// External records the tunnel's network settings in the host ledger as
+	// claims without applying them: another program applies them (ovpnd's
+	// external network mode, for NetworkManager). Set records, Close and
+	// crash cleanup release, and none of them touches the kernel or the
+	// resolver. Only root's tunnels (Owner 0) may use it.
+	External bool
 
 	// Test seams; nil means the real kernel, bus and files.
 	kernel     kernel
@@ -60,6 +66,9 @@ type Router struct {
 	bypass     func(dhcp, dns bool, linkIndex int) []netip.Addr
 	preDNS     []netip.Addr
 
+	// external only records claims (Options.External).
+	external bool
+
 	mu     sync.Mutex
 	st     state
 	dns    dnsBackend
@@ -78,6 +87,9 @@ func New(opts Options) (*Router, error) {
 	}
 	if opts.ResolvConf == "" {
 		opts.ResolvConf = "/etc/resolv.conf"
+	}
+	if opts.External && opts.Owner != 0 {
+		return nil, fmt.Errorf("routing: tunnel %q: only root's tunnels may leave their settings to another program", opts.Instance)
 	}
 	logf := opts.Logf
 	if logf == nil {
@@ -139,6 +151,11 @@ func New(opts Options) (*Router, error) {
 		prefixed("%v", err)
 	}
 	r.st = newState(opts.Instance, opts.pid)
+	if opts.External {
+		r.external, r.st.External, r.dns = true, true, noneDNS{}
+		prefixed("another program applies the network settings; recording them in the host ledger only")
+		return r, nil
+	}
 	r.dns = chooseDNS(opts, prefixed)
 	if p, ok := r.dns.(interface{ setPersist(func(*dnsRecord) error) }); ok {
 		p.setPersist(r.persistDNS)
@@ -166,6 +183,9 @@ func (r *Router) Set(cfg *Config) error {
 	if r.closed {
 		return errors.New("routing: Set on a closed Router")
 	}
+	if r.external {
+		return r.withLedger(func(l *ledger) error { return r.recordExternal(l, cfg) })
+	}
 	return r.withLedger(func(l *ledger) error { return r.setLocked(l, cfg) })
 }
 
@@ -188,6 +208,9 @@ func (r *Router) Refresh() error {
 	if r.closed {
 		return errors.New("routing: Refresh on a closed Router")
 	}
+	if r.external {
+		return nil // the applier follows the underlying network itself
+	}
 	return r.withLedger(func(l *ledger) error { return r.setLocked(l, r.last) })
 }
 
@@ -200,6 +223,10 @@ func (r *Router) Close() error {
 	}
 	r.closed = true
 	err := r.withLedger(func(l *ledger) error {
+		if r.external {
+			l.forgetExternal(r.instance)
+			return nil
+		}
 		err := r.setLocked(l, nil)
 		if derr := r.dns.close(l); derr != nil {
 			err = errors.Join(err, fmt.Errorf("reverting DNS: %w", derr))

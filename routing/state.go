@@ -46,6 +46,10 @@ type state struct {
 	NetGW map[netip.Addr]path `json:"net_gateway,omitempty"`
 
 	DNS *dnsRecord `json:"dns,omitempty"`
+
+	// External: the tunnel only recorded claims in the host ledger (see
+	// Options.External); undoing it forgets them and touches nothing else.
+	External bool `json:"external,omitempty"`
 }
 
 // dnsRecord says what DNS change to undo.
@@ -181,6 +185,13 @@ func parseState(b []byte) (*state, error) {
 // The host ledger l is locked by the caller: the dead tunnel's claims are
 // released like a live tunnel's, so other tunnels keep theirs.
 func undoState(k kernel, l *ledger, s *state, statePath string, dialBus func() (resolvedBus, error), logf func(string, ...any)) error {
+	if s.External {
+		// Its routes, addresses and DNS are its applier's (NetworkManager
+		// removes them with the tun device); only the claims go.
+		l.forgetExternal(s.Instance)
+		logf("released the claims recorded for a tunnel applied by another program")
+		return nil
+	}
 	r := &Router{k: k, logf: logf, st: *s, path: statePath, instance: s.Instance,
 		bypass: func(bool, bool, int) []netip.Addr { return nil }}
 	r.dns = dnsFromRecord(s.DNS, s.Instance, dialBus, logf)

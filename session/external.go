@@ -1,6 +1,7 @@
 package session
 
 import (
+	"errors"
 	"fmt"
 
 	"github.com/ovpnd/ovpnd/routing"
@@ -14,9 +15,14 @@ const DNSModeExternal = "external"
 // the network configuration routing would have applied in Status.NetConfig,
 // for the client that applies it (NetworkManager's plugin). The session
 // still creates and keeps the tun device and runs the protocol; nothing here
-// touches the kernel or the resolver.
+// touches the kernel or the resolver. The configuration still takes part in
+// the host-wide network ownership: claims records it in routing's host
+// ledger, so that other owners' tunnels are held to it as to any tunnel's.
 type externalNet struct {
 	s *Session
+	// claims is a routing.Router with Options.External: it records, never
+	// applies.
+	claims netRouter
 }
 
 // Set publishes cfg after routing's own bounds and checks (routing.Sanitize);
@@ -27,6 +33,11 @@ func (e *externalNet) Set(cfg *routing.Config) error {
 	if c != nil && c.Link == "" {
 		c = nil
 	}
+	// Claimed before it is published: the applier installs it only then.
+	cerr := e.claims.Set(c)
+	if cerr != nil {
+		cerr = fmt.Errorf("recording the network configuration in the host ledger: %w", cerr)
+	}
 	e.s.update(func(st *Status) {
 		st.NetConfig = c
 		if c != nil {
@@ -34,9 +45,9 @@ func (e *externalNet) Set(cfg *routing.Config) error {
 		}
 	})
 	if err != nil {
-		return fmt.Errorf("network configuration for the external client: %w", err)
+		err = fmt.Errorf("network configuration for the external client: %w", err)
 	}
-	return nil
+	return errors.Join(err, cerr)
 }
 
 // Refresh has nothing to redo: the client that applies the configuration
@@ -46,5 +57,5 @@ func (e *externalNet) Refresh() error { return nil }
 // DNSMode says that DNS is left to the external client.
 func (e *externalNet) DNSMode() string { return DNSModeExternal }
 
-// Close withdraws the configuration.
-func (e *externalNet) Close() error { return e.Set(nil) }
+// Close withdraws the configuration and releases its claims.
+func (e *externalNet) Close() error { return errors.Join(e.Set(nil), e.claims.Close()) }

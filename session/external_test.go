@@ -14,7 +14,8 @@ import (
 func TestExternalNetPublishes(t *testing.T) {
 	r, _, logs := newTestRunner(t, &config.Config{TunMTU: 1500})
 	r.s.opts.ExternalNet = true
-	r.router = &externalNet{s: r.s}
+	claims := &claimsRecorder{}
+	r.router = &externalNet{s: r.s, claims: claims}
 	server := netip.MustParseAddr("198.18.0.1")
 	push := append(append([]string(nil), labPush...), "route 192.0.2.0 255.255.255.0 net_gateway", "dhcp-option DNS 0.0.0.0", "dhcp-option DOMAIN bad..name")
 	if err := applyPushLines(r, push, server); err != nil {
@@ -24,6 +25,9 @@ func TestExternalNetPublishes(t *testing.T) {
 	c := st.NetConfig
 	if c == nil || st.NetGen != 1 {
 		t.Fatalf("nothing published (gen %d)", st.NetGen)
+	}
+	if claims.last() != c {
+		t.Errorf("claimed %+v, published %+v", claims.last(), c)
 	}
 	if c.Link != "tun0" || c.MTU != 1500 || len(c.ServerAddrs) != 1 || c.ServerAddrs[0] != server {
 		t.Errorf("link %q MTU %d servers %v", c.Link, c.MTU, c.ServerAddrs)
@@ -49,6 +53,8 @@ func TestExternalNetPublishes(t *testing.T) {
 	}
 	if st := r.s.Status(); st.NetGen != 2 || st.NetConfig == c {
 		t.Errorf("a second push: generation %d", st.NetGen)
+	} else if claims.last() != st.NetConfig {
+		t.Errorf("claimed %+v, published %+v", claims.last(), st.NetConfig)
 	}
 	if err := r.teardown(); err != nil {
 		t.Fatal(err)
@@ -56,4 +62,18 @@ func TestExternalNetPublishes(t *testing.T) {
 	if st := r.s.Status(); st.NetConfig != nil {
 		t.Errorf("teardown left %+v", st.NetConfig)
 	}
+	if claims.last() != nil || !claims.closed {
+		t.Errorf("teardown left the claims %+v (closed %v)", claims.last(), claims.closed)
+	}
+}
+
+// claimsRecorder stands for the routing.Router that records an external session's claims.
+type claimsRecorder struct {
+	fakeRouter
+	closed bool
+}
+
+func (c *claimsRecorder) Close() error {
+	c.closed = true
+	return nil
 }

@@ -140,7 +140,14 @@ func (r *runner) run(ctx context.Context) error {
 	if newRouter == nil {
 		newRouter = func(o routing.Options) (netRouter, error) { return routing.New(o) }
 		if s.opts.ExternalNet {
-			newRouter = func(routing.Options) (netRouter, error) { return &externalNet{s: s}, nil }
+			newRouter = func(o routing.Options) (netRouter, error) {
+				o.External = true
+				claims, err := routing.New(o)
+				if err != nil {
+					return nil, err
+				}
+				return &externalNet{s: s, claims: claims}, nil
+			}
 		}
 	}
 	if r.cfg.DevType != config.DevNull {
