@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/godbus/dbus/v5"
+
 	api "github.com/ovpnd/ovpnd/dbus"
 	"github.com/ovpnd/ovpnd/tests/lab"
 )
@@ -27,6 +29,9 @@ import (
 //     and alice's subnet and the LAN host stay where they were. Before, bob's halves pulled
 //     alice's subnet into his tunnel while her session still said connected.
 //   - A persistent tun that root created, and lport 53, are refused to bob at Start.
+//   - Root's external-network session (NetworkManager's) applies nothing, but its route
+//     10.60.0.0/16 is a claim in the host ledger: bob's session is refused 10.60.0.0/17, and
+//     the claim goes when the session's caller leaves the bus.
 func TestOwners(t *testing.T) {
 	l := lab.New(t, lab.Options{})
 	srv := l.StartServer(lab.ServerOptions{Wrap: "tls-crypt", Extra: []string{"duplicate-cn"}})
@@ -97,6 +102,43 @@ func TestOwners(t *testing.T) {
 	}
 	if _, st, reason := status(&alice, "work"); st != api.StateConnected || reason != "" {
 		t.Errorf("alice's session: %s %q", st, reason)
+	}
+
+	// Root's session in external network mode, as NetworkManager's plugin starts it.
+	rootBus, err := dbus.Connect(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rootBus.Close()
+	ext := map[string]dbus.Variant{api.StartOptionExternalNetwork: dbus.MakeVariant(true)}
+	if err := rootBus.Object(api.BusName, api.ManagerPath).Call(api.ManagerInterface+".Start", 0, "nm", profile("route 10.60.0.0 255.255.0.0"), ext).Err; err != nil {
+		t.Fatalf("root's external-network Start: %v", err)
+	}
+	ledger := func() string {
+		b, _ := os.ReadFile(filepath.Join(stateDir, "host.json"))
+		return string(b)
+	}
+	for deadline := time.Now().Add(30 * time.Second); !strings.Contains(ledger(), `"10.60.0.0/16"`); time.Sleep(100 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the external session's claims are not in the host ledger:\n%s", ledger())
+		}
+	}
+	if got := l.ClientRouteGet("10.60.1.1"); !strings.Contains(got, " dev "+devB) {
+		t.Errorf("the external session applied its route: ip route get 10.60.1.1: %q", got)
+	}
+	if out, code := up(&bob, "grab", "route 10.60.0.0 255.255.128.0"); code != 0 {
+		t.Errorf("bob's ovpnctl up beside root's external session: exit %d: %s", code, out)
+	} else if _, st, reason := status(&bob, "grab"); st != api.StateConnected || !strings.Contains(reason, "refused: route 10.60.0.0/17") {
+		t.Errorf("bob's session beside root's external one: %s, reason %q; want the route refused", st, reason)
+	}
+	if out, stderr, code := runAs(t, &bob, addr, nil, "", ovpnctl, "down", "grab"); code != 0 {
+		t.Errorf("bob: ovpnctl down grab: exit %d: %s %s", code, out, stderr)
+	}
+	rootBus.Close() // the applier leaves: the daemon ends the session and drops its claims
+	for deadline := time.Now().Add(30 * time.Second); strings.Contains(ledger(), `"10.60.0.0/16"`); time.Sleep(100 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the external session's claims outlived it:\n%s", ledger())
+		}
 	}
 
 	// Root's instance "work" beside the two users' sessions.
