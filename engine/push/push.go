@@ -347,6 +347,14 @@ func number(s string, max uint64) (int, error) {
 	return int(n), nil
 }
 
+// optNumber is the optional first argument a as a number up to max, or def when it is absent.
+func optNumber(a []string, def int, max uint64) (int, error) {
+	if len(a) == 0 {
+		return def, nil
+	}
+	return number(a[0], max)
+}
+
 func setSeconds(field func(r *Reply) **time.Duration) func(r *Reply, a []string, name string) error {
 	return func(r *Reply, a []string, name string) error {
 		d, err := seconds(a[0])
@@ -424,12 +432,9 @@ var handlers = map[string]handler{
 		return nil
 	}},
 	"mssfix": {0, 2, false, func(r *Reply, a []string, name string) error {
-		n := 1492
-		if len(a) > 0 {
-			var err error
-			if n, err = number(a[0], 65535); err != nil {
-				return err
-			}
+		n, err := optNumber(a, 1492, 65535)
+		if err != nil {
+			return err
 		}
 		if len(a) > 1 && a[1] != "mtu" && a[1] != "fixed" {
 			return fmt.Errorf("unknown flag %q (want mtu or fixed)", a[1])
@@ -483,12 +488,9 @@ var handlers = map[string]handler{
 		return nil
 	}},
 	"explicit-exit-notify": {0, 1, false, func(r *Reply, a []string, name string) error {
-		n := 1
-		if len(a) > 0 {
-			var err error
-			if n, err = number(a[0], 1000); err != nil {
-				return err
-			}
+		n, err := optNumber(a, 1, 1000)
+		if err != nil {
+			return err
 		}
 		r.ExplicitExitNotify = &n
 		return nil
