@@ -169,25 +169,14 @@ const maxCredentialFile = 64 << 10
 // $CREDENTIALS_DIRECTORY. It returns nil when dir is empty or holds no such credential.
 // The file is read when the server asks, so nothing is kept in memory in between.
 func CredentialsFromDirectory(dir string) (func(ctx context.Context) (string, string, error), error) {
-	if dir == "" {
-		return nil, nil
-	}
-	path := filepath.Join(dir, "auth-user-pass")
-	if _, err := os.Stat(path); err != nil {
-		if errors.Is(err, os.ErrNotExist) {
-			return nil, nil
-		}
-		return nil, fmt.Errorf("reading credential auth-user-pass: %w", err)
+	path, err := credentialPath(dir, "auth-user-pass")
+	if path == "" {
+		return nil, err
 	}
 	return func(context.Context) (string, string, error) {
-		f, err := os.Open(path)
+		data, err := readCredential(path, "auth-user-pass")
 		if err != nil {
-			return "", "", fmt.Errorf("reading credential auth-user-pass: %w", err)
-		}
-		defer f.Close()
-		data, err := io.ReadAll(io.LimitReader(f, maxCredentialFile+1))
-		if err != nil {
-			return "", "", fmt.Errorf("reading credential auth-user-pass: %w", err)
+			return "", "", err
 		}
 		return parseUserPass(data)
 	}, nil
@@ -197,32 +186,53 @@ func CredentialsFromDirectory(dir string) (func(ctx context.Context) (string, st
 // ovpnd@NAME: the first line of the systemd credential "askpass" (LoadCredential=askpass:FILE)
 // in dir, $CREDENTIALS_DIRECTORY. It is nil when there is no such credential.
 func PassphraseFromDirectory(dir string) (func(what string) ([]byte, error), error) {
-	if dir == "" {
-		return nil, nil
-	}
-	path := filepath.Join(dir, "askpass")
-	if _, err := os.Stat(path); err != nil {
-		if errors.Is(err, os.ErrNotExist) {
-			return nil, nil
-		}
-		return nil, fmt.Errorf("reading credential askpass: %w", err)
+	path, err := credentialPath(dir, "askpass")
+	if path == "" {
+		return nil, err
 	}
 	return func(string) ([]byte, error) {
-		f, err := os.Open(path)
+		data, err := readCredential(path, "askpass")
 		if err != nil {
-			return nil, fmt.Errorf("reading credential askpass: %w", err)
-		}
-		defer f.Close()
-		data, err := io.ReadAll(io.LimitReader(f, maxCredentialFile+1))
-		if err != nil {
-			return nil, fmt.Errorf("reading credential askpass: %w", err)
-		}
-		if len(data) > maxCredentialFile {
-			return nil, fmt.Errorf("credential askpass is larger than %d bytes", maxCredentialFile)
+			return nil, err
 		}
 		line, _, _ := bytes.Cut(data, []byte("\n"))
 		return bytes.TrimSuffix(line, []byte("\r")), nil
 	}, nil
+}
+
+// credentialPath is the path of the systemd credential name in dir ($CREDENTIALS_DIRECTORY),
+// or "" when dir is empty or holds no such credential (err is then nil unless it could not be
+// looked up).
+func credentialPath(dir, name string) (string, error) {
+	if dir == "" {
+		return "", nil
+	}
+	path := filepath.Join(dir, name)
+	if _, err := os.Stat(path); err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return "", nil
+		}
+		return "", fmt.Errorf("reading credential %s: %w", name, err)
+	}
+	return path, nil
+}
+
+// readCredential reads the credential name at path, at most maxCredentialFile bytes: it is
+// read when needed, so that nothing is kept in memory in between.
+func readCredential(path, name string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading credential %s: %w", name, err)
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, maxCredentialFile+1))
+	if err != nil {
+		return nil, fmt.Errorf("reading credential %s: %w", name, err)
+	}
+	if len(data) > maxCredentialFile {
+		return nil, fmt.Errorf("credential %s is larger than %d bytes", name, maxCredentialFile)
+	}
+	return data, nil
 }
 
 // parseUserPass splits an auth-user-pass file: username on the first line, password on
