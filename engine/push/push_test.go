@@ -199,3 +199,21 @@ func TestRedact(t *testing.T) {
 		}
 	}
 }
+
+// TestParseOptionalNumbers: mssfix and explicit-exit-notify without their number take
+// OpenVPN's defaults, and a number past the bound is not accepted.
+func TestParseOptionalNumbers(t *testing.T) {
+	r, err := Parse([]string{"mssfix", "explicit-exit-notify"}, Policy{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.MSSFix == nil || *r.MSSFix != 1492 || r.ExplicitExitNotify == nil || *r.ExplicitExitNotify != 1 {
+		t.Errorf("mssfix %v, explicit-exit-notify %v; want 1492 and 1", r.MSSFix, r.ExplicitExitNotify)
+	}
+	for _, line := range []string{"mssfix 65536", "explicit-exit-notify 1001"} {
+		r, err := Parse([]string{line}, Policy{})
+		if err == nil && (r.MSSFix != nil || r.ExplicitExitNotify != nil) {
+			t.Errorf("%q accepted: %+v", line, r)
+		}
+	}
+}
