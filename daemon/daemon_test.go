@@ -155,6 +155,32 @@ func TestCredentialsFromDirectory(t *testing.T) {
 	}
 }
 
+// TestPassphraseFromDirectory: the askpass credential's first line (CR dropped) is the
+// passphrase; no credential is no reader; an oversized one is refused when read.
+func TestPassphraseFromDirectory(t *testing.T) {
+	dir := t.TempDir()
+	if rd, err := PassphraseFromDirectory(dir); rd != nil || err != nil {
+		t.Fatalf("no credential: %v %v", rd != nil, err)
+	}
+	path := filepath.Join(dir, "askpass")
+	if err := os.WriteFile(path, []byte("secret\r\nsecond line\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	rd, err := PassphraseFromDirectory(dir)
+	if err != nil || rd == nil {
+		t.Fatalf("credential present: %v", err)
+	}
+	if pass, err := rd("key"); string(pass) != "secret" || err != nil {
+		t.Errorf("got %q %v, want secret", pass, err)
+	}
+	if err := os.WriteFile(path, bytes.Repeat([]byte("x"), maxCredentialFile+1), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := rd("key"); err == nil || !strings.Contains(err.Error(), "askpass is larger") {
+		t.Errorf("oversized credential: %v", err)
+	}
+}
+
 func TestCheckGroupFallback(t *testing.T) {
 	a := &BusAuthorizer{
 		FallbackGID: func() (uint32, error) { return 990, nil },
