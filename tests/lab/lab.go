@@ -578,6 +578,13 @@ func ownerPID(name, prefix string) (int, bool) {
 	return pid, true
 }
 
+// LeftByDeadProcess reports whether name, made as "<prefix><pid>-...", belongs to a test
+// process that no longer runs, so what carries it may be swept.
+func LeftByDeadProcess(name, prefix string) bool {
+	pid, ok := ownerPID(name, prefix)
+	return ok && !alive(pid)
+}
+
 func alive(pid int) bool {
 	err := syscall.Kill(pid, 0)
 	return err == nil || errors.Is(err, syscall.EPERM)

@@ -487,7 +487,7 @@ func sweepStale() {
 		for _, h := range cgroupHierarchies() {
 			entries, _ := os.ReadDir(h)
 			for _, e := range entries {
-				if pid, ok := ownerPID(e.Name()); ok && !alive(pid) {
+				if lab.LeftByDeadProcess(e.Name(), prefix) {
 					removeCgroup(filepath.Join(h, e.Name()))
 				}
 			}
@@ -498,14 +498,14 @@ func sweepStale() {
 			if len(f) < 2 || f[0] != "overlay" {
 				continue
 			}
-			if pid, ok := ownerPID(filepath.Base(filepath.Dir(f[1]))); ok && !alive(pid) {
+			if lab.LeftByDeadProcess(filepath.Base(filepath.Dir(f[1])), prefix) {
 				unmount(f[1])
 			}
 		}
 		tmp := os.TempDir()
 		entries, _ := os.ReadDir(tmp)
 		for _, e := range entries {
-			if pid, ok := ownerPID(e.Name()); ok && !alive(pid) {
+			if lab.LeftByDeadProcess(e.Name(), prefix) {
 				os.RemoveAll(filepath.Join(tmp, e.Name()))
 			}
 		}
@@ -513,25 +513,6 @@ func sweepStale() {
 }
 
 var sweepOnce sync.Once
-
-// ownerPID parses "ovs-PID-..." names.
-func ownerPID(name string) (int, bool) {
-	rest, ok := strings.CutPrefix(name, prefix)
-	if !ok {
-		return 0, false
-	}
-	num, _, _ := strings.Cut(rest, "-")
-	pid, err := strconv.Atoi(num)
-	if err != nil || pid <= 1 {
-		return 0, false
-	}
-	return pid, true
-}
-
-func alive(pid int) bool {
-	err := syscall.Kill(pid, 0)
-	return err == nil || errors.Is(err, syscall.EPERM)
-}
 
 // CachedRoot returns the cached Debian root, making it with debootstrap first if needed. A
 // lock serialises test processes. Roots are keyed by the recipe and the package list.
