@@ -110,14 +110,6 @@ func authScenarioCtx(t *testing.T) context.Context {
 	return ctx
 }
 
-func dumpOnFailure(t *testing.T, srv *lab.Server, c authClient) {
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("--- client output ---\n%s\n--- server log ---\n%s", c.Output(), srv.Log())
-		}
-	})
-}
-
 func testStaticChallenge(t *testing.T, version string, start startAuthClient) {
 	l := lab.New(t, lab.Options{})
 	srv := l.StartServer(lab.ServerOptions{Version: version, Wrap: "tls-crypt", AuthScript: lab.StaticChallengeScript})
@@ -128,7 +120,7 @@ func testStaticChallenge(t *testing.T, version string, start startAuthClient) {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx := authScenarioCtx(t)
 			c := start(t, l, srv, authProfile(l, srv, "s3cret", `static-challenge "Enter the code from your token" 0`))
-			dumpOnFailure(t, srv, c)
+			dumpOnFailure(t, c, srv)
 			if err := c.Answer(ctx, "Enter the code from your token", tc.code); err != nil {
 				t.Fatal(err)
 			}
@@ -163,7 +155,7 @@ func testDynamicChallenge(t *testing.T, version string, start startAuthClient) {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx := authScenarioCtx(t)
 			c := start(t, l, srv, authProfile(l, srv, "s3cret"))
-			dumpOnFailure(t, srv, c)
+			dumpOnFailure(t, c, srv)
 			if err := c.Answer(ctx, "Enter the PIN: sent by SMS", tc.pin); err != nil {
 				t.Fatal(err)
 			}
@@ -215,7 +207,7 @@ func testWebLogin(t *testing.T, version string, start startAuthClient) {
 			ctx := authScenarioCtx(t)
 			url := "https://sso.lab.test/login?session=" + tc.name
 			c := start(t, l, srv, authProfile(l, srv, ""))
-			dumpOnFailure(t, srv, c)
+			dumpOnFailure(t, c, srv)
 			cid, kid := pendingClient(ctx, t, m)
 			if _, err := m.Command(fmt.Sprintf("client-pending-auth %s %s \"WEB_AUTH::%s\" 120", cid, kid, url)); err != nil {
 				t.Fatal(err)
@@ -259,7 +251,7 @@ func testCRText(t *testing.T, version string, start startAuthClient) {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx := authScenarioCtx(t)
 			c := start(t, l, srv, authProfile(l, srv, ""))
-			dumpOnFailure(t, srv, c)
+			dumpOnFailure(t, c, srv)
 			cid, kid := pendingClient(ctx, t, m)
 			if _, err := m.Command(fmt.Sprintf("client-pending-auth %s %s \"CR_TEXT:R,E:Enter the code from the app\" 120", cid, kid)); err != nil {
 				t.Fatal(err)

@@ -19,11 +19,7 @@ func TestOvpndCipherNotInDataCiphers(t *testing.T) {
 	srv := l.StartServer(lab.ServerOptions{Wrap: "tls-crypt", DataCiphers: []string{"AES-192-CBC"}})
 	cfg := l.WriteFile("client.conf", srv.ClientConfig(lab.ClientOptions{Extra: []string{"data-ciphers AES-128-CBC", "cipher AES-192-CBC"}}))
 	client := startOvpnd(t, l, cfg)
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("--- client output ---\n%s\n--- server log ---\n%s", client.Output(), srv.Log())
-		}
-	})
+	dumpOnFailure(t, client, srv)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	if err := client.WaitOutput(ctx, "--cipher set to 'AES-192-CBC' but missing in --data-ciphers (AES-128-CBC)"); err != nil {

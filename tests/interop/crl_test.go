@@ -78,11 +78,7 @@ func TestOvpndCRLVerify(t *testing.T) {
 	srv := l.StartServer(lab.ServerOptions{Wrap: "tls-crypt", Extra: []string{"cert " + crt, "key " + key}})
 	cfg := l.WriteFile("client.conf", srv.ClientConfig(lab.ClientOptions{Extra: []string{"crl-verify " + crl}}))
 	client := startOvpnd(t, l, cfg)
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("--- client output ---\n%s\n--- server log ---\n%s", client.Output(), srv.Log())
-		}
-	})
+	dumpOnFailure(t, client, srv)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if _, err := l.WaitTunnel(ctx, client, srv.ClientTunnelAddr()); err != nil {

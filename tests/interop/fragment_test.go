@@ -80,11 +80,7 @@ func fragmentCase(t *testing.T, so lab.ServerOptions, mss int) {
 	srv := l.StartServer(so)
 	cfg := l.WriteFile("client.conf", srv.ClientConfig(lab.ClientOptions{Extra: []string{"fragment 1300"}}))
 	client := startOvpnd(t, l, cfg)
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("--- client output ---\n%s\n--- server log ---\n%s", client.Output(), srv.Log())
-		}
-	})
+	dumpOnFailure(t, client, srv)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	if _, err := l.WaitTunnel(ctx, client, srv.ClientTunnelAddr()); err != nil {

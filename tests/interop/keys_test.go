@@ -27,11 +27,7 @@ func TestOvpndEncryptedKey(t *testing.T) {
 	srv := l.StartServer(lab.ServerOptions{Wrap: "tls-crypt"})
 	cfg := l.WriteFile("client.conf", srv.ClientConfig(lab.ClientOptions{Extra: []string{"key " + enc, "askpass " + askpass}}))
 	client := startOvpnd(t, l, cfg)
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("--- client output ---\n%s\n--- server log ---\n%s", client.Output(), srv.Log())
-		}
-	})
+	dumpOnFailure(t, client, srv)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	if _, err := l.WaitTunnel(ctx, client, srv.ClientTunnelAddr()); err != nil {

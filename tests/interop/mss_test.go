@@ -37,11 +37,7 @@ func TestOvpndMSSFix(t *testing.T) {
 			srv := l.StartServer(lab.ServerOptions{Proto: tc.proto, Wrap: "tls-crypt", IPv6: true, Extra: []string{"mssfix 0"}})
 			cfg := l.WriteFile("client.conf", srv.ClientConfig(lab.ClientOptions{Extra: []string{"mssfix 1300"}}))
 			client := startOvpnd(t, l, cfg)
-			t.Cleanup(func() {
-				if t.Failed() {
-					t.Logf("--- client output ---\n%s\n--- server log ---\n%s", client.Output(), srv.Log())
-				}
-			})
+			dumpOnFailure(t, client, srv)
 			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 			defer cancel()
 			if _, err := l.WaitTunnel(ctx, client, srv.ClientTunnelAddr()); err != nil {

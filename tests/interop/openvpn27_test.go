@@ -124,11 +124,7 @@ func TestOvpndEpochRekeysUDP(t *testing.T) {
 		Extra: []string{"txqueuelen 10000", "rcvbuf 4194304", "sndbuf 4194304"}})
 	cfg := l.WriteFile("client.conf", srv.ClientConfig(lab.ClientOptions{}))
 	client := startOvpnd(t, l, cfg)
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("--- client output ---\n%s\n--- server log ---\n%s", client.Output(), srv.Log())
-		}
-	})
+	dumpOnFailure(t, client, srv)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	dev, err := l.WaitTunnel(ctx, client, srv.ClientTunnelAddr())

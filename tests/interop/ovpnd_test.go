@@ -217,6 +217,15 @@ func startOvpnd(t *testing.T, l *lab.Lab, configPath string) *lab.Process {
 		"--dns-mode", "resolv.conf", "--resolv-conf", resolv, configPath)
 }
 
+// dumpOnFailure shows the client's output and the server's log when the test fails.
+func dumpOnFailure(t *testing.T, client interface{ Output() string }, srv *lab.Server) {
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("--- client output ---\n%s\n--- server log ---\n%s", client.Output(), srv.Log())
+		}
+	})
+}
+
 func startOpenVPN(t *testing.T, l *lab.Lab, configPath string) *lab.Process {
 	return l.StartClientProcess("openvpn", "--config", configPath)
 }
@@ -240,11 +249,7 @@ func runInteropCase(t *testing.T, c interopCase, start clientStarter) {
 	t0 := time.Now()
 	client := start(t, l, cfg)
 	// Logs are what make an interop failure debuggable; print them whenever the case fails.
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("--- client output ---\n%s\n--- server log ---\n%s", client.Output(), srv.Log())
-		}
-	})
+	dumpOnFailure(t, client, srv)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	dev, err := l.WaitTunnel(ctx, client, srv.ClientTunnelAddr())

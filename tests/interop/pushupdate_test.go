@@ -22,11 +22,7 @@ func TestOvpndPushUpdate(t *testing.T) {
 		Push: []string{"route 10.9.0.0 255.255.255.0", "dhcp-option DNS 10.8.0.1"}})
 	cfg := l.WriteFile("client.conf", srv.ClientConfig(lab.ClientOptions{}))
 	client := startOvpnd(t, l, cfg)
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("--- client output ---\n%s\n--- server log ---\n%s", client.Output(), srv.Log())
-		}
-	})
+	dumpOnFailure(t, client, srv)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	dev, err := l.WaitTunnel(ctx, client, srv.ClientTunnelAddr())
