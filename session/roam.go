@@ -89,7 +89,7 @@ func (a *attempt) roam(ctx context.Context, now time.Time) (outcome, bool) {
 	}
 	a.s.logf(1, "local address changed (%v → %v); moving the connection to %v without a new handshake",
 		old.LocalAddr().Addr(), nu.LocalAddr().Addr(), a.remote)
-	ref := &connRef{conn: nu, ctrl: a.ctrl, errc: a.errc}
+	ref := a.newRef(nu)
 	oldRef := a.ref
 	a.r.dp.moveConn(oldRef, ref)
 	a.pc, a.ref = nu, ref
