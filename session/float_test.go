@@ -361,7 +361,7 @@ func TestFloatControlNeedsAuthentication(t *testing.T) {
 		now := time.Now()
 		eng.Start(now)
 		// A server hard reset with a made-up session id and garbage for the wrap.
-		forged := append([]byte{byte(8<<3 | 0)}, bytes.Repeat([]byte{0x5a}, 120)...)
+		forged := append([]byte{8 << 3}, bytes.Repeat([]byte{0x5a}, 120)...)
 		p := &ctrlPacket{b: forged, from: netip.MustParseAddrPort("198.51.100.66:1194")}
 		a.handleCtrl(now, p)
 		if c.peer != server || a.remote != server || a.gotPacket {
