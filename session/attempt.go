@@ -60,6 +60,8 @@ type attempt struct {
 	// roamMinInterval to pass.
 	movedAt, roamTried time.Time
 	roamPending        bool
+	// noPathSince is when a move first found no route to the server (zero: it found one).
+	noPathSince time.Time
 	readerDone         chan struct{} // closed when the current socket reader returns
 }
 
