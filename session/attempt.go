@@ -60,9 +60,9 @@ type attempt struct {
 	// roamMinInterval to pass.
 	movedAt, roamTried time.Time
 	roamPending        bool
+	readerDone         chan struct{} // closed when the current socket reader returns
 	// noPathSince is when a move first found no route to the server (zero: it found one).
 	noPathSince time.Time
-	readerDone         chan struct{} // closed when the current socket reader returns
 }
 
 // attempt runs one connection until it ends and reports how.
