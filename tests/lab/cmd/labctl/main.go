@@ -4,6 +4,7 @@
 //	labctl demo  [-client ovpnd|openvpn] [-ovpnd PATH]
 //	labctl bench [-ovpnd PATH] [-duration 6s] [-runs 3]
 //	labctl faults [-ovpnd PATH] [-handshakes 10] [-loss 0.1]
+//	labctl rekey [-ovpnd PATH] [-duration 20s] [-runs 3] [-rate 200mbit] [-reneg-sec 3] [-reneg-bytes N] [-gap 200ms]
 //
 // Everything it creates (namespaces, processes, temp dirs) is removed on exit, on failure and
 // on SIGINT/SIGTERM.
@@ -21,6 +22,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"path/filepath"
 	"runtime"
 	"sort"
 	"strconv"
@@ -81,7 +83,7 @@ func step(format string, args ...any) {
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: labctl demo|bench|faults [flags]")
+		fmt.Fprintln(os.Stderr, "usage: labctl demo|bench|faults|rekey [flags]")
 		os.Exit(2)
 	}
 	t := &cli{}
@@ -112,6 +114,15 @@ func main() {
 		loss := fs.Float64("loss", 0.1, "datagram loss, each direction")
 		fs.Parse(os.Args[2:])
 		faults(t, *ovpnd, max(*n, 1), *loss)
+	case "rekey":
+		dur := fs.Duration("duration", 20*time.Second, "iperf3 duration per direction")
+		runs := fs.Int("runs", 3, "runs of every client, alternated")
+		rate := fs.String("rate", "200mbit", "link rate each way (tc tbf)")
+		renegSec := fs.Int("reneg-sec", 3, "the server's reneg-sec (0: none)")
+		renegBytes := fs.Int("reneg-bytes", 0, "the server's reneg-bytes (0: none; OpenVPN counts the bytes it receives)")
+		gap := fs.Duration("gap", 200*time.Millisecond, "a span without delivered data longer than this is a stall")
+		fs.Parse(os.Args[2:])
+		rekey(t, *ovpnd, *dur, max(*runs, 1), *rate, max(*renegSec, 0), max(*renegBytes, 0), *gap)
 	default:
 		fmt.Fprintf(os.Stderr, "labctl: unknown command %q\n", os.Args[1])
 		os.Exit(2)
@@ -128,7 +139,9 @@ func clientArgs(kind, ovpndPath, config string) ([]string, error) {
 		if _, err := os.Stat(ovpndPath); err != nil {
 			return nil, fmt.Errorf("bin/ovpnd missing (%s): run `make build`", ovpndPath)
 		}
-		return []string{ovpndPath, "run", "--name", "lab", config}, nil
+		// The lab's own state directory: labs of concurrent runs must not share /run/ovpnd,
+		// where a second "lab" instance would be refused as in use.
+		return []string{ovpndPath, "run", "--name", "lab", "--state-dir", filepath.Join(filepath.Dir(config), "state"), config}, nil
 	}
 	return nil, fmt.Errorf("unknown client %q", kind)
 }
