@@ -16,7 +16,7 @@ import (
 )
 
 // rekey measures data stalls around rekeys under load: the OpenVPN 2.6 server renegotiates
-// every renegSec seconds (reneg-sec) and/or every renegBytes it receives (reneg-bytes) while
+// every renegSec seconds (reneg-sec) and/or every renegBytes of traffic (reneg-bytes) while
 // iperf3 pushes a single TCP stream through a link shaped
 // to rate (tbf on both veth ends; this kernel has no netem). The receiving side's tun counters
 // (/proc/PID/net/dev of the process that writes the decrypted data into its tun: the server
@@ -100,7 +100,7 @@ type rekeyRun struct {
 	reverse bool
 	mbps    float64
 	rekeys  int
-	stalls  []time.Duration
+	stalls  []stall
 }
 
 // rekeyClient connects one client and runs iperf3 up, then down, sampling the receiver's tun.
@@ -123,29 +123,33 @@ func rekeyClient(l *lab.Lab, srv *lab.Server, args []string, dur, gap time.Durat
 		if reverse {
 			pid = client.PID()
 		}
-		before := strings.Count(srv.Log(), "Control Channel: TLS")
-		s := startTunSampler(pid)
+		handshakes := func() int { return strings.Count(srv.Log(), "Control Channel: TLS") }
+		before := handshakes()
+		s := startTunSampler(pid, handshakes)
 		res, err := l.Iperf(srv.TunnelAddr(), dur, reverse)
-		samples, serr := s.stop()
+		samples, rekeyAt, serr := s.stop()
 		if err != nil {
 			return nil, err
 		}
 		if serr != nil {
 			return nil, serr
 		}
-		r := rekeyRun{reverse: reverse, mbps: res.BitsPerSecond / 1e6,
-			rekeys: strings.Count(srv.Log(), "Control Channel: TLS") - before,
-			stalls: findStalls(samples, gap)}
+		r := rekeyRun{reverse: reverse, mbps: res.BitsPerSecond / 1e6, rekeys: handshakes() - before,
+			stalls: atRekeys(findStalls(samples, gap), rekeyAt)}
 		dir := "up  "
 		if reverse {
 			dir = "down"
 		}
 		var worst time.Duration
+		var near int
 		for _, s := range r.stalls {
-			worst = max(worst, s)
+			worst = max(worst, s.d)
+			if s.rekey {
+				near++
+			}
 		}
-		fmt.Printf("    %s: %.0f Mbit/s, %d rekeys, %d stalls > %v (longest %v)\n", dir, r.mbps, r.rekeys,
-			len(r.stalls), gap, worst.Round(time.Millisecond))
+		fmt.Printf("    %s: %.0f Mbit/s, %d rekeys, %d stalls > %v (%d at a rekey, longest %v)\n", dir, r.mbps, r.rekeys,
+			len(r.stalls), gap, near, worst.Round(time.Millisecond))
 		out = append(out, r)
 	}
 	return out, nil
@@ -160,15 +164,20 @@ type tunSample struct {
 	bytes uint64
 }
 
-// tunSampler reads /proc/PID/net/dev until stopped.
+// rekeyPoll is how often the server's log is looked at for completed handshakes.
+const rekeyPoll = 50 * time.Millisecond
+
+// tunSampler reads /proc/PID/net/dev until stopped, and notes when the count of completed
+// handshakes goes up.
 type tunSampler struct {
 	stopc   chan struct{}
 	wg      sync.WaitGroup
 	samples []tunSample
+	rekeyAt []time.Time
 	err     error
 }
 
-func startTunSampler(pid int) *tunSampler {
+func startTunSampler(pid int, handshakes func() int) *tunSampler {
 	s := &tunSampler{stopc: make(chan struct{})}
 	path := fmt.Sprintf("/proc/%d/net/dev", pid)
 	s.wg.Add(1)
@@ -176,7 +185,15 @@ func startTunSampler(pid int) *tunSampler {
 		defer s.wg.Done()
 		tick := time.NewTicker(rekeySample)
 		defer tick.Stop()
+		seen, polled := handshakes(), time.Now()
 		for {
+			if now := time.Now(); now.Sub(polled) >= rekeyPoll {
+				if n := handshakes(); n > seen {
+					s.rekeyAt = append(s.rekeyAt, now)
+					seen = n
+				}
+				polled = now
+			}
 			b, err := os.ReadFile(path)
 			if err != nil {
 				s.err = fmt.Errorf("reading %s: %w", path, err)
@@ -198,10 +215,10 @@ func startTunSampler(pid int) *tunSampler {
 	return s
 }
 
-func (s *tunSampler) stop() ([]tunSample, error) {
+func (s *tunSampler) stop() ([]tunSample, []time.Time, error) {
 	close(s.stopc)
 	s.wg.Wait()
-	return s.samples, s.err
+	return s.samples, s.rekeyAt, s.err
 }
 
 // tunRxBytes sums the receive byte counters of the tun devices in a /proc/net/dev text: what
@@ -231,10 +248,35 @@ func tunRxBytes(text string) (uint64, error) {
 	return sum, nil
 }
 
+// stall is a span without delivered data.
+type stall struct {
+	start time.Time
+	d     time.Duration
+	rekey bool // a handshake completed around it (atRekeys)
+}
+
+// rekeyWindow is how close to a stall a completed handshake must be for the stall to count
+// as the rekey's: from a second before it starts (the key switch follows the handshake) to
+// one poll after it ends.
+const rekeyWindow = time.Second
+
+// atRekeys marks the stalls around which one of the handshakes completed.
+func atRekeys(stalls []stall, rekeyAt []time.Time) []stall {
+	for i := range stalls {
+		from, to := stalls[i].start.Add(-rekeyWindow), stalls[i].start.Add(stalls[i].d+rekeyPoll)
+		for _, at := range rekeyAt {
+			if !at.Before(from) && !at.After(to) {
+				stalls[i].rekey = true
+			}
+		}
+	}
+	return stalls
+}
+
 // findStalls returns the spans longer than gap between two deliveries. The first and last
 // deliveries bound the transfer, so iperf3's start and end are not stalls.
-func findStalls(samples []tunSample, gap time.Duration) []time.Duration {
-	var stalls []time.Duration
+func findStalls(samples []tunSample, gap time.Duration) []stall {
+	var stalls []stall
 	var last time.Time // the last sample that saw new bytes
 	for i := 1; i < len(samples); i++ {
 		if samples[i].bytes == samples[i-1].bytes {
@@ -244,7 +286,7 @@ func findStalls(samples []tunSample, gap time.Duration) []time.Duration {
 		// previous delivery to sample i-1.
 		if !last.IsZero() {
 			if d := samples[i-1].at.Sub(last); d > gap {
-				stalls = append(stalls, d)
+				stalls = append(stalls, stall{start: last, d: d})
 			}
 		}
 		last = samples[i].at
@@ -259,9 +301,9 @@ func printRekeyTable(all []rekeyRun, kinds []string, dur time.Duration, runs int
 		"alternated; a stall is > %v without a byte delivered into the receiver's tun; load average now %s\n",
 		reneg, rate, dur, runs, gap, strings.Join(strings.Fields(string(load))[:3], " "))
 	type agg struct {
-		rekeys, stalls int
-		total, worst   time.Duration
-		mbps           []float64
+		rekeys, stalls, near int
+		total, worst         time.Duration
+		mbps                 []float64
 	}
 	sum := map[string]map[bool]*agg{}
 	for _, k := range kinds {
@@ -272,8 +314,11 @@ func printRekeyTable(all []rekeyRun, kinds []string, dur time.Duration, runs int
 		a.rekeys += r.rekeys
 		a.stalls += len(r.stalls)
 		for _, s := range r.stalls {
-			a.total += s
-			a.worst = max(a.worst, s)
+			a.total += s.d
+			a.worst = max(a.worst, s.d)
+			if s.rekey {
+				a.near++
+			}
 		}
 		a.mbps = append(a.mbps, r.mbps)
 	}
@@ -313,6 +358,7 @@ func printRekeyTable(all []rekeyRun, kinds []string, dur time.Duration, runs int
 		fmt.Printf("%-34s %16.0f %16.0f %14s\n", "throughput "+dir+", median (Mbit/s)", median(o.mbps), median(d.mbps), ratio(median(d.mbps), median(o.mbps)))
 		fmt.Printf("%-34s %16d %16d\n", "rekeys "+dir, o.rekeys, d.rekeys)
 		fmt.Printf("%-34s %16d %16d %14s\n", "stalls "+dir, o.stalls, d.stalls, ratio(perRekey(d), perRekey(o))+"/rekey")
+		fmt.Printf("%-34s %16d %16d\n", "  of them at a rekey", o.near, d.near)
 		fmt.Printf("%-34s %16v %16v\n", "stalled time "+dir, o.total.Round(time.Millisecond), d.total.Round(time.Millisecond))
 		fmt.Printf("%-34s %16v %16v\n", "longest stall "+dir, o.worst.Round(time.Millisecond), d.worst.Round(time.Millisecond))
 	}

@@ -59,11 +59,17 @@ func TestFindStalls(t *testing.T) {
 		s = append(s, tunSample{at: ms(at), bytes: b})
 	}
 	got := findStalls(s, 200*time.Millisecond)
-	if len(got) != 1 || got[0] != 350*time.Millisecond {
-		t.Errorf("stalls %v, want one of 350ms", got)
+	if len(got) != 1 || got[0].d != 350*time.Millisecond || !got[0].start.Equal(ms(100)) {
+		t.Errorf("stalls %v, want one of 350ms from 100ms", got)
 	}
-	if got := findStalls(s, 100*time.Millisecond); len(got) != 2 || got[1] != 150*time.Millisecond {
-		t.Errorf("stalls over 100ms %v, want 350ms and 150ms", got)
+	got = findStalls(s, 100*time.Millisecond)
+	if len(got) != 2 || got[1].d != 150*time.Millisecond {
+		t.Fatalf("stalls over 100ms %v, want 350ms and 150ms", got)
+	}
+	// A handshake between the two stalls, after the first ended, counts for the second only.
+	got = atRekeys(got, []time.Time{ms(560)})
+	if got[0].rekey || !got[1].rekey {
+		t.Errorf("handshake at 560ms: rekey marks %v, %v; want false, true", got[0].rekey, got[1].rekey)
 	}
 	if got := findStalls(nil, time.Millisecond); len(got) != 0 {
 		t.Errorf("stalls without samples: %v", got)
