@@ -105,7 +105,7 @@ type rekeyRun struct {
 
 // rekeyClient connects one client and runs iperf3 up, then down, sampling the receiver's tun.
 func rekeyClient(l *lab.Lab, srv *lab.Server, args []string, dur, gap time.Duration) ([]rekeyRun, error) {
-	client, _, err := timedConnect(l, srv, args)
+	client, _, err := timedConnect(l, srv, args, 20*time.Second)
 	if err != nil {
 		return nil, err
 	}
