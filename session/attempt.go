@@ -61,6 +61,8 @@ type attempt struct {
 	movedAt, roamTried time.Time
 	roamPending        bool
 	readerDone         chan struct{} // closed when the current socket reader returns
+	// noPathSince is when a move first found no route to the server (zero: it found one).
+	noPathSince time.Time
 }
 
 // attempt runs one connection until it ends and reports how.
