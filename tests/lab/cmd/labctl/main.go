@@ -4,6 +4,7 @@
 //	labctl demo  [-client ovpnd|openvpn] [-ovpnd PATH]
 //	labctl bench [-ovpnd PATH] [-duration 6s] [-runs 3]
 //	labctl faults [-ovpnd PATH] [-handshakes 6] [-loss 0,0.05,0.1,0.2,0.3] [-deadline 30s] [-trace] [-reconnect]
+//	labctl rekey [-ovpnd PATH] [-duration 20s] [-runs 3] [-rate 200mbit] [-reneg-sec 0] [-reneg-bytes 33554432] [-gap 200ms]
 //
 // Everything it creates (namespaces, processes, temp dirs) is removed on exit, on failure and
 // on SIGINT/SIGTERM.
@@ -82,7 +83,7 @@ func step(format string, args ...any) {
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: labctl demo|bench|faults [flags]")
+		fmt.Fprintln(os.Stderr, "usage: labctl demo|bench|faults|rekey [flags]")
 		os.Exit(2)
 	}
 	t := &cli{}
@@ -121,6 +122,15 @@ func main() {
 			os.Exit(2)
 		}
 		faults(t, *ovpnd, max(*n, 1), levels, max(*deadline, time.Second), *trace, *reconnect)
+	case "rekey":
+		dur := fs.Duration("duration", 20*time.Second, "iperf3 duration per direction")
+		runs := fs.Int("runs", 3, "runs of every client, alternated")
+		rate := fs.String("rate", "200mbit", "link rate each way (tc tbf)")
+		renegSec := fs.Int("reneg-sec", 0, "the server's reneg-sec (0: none)")
+		renegBytes := fs.Int("reneg-bytes", 32<<20, "the server's reneg-bytes (0: none)")
+		gap := fs.Duration("gap", 200*time.Millisecond, "a span without delivered data longer than this is a stall")
+		fs.Parse(os.Args[2:])
+		rekey(t, *ovpnd, *dur, max(*runs, 1), *rate, max(*renegSec, 0), max(*renegBytes, 0), *gap)
 	default:
 		fmt.Fprintf(os.Stderr, "labctl: unknown command %q\n", os.Args[1])
 		os.Exit(2)
