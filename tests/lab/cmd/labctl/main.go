@@ -4,6 +4,7 @@
 //	labctl demo  [-client ovpnd|openvpn] [-ovpnd PATH]
 //	labctl bench [-ovpnd PATH] [-duration 6s] [-runs 3]
 //	labctl faults [-ovpnd PATH] [-handshakes 10] [-loss 0.1]
+//	labctl memory [-ovpnd PATH] [-ovpnctl PATH] [-duration 60s] [-reneg-sec 2] [-sessions 10]
 //
 // Everything it creates (namespaces, processes, temp dirs) is removed on exit, on failure and
 // on SIGINT/SIGTERM.
@@ -81,7 +82,7 @@ func step(format string, args ...any) {
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: labctl demo|bench|faults [flags]")
+		fmt.Fprintln(os.Stderr, "usage: labctl demo|bench|faults|memory [flags]")
 		os.Exit(2)
 	}
 	t := &cli{}
@@ -112,6 +113,13 @@ func main() {
 		loss := fs.Float64("loss", 0.1, "datagram loss, each direction")
 		fs.Parse(os.Args[2:])
 		faults(t, *ovpnd, max(*n, 1), *loss)
+	case "memory":
+		ovpnctl := fs.String("ovpnctl", "bin/ovpnctl", "path of the ovpnctl binary (starts the daemon's sessions)")
+		dur := fs.Duration("duration", 60*time.Second, "iperf3 traffic per client while the server renegotiates (0: skip)")
+		reneg := fs.Int("reneg-sec", 2, "the server's reneg-sec during the traffic")
+		sessions := fs.Int("sessions", 10, "tunnels for the daemon vs OpenVPN processes comparison (0: skip)")
+		fs.Parse(os.Args[2:])
+		memoryBench(t, *ovpnd, *ovpnctl, *dur, max(*reneg, 1), *sessions)
 	default:
 		fmt.Fprintf(os.Stderr, "labctl: unknown command %q\n", os.Args[1])
 		os.Exit(2)
