@@ -377,7 +377,7 @@ func (a *attempt) drain() (outcome, bool) {
 			}
 			a.r.dp.setKeys(ks)
 			if a.connected {
-				memtrim.AfterHandshake()
+				memtrim.AfterRekey()
 			}
 			if e.Primary != nil {
 				s.logf(3, "data channel keys: primary key id %d", e.Primary.KeyID())
@@ -444,7 +444,7 @@ func (a *attempt) onState(e engine.EventState) (outcome, bool) {
 		})
 		s.setState(StateConnected, reason)
 		s.logf(1, "Initialization Sequence Completed (%v after start)", s.opts.now().Sub(a.start).Round(time.Millisecond))
-		memtrim.AfterHandshake()
+		memtrim.AfterConnect()
 	case engine.StateReconnecting:
 		if !a.shutdown.IsZero() {
 			return outcome{kind: outExit}, true

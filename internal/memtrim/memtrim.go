@@ -1,11 +1,11 @@
 // Package memtrim gives memory back to the kernel at the moments a VPN client knows it can:
 // after a TLS handshake. The data path allocates nothing, so what the Go heap holds beyond
 // its live set after a handshake is the handshake's garbage, which the runtime would
-// otherwise keep (up to twice the live heap) and return only slowly. And most of the
-// executable's code and read-only data — configuration parsing, netlink and D-Bus set-up,
-// start-up — runs once: on Linux 6.18 a page fault maps a whole large folio of the file,
-// so nearly all of a 10 MB binary stays resident for the process's life unless it is paged
-// out.
+// otherwise keep (the heap goal is twice the live heap) and return only slowly. And most of
+// the executable's code and read-only data — configuration parsing, netlink and D-Bus
+// set-up, start-up — runs only while connecting: on Linux 6.18 a page fault maps a whole
+// large folio of the file, so nearly all of a 10 MB binary stays resident for the process's
+// life unless it is paged out.
 package memtrim
 
 import (
@@ -27,35 +27,45 @@ const minInterval = time.Second
 var (
 	mu       sync.Mutex
 	lastFree time.Time
-	codeOut  bool
 )
 
-// AfterHandshake returns the heap's free pages to the kernel (a garbage collection, then
-// every free span released) and, the first time in the process, pages out the executable's
-// read-only mappings. It is for a tunnel that just came up or rekeyed; a call less than a
-// second after the previous one does nothing. It blocks for the collection (a few ms).
-func AfterHandshake() {
+// AfterConnect is for a tunnel that just came up: it returns the heap's free pages to the
+// kernel (FreeHeap) and pages out the executable's read-only mappings (PageOutExecutable).
+// It blocks for a garbage collection (a few ms).
+func AfterConnect() {
 	mu.Lock()
 	defer mu.Unlock()
+	freeHeap()
+	PageOutExecutable()
+}
+
+// AfterRekey is for a tunnel that just installed renegotiated keys: it returns the heap's
+// free pages to the kernel, unless that happened less than a second ago. The code a rekey
+// runs stays mapped: it runs again at the next one.
+func AfterRekey() {
+	mu.Lock()
+	defer mu.Unlock()
+	freeHeap()
+}
+
+// freeHeap runs a garbage collection and releases every free span to the kernel, at most
+// once per minInterval. mu is held.
+func freeHeap() {
 	now := time.Now()
 	if !lastFree.IsZero() && now.Sub(lastFree) < minInterval {
 		return
 	}
 	lastFree = now
 	debug.FreeOSMemory()
-	if !codeOut {
-		codeOut = true
-		PageOutExecutable()
-	}
 }
 
 // PageOutExecutable asks the kernel to reclaim the pages of the executable's read-only
 // mappings (code, read-only data, the function tables). MADV_PAGEOUT never changes memory
 // contents and leaves pages that another process maps; MADV_RANDOM first, so that what the
-// running code touches afterwards comes back a page at a time rather than as large folios
-// with read-ahead. The cost is a disk or page-cache read for each page of cold code the next
-// time it runs (a reconnect, say), once. Errors are ignored: nothing depends on the advice
-// being taken.
+// running code touches afterwards comes back a page at a time instead of as large folios
+// with read-ahead. The cost: the pages leave the page cache too, so cold code is read from
+// disk the next time it runs (a reconnect, the next start of the binary). Errors are
+// ignored: nothing depends on the advice being taken.
 func PageOutExecutable() {
 	exe, err := os.Readlink("/proc/self/exe")
 	if err != nil {

@@ -118,8 +118,9 @@ func main() {
 		dur := fs.Duration("duration", 60*time.Second, "iperf3 traffic per client while the server renegotiates (0: skip)")
 		reneg := fs.Int("reneg-sec", 2, "the server's reneg-sec during the traffic")
 		sessions := fs.Int("sessions", 10, "tunnels for the daemon vs OpenVPN processes comparison (0: skip)")
+		clients := fs.String("clients", "openvpn,ovpnd", "clients measured across rekeys, in this order")
 		fs.Parse(os.Args[2:])
-		memoryBench(t, *ovpnd, *ovpnctl, *dur, max(*reneg, 1), *sessions)
+		memoryBench(t, *ovpnd, *ovpnctl, *dur, max(*reneg, 1), *sessions, strings.Split(*clients, ","))
 	default:
 		fmt.Fprintf(os.Stderr, "labctl: unknown command %q\n", os.Args[1])
 		os.Exit(2)

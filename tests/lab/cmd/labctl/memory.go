@@ -24,7 +24,7 @@ import (
 //     sessions started by ovpnctl, all connected and idle after a ping through each tunnel;
 //     the daemon's RSS against the sum of the n OpenVPN processes' RSS (and PSS, which counts
 //     the pages the ten processes share once).
-func memoryBench(t *cli, ovpndPath, ovpnctlPath string, dur time.Duration, renegSec, sessions int) {
+func memoryBench(t *cli, ovpndPath, ovpnctlPath string, dur time.Duration, renegSec, sessions int, kinds []string) {
 	var err error
 	if ovpndPath, err = absPath(ovpndPath); err == nil {
 		ovpnctlPath, err = absPath(ovpnctlPath)
@@ -42,7 +42,7 @@ func memoryBench(t *cli, ovpndPath, ovpnctlPath string, dur time.Duration, reneg
 	}
 	printEnvironment()
 	if dur > 0 {
-		memoryRekeys(t, ovpndPath, dur, renegSec)
+		memoryRekeys(t, ovpndPath, dur, renegSec, kinds)
 	}
 	if sessions > 0 {
 		memorySessions(t, ovpndPath, ovpnctlPath, sessions)
@@ -98,7 +98,7 @@ type rekeySample struct {
 	mem    procMem
 }
 
-func memoryRekeys(t *cli, ovpndPath string, dur time.Duration, renegSec int) {
+func memoryRekeys(t *cli, ovpndPath string, dur time.Duration, renegSec int, kinds []string) {
 	step("rekeys: %s server renegotiating every %d s (reneg-sec), iperf3 for %v per client, one client at a time", openvpnVersion(), renegSec, dur)
 	l := lab.New(t, lab.Options{})
 	opts := benchServer
@@ -106,7 +106,7 @@ func memoryRekeys(t *cli, ovpndPath string, dur time.Duration, renegSec int) {
 	srv := l.StartServer(opts)
 	cfg := l.WriteFile("client.ovpn", srv.ClientConfig(lab.ClientOptions{}))
 	samples := map[string][]rekeySample{}
-	for _, kind := range []string{"openvpn", "ovpnd"} {
+	for _, kind := range kinds {
 		args, err := clientArgs(kind, ovpndPath, cfg)
 		if err != nil {
 			t.Fatalf("%v", err)
@@ -125,6 +125,9 @@ func memoryRekeys(t *cli, ovpndPath string, dur time.Duration, renegSec int) {
 	fmt.Printf("\nmemory across rekeys: reneg-sec %d, iperf3 TCP traffic (10 s runs, directions alternated) for %v per client\n", renegSec, dur)
 	fmt.Printf("%-34s %22s %22s %14s\n", "client RSS (MB)", "openvpn 2.6", "ovpnd", "ovpnd/openvpn")
 	ov, od := samples["openvpn"], samples["ovpnd"]
+	if len(ov) == 0 || len(od) == 0 {
+		return // one client only (-clients): its samples are printed above
+	}
 	for i := range ov {
 		a, b := ov[i], od[i]
 		fmt.Printf("%-34s %22s %22s %13.2fx\n", a.when,
