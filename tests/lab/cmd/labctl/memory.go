@@ -91,8 +91,8 @@ func (m procMem) String() string {
 
 func mb(kb int) float64 { return float64(kb) / 1024 }
 
-// rekeySample is a client's memory after some renegotiations.
-type rekeySample struct {
+// memSample is a client's memory after some renegotiations.
+type memSample struct {
 	when   string
 	rekeys int
 	mem    procMem
@@ -105,7 +105,7 @@ func memoryRekeys(t *cli, ovpndPath string, dur time.Duration, renegSec int, kin
 	opts.RenegSec = renegSec
 	srv := l.StartServer(opts)
 	cfg := l.WriteFile("client.ovpn", srv.ClientConfig(lab.ClientOptions{}))
-	samples := map[string][]rekeySample{}
+	samples := map[string][]memSample{}
 	for _, kind := range kinds {
 		args, err := clientArgs(kind, ovpndPath, cfg)
 		if err != nil {
@@ -116,7 +116,7 @@ func memoryRekeys(t *cli, ovpndPath string, dur time.Duration, renegSec int, kin
 			// lab on this machine may be running one called "lab".
 			args = []string{ovpndPath, "run", "--name", fmt.Sprintf("mem-%d", os.Getpid()), cfg}
 		}
-		s, err := rekeyRun(l, srv, args, dur)
+		s, err := memRekeyRun(l, srv, args, dur)
 		if err != nil {
 			t.Fatalf("%s: %v", kind, err)
 		}
@@ -142,10 +142,10 @@ func memoryRekeys(t *cli, ovpndPath string, dur time.Duration, renegSec int, kin
 	}
 }
 
-// rekeyRun connects one client, samples its memory when the tunnel is up, then runs iperf3
+// memRekeyRun connects one client, samples its memory when the tunnel is up, then runs iperf3
 // in 10 s pieces (alternating direction) until dur has passed, sampling after the first piece
 // and at the end, and stops the client.
-func rekeyRun(l *lab.Lab, srv *lab.Server, args []string, dur time.Duration) ([]rekeySample, error) {
+func memRekeyRun(l *lab.Lab, srv *lab.Server, args []string, dur time.Duration) ([]memSample, error) {
 	client := l.StartClientProcess(args...)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	_, err := l.WaitTunnel(ctx, client, srv.ClientTunnelAddr())
@@ -158,18 +158,18 @@ func rekeyRun(l *lab.Lab, srv *lab.Server, args []string, dur time.Duration) ([]
 		return nil, fmt.Errorf("tunnel: %w\n%s", err, client.Output())
 	}
 	base := strings.Count(srv.Log(), "Control Channel: TLS")
-	var out []rekeySample
+	var out []memSample
 	sample := func(when string) error {
 		m, err := readMem(client.PID())
 		if err != nil {
 			return err
 		}
 		// The first handshake's line is in base too: count renegotiations only.
-		out = append(out, rekeySample{when, strings.Count(srv.Log(), "Control Channel: TLS") - base, m})
+		out = append(out, memSample{when, strings.Count(srv.Log(), "Control Channel: TLS") - base, m})
 		fmt.Printf("    %-8s %-22s %v\n", filepath.Base(args[0]), when+":", m)
 		return nil
 	}
-	fail := func(err error) ([]rekeySample, error) {
+	fail := func(err error) ([]memSample, error) {
 		client.Kill()
 		return nil, err
 	}
