@@ -4,6 +4,7 @@
 //	labctl demo  [-client ovpnd|openvpn] [-ovpnd PATH]
 //	labctl bench [-ovpnd PATH] [-duration 6s] [-runs 3]
 //	labctl faults [-ovpnd PATH] [-handshakes 10] [-loss 0.1]
+//	labctl handshake [-ovpnd PATH] [-n 5]
 //
 // Everything it creates (namespaces, processes, temp dirs) is removed on exit, on failure and
 // on SIGINT/SIGTERM.
@@ -81,7 +82,7 @@ func step(format string, args ...any) {
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: labctl demo|bench|faults [flags]")
+		fmt.Fprintln(os.Stderr, "usage: labctl demo|bench|faults|handshake [flags]")
 		os.Exit(2)
 	}
 	t := &cli{}
@@ -112,6 +113,10 @@ func main() {
 		loss := fs.Float64("loss", 0.1, "datagram loss, each direction")
 		fs.Parse(os.Args[2:])
 		faults(t, *ovpnd, max(*n, 1), *loss)
+	case "handshake":
+		n := fs.Int("n", 5, "handshake cycles per client (alternated)")
+		fs.Parse(os.Args[2:])
+		handshakes(t, *ovpnd, max(*n, 1))
 	default:
 		fmt.Fprintf(os.Stderr, "labctl: unknown command %q\n", os.Args[1])
 		os.Exit(2)
@@ -128,7 +133,9 @@ func clientArgs(kind, ovpndPath, config string) ([]string, error) {
 		if _, err := os.Stat(ovpndPath); err != nil {
 			return nil, fmt.Errorf("bin/ovpnd missing (%s): run `make build`", ovpndPath)
 		}
-		return []string{ovpndPath, "run", "--name", "lab", config}, nil
+		// One tunnel name per labctl, so that labs running side by side never share a
+		// routing state record.
+		return []string{ovpndPath, "run", "--name", fmt.Sprintf("lab%d", os.Getpid()), config}, nil
 	}
 	return nil, fmt.Errorf("unknown client %q", kind)
 }
