@@ -219,3 +219,29 @@ func handshakes(t *cli, ovpndPath string, n int) {
 		fmt.Printf("    %s start: %s; reconnect: %s\n", kind, fmtDurations(starts[kind]), fmtDurations(reconnects[kind]))
 	}
 }
+
+// benchHandshakes is the handshake part of one bench run of an OpenVPN client:
+// benchHandshakeCycles start and reconnect samples, before the run's own connection
+// (timedConnect, whose start is one more sample).
+func benchHandshakes(l *lab.Lab, srv *lab.Server, args []string, r *run) error {
+	starts, reconnects, err := handshakeCycles(l, srv, args, benchHandshakeCycles)
+	if err != nil {
+		return err
+	}
+	r.starts, r.reconnects = append(r.starts, starts...), append(r.reconnects, reconnects...)
+	fmt.Printf("    start to tunnel address: %s ms; SIGUSR1 to tunnel address again: %s ms\n", fmtDurations(starts), fmtDurations(reconnects))
+	return nil
+}
+
+// benchHandshakeCycles is how many start+reconnect cycles each bench run adds per client
+// (about 2.5 s each): one handshake per run is too noisy on a shared machine to compare.
+const benchHandshakeCycles = 3
+
+// printHandshakeSamples lists the samples behind the two handshake medians of the bench.
+func printHandshakeSamples(results map[string]*result) {
+	for _, kind := range []string{"openvpn", "ovpnd"} {
+		if r := results[kind]; r != nil && r.ok && len(r.handshakes) > 0 {
+			fmt.Printf("handshake samples (ms), %s: start %s; reconnect %s\n", kind, fmtDurations(r.handshakes), fmtDurations(r.reconnects))
+		}
+	}
+}

@@ -250,12 +250,15 @@ type result struct {
 	cpuDown    float64
 	rssKB      int
 	hwmKB      int
-	handshakes []time.Duration
+	handshakes []time.Duration // every start sample of every run (handshake.go); handshake is their median
+	reconnect  time.Duration   // the median of reconnects
+	reconnects []time.Duration
 }
 
 // run is one client's figures in one run.
 type run struct {
-	handshake      time.Duration // zero for wireguard-go (its handshake is not comparable)
+	starts         []time.Duration // start-to-tunnel samples (handshake.go); none for wireguard-go
+	reconnects     []time.Duration
 	rtt            time.Duration
 	up, down       lab.IperfResult
 	cpuUp, cpuDown float64
@@ -375,7 +378,6 @@ func summarize(runs []run, why string) *result {
 		}
 		return (v[len(v)/2-1] + v[len(v)/2]) / 2
 	}
-	r.handshake = time.Duration(med(func(x run) float64 { return float64(x.handshake) }))
 	r.rtt = time.Duration(med(func(x run) float64 { return float64(x.rtt) }))
 	r.up.BitsPerSecond = med(func(x run) float64 { return x.up.BitsPerSecond })
 	r.down.BitsPerSecond = med(func(x run) float64 { return x.down.BitsPerSecond })
@@ -385,17 +387,22 @@ func summarize(runs []run, why string) *result {
 	r.rssKB = int(med(func(x run) float64 { return float64(x.rssKB) }))
 	r.hwmKB = int(med(func(x run) float64 { return float64(x.hwmKB) }))
 	for _, x := range runs {
-		r.handshakes = append(r.handshakes, x.handshake)
+		r.handshakes = append(r.handshakes, x.starts...)
+		r.reconnects = append(r.reconnects, x.reconnects...)
 	}
+	r.handshake, r.reconnect = medianDuration(r.handshakes), medianDuration(r.reconnects)
 	return r
 }
 
 func benchClient(l *lab.Lab, srv *lab.Server, args []string, dur time.Duration, r *run) error {
+	if err := benchHandshakes(l, srv, args, r); err != nil {
+		return err
+	}
 	client, d, err := timedConnect(l, srv, args)
 	if err != nil {
 		return err
 	}
-	r.handshake = d
+	r.starts = append(r.starts, d)
 	fmt.Printf("    handshake: %v\n", d.Round(100*time.Microsecond))
 	if err := measure(l, srv.TunnelAddr(), client.PID(), dur, r); err != nil {
 		client.Kill()
@@ -620,6 +627,7 @@ func printTable(results map[string]*result, dur time.Duration, runs int) {
 	}
 	rows := []row{
 		{"handshake, median (ms)", func(r *result) float64 { return float64(r.handshake) / 1e6 }, "%.1f"},
+		{"reconnect, median (ms)", func(r *result) float64 { return float64(r.reconnect) / 1e6 }, "%.1f"},
 		{"ping RTT via tunnel (ms)", func(r *result) float64 { return float64(r.rtt) / 1e6 }, "%.3f"},
 		{"throughput up (Mbit/s)", func(r *result) float64 { return r.up.BitsPerSecond / 1e6 }, "%.0f"},
 		{"throughput down (Mbit/s)", func(r *result) float64 { return r.down.BitsPerSecond / 1e6 }, "%.0f"},
@@ -637,7 +645,7 @@ func printTable(results map[string]*result, dur time.Duration, runs int) {
 			}
 			return r.why
 		}
-		if rw.name == "handshake, median (ms)" && r == wg {
+		if (rw.name == "handshake, median (ms)" || rw.name == "reconnect, median (ms)") && r == wg {
 			return "-"
 		}
 		return fmt.Sprintf(rw.unit, rw.get(r))
@@ -656,6 +664,7 @@ func printTable(results map[string]*result, dur time.Duration, runs int) {
 		fmt.Printf("%-28s %12s %24s %13s %14s %13s\n", rw.name, cell(ov, rw), cell(od, rw), cell(wg, rw), ratio(od, ov, rw), ratio(od, wg, rw))
 	}
 	fmt.Println("(lower is better for handshake, RTT, retransmits, CPU and RSS; higher for throughput)")
+	printHandshakeSamples(results)
 }
 
 // faults times handshakes over an impaired link: tests/lab/cmd/lossy relays between the client
