@@ -155,6 +155,10 @@ type Client struct {
 	act                         Activity
 	slowBytes, slowPkts         uint64
 
+	// authCtl counts the server's control packets that passed tls-auth or tls-crypt and
+	// belong to this session (AuthenticatedControl).
+	authCtl uint64
+
 	// Shutdown.
 	exiting     bool
 	exitStart   time.Time
@@ -319,10 +323,15 @@ func (c *Client) Start(now time.Time) {
 }
 
 func (c *Client) newKeyState(now time.Time, id uint8) (*keyState, error) {
+	rc := reliable.Config{Timeout: c.cfg.TLSTimeout}
+	if c.primary != nil {
+		// A renegotiation runs over the same path: start from the round trip measured so far.
+		rc.SRTT, rc.RTTVar = c.primary.rel.RTT()
+	}
 	ks := &keyState{
 		id:      id,
 		started: now,
-		rel:     reliable.New(reliable.Config{Timeout: c.cfg.TLSTimeout}),
+		rel:     reliable.New(rc),
 	}
 	if _, err := io.ReadFull(c.rand, ks.src.preMaster[:]); err != nil {
 		return nil, fmt.Errorf("generating key source: %w", err)
@@ -454,6 +463,9 @@ func (c *Client) handleControl(now time.Time, keyID uint8, pkt []byte) {
 		}
 	}
 	c.lastRecv = now
+	if c.cfg.Wrap != WrapNone {
+		c.authCtl++
+	}
 	if len(p.Acks) > 0 {
 		ks.rel.Ack(now, p.Acks)
 	}
@@ -1234,6 +1246,22 @@ func (c *Client) flush(now time.Time) {
 			}
 			c.sendControl(now, &p)
 		}
+		if !c.haveSID {
+			continue
+		}
+		// A message of the server missing from a gap that outlasts reordering: ack what came
+		// after it again, so that OpenVPN resends it now instead of after its tls-timeout.
+		if acks, n := ks.rel.RetransmitRequest(now); n > 0 {
+			for range n {
+				c.sendControl(now, &wire.ControlPacket{
+					Opcode:          wire.OpAckV1,
+					KeyID:           ks.id,
+					SessionID:       c.localSID,
+					RemoteSessionID: c.remoteSID,
+					Acks:            acks,
+				})
+			}
+		}
 	}
 }
 
@@ -1386,6 +1414,13 @@ func fragmentPiece(link int, k *datachannel.Keys) int {
 	}
 	return fragment.MaxPiece(link, fo.Header, fo.Block, id)
 }
+
+// AuthenticatedControl counts the control packets from the server that passed the control
+// channel's authentication (the tls-auth HMAC or tls-crypt) and belong to this session. Without
+// tls-auth or tls-crypt nothing authenticates a control packet, so it stays zero. The session
+// compares it around HandlePacket to decide whether a packet from a new server address may move
+// the connection there (--float).
+func (c *Client) AuthenticatedControl() uint64 { return c.authCtl }
 
 // SendPing sends a keepalive ping now if data keys exist. After the session moved its transport
 // to a new local address, an authenticated data packet with the peer-id is what makes an

@@ -17,7 +17,7 @@ package session
  * The key set also carries the mssfix clamp (mss.go), recomputed by the control
  * side whenever keys, the profile's or the pushed mssfix change, so the loops
  * rewrite TCP SYNs in both directions without any extra shared state. Over UDP
- * the socket reader moderates its wake-ups during a stream (see rxModeration):
+ * the socket reader moderates its wake-ups during a stream (see rxTargetBatch):
  * batches, not single datagrams, are what make the tun write's GRO and the
  * per-batch costs pay off.
  */
@@ -25,6 +25,7 @@ package session
 import (
 	"errors"
 	"io/fs"
+	"net/netip"
 	"os"
 	"runtime"
 	"sync"
@@ -49,16 +50,21 @@ const (
 	// 16 KiB lets about ten full-size segments coalesce while keeping the 128
 	// buffers at 2 MiB of memory. It also bounds a TCP frame (tun-mtu up to ~16000).
 	rxBufSize = 16 << 10
-	// rxModeration is how long the socket reader pauses after a small batch
-	// in the middle of a stream; at 1-2 Gbit/s 10-20 datagrams arrive
-	// meanwhile (NICs moderate interrupts over similar spans). Measured in
-	// the bench lab, 50 µs and 100 µs cut the client's CPU per GB received
-	// by a third and 100 µs slightly more. rxStreamGap is the batch interval
-	// under which the traffic counts as a stream, and batches of
-	// rxModerateBelow packets or more are large enough already.
-	rxModeration    = 100 * time.Microsecond
-	rxStreamGap     = time.Millisecond
-	rxModerateBelow = maxBatch / 4
+	// Receive moderation (RoutineSocketToTun): in the middle of a stream (the
+	// previous batch came less than rxStreamGap ago) the socket reader pauses
+	// after a batch of fewer than rxTargetBatch packets, as NICs moderate
+	// their interrupts. The pause adapts to the arrival rate so that the next
+	// batch comes close to rxTargetBatch, between rxModerationMin and
+	// rxModerationMax (about 45 full-size datagrams at 1 Gbit/s); it starts at
+	// rxModerationStart. Every pause saves a wake-up, a receive call, a tun
+	// write and the ACK that write makes the kernel send back through the tun
+	// reader; the price is at most rxModerationMax of extra delay for packets
+	// inside a stream. A packet after a quiet spell (a ping) never waits.
+	rxStreamGap       = time.Millisecond
+	rxTargetBatch     = maxBatch / 2
+	rxModerationMin   = 50 * time.Microsecond
+	rxModerationStart = 100 * time.Microsecond
+	rxModerationMax   = 400 * time.Microsecond
 )
 
 // dataKeys is the part of *datachannel.Keys the data path uses.
@@ -190,6 +196,10 @@ func (c *counters) snapshot() Counters {
 // control loop, in a pooled buffer the loop returns with putCtrl.
 type ctrlPacket struct {
 	b []byte
+	// from is the server's new address when the packet came from another address than the
+	// peer's on a float socket (zero otherwise): the control loop moves the peer there if
+	// the packet authenticates.
+	from netip.AddrPort
 }
 
 var ctrlPool = sync.Pool{New: func() any { return &ctrlPacket{b: make([]byte, 0, 2048)} }}
@@ -197,6 +207,7 @@ var ctrlPool = sync.Pool{New: func() any { return &ctrlPacket{b: make([]byte, 0,
 func getCtrl(p []byte) *ctrlPacket {
 	c := ctrlPool.Get().(*ctrlPacket)
 	c.b = append(c.b[:0], p...)
+	c.from = netip.AddrPort{}
 	return c
 }
 
@@ -276,6 +287,10 @@ type connRef struct {
 	ctrl    chan<- *ctrlPacket // control packets to the control loop
 	errc    chan<- error       // transport and tun failures (buffered, non-blocking sends)
 	closing atomic.Bool        // the connection is being torn down: errors are expected
+	// float is conn's float side (nil without --float); moved wakes the control loop when
+	// an authenticated data packet from a new address moved the peer (non-blocking sends).
+	float floatConn
+	moved chan<- struct{}
 
 	// pushedMSS is the server's mssfix for this connection, nil if none was
 	// pushed; guarded by dataPath.ctlMu.
@@ -542,6 +557,7 @@ func (d *dataPath) RoutineSocketToTun(c *connRef) {
 		d.frag.reasm.Reset()
 	}
 	var last time.Time
+	pause, paused := rxModerationStart, false
 	locked := false
 	for {
 		n, err := c.conn.ReadBatch(rbufs, d.rx.sizes)
@@ -553,16 +569,18 @@ func (d *dataPath) RoutineSocketToTun(c *connRef) {
 			return
 		}
 		// Receive moderation, as a NIC does it: in the middle of a stream
-		// (the previous batch came less than rxStreamGap ago) a small batch
-		// means the reader is outpacing the sender one datagram at a time.
-		// Pausing briefly lets a batch build up, so the tun write coalesces
-		// TCP segments (GRO), the kernel acknowledges once per coalesced
-		// segment instead of every second one, and the wake-up, receive and
-		// write costs are paid once per batch. A lone packet (a ping, the
-		// first packet after a pause) never waits.
+		// a small batch means the reader is outpacing the sender one
+		// datagram at a time. Pausing lets a batch build up, so the tun
+		// write coalesces TCP segments (GRO), the kernel acknowledges once
+		// per coalesced segment instead of every second one, and the
+		// wake-up, receive and write costs are paid once per batch.
 		if moderate {
 			now := time.Now()
-			if n < rxModerateBelow && now.Sub(last) < rxStreamGap {
+			if paused {
+				pause = nextRxPause(pause, n)
+				paused = false
+			}
+			if n < rxTargetBatch && now.Sub(last) < rxStreamGap {
 				if !locked {
 					// rxPause needs its own thread's timer slack: the goroutine is locked
 					// to the thread and, never unlocked, ends with it instead of handing
@@ -576,11 +594,23 @@ func (d *dataPath) RoutineSocketToTun(c *connRef) {
 					setRxTimerSlack()
 					locked = true
 				}
-				rxPause(rxModeration)
+				rxPause(pause)
+				paused = true
 			}
 			last = now
 		}
 	}
+}
+
+// nextRxPause is the moderation pause after one of length p was followed by a
+// batch of n packets: half way towards the pause that would have brought
+// rxTargetBatch at the same arrival rate, so one odd batch does not swing it.
+func nextRxPause(p time.Duration, n int) time.Duration {
+	want := rxModerationMax
+	if n > 0 {
+		want = p * rxTargetBatch / time.Duration(n)
+	}
+	return min(max((p+want)/2, rxModerationMin), rxModerationMax)
 }
 
 func (d *dataPath) openAndWrite(c *connRef, n int) {
@@ -593,10 +623,17 @@ func (d *dataPath) openAndWrite(c *connRef, n int) {
 	if d.frag != nil {
 		now = time.Now()
 	}
+	// With --float, packets from another address than the peer's are only taken as
+	// authentic once they decrypt (or, control packets, pass tls-auth/tls-crypt).
+	foreign := c.float != nil && c.float.anyForeign()
 	for i := 0; i < n; i++ {
 		sz := d.rx.sizes[i]
 		if sz == 0 {
 			continue
+		}
+		var from netip.AddrPort
+		if foreign {
+			from, _ = c.float.foreign(i)
 		}
 		buf := d.rx.bufs[i]
 		pkt := buf[tunWriteOffset : tunWriteOffset+sz]
@@ -606,9 +643,12 @@ func (d *dataPath) openAndWrite(c *connRef, n int) {
 			continue
 		}
 		if !isData {
+			cp := getCtrl(pkt)
+			cp.from = from
 			select {
-			case c.ctrl <- getCtrl(pkt):
+			case c.ctrl <- cp:
 			default:
+				putCtrl(cp)
 				dropped++ // the control loop is behind; reliability resends
 			}
 			continue
@@ -639,6 +679,9 @@ func (d *dataPath) openAndWrite(c *connRef, n int) {
 				continue
 			case fragPartial:
 				partial++
+				if from.IsValid() {
+					d.floatTo(c, from)
+				}
 				continue
 			}
 		} else {
@@ -653,6 +696,9 @@ func (d *dataPath) openAndWrite(c *connRef, n int) {
 				}
 				continue
 			}
+		}
+		if from.IsValid() {
+			d.floatTo(c, from)
 		}
 		if ks.nextUsed != nil && k == ks.retiring && !ks.nextUsed.Load() {
 			ks.nextUsed.Store(true)
@@ -728,6 +774,18 @@ func (d *dataPath) openAndWrite(c *connRef, n int) {
 	}
 	d.cnt.bytesIn.Add(bytes)
 	d.cnt.packetsIn.Add(uint64(len(out)))
+}
+
+// floatTo moves c's peer to from, where a packet that authenticated came from (--float),
+// and tells the control loop, which moves the routes and the status along.
+func (d *dataPath) floatTo(c *connRef, from netip.AddrPort) {
+	if !c.float.setPeer(from) {
+		return
+	}
+	select {
+	case c.moved <- struct{}{}:
+	default:
+	}
 }
 
 // offsetIn returns where sub starts within buf, and whether it is inside it.

@@ -39,16 +39,19 @@ const (
 	groProbe = 4096
 )
 
-// udpConn is a connected UDP socket with batched I/O through recvmmsg/sendmmsg.
+// udpConn is a connected UDP socket with batched I/O through recvmmsg/sendmmsg (or, with
+// --float, an unconnected one: udpfloat_linux.go).
 // A connected socket means the kernel filters datagrams from other peers for us,
 // reports ICMP errors, and needs no per-message address, which keeps both paths
 // free of allocations (x/net's ReadBatch allocates an address per message).
 //
 // ReadBatch is called by one goroutine (the socket reader) and WriteBatch by one
 // other goroutine (the tun reader); WritePacket may be called from any goroutine.
+// The socket is out of the runtime's network poller (sockfd_linux.go).
 type udpConn struct {
-	conn   *net.UDPConn
-	rc     syscall.RawConn
+	sock   *sockFD
+	rc     syscall.RawConn // sock
+	local  netip.AddrPort  // the socket's address, as bound when it was opened
 	remote netip.AddrPort
 
 	rd struct {
@@ -95,6 +98,9 @@ type udpConn struct {
 	// because the local address or the route towards the server is gone: the session then
 	// moves the transport instead of dropping packets until ping-restart.
 	onUnreachable func()
+
+	// float: an unconnected socket that takes datagrams from any address (udpfloat_linux.go).
+	float floatState
 }
 
 // udpDialOptions are the socket settings from bind/lport/local/nobind/sndbuf/rcvbuf/mark.
@@ -110,6 +116,9 @@ type udpDialOptions struct {
 	OnICMP func(error)
 	// OnUnreachable: see udpConn.onUnreachable.
 	OnUnreachable func()
+	// Float opens an unconnected socket that also takes datagrams from other addresses
+	// than remote's (--float, udpfloat_linux.go).
+	Float bool
 }
 
 // control is the net.Dialer Control of UDP and TCP sockets alike: it applies sndbuf, rcvbuf and
@@ -134,6 +143,14 @@ func dialUDP(ctx context.Context, remote netip.AddrPort, o udpDialOptions) (*udp
 		remote = netip.AddrPortFrom(remote.Addr().Unmap(), remote.Port())
 	} else if network == "udp" {
 		network = "udp6"
+	}
+	if o.Float {
+		u, err := dialUDPFloat(ctx, network, remote, o)
+		if err != nil {
+			return nil, err
+		}
+		u.onUnreachable = o.OnUnreachable
+		return u, nil
 	}
 	d := net.Dialer{
 		Control: o.control,
@@ -190,11 +207,12 @@ func newUDPConn(c *net.UDPConn, remote netip.AddrPort, batch int, tryGSO bool) (
 	if batch <= 0 {
 		batch = maxBatch
 	}
-	rc, err := c.SyscallConn()
+	local := c.LocalAddr().(*net.UDPAddr).AddrPort()
+	sock, err := detachFD(c)
 	if err != nil {
-		return nil, fmt.Errorf("getting raw UDP socket: %w", err)
+		return nil, err
 	}
-	u := &udpConn{conn: c, rc: rc, remote: remote}
+	u := &udpConn{sock: sock, rc: sock, local: local, remote: remote}
 	u.rd.hdrs = make([]unix.Mmsghdr, batch)
 	u.rd.iovs = make([]unix.Iovec, batch)
 	u.rd.fn = u.recvmmsg
@@ -203,7 +221,7 @@ func newUDPConn(c *net.UDPConn, remote netip.AddrPort, batch int, tryGSO bool) (
 	u.wr.oob = make([]byte, batch*unix.CmsgSpace(2))
 	u.wr.fn = u.sendmmsg
 	if tryGSO {
-		_ = rc.Control(func(fd uintptr) {
+		_ = u.rc.Control(func(fd uintptr) {
 			_, err := unix.GetsockoptInt(int(fd), unix.IPPROTO_UDP, unix.UDP_SEGMENT)
 			u.wr.gso = err == nil
 			u.rd.gro = unix.SetsockoptInt(int(fd), unix.IPPROTO_UDP, unix.UDP_GRO, 1) == nil
@@ -251,6 +269,9 @@ func (u *udpConn) ReadBatch(bufs [][]byte, sizes []int) (int, error) {
 		h.Hdr.SetIovlen(1)
 		h.Len = 0
 	}
+	if u.float.on {
+		u.nameRx(n)
+	}
 	for {
 		u.rd.n = n
 		u.rd.errno = 0
@@ -273,6 +294,14 @@ func (u *udpConn) ReadBatch(bufs [][]byte, sizes []int) (int, error) {
 				sizes[i] = 0 // larger than any packet we accept: drop it
 			}
 		}
+		if u.float.on {
+			u.sourcesRx(u.rd.n)
+			u.float.foreign = false
+			for i := 0; i < u.rd.n; i++ {
+				u.float.from[i] = u.float.msgFrom[i]
+				u.float.foreign = u.float.foreign || u.float.msgFrom[i].IsValid()
+			}
+		}
 		return u.rd.n, nil
 	}
 }
@@ -288,8 +317,13 @@ func (u *udpConn) readGRO(bufs [][]byte, sizes []int) (int, error) {
 		}
 	}
 	n := 0
+	u.float.foreign = false
 	for n < len(bufs) && u.rd.msg < u.rd.count {
 		m := u.rd.msg
+		if u.float.on {
+			u.float.from[n] = u.float.msgFrom[m]
+			u.float.foreign = u.float.foreign || u.float.msgFrom[m].IsValid()
+		}
 		data := u.rd.land[m][:u.rd.lens[m]]
 		seg := u.rd.segs[m]
 		if seg <= 0 || seg > len(data) {
@@ -333,6 +367,9 @@ func (u *udpConn) receiveGRO() error {
 		h.Hdr.SetControllen(cs)
 		h.Len = 0
 	}
+	if u.float.on {
+		u.nameRx(n)
+	}
 	for {
 		u.rd.n = n
 		u.rd.errno = 0
@@ -359,6 +396,9 @@ func (u *udpConn) receiveGRO() error {
 		if u.rd.segs[i] > 0 && u.rd.segs[i] < u.rd.lens[i] {
 			u.rd.groSeen = true
 		}
+	}
+	if u.float.on {
+		u.sourcesRx(u.rd.n)
 	}
 	u.rd.groCount += u.rd.n
 	u.rd.count, u.rd.msg, u.rd.off = u.rd.n, 0, 0
@@ -418,6 +458,9 @@ func (u *udpConn) writeBatch(pkts [][]byte) error {
 	gso := u.wr.gso
 retry:
 	u.pack(pkts, gso)
+	if u.float.on {
+		u.nameTx(u.wr.nhdrs)
+	}
 	u.wr.sent = 0
 	for u.wr.sent < u.wr.nhdrs {
 		u.wr.errno = 0
@@ -503,7 +546,22 @@ func (u *udpConn) noteICMP(errno syscall.Errno) {
 func (u *udpConn) WritePacket(pkt []byte) error {
 	u.ctrlMu.Lock()
 	defer u.ctrlMu.Unlock()
-	_, err := u.conn.Write(pkt)
+	// A float socket names the current peer; a connected one needs no address.
+	var name unsafe.Pointer
+	var namelen uint32
+	if u.float.on {
+		p := u.float.peer.Load()
+		name, namelen = unsafe.Pointer(&p.sa[0]), p.salen
+	}
+	var errno syscall.Errno
+	err := u.rc.Write(func(fd uintptr) bool {
+		_, _, errno = unix.Syscall6(unix.SYS_SENDTO, fd, uintptr(unsafe.Pointer(unsafe.SliceData(pkt))), uintptr(len(pkt)),
+			unix.MSG_DONTWAIT, uintptr(name), uintptr(namelen))
+		return errno != unix.EAGAIN && errno != unix.EINTR
+	})
+	if err == nil && errno != 0 {
+		err = os.NewSyscallError("sendto", errno)
+	}
 	if err != nil && isUnreachableError(err) {
 		u.unreachable()
 		return nil
@@ -529,13 +587,20 @@ func isTransientSendError(err error) bool {
 	return errors.Is(err, unix.ECONNREFUSED) || errors.Is(err, unix.ENOBUFS) || errors.Is(err, unix.EPERM)
 }
 
-// rxPause sleeps for d in the calling thread with nanosleep: the runtime's
-// timers round sleeps below a millisecond up to one. The socket reader runs on
-// a thread of its own whose timer slack (50 µs by default, added to every
-// sleep) setRxTimerSlack lowered once.
+// rxPause sleeps for d (at most rxModerationMax) in the calling thread with nanosleep: the
+// runtime's timers round sleeps below a millisecond up to one. The socket reader runs on a
+// thread of its own whose timer slack (50 µs by default, added to every sleep)
+// setRxTimerSlack lowered once.
+//
+// The sleep is a raw system call, so the reader keeps its P meanwhile: through the
+// runtime's syscall path, the system monitor would take the P away from every pause longer
+// than its 20 µs tick while the other P is busy and hand it to another thread, and the
+// reader would have to win one back after each pause; those hand-offs kept the monitor at
+// its fastest tick and cost more than the pauses saved. Holding the P this briefly delays
+// at most a stop-the-world by the pause.
 func rxPause(d time.Duration) {
-	ts := unix.NsecToTimespec(int64(d))
-	_ = unix.Nanosleep(&ts, nil)
+	ts := unix.NsecToTimespec(int64(min(d, rxModerationMax)))
+	_, _, _ = unix.RawSyscall(unix.SYS_NANOSLEEP, uintptr(unsafe.Pointer(&ts)), 0, 0)
 }
 
 // rxTimerSlack is the timer slack for rxPause, in nanoseconds.
@@ -548,15 +613,20 @@ const rxTimerSlack = 5000
 func setRxTimerSlack() { _ = unix.Prctl(unix.PR_SET_TIMERSLACK, rxTimerSlack, 0, 0, 0) }
 
 // Close closes the socket, which ends a blocked ReadBatch.
-func (u *udpConn) Close() error { return u.conn.Close() }
+func (u *udpConn) Close() error { return u.sock.Close() }
 
-// LocalAddr is the socket's local address.
+// LocalAddr is the socket's local address; for a float socket bound to the wildcard address,
+// the address the kernel sends to the server from.
 func (u *udpConn) LocalAddr() netip.AddrPort {
-	return u.conn.LocalAddr().(*net.UDPAddr).AddrPort()
+	la := u.local
+	if u.float.on && la.Addr().IsUnspecified() {
+		return netip.AddrPortFrom(u.float.src, la.Port())
+	}
+	return la
 }
 
-// RemoteAddr is the connected peer.
-func (u *udpConn) RemoteAddr() netip.AddrPort { return u.remote }
+// RemoteAddr is the peer: the connected server, or where a float socket sends now.
+func (u *udpConn) RemoteAddr() netip.AddrPort { return u.peerAddr() }
 
 // Stream reports false: datagrams carry one packet each.
 func (u *udpConn) Stream() bool { return false }
