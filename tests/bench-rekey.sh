@@ -6,7 +6,7 @@
 # bin/ovpnd alternate; the receiver's tun counters are sampled every 5 ms and every span over
 # BENCH_GAP without delivered data counts as a stall (at a rekey when the server completed a
 # handshake from 1 s before it to its end); the server's log gives each rekey's time from its
-# soft reset to the completed handshake (50 ms resolution). Prints the environment, each run,
+# soft reset to the completed handshake (10 ms resolution). Prints the environment, each run,
 # and per client and direction: rekeys, rekey times (median, longest, how many over 1 s),
 # stalls (their ratio per rekey), stalled time, the longest stall and iperf3's TCP retransmits.
 # Needs root.

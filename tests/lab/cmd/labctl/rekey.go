@@ -179,7 +179,7 @@ type tunSample struct {
 // rekeyPoll is how often the server's log is looked at for rekeys (the resolution of their
 // times), and lateRekey is when a rekey counts as late.
 const (
-	rekeyPoll = 50 * time.Millisecond
+	rekeyPoll = 10 * time.Millisecond
 	lateRekey = time.Second
 )
 
