@@ -5,6 +5,7 @@
 //	labctl bench [-ovpnd PATH] [-duration 6s] [-runs 3]
 //	labctl faults [-ovpnd PATH] [-handshakes 6] [-loss 0,0.05,0.1,0.2,0.3] [-deadline 30s] [-trace]
 //	labctl rekey [-ovpnd PATH] [-duration 20s] [-runs 3] [-rate 200mbit] [-reneg-sec 0] [-reneg-bytes 33554432] [-gap 200ms]
+//	labctl memory [-ovpnd PATH] [-ovpnctl PATH] [-duration 60s] [-reneg-sec 2] [-sessions 10] [-clients openvpn,ovpnd]
 //
 // Everything it creates (namespaces, processes, temp dirs) is removed on exit, on failure and
 // on SIGINT/SIGTERM.
@@ -83,7 +84,7 @@ func step(format string, args ...any) {
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: labctl demo|bench|faults|rekey [flags]")
+		fmt.Fprintln(os.Stderr, "usage: labctl demo|bench|faults|rekey|memory [flags]")
 		os.Exit(2)
 	}
 	t := &cli{}
@@ -130,6 +131,14 @@ func main() {
 		gap := fs.Duration("gap", 200*time.Millisecond, "a span without delivered data longer than this is a stall")
 		fs.Parse(os.Args[2:])
 		rekey(t, *ovpnd, *dur, max(*runs, 1), *rate, max(*renegSec, 0), max(*renegBytes, 0), *gap)
+	case "memory":
+		ovpnctl := fs.String("ovpnctl", "bin/ovpnctl", "path of the ovpnctl binary (starts the daemon's sessions)")
+		dur := fs.Duration("duration", 60*time.Second, "iperf3 traffic per client while the server renegotiates (0: skip)")
+		reneg := fs.Int("reneg-sec", 2, "the server's reneg-sec during the traffic")
+		sessions := fs.Int("sessions", 10, "tunnels for the daemon vs OpenVPN processes comparison (0: skip)")
+		clients := fs.String("clients", "openvpn,ovpnd", "clients measured across rekeys, in this order")
+		fs.Parse(os.Args[2:])
+		memoryBench(t, *ovpnd, *ovpnctl, *dur, max(*reneg, 1), *sessions, strings.Split(*clients, ","))
 	default:
 		fmt.Fprintf(os.Stderr, "labctl: unknown command %q\n", os.Args[1])
 		os.Exit(2)
