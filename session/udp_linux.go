@@ -81,6 +81,15 @@ type udpConn struct {
 		errno syscall.Errno
 		fn    func(fd uintptr) bool
 		gso   bool
+		// lim is where the current sendmmsg stops (nhdrs, or one message at
+		// a time while pacing); pace spaces the messages of a batch.
+		lim  int
+		pace pacer
+		// spread is how long the current batch of total bytes is spread over
+		// (0: send it at once).
+		spread time.Duration
+		total  int
+		gap    time.Duration // the pause due before the next message
 	}
 
 	// ctrlMu serialises the rare control-path writes among themselves.
@@ -388,7 +397,7 @@ func groSegmentSize(oob []byte, n int) int {
 }
 
 func (u *udpConn) sendmmsg(fd uintptr) bool {
-	n, _, e := unix.Syscall6(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(&u.wr.hdrs[u.wr.sent])), uintptr(u.wr.nhdrs-u.wr.sent), unix.MSG_DONTWAIT, 0, 0)
+	n, _, e := unix.Syscall6(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(&u.wr.hdrs[u.wr.sent])), uintptr(u.wr.lim-u.wr.sent), unix.MSG_DONTWAIT, 0, 0)
 	if e == unix.EAGAIN || e == unix.EWOULDBLOCK || e == unix.EINTR {
 		return false
 	}
@@ -403,6 +412,15 @@ func (u *udpConn) sendmmsg(fd uintptr) bool {
 // packets go to the kernel as one message whose iovecs point at the packets in place,
 // segmented by the kernel (or the NIC), which saves most of the per-datagram cost.
 func (u *udpConn) WriteBatch(pkts [][]byte) error {
+	total := 0
+	for _, p := range pkts {
+		total += len(p)
+	}
+	// Only a batch of more than one GSO message can be spread out.
+	u.wr.spread, u.wr.total, u.wr.gap = u.wr.pace.spread(time.Now(), total), total, 0
+	if total <= maxGSOBytes {
+		u.wr.spread = 0
+	}
 	for len(pkts) > 0 {
 		n := min(len(pkts), len(u.wr.hdrs))
 		err := u.writeBatch(pkts[:n])
@@ -420,6 +438,16 @@ retry:
 	u.pack(pkts, gso)
 	u.wr.sent = 0
 	for u.wr.sent < u.wr.nhdrs {
+		u.wr.lim = u.wr.nhdrs
+		if u.wr.spread > 0 {
+			// Paced: a pause for the previous message's share of the
+			// spread, then one message per call.
+			if u.wr.gap > 0 {
+				paceSleep(u.wr.gap)
+			}
+			u.wr.gap = paceGap(u.wr.spread, msgLen(&u.wr.hdrs[u.wr.sent]), u.wr.total)
+			u.wr.lim = u.wr.sent + 1
+		}
 		u.wr.errno = 0
 		if err := u.rc.Write(u.wr.fn); err != nil {
 			return err
@@ -447,6 +475,16 @@ retry:
 		}
 	}
 	return nil
+}
+
+// msgLen is the number of bytes a packed message carries.
+func msgLen(h *unix.Mmsghdr) int {
+	iovs := unsafe.Slice(h.Hdr.Iov, h.Hdr.Iovlen)
+	n := 0
+	for i := range iovs {
+		n += int(iovs[i].Len)
+	}
+	return n
 }
 
 // pack lays out pkts as mmsghdrs, coalescing runs for GSO when enabled.

@@ -4,6 +4,7 @@
 //	labctl demo  [-client ovpnd|openvpn] [-ovpnd PATH]
 //	labctl bench [-ovpnd PATH] [-duration 6s] [-runs 3]
 //	labctl faults [-ovpnd PATH] [-handshakes 10] [-loss 0.1]
+//	labctl pacing [-ovpnd PATH] [-duration 6s] [-runs 3] [-rate 100m] [-queue 20ms] [-ovpnd-b PATH]
 //
 // Everything it creates (namespaces, processes, temp dirs) is removed on exit, on failure and
 // on SIGINT/SIGTERM.
@@ -81,7 +82,7 @@ func step(format string, args ...any) {
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: labctl demo|bench|faults [flags]")
+		fmt.Fprintln(os.Stderr, "usage: labctl demo|bench|faults|pacing [flags]")
 		os.Exit(2)
 	}
 	t := &cli{}
@@ -112,6 +113,14 @@ func main() {
 		loss := fs.Float64("loss", 0.1, "datagram loss, each direction")
 		fs.Parse(os.Args[2:])
 		faults(t, *ovpnd, max(*n, 1), *loss)
+	case "pacing":
+		dur := fs.Duration("duration", 6*time.Second, "iperf3 upload time per run")
+		runs := fs.Int("runs", 3, "runs of every client per link, alternated (medians reported)")
+		rate := fs.String("rate", "100m", "uplink rate limit for the second link setting, in tc units without \"bit\" (empty: none)")
+		queue := fs.String("queue", "20ms", "queue of the rate-limited link, as tbf latency")
+		other := fs.String("ovpnd-b", "", "a second ovpnd binary measured alongside (A/B of a change)")
+		fs.Parse(os.Args[2:])
+		pacing(t, *ovpnd, *other, *dur, max(*runs, 1), *rate, *queue)
 	default:
 		fmt.Fprintf(os.Stderr, "labctl: unknown command %q\n", os.Args[1])
 		os.Exit(2)
