@@ -492,7 +492,6 @@ func TestWarnings(t *testing.T) {
 		{"tls-auth bidi", "tls-auth ta.key\n", "test.conf:6: warning: tls-auth without a key direction"},
 		{"key-direction with tls-crypt", "tls-crypt ta.key\nkey-direction 1\n", "test.conf:7: warning: key-direction has no effect with tls-crypt"},
 		{"ignore-unknown-option", "ignore-unknown-option frob\nfrob 1\n", "test.conf:7: warning: ignoring unknown directive \"frob\""},
-		{"float", "float\n", "test.conf:6: warning: ignoring float: the UDP socket is connected to the server's address"},
 		{"link-mtu", "link-mtu 1500\n", "test.conf:6: warning: ignoring link-mtu: deprecated in OpenVPN 2.6 and not used by ovpnd, which sizes packets from tun-mtu; set tun-mtu instead"},
 		{"replay-window time", "replay-window 128 30\n", "test.conf:6: warning: replay-window: the time part (30 seconds) is not applied"},
 		{"tls-cipher dropped", "tls-cipher DHE-RSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384\n", "test.conf:6: warning: tls-cipher: dropping DHE-RSA-AES256-GCM-SHA384: crypto/tls does not implement it"},
@@ -515,14 +514,14 @@ func TestWarnings(t *testing.T) {
 }
 
 func TestConnectionBlocks(t *testing.T) {
-	text := base2() + "connect-retry 3\nproto tcp\n<connection>\nremote a.example 1000\n</connection>\n<connection>\nremote b.example\nproto udp6\nconnect-retry 9 90\nnobind\n</connection>\n"
+	text := base2() + "connect-retry 3\nproto tcp\n<connection>\nremote a.example 1000\n</connection>\n<connection>\nremote b.example\nproto udp6\nconnect-retry 9 90\nnobind\nfloat\n</connection>\n"
 	c, _, err := parseText(t, text)
 	if err != nil {
 		t.Fatal(errText(err))
 	}
 	want := []Connection{
 		{Remote: "a.example", Port: 1000, Proto: ProtoTCP, ConnectRetry: 3 * time.Second, ConnectRetryMaxWait: 300 * time.Second, ConnectTimeout: 120 * time.Second},
-		{Remote: "b.example", Port: 1194, Proto: ProtoUDP, Family: FamilyIPv6, ConnectRetry: 9 * time.Second, ConnectRetryMaxWait: 90 * time.Second, ConnectTimeout: 120 * time.Second},
+		{Remote: "b.example", Port: 1194, Proto: ProtoUDP, Family: FamilyIPv6, ConnectRetry: 9 * time.Second, ConnectRetryMaxWait: 90 * time.Second, ConnectTimeout: 120 * time.Second, Float: true},
 	}
 	if diff := cmp.Diff(want, c.Connections); diff != "" {
 		t.Errorf("connections (-want +got):\n%s", diff)

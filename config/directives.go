@@ -165,7 +165,7 @@ func directives() []*directive {
 		withInline(sup("connection", "<connection>...</connection>", 0, 0, "A remote with its own proto, port, bind and retry settings; the block may hold only connection-level directives.", applyConnectionBlock)),
 		sup("remote-random", "remote-random", 0, 0, "Try the connections in random order.", flagDirective(func(c *Config) { c.RemoteRandom = true })),
 		sup("resolv-retry", "resolv-retry SECONDS|infinite", 1, 1, "How long to retry resolving a remote's name (default infinite).", applyResolvRetry),
-		ign("float", "the UDP socket is connected to the server's address, so packets from any other address are dropped by the kernel"),
+		withConn(sup("float", "float", 0, 0, "UDP: accept packets from a new server address once they authenticate (data packets that decrypt; control packets that pass tls-auth or tls-crypt) and send to that address from then on. Without float the socket is connected to the server's address and the kernel drops packets from any other.", connDirective)),
 
 		// Device.
 		sup("dev", "dev tun|tunN|NAME|null", 1, 1, "The tun device (tun = next free tunN; the default, as in OpenVPN 2.7, when a profile has no dev). tap is refused.", applyDev),

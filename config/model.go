@@ -180,6 +180,10 @@ type Connection struct {
 	Bind      bool
 	Local     string
 	LocalPort uint16
+
+	// Float accepts authenticated UDP packets from a new server address and sends there
+	// from then on (OpenVPN's --float).
+	Float bool
 }
 
 // Proto is the transport protocol of a connection.

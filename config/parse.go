@@ -765,6 +765,8 @@ func applyConn(c *Connection, st *connState, it *item) error {
 			return err
 		}
 		c.ConnectTimeout = d
+	case "float":
+		c.Float = true
 	case "explicit-exit-notify":
 		c.ExplicitExitNotify, st.eenSet = 1, true
 		if len(a) > 0 {

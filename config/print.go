@@ -96,6 +96,9 @@ func (c *Config) print(w *printer) {
 			w.line("connect-retry-max", strconv.Itoa(cn.ConnectRetryMax))
 		}
 		w.line("connect-timeout", secs(cn.ConnectTimeout))
+		if cn.Float {
+			w.line("float")
+		}
 		if cn.ExplicitExitNotify > 0 {
 			w.line("explicit-exit-notify", strconv.Itoa(cn.ExplicitExitNotify))
 		}

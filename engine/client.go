@@ -155,6 +155,10 @@ type Client struct {
 	act                         Activity
 	slowBytes, slowPkts         uint64
 
+	// authCtl counts the server's control packets that passed tls-auth or tls-crypt and
+	// belong to this session (AuthenticatedControl).
+	authCtl uint64
+
 	// Shutdown.
 	exiting     bool
 	exitStart   time.Time
@@ -454,6 +458,9 @@ func (c *Client) handleControl(now time.Time, keyID uint8, pkt []byte) {
 		}
 	}
 	c.lastRecv = now
+	if c.cfg.Wrap != WrapNone {
+		c.authCtl++
+	}
 	if len(p.Acks) > 0 {
 		ks.rel.Ack(now, p.Acks)
 	}
@@ -1386,6 +1393,13 @@ func fragmentPiece(link int, k *datachannel.Keys) int {
 	}
 	return fragment.MaxPiece(link, fo.Header, fo.Block, id)
 }
+
+// AuthenticatedControl counts the control packets from the server that passed the control
+// channel's authentication (the tls-auth HMAC or tls-crypt) and belong to this session. Without
+// tls-auth or tls-crypt nothing authenticates a control packet, so it stays zero. The session
+// compares it around HandlePacket to decide whether a packet from a new server address may move
+// the connection there (--float).
+func (c *Client) AuthenticatedControl() uint64 { return c.authCtl }
 
 // SendPing sends a keepalive ping now if data keys exist. After the session moved its transport
 // to a new local address, an authenticated data packet with the peer-id is what makes an

@@ -26,6 +26,8 @@ type attempt struct {
 	ref    *connRef
 	ctrl   chan *ctrlPacket
 	errc   chan error
+	// moved: the data path moved the float socket's peer (float.go).
+	moved chan struct{}
 
 	// ctx ends when the attempt does; everything the attempt starts runs under it and is
 	// counted in wg, and attempt waits for wg before it returns.
@@ -59,6 +61,8 @@ type attempt struct {
 	movedAt, roamTried time.Time
 	roamPending        bool
 	readerDone         chan struct{} // closed when the current socket reader returns
+	// noPathSince is when a move first found no route to the server (zero: it found one).
+	noPathSince time.Time
 }
 
 // attempt runs one connection until it ends and reports how.
@@ -107,12 +111,13 @@ func (r *runner) attempt(ctx context.Context, conn *config.Connection, remote ne
 		ctx:       actx,
 		ctrl:      make(chan *ctrlPacket, ctrlQueue),
 		errc:      make(chan error, 4),
+		moved:     make(chan struct{}, 1),
 		start:     s.opts.now(),
 		base:      s.cnt.snapshot(),
 		usedToken: creds != nil && creds.token != "",
 	}
 	a.dropsLogged = a.base
-	a.ref = &connRef{conn: pc, ctrl: a.ctrl, errc: a.errc}
+	a.ref = a.newRef(pc)
 	s.logf(1, "connecting to %s:%v", conn.Proto, remote)
 	var local netip.AddrPort
 	if la, ok := pc.(interface{ LocalAddr() netip.AddrPort }); ok {
@@ -196,21 +201,22 @@ func (a *attempt) loop(ctx context.Context) outcome {
 		select {
 		case p := <-a.ctrl:
 			now = s.opts.now()
-			a.gotPacket = true
 			a.noteActivity(now)
-			a.eng.HandlePacket(now, p.b)
+			a.handleCtrl(now, p)
 			putCtrl(p)
 			// Handle whatever else is queued before draining events, so a burst
 			// of control packets costs one event drain.
 			for more := true; more; {
 				select {
 				case p := <-a.ctrl:
-					a.eng.HandlePacket(now, p.b)
+					a.handleCtrl(now, p)
 					putCtrl(p)
 				default:
 					more = false
 				}
 			}
+		case <-a.moved:
+			a.floated()
 		case <-a.r.underlay:
 			now = s.opts.now()
 			if out, done := a.roam(ctx, now); done {

@@ -25,6 +25,7 @@ package session
 import (
 	"errors"
 	"io/fs"
+	"net/netip"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -189,6 +190,10 @@ func (c *counters) snapshot() Counters {
 // control loop, in a pooled buffer the loop returns with putCtrl.
 type ctrlPacket struct {
 	b []byte
+	// from is the server's new address when the packet came from another address than the
+	// peer's on a float socket (zero otherwise): the control loop moves the peer there if
+	// the packet authenticates.
+	from netip.AddrPort
 }
 
 var ctrlPool = sync.Pool{New: func() any { return &ctrlPacket{b: make([]byte, 0, 2048)} }}
@@ -196,6 +201,7 @@ var ctrlPool = sync.Pool{New: func() any { return &ctrlPacket{b: make([]byte, 0,
 func getCtrl(p []byte) *ctrlPacket {
 	c := ctrlPool.Get().(*ctrlPacket)
 	c.b = append(c.b[:0], p...)
+	c.from = netip.AddrPort{}
 	return c
 }
 
@@ -278,6 +284,10 @@ type connRef struct {
 	ctrl    chan<- *ctrlPacket // control packets to the control loop
 	errc    chan<- error       // transport and tun failures (buffered, non-blocking sends)
 	closing atomic.Bool        // the connection is being torn down: errors are expected
+	// float is conn's float side (nil without --float); moved wakes the control loop when
+	// an authenticated data packet from a new address moved the peer (non-blocking sends).
+	float floatConn
+	moved chan<- struct{}
 
 	// pushedMSS is the server's mssfix for this connection, nil if none was
 	// pushed; guarded by dataPath.ctlMu.
@@ -596,10 +606,17 @@ func (d *dataPath) openAndWrite(c *connRef, n int) {
 	if d.frag != nil {
 		now = time.Now()
 	}
+	// With --float, packets from another address than the peer's are only taken as
+	// authentic once they decrypt (or, control packets, pass tls-auth/tls-crypt).
+	foreign := c.float != nil && c.float.anyForeign()
 	for i := 0; i < n; i++ {
 		sz := d.rx.sizes[i]
 		if sz == 0 {
 			continue
+		}
+		var from netip.AddrPort
+		if foreign {
+			from, _ = c.float.foreign(i)
 		}
 		buf := d.rx.bufs[i]
 		pkt := buf[tunWriteOffset : tunWriteOffset+sz]
@@ -609,9 +626,12 @@ func (d *dataPath) openAndWrite(c *connRef, n int) {
 			continue
 		}
 		if !isData {
+			cp := getCtrl(pkt)
+			cp.from = from
 			select {
-			case c.ctrl <- getCtrl(pkt):
+			case c.ctrl <- cp:
 			default:
+				putCtrl(cp)
 				dropped++ // the control loop is behind; reliability resends
 			}
 			continue
@@ -642,6 +662,9 @@ func (d *dataPath) openAndWrite(c *connRef, n int) {
 				continue
 			case fragPartial:
 				partial++
+				if from.IsValid() {
+					d.floatTo(c, from)
+				}
 				continue
 			}
 		} else {
@@ -656,6 +679,9 @@ func (d *dataPath) openAndWrite(c *connRef, n int) {
 				}
 				continue
 			}
+		}
+		if from.IsValid() {
+			d.floatTo(c, from)
 		}
 		if ks.nextUsed != nil && k == ks.retiring && !ks.nextUsed.Load() {
 			ks.nextUsed.Store(true)
@@ -731,6 +757,18 @@ func (d *dataPath) openAndWrite(c *connRef, n int) {
 	}
 	d.cnt.bytesIn.Add(bytes)
 	d.cnt.packetsIn.Add(uint64(len(out)))
+}
+
+// floatTo moves c's peer to from, where a packet that authenticated came from (--float),
+// and tells the control loop, which moves the routes and the status along.
+func (d *dataPath) floatTo(c *connRef, from netip.AddrPort) {
+	if !c.float.setPeer(from) {
+		return
+	}
+	select {
+	case c.moved <- struct{}{}:
+	default:
+	}
 }
 
 // offsetIn returns where sub starts within buf, and whether it is inside it.

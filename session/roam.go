@@ -73,8 +73,18 @@ func (a *attempt) roam(ctx context.Context, now time.Time) (outcome, bool) {
 	a.roamTried, a.roamPending = now, false
 	pc, err := a.r.dial(ctx, a.conn, a.remote)
 	if err != nil {
-		a.s.logf(2, "underlay changed; no new path to %v yet: %v", a.remote, err)
+		// Said once per outage: sends keep failing, and every failure is a signal.
+		if a.noPathSince.IsZero() {
+			a.noPathSince = now
+			a.s.logf(1, "no path to %v (%v); the connection waits for one", a.remote, err)
+		} else {
+			a.s.logf(4, "underlay changed; still no path to %v: %v", a.remote, err)
+		}
 		return outcome{}, false
+	}
+	if !a.noPathSince.IsZero() {
+		a.s.logf(1, "path to %v is back after %v", a.remote, now.Sub(a.noPathSince).Round(time.Millisecond))
+		a.noPathSince = time.Time{}
 	}
 	nu, ok := pc.(*udpConn)
 	if !ok || nu.LocalAddr().Addr() == old.LocalAddr().Addr() {
@@ -89,7 +99,7 @@ func (a *attempt) roam(ctx context.Context, now time.Time) (outcome, bool) {
 	}
 	a.s.logf(1, "local address changed (%v → %v); moving the connection to %v without a new handshake",
 		old.LocalAddr().Addr(), nu.LocalAddr().Addr(), a.remote)
-	ref := &connRef{conn: nu, ctrl: a.ctrl, errc: a.errc}
+	ref := a.newRef(nu)
 	oldRef := a.ref
 	a.r.dp.moveConn(oldRef, ref)
 	a.pc, a.ref = nu, ref

@@ -499,6 +499,7 @@ func (r *runner) dial(ctx context.Context, conn *config.Connection, remote netip
 		return dialTCP(dctx, remote, o)
 	}
 	o.OnUnreachable = r.underlayChanged
+	o.Float = conn.Float
 	o.OnICMP = func(err error) {
 		r.s.logf(0, "udp:%v: %v (no server there?); retrying until the handshake times out", remote, err)
 	}

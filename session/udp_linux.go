@@ -39,7 +39,8 @@ const (
 	groProbe = 4096
 )
 
-// udpConn is a connected UDP socket with batched I/O through recvmmsg/sendmmsg.
+// udpConn is a connected UDP socket with batched I/O through recvmmsg/sendmmsg (or, with
+// --float, an unconnected one: udpfloat_linux.go).
 // A connected socket means the kernel filters datagrams from other peers for us,
 // reports ICMP errors, and needs no per-message address, which keeps both paths
 // free of allocations (x/net's ReadBatch allocates an address per message).
@@ -104,6 +105,9 @@ type udpConn struct {
 	// because the local address or the route towards the server is gone: the session then
 	// moves the transport instead of dropping packets until ping-restart.
 	onUnreachable func()
+
+	// float: an unconnected socket that takes datagrams from any address (udpfloat_linux.go).
+	float floatState
 }
 
 // udpDialOptions are the socket settings from bind/lport/local/nobind/sndbuf/rcvbuf/mark.
@@ -119,6 +123,9 @@ type udpDialOptions struct {
 	OnICMP func(error)
 	// OnUnreachable: see udpConn.onUnreachable.
 	OnUnreachable func()
+	// Float opens an unconnected socket that also takes datagrams from other addresses
+	// than remote's (--float, udpfloat_linux.go).
+	Float bool
 }
 
 // control is the net.Dialer Control of UDP and TCP sockets alike: it applies sndbuf, rcvbuf and
@@ -143,6 +150,14 @@ func dialUDP(ctx context.Context, remote netip.AddrPort, o udpDialOptions) (*udp
 		remote = netip.AddrPortFrom(remote.Addr().Unmap(), remote.Port())
 	} else if network == "udp" {
 		network = "udp6"
+	}
+	if o.Float {
+		u, err := dialUDPFloat(ctx, network, remote, o)
+		if err != nil {
+			return nil, err
+		}
+		u.onUnreachable = o.OnUnreachable
+		return u, nil
 	}
 	d := net.Dialer{
 		Control: o.control,
@@ -260,6 +275,9 @@ func (u *udpConn) ReadBatch(bufs [][]byte, sizes []int) (int, error) {
 		h.Hdr.SetIovlen(1)
 		h.Len = 0
 	}
+	if u.float.on {
+		u.nameRx(n)
+	}
 	for {
 		u.rd.n = n
 		u.rd.errno = 0
@@ -282,6 +300,14 @@ func (u *udpConn) ReadBatch(bufs [][]byte, sizes []int) (int, error) {
 				sizes[i] = 0 // larger than any packet we accept: drop it
 			}
 		}
+		if u.float.on {
+			u.sourcesRx(u.rd.n)
+			u.float.foreign = false
+			for i := 0; i < u.rd.n; i++ {
+				u.float.from[i] = u.float.msgFrom[i]
+				u.float.foreign = u.float.foreign || u.float.msgFrom[i].IsValid()
+			}
+		}
 		return u.rd.n, nil
 	}
 }
@@ -297,8 +323,13 @@ func (u *udpConn) readGRO(bufs [][]byte, sizes []int) (int, error) {
 		}
 	}
 	n := 0
+	u.float.foreign = false
 	for n < len(bufs) && u.rd.msg < u.rd.count {
 		m := u.rd.msg
+		if u.float.on {
+			u.float.from[n] = u.float.msgFrom[m]
+			u.float.foreign = u.float.foreign || u.float.msgFrom[m].IsValid()
+		}
 		data := u.rd.land[m][:u.rd.lens[m]]
 		seg := u.rd.segs[m]
 		if seg <= 0 || seg > len(data) {
@@ -342,6 +373,9 @@ func (u *udpConn) receiveGRO() error {
 		h.Hdr.SetControllen(cs)
 		h.Len = 0
 	}
+	if u.float.on {
+		u.nameRx(n)
+	}
 	for {
 		u.rd.n = n
 		u.rd.errno = 0
@@ -368,6 +402,9 @@ func (u *udpConn) receiveGRO() error {
 		if u.rd.segs[i] > 0 && u.rd.segs[i] < u.rd.lens[i] {
 			u.rd.groSeen = true
 		}
+	}
+	if u.float.on {
+		u.sourcesRx(u.rd.n)
 	}
 	u.rd.groCount += u.rd.n
 	u.rd.count, u.rd.msg, u.rd.off = u.rd.n, 0, 0
@@ -436,6 +473,9 @@ func (u *udpConn) writeBatch(pkts [][]byte) error {
 	gso := u.wr.gso
 retry:
 	u.pack(pkts, gso)
+	if u.float.on {
+		u.nameTx(u.wr.nhdrs)
+	}
 	u.wr.sent = 0
 	for u.wr.sent < u.wr.nhdrs {
 		u.wr.lim = u.wr.nhdrs
@@ -541,7 +581,12 @@ func (u *udpConn) noteICMP(errno syscall.Errno) {
 func (u *udpConn) WritePacket(pkt []byte) error {
 	u.ctrlMu.Lock()
 	defer u.ctrlMu.Unlock()
-	_, err := u.conn.Write(pkt)
+	var err error
+	if u.float.on {
+		_, err = u.conn.WriteToUDPAddrPort(pkt, u.float.peer.Load().ap)
+	} else {
+		_, err = u.conn.Write(pkt)
+	}
 	if err != nil && isUnreachableError(err) {
 		u.unreachable()
 		return nil
@@ -588,13 +633,18 @@ func setRxTimerSlack() { _ = unix.Prctl(unix.PR_SET_TIMERSLACK, rxTimerSlack, 0,
 // Close closes the socket, which ends a blocked ReadBatch.
 func (u *udpConn) Close() error { return u.conn.Close() }
 
-// LocalAddr is the socket's local address.
+// LocalAddr is the socket's local address; for a float socket bound to the wildcard address,
+// the address the kernel sends to the server from.
 func (u *udpConn) LocalAddr() netip.AddrPort {
-	return u.conn.LocalAddr().(*net.UDPAddr).AddrPort()
+	la := u.conn.LocalAddr().(*net.UDPAddr).AddrPort()
+	if u.float.on && la.Addr().IsUnspecified() {
+		return netip.AddrPortFrom(u.float.src, la.Port())
+	}
+	return la
 }
 
-// RemoteAddr is the connected peer.
-func (u *udpConn) RemoteAddr() netip.AddrPort { return u.remote }
+// RemoteAddr is the peer: the connected server, or where a float socket sends now.
+func (u *udpConn) RemoteAddr() netip.AddrPort { return u.peerAddr() }
 
 // Stream reports false: datagrams carry one packet each.
 func (u *udpConn) Stream() bool { return false }

@@ -63,3 +63,54 @@ func TestOvpndRoamNewAddress(t *testing.T) {
 	}
 	checkTraffic(t, l, srv.TunnelAddr())
 }
+
+// TestOvpndRoamRouteGone: every route towards the server disappears from the client (the
+// link's subnet route and the default route, as when an interface loses its network) and
+// comes back a few seconds later with the same address. Sends fail with ENETUNREACH
+// meanwhile; ovpnd must neither give up nor reconnect, and the tunnel must carry traffic
+// again at once when the routes return, well before any keepalive timeout.
+func TestOvpndRoamRouteGone(t *testing.T) {
+	skipWithoutOvpnd(t)
+	l := lab.New(t, lab.Options{})
+	srv := l.StartServer(lab.ServerOptions{Wrap: "tls-crypt"})
+	cfg := l.WriteFile("client.conf", srv.ClientConfig(lab.ClientOptions{}))
+	client := startOvpnd(t, l, cfg)
+	dumpOnFailure(t, client, srv)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := l.WaitTunnel(ctx, client, srv.ClientTunnelAddr()); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.WaitPing(srv.TunnelAddr(), 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	handshakes := strings.Count(srv.Log(), "Peer Connection Initiated")
+	run := func(args ...string) {
+		t.Helper()
+		if out, err := l.ClientExec(ctx, args...); err != nil {
+			t.Fatalf("%s: %v: %s", strings.Join(args, " "), err, out)
+		}
+	}
+	run("ip", "-4", "route", "del", "default")
+	run("ip", "-4", "route", "del", "198.18.0.0/24", "dev", "veth0")
+	if st, err := l.Ping(srv.TunnelAddr(), 10, 3*time.Second); err == nil {
+		t.Fatalf("the tunnel answered without a route to the server:\n%s", st.Output)
+	}
+	run("ip", "-4", "route", "add", "198.18.0.0/24", "dev", "veth0", "src", lab.ClientUnderlay4)
+	run("ip", "-4", "route", "add", "default", "via", lab.ServerUnderlay4)
+	back := time.Now()
+	if err := l.WaitPing(srv.TunnelAddr(), 3*time.Second); err != nil {
+		t.Fatalf("tunnel did not come back with the routes: %v", err)
+	}
+	t.Logf("first ping through the tunnel %v after the routes came back", time.Since(back).Round(10*time.Millisecond))
+	if n := strings.Count(srv.Log(), "Peer Connection Initiated"); n != handshakes {
+		t.Errorf("the server saw %d new handshakes; losing the route for a while must not reconnect", n-handshakes)
+	}
+	if strings.Contains(client.Output(), "reconnecting") {
+		t.Error("ovpnd reconnected")
+	}
+	if err := client.WaitOutput(ctx, "path to "+lab.ServerUnderlay4+":1194 is back"); err != nil {
+		t.Errorf("ovpnd did not report the path coming back: %v", err)
+	}
+	checkTraffic(t, l, srv.TunnelAddr())
+}
