@@ -109,8 +109,10 @@ func TestTunPollerReadable(t *testing.T) {
 	if _, err := tn.w.Write([]byte{1}); err != nil {
 		t.Fatal(err)
 	}
-	if !p.readable() || !p.readable() {
-		t.Fatal("device with a queued packet not readable")
+	for range 2 { // polling consumes nothing
+		if !p.readable() {
+			t.Fatal("device with a queued packet not readable")
+		}
 	}
 	if newTunPoller(&fakeTun{}) != nil {
 		t.Fatal("poller for a device without a file")

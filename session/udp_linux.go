@@ -91,6 +91,9 @@ type udpConn struct {
 		spread time.Duration
 		total  int
 		gap    time.Duration // the pause due before the next message
+		// gsoMax is the largest segment coalesced with UDP GSO, lowered when
+		// the kernel refuses segments above the path MTU.
+		gsoMax int
 	}
 
 	// ctrlMu serialises the rare control-path writes among themselves.
@@ -226,6 +229,7 @@ func newUDPConn(c *net.UDPConn, remote netip.AddrPort, batch int, tryGSO bool) (
 	u.wr.iovs = make([]unix.Iovec, batch)
 	u.wr.oob = make([]byte, batch*unix.CmsgSpace(2))
 	u.wr.fn = u.sendmmsg
+	u.wr.gsoMax = maxGSOBytes
 	if tryGSO {
 		_ = rc.Control(func(fd uintptr) {
 			_, err := unix.GetsockoptInt(int(fd), unix.IPPROTO_UDP, unix.UDP_SEGMENT)
@@ -494,6 +498,17 @@ retry:
 		}
 		switch u.wr.errno {
 		case 0:
+		case unix.EMSGSIZE, unix.EINVAL:
+			h := &u.wr.hdrs[u.wr.sent]
+			if gso && h.Hdr.Iovlen > 1 {
+				// The segments are larger than the route's MTU (a large
+				// tun-mtu, IP fragments): send the rest of the batch
+				// again, coalescing only smaller segments from now on.
+				u.wr.gsoMax = int(h.Hdr.Iov.Len) - 1
+				pkts = pkts[u.packetsBefore(u.wr.sent):]
+				goto retry
+			}
+			return os.NewSyscallError("sendmmsg", u.wr.errno)
 		case unix.EIO:
 			if gso {
 				// EIO from a GSO send means the route's device cannot do the
@@ -515,6 +530,15 @@ retry:
 		}
 	}
 	return nil
+}
+
+// packetsBefore counts the packets packed into the messages before m.
+func (u *udpConn) packetsBefore(m int) int {
+	n := 0
+	for i := 0; i < m; i++ {
+		n += int(u.wr.hdrs[i].Hdr.Iovlen)
+	}
+	return n
 }
 
 // msgLen is the number of bytes a packed message carries.
@@ -540,7 +564,7 @@ func (u *udpConn) pack(pkts [][]byte, gso bool) {
 		total := 0
 		for j < len(pkts) {
 			l := len(pkts[j])
-			if j > i && (!gso || l > seg || total+l > maxGSOBytes || j-i >= maxGSOSegments) {
+			if j > i && (!gso || l > seg || seg > u.wr.gsoMax || total+l > maxGSOBytes || j-i >= maxGSOSegments) {
 				break
 			}
 			u.wr.iovs[j].Base = unsafe.SliceData(pkts[j])
