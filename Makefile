@@ -7,7 +7,7 @@ PKGS      := ./...
 # Packages whose goroutines deserve the race detector.
 RACE_PKGS := ./engine/... ./session/... ./routing/... ./daemon/... ./dbus/...
 
-.PHONY: all build test unit lint interop demo bench bench-faults fuzz clean deps deb
+.PHONY: all build test unit lint interop demo bench bench-faults bench-rekey fuzz clean deps deb
 
 all: build
 
@@ -60,6 +60,10 @@ bench: deps build
 # Handshakes over a lossy, reordering link (tests/lab/cmd/lossy), ovpnd vs OpenVPN's client.
 bench-faults: deps build
 	./tests/bench-faults.sh
+
+# Data stalls around rekeys at 200 Mbit/s (tests/bench-rekey.sh), ovpnd vs OpenVPN's client.
+bench-rekey: deps build
+	./tests/bench-rekey.sh
 
 # FUZZTIME=30s make fuzz runs each fuzz target for that long.
 FUZZTIME ?= 10s

@@ -209,7 +209,7 @@ func directives() []*directive {
 		withInline(sup("tls-crypt", "tls-crypt FILE | <tls-crypt>", 0, 1, "Encrypt and authenticate the control channel with an OpenVPN static key.", applyWrap(WrapTLSCrypt))),
 		withInline(sup("tls-crypt-v2", "tls-crypt-v2 FILE | <tls-crypt-v2>", 0, 1, "tls-crypt with a per-client key (client key file).", applyWrap(WrapTLSCryptV2))),
 		sup("key-direction", "key-direction 0|1", 1, 1, "Direction of an inline tls-auth key (clients normally use 1).", applyKeyDirection),
-		sup("tls-timeout", "tls-timeout SECONDS", 1, 1, "Retransmit unacknowledged control packets after this long (default 2).", seconds(func(c *Config) *time.Duration { return &c.TLSTimeout })),
+		sup("tls-timeout", "tls-timeout SECONDS", 1, 1, "Retransmit an unacknowledged control packet after at most this long (default 2); ovpnd resends sooner once it has measured the round trip (RFC 6298 RTO, at least 0.2 s).", seconds(func(c *Config) *time.Duration { return &c.TLSTimeout })),
 		sup("hand-window", "hand-window SECONDS", 1, 1, "Time allowed for a TLS handshake (default 60).", seconds(func(c *Config) *time.Duration { return &c.HandWindow })),
 		sup("tran-window", "tran-window SECONDS", 1, 1, "How long the old key keeps working after a rekey (default 3600).", seconds(func(c *Config) *time.Duration { return &c.TranWindow })),
 		sup("reneg-sec", "reneg-sec SECONDS [MIN]", 1, 2, "Renegotiate data keys after this long (default 3600, 0 = never).", applyRenegSec),

@@ -323,10 +323,15 @@ func (c *Client) Start(now time.Time) {
 }
 
 func (c *Client) newKeyState(now time.Time, id uint8) (*keyState, error) {
+	rc := reliable.Config{Timeout: c.cfg.TLSTimeout}
+	if c.primary != nil {
+		// A renegotiation runs over the same path: start from the round trip measured so far.
+		rc.SRTT, rc.RTTVar = c.primary.rel.RTT()
+	}
 	ks := &keyState{
 		id:      id,
 		started: now,
-		rel:     reliable.New(reliable.Config{Timeout: c.cfg.TLSTimeout}),
+		rel:     reliable.New(rc),
 	}
 	if _, err := io.ReadFull(c.rand, ks.src.preMaster[:]); err != nil {
 		return nil, fmt.Errorf("generating key source: %w", err)
@@ -1240,6 +1245,22 @@ func (c *Client) flush(now time.Time) {
 				Acks:            ks.rel.TakeAcks(reliable.DefaultMaxAcksStandalone),
 			}
 			c.sendControl(now, &p)
+		}
+		if !c.haveSID {
+			continue
+		}
+		// A message of the server missing from a gap that outlasts reordering: ack what came
+		// after it again, so that OpenVPN resends it now instead of after its tls-timeout.
+		if acks, n := ks.rel.RetransmitRequest(now); n > 0 {
+			for range n {
+				c.sendControl(now, &wire.ControlPacket{
+					Opcode:          wire.OpAckV1,
+					KeyID:           ks.id,
+					SessionID:       c.localSID,
+					RemoteSessionID: c.remoteSID,
+					Acks:            acks,
+				})
+			}
 		}
 	}
 }

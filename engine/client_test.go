@@ -851,7 +851,7 @@ func TestFirstFlightOnePacket(t *testing.T) {
 				return true // hold back the server's flight: only the client's first one is seen
 			}
 			l.c.Start(l.now)
-			l.advance(500 * time.Millisecond) // less than a tls-timeout: no retransmission
+			l.advance(150 * time.Millisecond) // less than the least retransmission delay (200 ms)
 			if len(sizes) != tc.packets {
 				t.Fatalf("first flight took %d control packets (sizes %v), want %d", len(sizes), sizes, tc.packets)
 			}

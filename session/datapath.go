@@ -17,7 +17,7 @@ package session
  * The key set also carries the mssfix clamp (mss.go), recomputed by the control
  * side whenever keys, the profile's or the pushed mssfix change, so the loops
  * rewrite TCP SYNs in both directions without any extra shared state. Over UDP
- * the socket reader moderates its wake-ups during a stream (see rxModeration):
+ * the socket reader moderates its wake-ups during a stream (see rxTargetBatch):
  * batches, not single datagrams, are what make the tun write's GRO and the
  * per-batch costs pay off.
  */
@@ -49,16 +49,21 @@ const (
 	// 16 KiB lets about ten full-size segments coalesce while keeping the 128
 	// buffers at 2 MiB of memory. It also bounds a TCP frame (tun-mtu up to ~16000).
 	rxBufSize = 16 << 10
-	// rxModeration is how long the socket reader pauses after a small batch
-	// in the middle of a stream; at 1-2 Gbit/s 10-20 datagrams arrive
-	// meanwhile (NICs moderate interrupts over similar spans). Measured in
-	// the bench lab, 50 µs and 100 µs cut the client's CPU per GB received
-	// by a third and 100 µs slightly more. rxStreamGap is the batch interval
-	// under which the traffic counts as a stream, and batches of
-	// rxModerateBelow packets or more are large enough already.
-	rxModeration    = 100 * time.Microsecond
-	rxStreamGap     = time.Millisecond
-	rxModerateBelow = maxBatch / 4
+	// Receive moderation (RoutineSocketToTun): in the middle of a stream (the
+	// previous batch came less than rxStreamGap ago) the socket reader pauses
+	// after a batch of fewer than rxTargetBatch packets, as NICs moderate
+	// their interrupts. The pause adapts to the arrival rate so that the next
+	// batch comes close to rxTargetBatch, between rxModerationMin and
+	// rxModerationMax (about 45 full-size datagrams at 1 Gbit/s); it starts at
+	// rxModerationStart. Every pause saves a wake-up, a receive call, a tun
+	// write and the ACK that write makes the kernel send back through the tun
+	// reader; the price is at most rxModerationMax of extra delay for packets
+	// inside a stream. A packet after a quiet spell (a ping) never waits.
+	rxStreamGap       = time.Millisecond
+	rxTargetBatch     = maxBatch / 2
+	rxModerationMin   = 50 * time.Microsecond
+	rxModerationStart = 100 * time.Microsecond
+	rxModerationMax   = 400 * time.Microsecond
 )
 
 // dataKeys is the part of *datachannel.Keys the data path uses.
@@ -569,6 +574,7 @@ func (d *dataPath) RoutineSocketToTun(c *connRef) {
 		d.frag.reasm.Reset()
 	}
 	var last time.Time
+	pause, paused := rxModerationStart, false
 	for {
 		n, err := c.conn.ReadBatch(rbufs, d.rx.sizes)
 		if n > 0 {
@@ -579,21 +585,35 @@ func (d *dataPath) RoutineSocketToTun(c *connRef) {
 			return
 		}
 		// Receive moderation, as a NIC does it: in the middle of a stream
-		// (the previous batch came less than rxStreamGap ago) a small batch
-		// means the reader is outpacing the sender one datagram at a time.
-		// Pausing briefly lets a batch build up, so the tun write coalesces
-		// TCP segments (GRO), the kernel acknowledges once per coalesced
-		// segment instead of every second one, and the wake-up, receive and
-		// write costs are paid once per batch. A lone packet (a ping, the
-		// first packet after a pause) never waits.
+		// a small batch means the reader is outpacing the sender one
+		// datagram at a time. Pausing lets a batch build up, so the tun
+		// write coalesces TCP segments (GRO), the kernel acknowledges once
+		// per coalesced segment instead of every second one, and the
+		// wake-up, receive and write costs are paid once per batch.
 		if moderate {
 			now := time.Now()
-			if n < rxModerateBelow && now.Sub(last) < rxStreamGap {
-				rxPause(rxModeration)
+			if paused {
+				pause = nextRxPause(pause, n)
+				paused = false
+			}
+			if n < rxTargetBatch && now.Sub(last) < rxStreamGap {
+				rxPause(pause)
+				paused = true
 			}
 			last = now
 		}
 	}
+}
+
+// nextRxPause is the moderation pause after one of length p was followed by a
+// batch of n packets: half way towards the pause that would have brought
+// rxTargetBatch at the same arrival rate, so one odd batch does not swing it.
+func nextRxPause(p time.Duration, n int) time.Duration {
+	want := rxModerationMax
+	if n > 0 {
+		want = p * rxTargetBatch / time.Duration(n)
+	}
+	return min(max((p+want)/2, rxModerationMin), rxModerationMax)
 }
 
 func (d *dataPath) openAndWrite(c *connRef, n int) {

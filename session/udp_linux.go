@@ -47,9 +47,11 @@ const (
 //
 // ReadBatch is called by one goroutine (the socket reader) and WriteBatch by one
 // other goroutine (the tun reader); WritePacket may be called from any goroutine.
+// The socket is out of the runtime's network poller (sockfd_linux.go).
 type udpConn struct {
-	conn   *net.UDPConn
-	rc     syscall.RawConn
+	sock   *sockFD
+	rc     syscall.RawConn // sock
+	local  netip.AddrPort  // the socket's address, as bound when it was opened
 	remote netip.AddrPort
 
 	rd struct {
@@ -217,11 +219,12 @@ func newUDPConn(c *net.UDPConn, remote netip.AddrPort, batch int, tryGSO bool) (
 	if batch <= 0 {
 		batch = maxBatch
 	}
-	rc, err := c.SyscallConn()
+	local := c.LocalAddr().(*net.UDPAddr).AddrPort()
+	sock, err := detachFD(c)
 	if err != nil {
-		return nil, fmt.Errorf("getting raw UDP socket: %w", err)
+		return nil, err
 	}
-	u := &udpConn{conn: c, rc: rc, remote: remote}
+	u := &udpConn{sock: sock, rc: sock, local: local, remote: remote}
 	u.rd.hdrs = make([]unix.Mmsghdr, batch)
 	u.rd.iovs = make([]unix.Iovec, batch)
 	u.rd.fn = u.recvmmsg
@@ -231,7 +234,7 @@ func newUDPConn(c *net.UDPConn, remote netip.AddrPort, batch int, tryGSO bool) (
 	u.wr.fn = u.sendmmsg
 	u.wr.gsoMax = maxGSOBytes
 	if tryGSO {
-		_ = rc.Control(func(fd uintptr) {
+		_ = u.rc.Control(func(fd uintptr) {
 			_, err := unix.GetsockoptInt(int(fd), unix.IPPROTO_UDP, unix.UDP_SEGMENT)
 			u.wr.gso = err == nil
 			u.rd.gro = unix.SetsockoptInt(int(fd), unix.IPPROTO_UDP, unix.UDP_GRO, 1) == nil
@@ -605,11 +608,21 @@ func (u *udpConn) noteICMP(errno syscall.Errno) {
 func (u *udpConn) WritePacket(pkt []byte) error {
 	u.ctrlMu.Lock()
 	defer u.ctrlMu.Unlock()
-	var err error
+	// A float socket names the current peer; a connected one needs no address.
+	var name unsafe.Pointer
+	var namelen uint32
 	if u.float.on {
-		_, err = u.conn.WriteToUDPAddrPort(pkt, u.float.peer.Load().ap)
-	} else {
-		_, err = u.conn.Write(pkt)
+		p := u.float.peer.Load()
+		name, namelen = unsafe.Pointer(&p.sa[0]), p.salen
+	}
+	var errno syscall.Errno
+	err := u.rc.Write(func(fd uintptr) bool {
+		_, _, errno = unix.Syscall6(unix.SYS_SENDTO, fd, uintptr(unsafe.Pointer(unsafe.SliceData(pkt))), uintptr(len(pkt)),
+			unix.MSG_DONTWAIT, uintptr(name), uintptr(namelen))
+		return errno != unix.EAGAIN && errno != unix.EINTR
+	})
+	if err == nil && errno != 0 {
+		err = os.NewSyscallError("sendto", errno)
 	}
 	if err != nil && isUnreachableError(err) {
 		u.unreachable()
@@ -636,13 +649,20 @@ func isTransientSendError(err error) bool {
 	return errors.Is(err, unix.ECONNREFUSED) || errors.Is(err, unix.ENOBUFS) || errors.Is(err, unix.EPERM)
 }
 
-// rxPause sleeps for d in the calling thread with nanosleep: the runtime's
-// timers round sleeps below a millisecond up to one. The socket reader runs on
-// a thread of its own whose timer slack (50 µs by default, added to every
-// sleep) setRxTimerSlack lowered once.
+// rxPause sleeps for d (at most rxModerationMax) in the calling thread with nanosleep: the
+// runtime's timers round sleeps below a millisecond up to one. The socket reader runs on a
+// thread of its own whose timer slack (50 µs by default, added to every sleep)
+// setRxTimerSlack lowered once.
+//
+// The sleep is a raw system call, so the reader keeps its P meanwhile: through the
+// runtime's syscall path, the system monitor would take the P away from every pause longer
+// than its 20 µs tick while the other P is busy and hand it to another thread, and the
+// reader would have to win one back after each pause; those hand-offs kept the monitor at
+// its fastest tick and cost more than the pauses saved. Holding the P this briefly delays
+// at most a stop-the-world by the pause.
 func rxPause(d time.Duration) {
-	ts := unix.NsecToTimespec(int64(d))
-	_ = unix.Nanosleep(&ts, nil)
+	ts := unix.NsecToTimespec(int64(min(d, rxModerationMax)))
+	_, _, _ = unix.RawSyscall(unix.SYS_NANOSLEEP, uintptr(unsafe.Pointer(&ts)), 0, 0)
 }
 
 // rxTimerSlack is the timer slack for rxPause, in nanoseconds.
@@ -655,12 +675,12 @@ const rxTimerSlack = 5000
 func setRxTimerSlack() { _ = unix.Prctl(unix.PR_SET_TIMERSLACK, rxTimerSlack, 0, 0, 0) }
 
 // Close closes the socket, which ends a blocked ReadBatch.
-func (u *udpConn) Close() error { return u.conn.Close() }
+func (u *udpConn) Close() error { return u.sock.Close() }
 
 // LocalAddr is the socket's local address; for a float socket bound to the wildcard address,
 // the address the kernel sends to the server from.
 func (u *udpConn) LocalAddr() netip.AddrPort {
-	la := u.conn.LocalAddr().(*net.UDPAddr).AddrPort()
+	la := u.local
 	if u.float.on && la.Addr().IsUnspecified() {
 		return netip.AddrPortFrom(u.float.src, la.Port())
 	}

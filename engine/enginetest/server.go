@@ -129,6 +129,8 @@ type Options struct {
 	Cert          *tls.Certificate
 	// cipherSuites limits the server's TLS 1.2 suites (nil = Go's defaults).
 	CipherSuites []uint16
+	// ControlChunk is the TLS ciphertext one control packet carries (zero: 1000 bytes).
+	ControlChunk int
 	// fragment runs the server with --fragment: every data payload carries a
 	// fragment header and payloads over this many bytes go out in pieces.
 	Fragment int
@@ -218,8 +220,12 @@ func (s *Server) Close() {
 	}
 }
 
+// openvpnTiming makes a reliable.Layer retransmit as OpenVPN 2.6 does.
+var openvpnTiming = reliable.Config{InitialTimeout: reliable.DefaultTimeout, MinTimeout: reliable.DefaultTimeout}
+
 func (s *Server) newKey(id uint8) *Key {
-	k := &Key{ID: id, Rel: reliable.New(reliable.Config{}), Pipe: tlspipe.New()}
+	// OpenVPN's timing: every first retransmission after tls-timeout, measured RTT or not.
+	k := &Key{ID: id, Rel: reliable.New(openvpnTiming), Pipe: tlspipe.New()}
 	s.rnd.Read(k.random1[:])
 	s.rnd.Read(k.random2[:])
 	cert := s.PKI.ServerCert
@@ -510,7 +516,11 @@ func (s *Server) Flush(now time.Time) {
 			continue
 		}
 		for len(k.pending) > 0 && k.Rel.SendWindowFree() > 0 {
-			n := min(len(k.pending), 1000)
+			chunk := s.Opts.ControlChunk
+			if chunk <= 0 {
+				chunk = 1000
+			}
+			n := min(len(k.pending), chunk)
 			k.Rel.Send(now, uint8(wire.OpControlV1), k.pending[:n])
 			k.pending = k.pending[n:]
 		}

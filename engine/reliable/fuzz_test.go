@@ -33,7 +33,7 @@ func FuzzOps(f *testing.F) {
 			return b
 		}
 		for len(in) > 0 {
-			switch rd() % 8 {
+			switch rd() % 9 {
 			case 0: // Send
 				p := bytes.Repeat([]byte{rd()}, int(rd()%32))
 				free := l.SendWindowFree()
@@ -62,7 +62,7 @@ func FuzzOps(f *testing.F) {
 						t.Fatalf("Due returned id %d payload %x; model has %x (%v)", m.ID, m.Payload, want, ok)
 					}
 				}
-				if d := l.NextDeadline(); !d.IsZero() && !d.After(now) {
+				if d := l.NextDeadline(); !d.IsZero() && !d.After(now) && l.gapSince.IsZero() {
 					t.Fatalf("deadline %v not after now %v right after Due", d, now)
 				}
 			case 2: // Ack ids near the send range
@@ -112,6 +112,16 @@ func FuzzOps(f *testing.F) {
 				l.ScheduleNow(now)
 			case 7: // time may also jump backwards: nothing must break
 				now = now.Add(-time.Duration(rd()) * time.Second)
+			case 8: // ask for a message missing from a gap
+				acks, n := l.RetransmitRequest(now)
+				if (n == 0) != (len(acks) == 0) || len(acks) > cfg.MaxAcksStandalone || (n > 0 && n*len(acks) < 3) || n > 3 {
+					t.Fatalf("RetransmitRequest = %v in %d packets", acks, n)
+				}
+				for _, a := range acks {
+					if !before(l.Expected(), a) {
+						t.Fatalf("RetransmitRequest acks %d, not beyond the expected %d", a, l.Expected())
+					}
+				}
 			}
 
 			if got := l.Unacked(); got != len(sent) {
@@ -120,8 +130,11 @@ func FuzzOps(f *testing.F) {
 			if free := l.SendWindowFree(); free < 0 || free > cfg.SendWindow || l.Unacked() > cfg.SendWindow-free {
 				t.Fatalf("SendWindowFree = %d with %d unacked, window %d", free, l.Unacked(), cfg.SendWindow)
 			}
-			if l.NextDeadline().IsZero() != (l.Unacked() == 0) {
-				t.Fatalf("NextDeadline %v with %d unacked", l.NextDeadline(), l.Unacked())
+			if l.NextDeadline().IsZero() != (l.Unacked() == 0 && (l.gapSince.IsZero() || !l.hasGap())) {
+				t.Fatalf("NextDeadline %v with %d unacked, gap since %v", l.NextDeadline(), l.Unacked(), l.gapSince)
+			}
+			if rto := l.RTO(); rto < min(cfg.MinTimeout, cfg.InitialTimeout) || rto > cfg.Timeout {
+				t.Fatalf("RTO %v outside [%v, %v]", rto, cfg.MinTimeout, cfg.Timeout)
 			}
 			if len(l.pending) > cfg.MaxAcksStandalone || len(l.mru) > cfg.MaxAcksStandalone {
 				t.Fatalf("ack lists grew to %d pending, %d mru", len(l.pending), len(l.mru))

@@ -136,6 +136,11 @@ func (e *endpoint) transmit(t *testing.T, now time.Time, out *simLink) {
 	if e.l.HasPendingAcks() {
 		out.send(now, simPacket{acks: e.l.TakeAcks(e.l.Config().MaxAcksStandalone)})
 	}
+	if acks, n := e.l.RetransmitRequest(now); n > 0 {
+		for range n {
+			out.send(now, simPacket{acks: acks})
+		}
+	}
 }
 
 func (e *endpoint) receive(now time.Time, p simPacket) {

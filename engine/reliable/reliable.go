@@ -11,13 +11,25 @@
 //   - message ids start at 0 in each direction and acks are per message, not cumulative;
 //   - at most SendWindow ids may be in flight, counted from the oldest unacknowledged id (so one
 //     lost message stalls the window even if later ones were acked);
-//   - a message is first retransmitted after Timeout (--tls-timeout) and the delay doubles after
-//     every transmission; a message is resent at once when three later messages were acked;
+//   - a message is retransmitted with a delay that doubles after every transmission; a message is
+//     resent at once when three later messages were acked;
 //   - received ids in [expected, expected+RecvWindow) are buffered and acked, ids already
 //     delivered are acked again (the peer lost our ack), ids beyond the window are dropped
 //     without an ack so the peer retransmits them later;
 //   - acks that go out are also remembered in a most-recently-used list that fills spare ack
 //     slots of later packets, which makes lost ACK packets cheap to recover from.
+//
+// Where it is safe, it is quicker than OpenVPN, whose first retransmission always waits
+// --tls-timeout (2 s):
+//   - the first retransmission delay (RTO) comes from the measured round-trip time of the
+//     messages acked after a single transmission, as TCP computes it (RFC 6298: smoothed RTT plus
+//     four times its variation, Karn's rule), clamped between MinTimeout (200 ms) and Timeout
+//     (--tls-timeout, so never slower than OpenVPN); before the first measurement it is
+//     InitialTimeout (1 s, RFC 6298's initial RTO, at most Timeout);
+//   - when a gap in the received ids outlasts reordering (half the smoothed RTT), RetransmitRequest
+//     returns acks of the messages received beyond the gap to send again: OpenVPN's peer counts
+//     every ack entry naming a later id and resends the missing message once three arrived
+//     (reliable.c reliable_send_purge, N_ACK_RETRANSMIT), instead of waiting its own 2 s.
 //
 // A Layer is not safe for concurrent use.
 package reliable
@@ -29,8 +41,17 @@ import (
 
 // Defaults taken from OpenVPN 2.6 (ssl_pkt.h, reliable.h, ssl.h, options.c).
 const (
-	// DefaultTimeout is --tls-timeout, the first retransmission delay.
+	// DefaultTimeout is --tls-timeout, OpenVPN's first retransmission delay and the ceiling of
+	// the measured one.
 	DefaultTimeout = 2 * time.Second
+	// DefaultInitialTimeout is the first retransmission delay before a round trip has been
+	// measured: RFC 6298's initial RTO. It only applies to the first message or two of a
+	// session (the hard reset), which an OpenVPN 2.6 server answers statelessly, so a
+	// spurious retransmission costs one small packet.
+	DefaultInitialTimeout = time.Second
+	// DefaultMinTimeout is the floor of the measured retransmission delay, Linux TCP's
+	// TCP_RTO_MIN: it leaves room for a peer that is slow to ack because it is busy with TLS.
+	DefaultMinTimeout = 200 * time.Millisecond
 	// DefaultMaxTimeout caps the doubled retransmission delay. OpenVPN itself never caps it, but
 	// its 60 s hand-window ends the handshake before the delay could exceed 32 s, so the cap only
 	// matters for messages sent after the handshake (rekey, exit notification).
@@ -47,6 +68,11 @@ const (
 
 	// earlyRetransmitAcks is N_ACK_RETRANSMIT.
 	earlyRetransmitAcks = 3
+	// minReorderDelay is the least time a gap in the received ids waits before it is taken for
+	// a loss rather than reordering.
+	minReorderDelay = 10 * time.Millisecond
+	// reorderDelayUnmeasured is that wait before any round trip has been measured.
+	reorderDelayUnmeasured = 50 * time.Millisecond
 	// maxWindow bounds the configurable windows: the wire carries a u8 ack count, and large
 	// windows only waste memory on a channel that carries a handful of TLS records.
 	maxWindow = 255
@@ -57,8 +83,16 @@ var ErrWindowFull = errors.New("reliable: send window full")
 
 // Config tunes a Layer. Zero fields take the defaults above.
 type Config struct {
-	// Timeout is the first retransmission delay (--tls-timeout).
+	// Timeout is --tls-timeout: the ceiling of the first retransmission delay.
 	Timeout time.Duration
+	// InitialTimeout is the first retransmission delay until a round trip has been measured;
+	// at most Timeout.
+	InitialTimeout time.Duration
+	// MinTimeout is the floor of the measured first retransmission delay; at most Timeout.
+	MinTimeout time.Duration
+	// SRTT and RTTVar seed the round-trip estimate with an earlier measurement of the same
+	// path (a renegotiation's new Layer starts from the current one's); zero: none.
+	SRTT, RTTVar time.Duration
 	// MaxTimeout caps the doubling retransmission delay.
 	MaxTimeout time.Duration
 	// SendWindow is the number of message ids that may be unacknowledged at once.
@@ -82,6 +116,17 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxTimeout < c.Timeout {
 		c.MaxTimeout = c.Timeout
+	}
+	if c.InitialTimeout <= 0 {
+		c.InitialTimeout = DefaultInitialTimeout
+	}
+	c.InitialTimeout = min(c.InitialTimeout, c.Timeout)
+	if c.MinTimeout <= 0 {
+		c.MinTimeout = DefaultMinTimeout
+	}
+	c.MinTimeout = min(c.MinTimeout, c.Timeout)
+	if c.SRTT <= 0 || c.RTTVar < 0 {
+		c.SRTT, c.RTTVar = 0, 0
 	}
 	c.SendWindow = clampWindow(c.SendWindow, DefaultSendWindow)
 	c.RecvWindow = clampWindow(c.RecvWindow, DefaultRecvWindow)
@@ -127,6 +172,11 @@ type Stats struct {
 	// AcksDropped counts acks that could not be queued because the pending list was full; the
 	// peer recovers by retransmitting.
 	AcksDropped uint64
+	// RTTSamples counts round trips measured (acks of messages transmitted once).
+	RTTSamples uint64
+	// RetransmitRequests counts the times RetransmitRequest asked the peer to resend a message
+	// missing from a gap in the received ids.
+	RetransmitRequests uint64
 }
 
 // sendEntry is one message in flight.
@@ -135,6 +185,8 @@ type sendEntry struct {
 	op      uint8
 	payload []byte
 	sent    bool      // transmitted at least once
+	resent  bool      // transmitted more than once: its ack gives no RTT sample (Karn)
+	first   time.Time // first transmission
 	nextTry time.Time // when it is due (for unsent entries: when Send queued it)
 	timeout time.Duration
 	nAcks   int // acks naming later ids since the last transmission
@@ -165,6 +217,14 @@ type Layer struct {
 	pending []uint32
 	mru     []uint32
 
+	// Round-trip estimate (RFC 6298); srtt is zero until the first sample.
+	srtt, rttvar time.Duration
+
+	// A gap in the received ids: when it was first seen (zero: no gap), when the next
+	// retransmission request is due, and how many were made.
+	gapSince, gapNext time.Time
+	gapAsks           int
+
 	stats Stats
 }
 
@@ -173,6 +233,8 @@ func New(cfg Config) *Layer {
 	cfg = cfg.withDefaults()
 	return &Layer{
 		cfg:      cfg,
+		srtt:     cfg.SRTT,
+		rttvar:   cfg.RTTVar,
 		inflight: make([]sendEntry, 0, cfg.SendWindow),
 		slots:    make([]recvSlot, cfg.RecvWindow),
 		pending:  make([]uint32, 0, cfg.MaxAcksStandalone),
@@ -216,9 +278,34 @@ func (l *Layer) Send(now time.Time, op uint8, payload []byte) (uint32, error) {
 		op:      op,
 		payload: append([]byte(nil), payload...),
 		nextTry: now,
-		timeout: l.cfg.Timeout,
 	})
 	return id, nil
+}
+
+// RTT returns the smoothed round-trip time and its variation, zero before the first sample.
+func (l *Layer) RTT() (srtt, rttvar time.Duration) { return l.srtt, l.rttvar }
+
+// RTO is the first retransmission delay of a message transmitted now.
+func (l *Layer) RTO() time.Duration {
+	if l.srtt == 0 {
+		return l.cfg.InitialTimeout
+	}
+	return min(max(l.srtt+4*l.rttvar, l.cfg.MinTimeout), l.cfg.Timeout)
+}
+
+// sampleRTT folds one round-trip measurement into the estimate (RFC 6298 section 2).
+func (l *Layer) sampleRTT(r time.Duration) {
+	l.stats.RTTSamples++
+	if l.srtt == 0 {
+		l.srtt, l.rttvar = max(r, time.Microsecond), r/2
+		return
+	}
+	d := l.srtt - r
+	if d < 0 {
+		d = -d
+	}
+	l.rttvar = (3*l.rttvar + d) / 4
+	l.srtt = max((7*l.srtt+r)/8, time.Microsecond)
 }
 
 // Due returns the messages to transmit now, oldest id first: those never sent, those whose
@@ -236,9 +323,12 @@ func (l *Layer) Due(now time.Time) []Message {
 		}
 		if e.sent {
 			l.stats.Retransmits++
+			e.resent = true
 		} else {
 			l.stats.Sent++
 			e.sent = true
+			e.first = now
+			e.timeout = l.RTO()
 		}
 		e.nextTry = now.Add(e.timeout)
 		e.timeout *= 2
@@ -251,14 +341,14 @@ func (l *Layer) Due(now time.Time) []Message {
 	return out
 }
 
-// ScheduleNow makes every unacknowledged message due at now with its backoff reset to Timeout.
+// ScheduleNow makes every unacknowledged message due at now with its backoff reset to RTO.
 // OpenVPN does this once per session, when the first packet from the peer arrives, so that
 // messages sent while the peer was not yet listening go out again without waiting.
 func (l *Layer) ScheduleNow(now time.Time) {
 	for i := range l.inflight {
 		e := &l.inflight[i]
 		e.nextTry = now
-		e.timeout = l.cfg.Timeout
+		e.timeout = l.RTO()
 		e.nAcks = 0
 	}
 }
@@ -292,6 +382,9 @@ func (l *Layer) Ack(now time.Time, ids []uint32) {
 		if at < 0 {
 			continue
 		}
+		if e := &l.inflight[at]; e.sent && !e.resent && !now.Before(e.first) {
+			l.sampleRTT(now.Sub(e.first))
+		}
 		copy(l.inflight[at:], l.inflight[at+1:])
 		l.inflight[len(l.inflight)-1] = sendEntry{}
 		l.inflight = l.inflight[:len(l.inflight)-1]
@@ -311,10 +404,14 @@ func (l *Layer) Ack(now time.Time, ids []uint32) {
 // Unacked is the number of messages sent or queued and not yet acknowledged.
 func (l *Layer) Unacked() int { return len(l.inflight) }
 
-// NextDeadline is the earliest time at which Due has something to return, or the zero time if
-// nothing is in flight. It may be in the past (a message queued or made due early).
+// NextDeadline is the earliest time at which Due or RetransmitRequest has something to return,
+// or the zero time if nothing is in flight and no gap is waiting. It may be in the past (a
+// message queued or made due early).
 func (l *Layer) NextDeadline() time.Time {
 	var d time.Time
+	if !l.gapSince.IsZero() && l.hasGap() {
+		d = l.gapNext
+	}
 	for i := range l.inflight {
 		t := l.inflight[i].nextTry
 		if d.IsZero() || t.Before(d) {
@@ -380,6 +477,57 @@ func (l *Layer) Next() (Message, bool) {
 	l.head = (l.head + 1) % len(l.slots)
 	l.expected++
 	return m, true
+}
+
+// hasGap reports whether a message is buffered beyond a missing next expected one.
+func (l *Layer) hasGap() bool {
+	if l.slots[l.head].present {
+		return false
+	}
+	for _, s := range l.slots {
+		if s.present {
+			return true
+		}
+	}
+	return false
+}
+
+// RetransmitRequest returns the acks to send again, and in how many P_ACK_V1 packets, when a gap
+// in the received ids has lasted longer than reordering explains: the ids received beyond the
+// missing message. OpenVPN's peer resends a message once three ack entries naming later ids
+// arrived since its last transmission of it, counting repeats (reliable.c), so the packets
+// together carry at least three such entries. It returns nothing while there is no gap, while
+// the gap is younger than half the smoothed RTT (at least 10 ms), or before the next request is
+// due: if the peer's resend is lost too, the request repeats after RTO, doubling each time.
+//
+// The engine calls it whenever it sends what is due (after every received packet and timer), so
+// the first call that sees a gap is when it opened.
+func (l *Layer) RetransmitRequest(now time.Time) (acks []uint32, packets int) {
+	if !l.hasGap() {
+		l.gapSince, l.gapNext, l.gapAsks = time.Time{}, time.Time{}, 0
+		return nil, 0
+	}
+	if l.gapSince.IsZero() {
+		l.gapSince = now
+		delay := reorderDelayUnmeasured
+		if l.srtt > 0 {
+			delay = max(l.srtt/2, minReorderDelay)
+		}
+		l.gapNext = now.Add(delay)
+		return nil, 0
+	}
+	if now.Before(l.gapNext) {
+		return nil, 0
+	}
+	for k := 1; k < len(l.slots) && len(acks) < l.cfg.MaxAcksStandalone; k++ {
+		if l.slots[(l.head+k)%len(l.slots)].present {
+			acks = append(acks, l.expected+uint32(k))
+		}
+	}
+	l.stats.RetransmitRequests++
+	l.gapAsks++
+	l.gapNext = now.Add(min(l.RTO()<<min(l.gapAsks-1, 16), l.cfg.MaxTimeout))
+	return acks, (earlyRetransmitAcks + len(acks) - 1) / len(acks)
 }
 
 // Expected is the id of the next message Next will return.

@@ -15,6 +15,10 @@ var t0 = time.Unix(1_700_000_000, 0)
 
 func at(d time.Duration) time.Time { return t0.Add(d) }
 
+// fixedTiming is OpenVPN's timing: a first retransmission after tls-timeout until a round trip
+// is measured (these scenarios ack after a second, which measures 1 s: RTO stays 2 s).
+var fixedTiming = Config{InitialTimeout: DefaultTimeout}
+
 func ids(ms []Message) []uint32 {
 	out := make([]uint32, 0, len(ms))
 	for _, m := range ms {
@@ -38,12 +42,14 @@ func TestConfigDefaults(t *testing.T) {
 		in   Config
 		want Config
 	}{
-		{"zero", Config{}, Config{Timeout: 2 * time.Second, MaxTimeout: 60 * time.Second, SendWindow: 6, RecvWindow: 12, MaxAcksPiggyback: 4, MaxAcksStandalone: 8}},
+		{"zero", Config{}, Config{Timeout: 2 * time.Second, InitialTimeout: time.Second, MinTimeout: 200 * time.Millisecond, MaxTimeout: 60 * time.Second, SendWindow: 6, RecvWindow: 12, MaxAcksPiggyback: 4, MaxAcksStandalone: 8}},
 		{"negative", Config{Timeout: -1, MaxTimeout: -1, SendWindow: -3, RecvWindow: -1, MaxAcksPiggyback: -1, MaxAcksStandalone: -1},
-			Config{Timeout: 2 * time.Second, MaxTimeout: 60 * time.Second, SendWindow: 6, RecvWindow: 12, MaxAcksPiggyback: 4, MaxAcksStandalone: 8}},
-		{"max below timeout", Config{Timeout: 90 * time.Second}, Config{Timeout: 90 * time.Second, MaxTimeout: 90 * time.Second, SendWindow: 6, RecvWindow: 12, MaxAcksPiggyback: 4, MaxAcksStandalone: 8}},
+			Config{Timeout: 2 * time.Second, InitialTimeout: time.Second, MinTimeout: 200 * time.Millisecond, MaxTimeout: 60 * time.Second, SendWindow: 6, RecvWindow: 12, MaxAcksPiggyback: 4, MaxAcksStandalone: 8}},
+		{"max below timeout", Config{Timeout: 90 * time.Second}, Config{Timeout: 90 * time.Second, InitialTimeout: time.Second, MinTimeout: 200 * time.Millisecond, MaxTimeout: 90 * time.Second, SendWindow: 6, RecvWindow: 12, MaxAcksPiggyback: 4, MaxAcksStandalone: 8}},
+		{"timeout below the initial and minimum", Config{Timeout: 100 * time.Millisecond, SRTT: -1, RTTVar: 5},
+			Config{Timeout: 100 * time.Millisecond, InitialTimeout: 100 * time.Millisecond, MinTimeout: 100 * time.Millisecond, MaxTimeout: 60 * time.Second, SendWindow: 6, RecvWindow: 12, MaxAcksPiggyback: 4, MaxAcksStandalone: 8}},
 		{"huge windows clamped", Config{SendWindow: 1 << 20, RecvWindow: 1 << 20, MaxAcksPiggyback: 999, MaxAcksStandalone: 999},
-			Config{Timeout: 2 * time.Second, MaxTimeout: 60 * time.Second, SendWindow: 255, RecvWindow: 255, MaxAcksPiggyback: 255, MaxAcksStandalone: 255}},
+			Config{Timeout: 2 * time.Second, InitialTimeout: time.Second, MinTimeout: 200 * time.Millisecond, MaxTimeout: 60 * time.Second, SendWindow: 255, RecvWindow: 255, MaxAcksPiggyback: 255, MaxAcksStandalone: 255}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -109,7 +115,7 @@ func TestSendCopiesPayload(t *testing.T) {
 }
 
 func TestBackoff(t *testing.T) {
-	l := New(Config{Timeout: 2 * time.Second, MaxTimeout: 60 * time.Second})
+	l := New(Config{Timeout: 2 * time.Second, InitialTimeout: 2 * time.Second, MaxTimeout: 60 * time.Second})
 	mustSend(t, l, t0, 4, "a")
 	if got := l.NextDeadline(); !got.Equal(t0) {
 		t.Fatalf("queued message deadline = %v, want %v", got, t0)
@@ -145,7 +151,7 @@ func TestBackoff(t *testing.T) {
 }
 
 func TestBackoffIsPerMessage(t *testing.T) {
-	l := New(Config{})
+	l := New(fixedTiming)
 	mustSend(t, l, t0, 4, "a")
 	l.Due(t0) // 0 next at +2
 	mustSend(t, l, at(time.Second), 4, "b")
@@ -186,7 +192,7 @@ func TestEarlyRetransmit(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			l := New(Config{})
+			l := New(fixedTiming)
 			for range 6 {
 				mustSend(t, l, t0, 4, "m")
 			}
@@ -205,7 +211,7 @@ func TestEarlyRetransmit(t *testing.T) {
 }
 
 func TestEarlyRetransmitBacksOff(t *testing.T) {
-	l := New(Config{})
+	l := New(fixedTiming)
 	for range 4 {
 		mustSend(t, l, t0, 4, "m")
 	}
@@ -228,7 +234,7 @@ func TestEarlyRetransmitBacksOff(t *testing.T) {
 }
 
 func TestScheduleNow(t *testing.T) {
-	l := New(Config{})
+	l := New(fixedTiming)
 	mustSend(t, l, t0, 4, "a")
 	for _, s := range []time.Duration{0, 2, 6} {
 		l.Due(at(s * time.Second)) // next at +14, timeout 16s
@@ -480,5 +486,190 @@ func TestNextPayloadOwnership(t *testing.T) {
 	l.Receive(12, 4, []byte("other")) // reuses the ring slot of id 0
 	if !bytes.Equal(m.Payload, []byte("first")) {
 		t.Fatalf("delivered payload changed to %q", m.Payload)
+	}
+}
+
+// sendAt queues one message at now and transmits it, returning its id.
+func sendAt(t *testing.T, l *Layer, now time.Time) uint32 {
+	t.Helper()
+	id := mustSend(t, l, now, 4, "m")
+	if got := ids(l.Due(now)); !cmp.Equal(got, []uint32{id}) {
+		t.Fatalf("Due at send = %v, want [%d]", got, id)
+	}
+	return id
+}
+
+func TestInitialTimeout(t *testing.T) {
+	tests := []struct {
+		name string
+		cfg  Config
+		want time.Duration
+	}{
+		{"default: RFC 6298's 1 s", Config{}, time.Second},
+		{"never above tls-timeout", Config{Timeout: 500 * time.Millisecond}, 500 * time.Millisecond},
+		{"configured", Config{InitialTimeout: 3 * time.Second, Timeout: 5 * time.Second}, 3 * time.Second},
+		{"seeded by an earlier measurement", Config{SRTT: 300 * time.Millisecond, RTTVar: 50 * time.Millisecond}, 500 * time.Millisecond},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			l := New(tt.cfg)
+			sendAt(t, l, t0)
+			if got := l.NextDeadline().Sub(t0); got != tt.want {
+				t.Fatalf("first retransmission after %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestRTOFromMeasuredRTT(t *testing.T) {
+	tests := []struct {
+		name    string
+		rtts    []time.Duration // acked one after another, each after one transmission
+		wantRTO time.Duration
+	}{
+		// srtt 40 ms, rttvar 20 ms: 120 ms, raised to the 200 ms floor.
+		{"short path: the floor", []time.Duration{40 * time.Millisecond}, 200 * time.Millisecond},
+		// srtt 300, rttvar 150: 900 ms.
+		{"one sample", []time.Duration{300 * time.Millisecond}, 900 * time.Millisecond},
+		// srtt 300, rttvar 150; then |300-300| = 0: rttvar 112.5, srtt 300: 750 ms.
+		{"steady samples shrink the variation", []time.Duration{300 * time.Millisecond, 300 * time.Millisecond}, 750 * time.Millisecond},
+		// srtt 1.5 s, rttvar 750 ms: 4.5 s, capped at tls-timeout.
+		{"long path: never slower than tls-timeout", []time.Duration{1500 * time.Millisecond}, 2 * time.Second},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			l := New(Config{})
+			now := t0
+			for _, r := range tt.rtts {
+				id := sendAt(t, l, now)
+				now = now.Add(r)
+				l.Ack(now, []uint32{id})
+			}
+			if got := l.RTO(); got != tt.wantRTO {
+				srtt, rttvar := l.RTT()
+				t.Fatalf("RTO = %v (srtt %v, rttvar %v), want %v", got, srtt, rttvar, tt.wantRTO)
+			}
+			if got := l.Stats().RTTSamples; got != uint64(len(tt.rtts)) {
+				t.Fatalf("RTTSamples = %d, want %d", got, len(tt.rtts))
+			}
+			// The next message retransmits after RTO, then after twice that.
+			sendAt(t, l, now)
+			if got := l.NextDeadline().Sub(now); got != tt.wantRTO {
+				t.Fatalf("first retransmission after %v, want %v", got, tt.wantRTO)
+			}
+			if got := ids(l.Due(now.Add(tt.wantRTO))); len(got) != 1 {
+				t.Fatalf("Due at RTO = %v", got)
+			}
+			if got := l.NextDeadline().Sub(now.Add(tt.wantRTO)); got != 2*tt.wantRTO {
+				t.Fatalf("second retransmission after %v more, want %v", got, 2*tt.wantRTO)
+			}
+		})
+	}
+}
+
+// TestRTTKarn checks that the ack of a retransmitted message is no sample: it cannot tell which
+// transmission it answers.
+func TestRTTKarn(t *testing.T) {
+	l := New(Config{})
+	id := sendAt(t, l, t0)
+	if got := ids(l.Due(at(time.Second))); !cmp.Equal(got, []uint32{id}) {
+		t.Fatalf("retransmission Due = %v", got)
+	}
+	l.Ack(at(1050*time.Millisecond), []uint32{id})
+	if srtt, _ := l.RTT(); srtt != 0 || l.Stats().RTTSamples != 0 {
+		t.Fatalf("sampled a retransmitted message: srtt %v, stats %+v", srtt, l.Stats())
+	}
+	if got := l.RTO(); got != time.Second {
+		t.Fatalf("RTO = %v, want the initial 1s", got)
+	}
+	// An early retransmission counts as a retransmission too.
+	l = New(Config{})
+	for range 4 {
+		sendAt(t, l, t0)
+	}
+	l.Ack(at(100*time.Millisecond), []uint32{1, 2, 3})
+	if got := ids(l.Due(at(100 * time.Millisecond))); !cmp.Equal(got, []uint32{0}) {
+		t.Fatalf("early Due = %v", got)
+	}
+	l.Ack(at(150*time.Millisecond), []uint32{0})
+	if got := l.Stats().RTTSamples; got != 3 {
+		t.Fatalf("RTTSamples = %d, want 3 (ids 1..3 only)", got)
+	}
+}
+
+func TestRetransmitRequest(t *testing.T) {
+	l := New(Config{})
+	recv := func(id uint32) {
+		t.Helper()
+		if !l.Receive(id, 4, []byte("m")) {
+			t.Fatalf("Receive(%d) not buffered", id)
+		}
+	}
+	check := func(now time.Duration, wantAcks []uint32, wantPackets int) {
+		t.Helper()
+		acks, n := l.RetransmitRequest(at(now))
+		if !cmp.Equal(acks, wantAcks, cmpopts.EquateEmpty()) || n != wantPackets {
+			t.Fatalf("RetransmitRequest(+%v) = %v in %d packets, want %v in %d", now, acks, n, wantAcks, wantPackets)
+		}
+	}
+	// In order: no gap, nothing to ask and no deadline.
+	recv(0)
+	l.Next()
+	check(0, nil, 0)
+	if !l.NextDeadline().IsZero() {
+		t.Fatalf("NextDeadline = %v with nothing to do", l.NextDeadline())
+	}
+	// id 1 is missing: before an RTT is measured, a gap waits 50 ms for reordering.
+	recv(2)
+	check(0, nil, 0)
+	if got := l.NextDeadline(); !got.Equal(at(50 * time.Millisecond)) {
+		t.Fatalf("NextDeadline = +%v, want +50ms", got.Sub(t0))
+	}
+	check(49*time.Millisecond, nil, 0)
+	// One id beyond the gap: three packets carry three acks of a later id.
+	check(50*time.Millisecond, []uint32{2}, 3)
+	// The next request waits RTO (the initial 1 s), then twice that.
+	check(51*time.Millisecond, nil, 0)
+	if got := l.NextDeadline(); !got.Equal(at(1050 * time.Millisecond)) {
+		t.Fatalf("NextDeadline = +%v, want +1.05s", got.Sub(t0))
+	}
+	recv(3)
+	recv(5)
+	check(1050*time.Millisecond, []uint32{2, 3, 5}, 1)
+	if got := l.NextDeadline(); !got.Equal(at(3050 * time.Millisecond)) {
+		t.Fatalf("NextDeadline = +%v, want +3.05s", got.Sub(t0))
+	}
+	if got := l.Stats().RetransmitRequests; got != 2 {
+		t.Fatalf("RetransmitRequests = %d", got)
+	}
+	// The missing id arrives: 1, 2, 3 are delivered, and 4 is now missing before 5, a new gap.
+	recv(1)
+	for range 3 {
+		l.Next()
+	}
+	check(3*time.Second, nil, 0)
+	check(3050*time.Millisecond, []uint32{5}, 3)
+	recv(4)
+	l.Next()
+	l.Next()
+	check(4*time.Second, nil, 0)
+	if !l.NextDeadline().IsZero() {
+		t.Fatalf("NextDeadline = +%v after the gap closed", l.NextDeadline().Sub(t0))
+	}
+}
+
+// TestRetransmitRequestWaitsHalfRTT checks that a measured path waits half its smoothed RTT
+// for reordering, at least 10 ms.
+func TestRetransmitRequestWaitsHalfRTT(t *testing.T) {
+	for _, tt := range []struct{ srtt, want time.Duration }{
+		{80 * time.Millisecond, 40 * time.Millisecond},
+		{4 * time.Millisecond, 10 * time.Millisecond},
+	} {
+		l := New(Config{SRTT: tt.srtt, RTTVar: tt.srtt / 2})
+		l.Receive(1, 4, nil)
+		l.RetransmitRequest(t0)
+		if got := l.NextDeadline().Sub(t0); got != tt.want {
+			t.Errorf("srtt %v: request after %v, want %v", tt.srtt, got, tt.want)
+		}
 	}
 }

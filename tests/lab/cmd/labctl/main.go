@@ -3,7 +3,8 @@
 //
 //	labctl demo  [-client ovpnd|openvpn] [-ovpnd PATH]
 //	labctl bench [-ovpnd PATH] [-duration 6s] [-runs 3]
-//	labctl faults [-ovpnd PATH] [-handshakes 10] [-loss 0.1]
+//	labctl faults [-ovpnd PATH] [-handshakes 6] [-loss 0,0.05,0.1,0.2,0.3] [-deadline 30s] [-trace]
+//	labctl rekey [-ovpnd PATH] [-duration 20s] [-runs 3] [-rate 200mbit] [-reneg-sec 0] [-reneg-bytes 33554432] [-gap 200ms]
 //	labctl pacing [-ovpnd PATH] [-duration 6s] [-runs 3] [-rate 100m] [-queue 20ms] [-ovpnd-b PATH]
 //
 // Everything it creates (namespaces, processes, temp dirs) is removed on exit, on failure and
@@ -22,6 +23,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"path/filepath"
 	"runtime"
 	"sort"
 	"strconv"
@@ -82,7 +84,7 @@ func step(format string, args ...any) {
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: labctl demo|bench|faults|pacing [flags]")
+		fmt.Fprintln(os.Stderr, "usage: labctl demo|bench|faults|rekey|pacing [flags]")
 		os.Exit(2)
 	}
 	t := &cli{}
@@ -109,10 +111,26 @@ func main() {
 		fs.Parse(os.Args[2:])
 		bench(t, *ovpnd, *dur, max(*runs, 1))
 	case "faults":
-		n := fs.Int("handshakes", 10, "handshakes per client (alternated)")
-		loss := fs.Float64("loss", 0.1, "datagram loss, each direction")
+		n := fs.Int("handshakes", 6, "handshakes per client and loss level (alternated)")
+		loss := fs.String("loss", "0,0.05,0.1,0.2,0.3", "comma-separated datagram loss levels, each direction")
+		deadline := fs.Duration("deadline", 30*time.Second, "a handshake succeeds when a ping goes through within this")
+		trace := fs.Bool("trace", false, "print every handshake's control packets (x: dropped)")
 		fs.Parse(os.Args[2:])
-		faults(t, *ovpnd, max(*n, 1), *loss)
+		levels, err := parseLevels(*loss)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "labctl faults: -loss: %v\n", err)
+			os.Exit(2)
+		}
+		faults(t, *ovpnd, max(*n, 1), levels, max(*deadline, time.Second), *trace)
+	case "rekey":
+		dur := fs.Duration("duration", 20*time.Second, "iperf3 duration per direction")
+		runs := fs.Int("runs", 3, "runs of every client, alternated")
+		rate := fs.String("rate", "200mbit", "link rate each way (tc tbf)")
+		renegSec := fs.Int("reneg-sec", 0, "the server's reneg-sec (0: none)")
+		renegBytes := fs.Int("reneg-bytes", 32<<20, "the server's reneg-bytes (0: none)")
+		gap := fs.Duration("gap", 200*time.Millisecond, "a span without delivered data longer than this is a stall")
+		fs.Parse(os.Args[2:])
+		rekey(t, *ovpnd, *dur, max(*runs, 1), *rate, max(*renegSec, 0), max(*renegBytes, 0), *gap)
 	case "pacing":
 		dur := fs.Duration("duration", 6*time.Second, "iperf3 upload time per run")
 		runs := fs.Int("runs", 3, "runs of every client per link, alternated (medians reported)")
@@ -137,7 +155,9 @@ func clientArgs(kind, ovpndPath, config string) ([]string, error) {
 		if _, err := os.Stat(ovpndPath); err != nil {
 			return nil, fmt.Errorf("bin/ovpnd missing (%s): run `make build`", ovpndPath)
 		}
-		return []string{ovpndPath, "run", "--name", "lab", config}, nil
+		// A state directory of the lab's own: labs of other runs on the machine use the same
+		// instance name, whose routing lock lives in the state directory.
+		return []string{ovpndPath, "run", "--name", "lab", "--state-dir", filepath.Join(filepath.Dir(config), "state"), config}, nil
 	}
 	return nil, fmt.Errorf("unknown client %q", kind)
 }
@@ -393,7 +413,7 @@ func summarize(runs []run, why string) *result {
 }
 
 func benchClient(l *lab.Lab, srv *lab.Server, args []string, dur time.Duration, r *run) error {
-	client, d, err := timedConnect(l, srv, args)
+	client, d, err := timedConnect(l, srv, args, 20*time.Second)
 	if err != nil {
 		return err
 	}
@@ -531,7 +551,7 @@ func startWireGuard(t *cli, l *lab.Lab) (*lab.Process, error) {
 
 // timedConnect starts a client and measures until its tunnel address appears, using
 // `ip monitor` so the moment is caught as the kernel announces it instead of by polling.
-func timedConnect(l *lab.Lab, srv *lab.Server, args []string) (*lab.Process, time.Duration, error) {
+func timedConnect(l *lab.Lab, srv *lab.Server, args []string, timeout time.Duration) (*lab.Process, time.Duration, error) {
 	mon := exec.Command("ip", "-n", l.ClientNS, "-o", "monitor", "address")
 	out, err := mon.StdoutPipe()
 	if err != nil {
@@ -560,9 +580,9 @@ func timedConnect(l *lab.Lab, srv *lab.Server, args []string) (*lab.Process, tim
 		return client, at.Sub(client.Started()), nil
 	case <-client.Done():
 		return nil, 0, fmt.Errorf("client exited: %v\n%s", client.Wait(), client.Output())
-	case <-time.After(20 * time.Second):
+	case <-time.After(timeout):
 		client.Kill()
-		return nil, 0, fmt.Errorf("no tunnel address after 20 s:\n%s", client.Output())
+		return nil, 0, fmt.Errorf("no tunnel address after %v:\n%s", timeout, client.Output())
 	}
 }
 
@@ -660,12 +680,14 @@ func printTable(results map[string]*result, dur time.Duration, runs int) {
 	fmt.Println("(lower is better for handshake, RTT, retransmits, CPU and RSS; higher for throughput)")
 }
 
-// faults times handshakes over an impaired link: tests/lab/cmd/lossy relays between the client
-// and the server, dropping datagrams with probability loss each way and delaying the rest by
-// 20 ± 10 ms (which reorders them). The OpenVPN 2.6 client and ovpnd alternate; the figure is
-// the time from process start to the tunnel address (handshake and push done), and a run
-// succeeds when a ping goes through the tunnel within 30 s.
-func faults(t *cli, ovpndPath string, n int, loss float64) {
+// faults times handshakes over an impaired link at several loss levels: tests/lab/cmd/lossy
+// relays between the client and the server, dropping datagrams with a level's probability each
+// way and delaying the rest by 20 ± 10 ms (which reorders them). At every level the OpenVPN 2.6
+// client and ovpnd alternate, n handshakes each; a handshake's figure is the time from process
+// start to the tunnel address (handshake and push done), and it succeeds when a ping goes
+// through the tunnel within deadline of the start. The relay's packet log gives the control
+// packets each handshake exposed to loss before its tunnel came up.
+func faults(t *cli, ovpndPath string, n int, levels []float64, deadline time.Duration, trace bool) {
 	if abs, err := absPath(ovpndPath); err == nil {
 		ovpndPath = abs
 	}
@@ -683,14 +705,6 @@ func faults(t *cli, ovpndPath string, n int, loss float64) {
 		t.Fatalf("building lossy: %v: %s", err, out)
 	}
 	const relayPort = 1195
-	relay := l.StartServerProcess(bin, "-listen", fmt.Sprintf("%s:%d", lab.ServerUnderlay4, relayPort),
-		"-to", "127.0.0.1:1194", "-loss", strconv.FormatFloat(loss, 'f', -1, 64), "-delay", "20ms", "-jitter", "10ms")
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	err = relay.WaitOutput(ctx, "ready")
-	cancel()
-	if err != nil {
-		t.Fatalf("lossy: %v: %s", err, relay.Output())
-	}
 	direct := srv.ClientConfig(lab.ClientOptions{})
 	viaRelay := strings.Replace(direct, fmt.Sprintf("remote %s 1194", lab.ServerUnderlay4), fmt.Sprintf("remote %s %d", lab.ServerUnderlay4, relayPort), 1)
 	if viaRelay == direct {
@@ -699,63 +713,195 @@ func faults(t *cli, ovpndPath string, n int, loss float64) {
 	cfg := l.WriteFile("client.ovpn", viaRelay)
 
 	kinds := []string{"openvpn", "ovpnd"}
-	times := map[string][]time.Duration{}
-	fails := map[string]int{}
-	for i := range n {
-		for j := range kinds {
-			kind := kinds[(i+j)%len(kinds)]
-			args, err := clientArgs(kind, ovpndPath, cfg)
-			if err != nil {
-				t.Fatalf("%v", err)
-			}
-			d, err := firstPing(l, srv, args)
-			if err != nil {
-				fails[kind]++
-				fmt.Printf("    %d/%d %-8s failed: %v\n", i+1, n, kind, lastLines(err.Error(), 6))
-				continue
-			}
-			times[kind] = append(times[kind], d)
-			fmt.Printf("    %d/%d %-8s tunnel up after %v\n", i+1, n, kind, d.Round(time.Millisecond))
+	var results []levelResult
+	for _, loss := range levels {
+		step("%.0f%% loss each way: %d handshakes per client, alternated", loss*100, n)
+		relay := l.StartServerProcess(bin, "-log", "-listen", fmt.Sprintf("%s:%d", lab.ServerUnderlay4, relayPort),
+			"-to", "127.0.0.1:1194", "-loss", strconv.FormatFloat(loss, 'f', -1, 64), "-delay", "20ms", "-jitter", "10ms")
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		err = relay.WaitOutput(ctx, "ready")
+		cancel()
+		if err != nil {
+			t.Fatalf("lossy: %v: %s", err, relay.Output())
 		}
-	}
-	fmt.Printf("\nfaults: %.0f%% loss each way, 20 ± 10 ms one-way delay (reordering), %d handshakes per client, alternated\n", loss*100, n)
-	fmt.Printf("%-34s %14s %14s %14s\n", "metric", "openvpn 2.6", "ovpnd", "ovpnd/openvpn")
-	med := func(k string) time.Duration {
-		v := append([]time.Duration(nil), times[k]...)
-		if len(v) == 0 {
-			return 0
+		res := levelResult{loss: loss, runs: map[string][]faultRun{}}
+		for i := range n {
+			for j := range kinds {
+				kind := kinds[(i+j)%len(kinds)]
+				args, err := clientArgs(kind, ovpndPath, cfg)
+				if err != nil {
+					t.Fatalf("%v", err)
+				}
+				logged := len(relay.Output())
+				r := faultHandshake(l, srv, args, deadline)
+				r.countPackets(relay.Output()[logged:])
+				res.runs[kind] = append(res.runs[kind], r)
+				if r.err != nil {
+					fmt.Printf("    %d/%d %-8s failed: %v\n", i+1, n, kind, lastLines(r.err.Error(), 6))
+					continue
+				}
+				fmt.Printf("    %d/%d %-8s tunnel up after %-8v control packets to it: c2s %d (%d lost), s2c %d (%d lost)\n",
+					i+1, n, kind, r.up.Round(time.Millisecond), r.sent[0], r.lost[0], r.sent[1], r.lost[1])
+				if trace {
+					fmt.Printf("        %s\n", strings.Join(r.trace, "\n        "))
+				}
+			}
 		}
-		sort.Slice(v, func(a, b int) bool { return v[a] < v[b] })
-		return v[len(v)/2]
+		relay.Stop(5 * time.Second)
+		results = append(results, res)
 	}
-	mo, md := med("openvpn"), med("ovpnd")
-	ratio := "n/a"
-	if mo > 0 && md > 0 {
-		ratio = fmt.Sprintf("%.2fx", float64(md)/float64(mo))
-	}
-	fmt.Printf("%-34s %14v %14v %14s\n", "start to tunnel up, median", mo.Round(time.Millisecond), md.Round(time.Millisecond), ratio)
-	fmt.Printf("%-34s %14s %14s\n", "success within 30 s", fmt.Sprintf("%d/%d", n-fails["openvpn"], n), fmt.Sprintf("%d/%d", n-fails["ovpnd"], n))
+	printFaults(results, kinds, n, deadline)
 }
 
-// firstPing starts a client and returns the time from its start to its tunnel address (the
-// handshake and push done), then checks that a ping goes through within 30 s of the start, and
-// stops the client.
-func firstPing(l *lab.Lab, srv *lab.Server, args []string) (time.Duration, error) {
-	client, d, err := timedConnect(l, srv, args)
-	if err != nil {
-		return 0, err
+// faultRun is one handshake through the impaired relay.
+type faultRun struct {
+	err   error         // nil: the tunnel came up and a ping went through within the deadline
+	start time.Time     // the client's start
+	up    time.Duration // from start to the tunnel address
+	// Control packets (every opcode but data) the relay saw from start to tunnel up, [0] from
+	// the client, [1] from the server, and how many of them it dropped.
+	sent, lost [2]int
+	// trace lists those packets: milliseconds since the start, direction, opcode name, length,
+	// and an x when dropped.
+	trace []string
+}
+
+// opNames are OpenVPN's control opcodes (ssl_pkt.h), for the packet trace.
+var opNames = map[int]string{1: "HR_C_V1", 2: "HR_S_V1", 3: "SOFT_RESET", 4: "CONTROL", 5: "ACK", 7: "HR_C_V2", 8: "HR_S_V2", 10: "HR_C_V3", 11: "CONTROL_WKC"}
+
+// countPackets reads the relay's packet log (lines "pkt UNIX-NS c2s|s2c OPCODE LEN pass|drop")
+// and counts the control packets between the run's start and its tunnel coming up.
+func (r *faultRun) countPackets(log string) {
+	if r.err != nil {
+		return
 	}
+	from, to := r.start.UnixNano(), r.start.Add(r.up).UnixNano()
+	for line := range strings.SplitSeq(log, "\n") {
+		f := strings.Fields(line)
+		if len(f) != 6 || f[0] != "pkt" {
+			continue
+		}
+		at, err1 := strconv.ParseInt(f[1], 10, 64)
+		op, err2 := strconv.Atoi(f[3])
+		if err1 != nil || err2 != nil || at < from || at > to || op == 6 || op == 9 { // P_DATA_V1, P_DATA_V2
+			continue
+		}
+		d := 0
+		if f[2] == "s2c" {
+			d = 1
+		}
+		r.sent[d]++
+		mark := ""
+		if f[5] == "drop" {
+			r.lost[d]++
+			mark = " x"
+		}
+		name := opNames[op]
+		if name == "" {
+			name = "op" + f[3]
+		}
+		r.trace = append(r.trace, fmt.Sprintf("%5dms %s %-11s %4s%s", (at-from)/1e6, f[2], name, f[4], mark))
+	}
+}
+
+// levelResult is every handshake at one loss level, by client.
+type levelResult struct {
+	loss float64
+	runs map[string][]faultRun
+}
+
+// summary is the median time to tunnel up over the successful runs, their count, and the
+// median control packets each way.
+func (lr levelResult) summary(kind string) (med time.Duration, ok int, c2s, s2c int) {
+	var ups []time.Duration
+	var cs, ss []int
+	for _, r := range lr.runs[kind] {
+		if r.err != nil {
+			continue
+		}
+		ups = append(ups, r.up)
+		cs = append(cs, r.sent[0])
+		ss = append(ss, r.sent[1])
+	}
+	if len(ups) == 0 {
+		return 0, 0, 0, 0
+	}
+	sort.Slice(ups, func(a, b int) bool { return ups[a] < ups[b] })
+	sort.Ints(cs)
+	sort.Ints(ss)
+	return ups[len(ups)/2], len(ups), cs[len(cs)/2], ss[len(ss)/2]
+}
+
+// printFaults prints one row per loss level and client, and whether ovpnd met the target (median
+// at most OpenVPN's, success rate at least OpenVPN's) at every level. A failed run counts as
+// not coming up at all, so the median is over the successful runs only.
+func printFaults(results []levelResult, kinds []string, n int, deadline time.Duration) {
+	fmt.Printf("\nfaults: loss each way, 20 ± 10 ms one-way delay (reordering), %d handshakes per client and level, alternated;\n"+
+		"success = tunnel up and a ping through it within %v; median over the successful handshakes;\n"+
+		"control packets = median per handshake, from start to tunnel up, both directions counted at the relay\n", n, deadline)
+	fmt.Printf("%-6s %-8s %9s %12s %14s %16s\n", "loss", "client", "success", "median", "ovpnd/openvpn", "ctl pkts c2s/s2c")
+	met := true
+	for _, lr := range results {
+		mo, oko, _, _ := lr.summary("openvpn")
+		md, okd, _, _ := lr.summary("ovpnd")
+		ratio := "n/a"
+		if mo > 0 && md > 0 {
+			ratio = fmt.Sprintf("%.2fx", float64(md)/float64(mo))
+		}
+		if okd < oko || (okd > 0 && oko > 0 && md > mo) || okd == 0 {
+			met = false
+		}
+		for _, k := range kinds {
+			med, ok, c2s, s2c := lr.summary(k)
+			r := ""
+			if k == "ovpnd" {
+				r = ratio
+			}
+			fmt.Printf("%-6s %-8s %9s %12v %14s %16s\n", fmt.Sprintf("%.0f%%", lr.loss*100), k,
+				fmt.Sprintf("%d/%d", ok, len(lr.runs[k])), med.Round(time.Millisecond), r, fmt.Sprintf("%d/%d", c2s, s2c))
+		}
+	}
+	verdict := "yes"
+	if !met {
+		verdict = "no"
+	}
+	fmt.Printf("ovpnd median <= OpenVPN's and success >= OpenVPN's at every level: %s\n", verdict)
+}
+
+// faultHandshake starts a client and measures the time from its start to its tunnel address
+// (the handshake and push done), then checks that a ping goes through within deadline of the
+// start, and stops the client.
+func faultHandshake(l *lab.Lab, srv *lab.Server, args []string, deadline time.Duration) faultRun {
+	client, d, err := timedConnect(l, srv, args, deadline)
+	if err != nil {
+		return faultRun{err: err}
+	}
+	r := faultRun{start: client.Started(), up: d}
 	defer func() {
 		client.Stop(15 * time.Second)
 		time.Sleep(500 * time.Millisecond)
 	}()
-	deadline := client.Started().Add(30 * time.Second)
-	for time.Now().Before(deadline) {
+	end := client.Started().Add(deadline)
+	for time.Now().Before(end) {
 		if _, err := l.Ping(srv.TunnelAddr(), 3, time.Second); err == nil {
-			return d, nil
+			return r
 		}
 	}
-	return 0, errors.New("tunnel up, but no ping answered within 30 s")
+	r.err = fmt.Errorf("tunnel up, but no ping answered within %v", deadline)
+	return r
+}
+
+// parseLevels reads a comma-separated list of loss probabilities.
+func parseLevels(s string) ([]float64, error) {
+	var levels []float64
+	for f := range strings.SplitSeq(s, ",") {
+		v, err := strconv.ParseFloat(strings.TrimSpace(f), 64)
+		if err != nil || !(v >= 0 && v < 1) { // also refuses NaN
+			return nil, fmt.Errorf("%q is not a loss probability in [0, 1)", f)
+		}
+		levels = append(levels, v)
+	}
+	return levels, nil
 }
 
 // lastLines is the first line of s and its last n lines (a client's latest log lines).

@@ -83,10 +83,6 @@ func pacing(t *cli, ovpndPath, otherPath string, dur time.Duration, runs int, ra
 				if err != nil {
 					t.Fatalf("%v", err)
 				}
-				if kind != "openvpn" {
-					// Its own instance name: a bench or demo running at the same time holds "lab".
-					args[3] = fmt.Sprintf("pacing-%d", os.Getpid())
-				}
 				step("%s, run %d/%d: %s", link.name, i+1, runs, kind)
 				r, err := pacingUpload(l, srv, args, dur)
 				if err != nil {
@@ -155,7 +151,7 @@ func median(runs []pacingRun, get func(pacingRun) float64) float64 {
 // pacingUpload connects a client, runs one upload and stops the client.
 func pacingUpload(l *lab.Lab, srv *lab.Server, args []string, dur time.Duration) (pacingRun, error) {
 	var r pacingRun
-	client, _, err := timedConnect(l, srv, args)
+	client, _, err := timedConnect(l, srv, args, 20*time.Second)
 	if err != nil {
 		return r, err
 	}

@@ -3,7 +3,14 @@
 // delays the rest by a random time, so that datagrams also overtake each other (reorder), in
 // both directions.
 //
-//	lossy -listen 198.18.0.1:1195 -to 127.0.0.1:1194 -loss 0.1 -delay 20ms -jitter 10ms
+//	lossy -listen 198.18.0.1:1195 -to 127.0.0.1:1194 -loss 0.1 -delay 20ms -jitter 10ms [-log]
+//
+// With -log it prints one line per datagram, for counting what a handshake exposes to loss:
+//
+//	pkt UNIX-NANOSECONDS c2s|s2c OPCODE LENGTH pass|drop
+//
+// where OPCODE is the OpenVPN opcode (the first byte's top five bits) and c2s means from the
+// client towards the server.
 //
 // Test-only: it serves one client at a time (the source of the latest datagram) and runs until
 // killed.
@@ -27,14 +34,15 @@ func main() {
 	loss := flag.Float64("loss", 0.1, "probability of dropping a datagram, each direction")
 	delay := flag.Duration("delay", 20*time.Millisecond, "mean one-way delay")
 	jitter := flag.Duration("jitter", 10*time.Millisecond, "delay varies uniformly by ± this much")
+	logPkts := flag.Bool("log", false, "print one line per datagram")
 	flag.Parse()
-	if err := run(*listen, *to, *loss, *delay, *jitter); err != nil {
+	if err := run(*listen, *to, *loss, *delay, *jitter, *logPkts); err != nil {
 		fmt.Fprintf(os.Stderr, "lossy: %v\n", err)
 		os.Exit(1)
 	}
 }
 
-func run(listen, to string, loss float64, delay, jitter time.Duration) error {
+func run(listen, to string, loss float64, delay, jitter time.Duration, logPkts bool) error {
 	la, err := netip.ParseAddrPort(listen)
 	if err != nil {
 		return fmt.Errorf("-listen: %w", err)
@@ -50,8 +58,17 @@ func run(listen, to string, loss float64, delay, jitter time.Duration) error {
 	var mu sync.Mutex
 	var client netip.AddrPort
 	// later sends b after the impairment, or drops it.
-	later := func(b []byte, send func([]byte)) {
-		if rand.Float64() < loss {
+	later := func(dir string, b []byte, send func([]byte)) {
+		drop := rand.Float64() < loss
+		if logPkts && len(b) > 0 {
+			verdict := "pass"
+			if drop {
+				verdict = "drop"
+			}
+			// One write per line: lines from both directions never interleave.
+			fmt.Printf("pkt %d %s %d %d %s\n", time.Now().UnixNano(), dir, b[0]>>3, len(b), verdict)
+		}
+		if drop {
 			return
 		}
 		d := delay - jitter + time.Duration(rand.Int64N(int64(2*jitter)+1))
@@ -71,7 +88,7 @@ func run(listen, to string, loss float64, delay, jitter time.Duration) error {
 				continue // ICMP errors while the server restarts
 			}
 			b := append([]byte(nil), buf[:n]...)
-			later(b, func(b []byte) { front.WriteToUDPAddrPort(b, to) })
+			later("s2c", b, func(b []byte) { front.WriteToUDPAddrPort(b, to) })
 		}
 	}
 	fmt.Println("ready")
@@ -97,6 +114,6 @@ func run(listen, to string, loss float64, delay, jitter time.Duration) error {
 		c := back
 		mu.Unlock()
 		b := append([]byte(nil), buf[:n]...)
-		later(b, func(b []byte) { c.Write(b) })
+		later("c2s", b, func(b []byte) { c.Write(b) })
 	}
 }
