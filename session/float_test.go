@@ -138,16 +138,20 @@ func TestFloatOnlyAuthenticMoves(t *testing.T) {
 
 // loopbackPair listens on two loopback addresses: the server's, and the one it floats to.
 func loopbackPair(t *testing.T) (a, b *net.UDPConn) {
+	return listenPair(t, "udp4", net.IPv4(127, 0, 0, 1), net.IPv4(127, 0, 0, 2))
+}
+
+func listenPair(t *testing.T, network string, ipa, ipb net.IP) (a, b *net.UDPConn) {
 	t.Helper()
 	var err error
-	a, err = net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	a, err = net.ListenUDP(network, &net.UDPAddr{IP: ipa})
 	if err != nil {
-		t.Fatal(err)
+		t.Skipf("no %v: %v", ipa, err)
 	}
 	t.Cleanup(func() { a.Close() })
-	b, err = net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 2)})
+	b, err = net.ListenUDP(network, &net.UDPAddr{IP: ipb})
 	if err != nil {
-		t.Skipf("no second loopback address: %v", err)
+		t.Skipf("no second loopback address %v: %v", ipb, err)
 	}
 	t.Cleanup(func() { b.Close() })
 	return a, b
@@ -155,11 +159,22 @@ func loopbackPair(t *testing.T) (a, b *net.UDPConn) {
 
 // TestFloatSocket: a float socket reads from any address, marks datagrams from another one
 // than the peer's, and sends (batches and control packets) wherever the peer is now, with
-// and without UDP GRO/GSO. Without float, the connected socket never sees the other address.
+// and without UDP GRO/GSO, and over IPv6 (where the server moves to another port). Without
+// float, the connected socket never sees the other address.
 func TestFloatSocket(t *testing.T) {
-	for _, noGSO := range []bool{false, true} {
-		t.Run(map[bool]string{false: "gso", true: "no gso"}[noGSO], func(t *testing.T) {
-			sa, sb := loopbackPair(t)
+	for _, tc := range []struct {
+		name     string
+		noGSO    bool
+		network  string
+		ipa, ipb net.IP
+	}{
+		{"gso", false, "udp4", net.IPv4(127, 0, 0, 1), net.IPv4(127, 0, 0, 2)},
+		{"no gso", true, "udp4", net.IPv4(127, 0, 0, 1), net.IPv4(127, 0, 0, 2)},
+		{"ipv6 port", false, "udp6", net.IPv6loopback, net.IPv6loopback},
+	} {
+		noGSO := tc.noGSO
+		t.Run(tc.name, func(t *testing.T) {
+			sa, sb := listenPair(t, tc.network, tc.ipa, tc.ipb)
 			aAddr := sa.LocalAddr().(*net.UDPAddr).AddrPort()
 			bAddr := sb.LocalAddr().(*net.UDPAddr).AddrPort()
 			u, err := dialUDP(context.Background(), aAddr, udpDialOptions{Float: true, NoGSO: noGSO})
@@ -167,8 +182,8 @@ func TestFloatSocket(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer u.Close()
-			if la := u.LocalAddr(); la.Addr() != netip.MustParseAddr("127.0.0.1") || la.Port() == 0 {
-				t.Errorf("LocalAddr %v, want 127.0.0.1 and the bound port", la)
+			if la := u.LocalAddr(); la.Addr() != aAddr.Addr() || la.Port() == 0 {
+				t.Errorf("LocalAddr %v, want %v and the bound port", la, aAddr.Addr())
 			}
 			if err := u.WriteBatch([][]byte{[]byte("hello a")}); err != nil {
 				t.Fatal(err)

@@ -3,6 +3,7 @@ package session
 import (
 	"bufio"
 	"bytes"
+	"net/netip"
 	"testing"
 
 	"github.com/ovpnd/ovpnd/engine/datachannel"
@@ -49,5 +50,26 @@ func FuzzSocketToTun(f *testing.F) {
 		d, ref, _ := newTestPath(t, tn, c)
 		d.setKeys(&keySet{primary: ck})
 		d.RoutineSocketToTun(ref)
+	})
+}
+
+// FuzzSockaddr: the source addresses recvmmsg hands a float socket are decoded without a panic
+// whatever the bytes, and a peer's sockaddr decodes back to the peer.
+func FuzzSockaddr(f *testing.F) {
+	for _, a := range []string{"198.18.0.1:1194", "[fd18::1]:443", "[::ffff:192.0.2.1]:1"} {
+		p := newUDPPeer(netip.MustParseAddrPort(a), 0)
+		f.Add(p.sa[:p.salen])
+	}
+	f.Add([]byte{})
+	f.Add([]byte{2, 0, 1})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		ap := sockaddrAddrPort(b)
+		if !ap.IsValid() {
+			return
+		}
+		p := newUDPPeer(ap, 0)
+		if got := sockaddrAddrPort(p.sa[:p.salen]); got != ap {
+			t.Fatalf("%v encodes and decodes to %v", ap, got)
+		}
 	})
 }

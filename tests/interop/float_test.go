@@ -18,7 +18,8 @@ const floatedAddr = "198.18.0.3"
 // takes the server's authenticated packets from the new address and sends there from then on:
 // after the old address is deleted from the server the tunnel still carries traffic, with no
 // new handshake. Without `float` the client's connected socket never sees those replies: the
-// tunnel goes quiet until ping-restart reconnects (not waited for here).
+// tunnel goes quiet (until ping-restart, not waited for here, starts handshakes that cannot
+// complete while the server answers from the other address).
 func TestOvpndFloat(t *testing.T) {
 	for _, float := range []bool{true, false} {
 		name := map[bool]string{true: "float", false: "without float"}[float]
