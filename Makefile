@@ -57,6 +57,12 @@ bench: deps build
 	$(GO) test -run '^$$' -bench . -benchmem ./engine/...
 	./tests/bench.sh
 
+# Client memory: RSS across rekeys under traffic (OpenVPN's client vs ovpnd run), and one
+# daemon with 10 sessions vs 10 OpenVPN client processes (tests/bench-memory.sh).
+.PHONY: bench-memory
+bench-memory: deps build
+	./tests/bench-memory.sh
+
 # Handshakes over a lossy, reordering link (tests/lab/cmd/lossy), ovpnd vs OpenVPN's client.
 bench-faults: deps build
 	./tests/bench-faults.sh

@@ -12,6 +12,7 @@ import (
 
 	"github.com/ovpnd/ovpnd/config"
 	"github.com/ovpnd/ovpnd/engine"
+	"github.com/ovpnd/ovpnd/internal/memtrim"
 )
 
 // attempt is one connection to one server address: the control loop that owns
@@ -375,6 +376,9 @@ func (a *attempt) drain() (outcome, bool) {
 				ks.retiring, ks.nextUsed = e.Next, new(atomic.Bool)
 			}
 			a.r.dp.setKeys(ks)
+			if a.connected {
+				memtrim.AfterRekey()
+			}
 			if e.Primary != nil {
 				s.logf(3, "data channel keys: primary key id %d", e.Primary.KeyID())
 				cipher := e.Primary.Cipher()
@@ -440,6 +444,7 @@ func (a *attempt) onState(e engine.EventState) (outcome, bool) {
 		})
 		s.setState(StateConnected, reason)
 		s.logf(1, "Initialization Sequence Completed (%v after start)", s.opts.now().Sub(a.start).Round(time.Millisecond))
+		memtrim.AfterConnect()
 	case engine.StateReconnecting:
 		if !a.shutdown.IsZero() {
 			return outcome{kind: outExit}, true

@@ -5,6 +5,8 @@
 //	labctl bench [-ovpnd PATH] [-duration 6s] [-runs 3]
 //	labctl faults [-ovpnd PATH] [-handshakes 6] [-loss 0,0.05,0.1,0.2,0.3] [-deadline 30s] [-trace]
 //	labctl rekey [-ovpnd PATH] [-duration 20s] [-runs 3] [-rate 200mbit] [-reneg-sec 0] [-reneg-bytes 33554432] [-gap 200ms]
+//	labctl handshake [-ovpnd PATH] [-n 5]
+//	labctl memory [-ovpnd PATH] [-ovpnctl PATH] [-duration 60s] [-reneg-sec 2] [-sessions 10] [-clients openvpn,ovpnd]
 //	labctl pacing [-ovpnd PATH] [-duration 6s] [-runs 3] [-rate 100m] [-queue 20ms] [-ovpnd-b PATH]
 //
 // Everything it creates (namespaces, processes, temp dirs) is removed on exit, on failure and
@@ -84,7 +86,7 @@ func step(format string, args ...any) {
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: labctl demo|bench|faults|rekey|pacing [flags]")
+		fmt.Fprintln(os.Stderr, "usage: labctl demo|bench|faults|rekey|memory|handshake|pacing [flags]")
 		os.Exit(2)
 	}
 	t := &cli{}
@@ -131,6 +133,18 @@ func main() {
 		gap := fs.Duration("gap", 200*time.Millisecond, "a span without delivered data longer than this is a stall")
 		fs.Parse(os.Args[2:])
 		rekey(t, *ovpnd, *dur, max(*runs, 1), *rate, max(*renegSec, 0), max(*renegBytes, 0), *gap)
+	case "handshake":
+		n := fs.Int("n", 5, "handshake cycles per client (alternated)")
+		fs.Parse(os.Args[2:])
+		handshakes(t, *ovpnd, max(*n, 1))
+	case "memory":
+		ovpnctl := fs.String("ovpnctl", "bin/ovpnctl", "path of the ovpnctl binary (starts the daemon's sessions)")
+		dur := fs.Duration("duration", 60*time.Second, "iperf3 traffic per client while the server renegotiates (0: skip)")
+		reneg := fs.Int("reneg-sec", 2, "the server's reneg-sec during the traffic")
+		sessions := fs.Int("sessions", 10, "tunnels for the daemon vs OpenVPN processes comparison (0: skip)")
+		clients := fs.String("clients", "openvpn,ovpnd", "clients measured across rekeys, in this order")
+		fs.Parse(os.Args[2:])
+		memoryBench(t, *ovpnd, *ovpnctl, *dur, max(*reneg, 1), *sessions, strings.Split(*clients, ","))
 	case "pacing":
 		dur := fs.Duration("duration", 6*time.Second, "iperf3 upload time per run")
 		runs := fs.Int("runs", 3, "runs of every client per link, alternated (medians reported)")
@@ -272,12 +286,15 @@ type result struct {
 	cpuDown    float64
 	rssKB      int
 	hwmKB      int
-	handshakes []time.Duration
+	handshakes []time.Duration // every start sample of every run (handshake.go); handshake is their median
+	reconnect  time.Duration   // the median of reconnects
+	reconnects []time.Duration
 }
 
 // run is one client's figures in one run.
 type run struct {
-	handshake      time.Duration // zero for wireguard-go (its handshake is not comparable)
+	starts         []time.Duration // start-to-tunnel samples (handshake.go); none for wireguard-go
+	reconnects     []time.Duration
 	rtt            time.Duration
 	up, down       lab.IperfResult
 	cpuUp, cpuDown float64
@@ -397,7 +414,6 @@ func summarize(runs []run, why string) *result {
 		}
 		return (v[len(v)/2-1] + v[len(v)/2]) / 2
 	}
-	r.handshake = time.Duration(med(func(x run) float64 { return float64(x.handshake) }))
 	r.rtt = time.Duration(med(func(x run) float64 { return float64(x.rtt) }))
 	r.up.BitsPerSecond = med(func(x run) float64 { return x.up.BitsPerSecond })
 	r.down.BitsPerSecond = med(func(x run) float64 { return x.down.BitsPerSecond })
@@ -407,17 +423,22 @@ func summarize(runs []run, why string) *result {
 	r.rssKB = int(med(func(x run) float64 { return float64(x.rssKB) }))
 	r.hwmKB = int(med(func(x run) float64 { return float64(x.hwmKB) }))
 	for _, x := range runs {
-		r.handshakes = append(r.handshakes, x.handshake)
+		r.handshakes = append(r.handshakes, x.starts...)
+		r.reconnects = append(r.reconnects, x.reconnects...)
 	}
+	r.handshake, r.reconnect = medianDuration(r.handshakes), medianDuration(r.reconnects)
 	return r
 }
 
 func benchClient(l *lab.Lab, srv *lab.Server, args []string, dur time.Duration, r *run) error {
+	if err := benchHandshakes(l, srv, args, r); err != nil {
+		return err
+	}
 	client, d, err := timedConnect(l, srv, args, 20*time.Second)
 	if err != nil {
 		return err
 	}
-	r.handshake = d
+	r.starts = append(r.starts, d)
 	fmt.Printf("    handshake: %v\n", d.Round(100*time.Microsecond))
 	if err := measure(l, srv.TunnelAddr(), client.PID(), dur, r); err != nil {
 		client.Kill()
@@ -642,6 +663,7 @@ func printTable(results map[string]*result, dur time.Duration, runs int) {
 	}
 	rows := []row{
 		{"handshake, median (ms)", func(r *result) float64 { return float64(r.handshake) / 1e6 }, "%.1f"},
+		{"reconnect, median (ms)", func(r *result) float64 { return float64(r.reconnect) / 1e6 }, "%.1f"},
 		{"ping RTT via tunnel (ms)", func(r *result) float64 { return float64(r.rtt) / 1e6 }, "%.3f"},
 		{"throughput up (Mbit/s)", func(r *result) float64 { return r.up.BitsPerSecond / 1e6 }, "%.0f"},
 		{"throughput down (Mbit/s)", func(r *result) float64 { return r.down.BitsPerSecond / 1e6 }, "%.0f"},
@@ -659,7 +681,7 @@ func printTable(results map[string]*result, dur time.Duration, runs int) {
 			}
 			return r.why
 		}
-		if rw.name == "handshake, median (ms)" && r == wg {
+		if (rw.name == "handshake, median (ms)" || rw.name == "reconnect, median (ms)") && r == wg {
 			return "-"
 		}
 		return fmt.Sprintf(rw.unit, rw.get(r))
@@ -678,6 +700,7 @@ func printTable(results map[string]*result, dur time.Duration, runs int) {
 		fmt.Printf("%-28s %12s %24s %13s %14s %13s\n", rw.name, cell(ov, rw), cell(od, rw), cell(wg, rw), ratio(od, ov, rw), ratio(od, wg, rw))
 	}
 	fmt.Println("(lower is better for handshake, RTT, retransmits, CPU and RSS; higher for throughput)")
+	printHandshakeSamples(results)
 }
 
 // faults times handshakes over an impaired link at several loss levels: tests/lab/cmd/lossy

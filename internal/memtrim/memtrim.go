@@ -1,0 +1,109 @@
+// Package memtrim gives memory back to the kernel at the moments a VPN client knows it can:
+// after a TLS handshake. The data path allocates nothing, so what the Go heap holds beyond
+// its live set after a handshake is the handshake's garbage, which the runtime would
+// otherwise keep (the heap goal is twice the live heap) and return only slowly. And most of
+// the executable's code and read-only data — configuration parsing, netlink and D-Bus
+// set-up, start-up — runs only while connecting: on Linux 6.18 a page fault maps a whole
+// large folio of the file, so nearly all of a 10 MB binary stays resident for the process's
+// life unless it is paged out.
+package memtrim
+
+import (
+	"bufio"
+	"bytes"
+	"os"
+	"runtime/debug"
+	"strconv"
+	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// minInterval spaces out collections: with many sessions in one process (the daemon) their
+// rekeys need not each collect.
+const minInterval = time.Second
+
+var (
+	mu       sync.Mutex
+	lastFree time.Time
+)
+
+// AfterConnect is for a tunnel that just came up: it returns the heap's free pages to the
+// kernel (FreeHeap) and pages out the executable's read-only mappings (PageOutExecutable).
+// It blocks for a garbage collection (a few ms).
+func AfterConnect() {
+	mu.Lock()
+	defer mu.Unlock()
+	freeHeap()
+	PageOutExecutable()
+}
+
+// AfterRekey is for a tunnel that just installed renegotiated keys: it returns the heap's
+// free pages to the kernel, unless that happened less than a second ago. The code a rekey
+// runs stays mapped: it runs again at the next one.
+func AfterRekey() {
+	mu.Lock()
+	defer mu.Unlock()
+	freeHeap()
+}
+
+// freeHeap runs a garbage collection and releases every free span to the kernel, at most
+// once per minInterval. mu is held.
+func freeHeap() {
+	now := time.Now()
+	if !lastFree.IsZero() && now.Sub(lastFree) < minInterval {
+		return
+	}
+	lastFree = now
+	debug.FreeOSMemory()
+}
+
+// PageOutExecutable asks the kernel to reclaim the pages of the executable's read-only
+// mappings (code, read-only data, the function tables). MADV_PAGEOUT never changes memory
+// contents and leaves pages that another process maps; MADV_RANDOM first, so that what the
+// running code touches afterwards comes back a page at a time instead of as large folios
+// with read-ahead. The cost: the pages leave the page cache too, so cold code is read from
+// disk the next time it runs (a reconnect, the next start of the binary). Errors are
+// ignored: nothing depends on the advice being taken.
+func PageOutExecutable() {
+	exe, err := os.Readlink("/proc/self/exe")
+	if err != nil {
+		return
+	}
+	maps, err := os.ReadFile("/proc/self/maps")
+	if err != nil {
+		return
+	}
+	for _, r := range readOnlyMappings(maps, exe) {
+		// The ranges are mappings, not Go memory: the raw calls need no slice over them.
+		unix.Syscall(unix.SYS_MADVISE, r[0], r[1]-r[0], unix.MADV_RANDOM)
+		unix.Syscall(unix.SYS_MADVISE, r[0], r[1]-r[0], unix.MADV_PAGEOUT)
+	}
+}
+
+// readOnlyMappings returns the [start, end) ranges of the mappings of file path in a
+// /proc/PID/maps text that are not writable.
+func readOnlyMappings(maps []byte, path string) [][2]uintptr {
+	var out [][2]uintptr
+	sc := bufio.NewScanner(bytes.NewReader(maps))
+	for sc.Scan() {
+		f := bytes.Fields(sc.Bytes())
+		// The path is the rest of the line: it may hold spaces, and a replaced executable
+		// reads "PATH (deleted)" both here and in /proc/self/exe.
+		if len(f) < 6 || string(bytes.Join(f[5:], []byte(" "))) != path || len(f[1]) < 2 || f[1][1] == 'w' {
+			continue
+		}
+		lo, hi, ok := bytes.Cut(f[0], []byte("-"))
+		if !ok {
+			continue
+		}
+		start, err1 := strconv.ParseUint(string(lo), 16, 64)
+		end, err2 := strconv.ParseUint(string(hi), 16, 64)
+		if err1 != nil || err2 != nil || end <= start {
+			continue
+		}
+		out = append(out, [2]uintptr{uintptr(start), uintptr(end)})
+	}
+	return out
+}
