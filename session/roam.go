@@ -3,7 +3,6 @@ package session
 import (
 	"context"
 	"fmt"
-	"runtime"
 	"time"
 )
 
@@ -45,11 +44,6 @@ func (a *attempt) startReader(ref *connRef) {
 	go func() {
 		defer a.wg.Done()
 		defer close(done)
-		// The socket reader changes its thread's timer slack (rxPause): the thread is
-		// locked and, since it is never unlocked, ends with the goroutine instead of
-		// going back to the scheduler with the changed slack.
-		runtime.LockOSThread()
-		setRxTimerSlack()
 		a.r.dp.RoutineSocketToTun(ref)
 	}()
 }

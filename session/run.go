@@ -229,6 +229,11 @@ func (r *runner) run(ctx context.Context) error {
 			}
 		}
 		wait := r.backoff(conn, retries)
+		// The wait runs from the end of the connection, not from the end of the teardown
+		// (removing the network settings and closing the tun device takes 10-30 ms, most of
+		// it the kernel unregistering the device): the next attempt starts wait after the
+		// last one ended, as connect-retry asks, and no later.
+		until := time.Now().Add(wait)
 		s.setState(StateReconnecting, out.reason)
 		if !r.persistTun() || r.tunFailed {
 			r.closeTun()
@@ -236,7 +241,7 @@ func (r *runner) run(ctx context.Context) error {
 		}
 		if wait > 0 {
 			s.logf(1, "restarting in %v", wait)
-			t := time.NewTimer(wait)
+			t := time.NewTimer(max(time.Until(until), 0))
 			select {
 			case <-ctx.Done():
 				t.Stop()
