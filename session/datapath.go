@@ -256,6 +256,9 @@ type dataPath struct {
 		bufs  [][]byte
 		sizes []int
 		out   [][]byte
+		// poll, if the device can be polled, lets one send gather what is
+		// queued (txbatch_linux.go); bufs then hold txBatch packets.
+		poll *tunPoller
 	}
 	rx struct {
 		bufs    [][]byte
@@ -263,6 +266,9 @@ type dataPath struct {
 		sizes   []int
 		out     [][]byte
 		scratch []byte
+		// heads holds the segments that start coalesced tun writes (grohead.go); nil
+		// when the tun device does not coalesce.
+		heads *rxHeadState
 	}
 }
 
@@ -316,12 +322,16 @@ func newDataPath(t tunDevice, cnt *counters, dc dataPathConfig, logf func(string
 	d.txOff = (dc.Headroom + fragment.HeaderSize + 15) &^ 15
 	mtu := max(dc.MTU, 1500)
 	d.txBufSize = d.txOff + mtu + dc.Tailroom + 256
-	d.tx.bufs = make([][]byte, maxBatch)
+	txn := maxBatch
+	if d.tx.poll = newTunPoller(t); d.tx.poll != nil {
+		txn = txBatch
+	}
+	d.tx.bufs = make([][]byte, txn)
 	for i := range d.tx.bufs {
 		d.tx.bufs[i] = make([]byte, d.txBufSize)
 	}
-	d.tx.sizes = make([]int, maxBatch)
-	d.tx.out = make([][]byte, 0, maxBatch)
+	d.tx.sizes = make([]int, txn)
+	d.tx.out = make([][]byte, 0, txn)
 	d.rx.bufs = make([][]byte, maxBatch)
 	for i := range d.rx.bufs {
 		d.rx.bufs[i] = make([]byte, rxBufSize)
@@ -332,6 +342,11 @@ func newDataPath(t tunDevice, cnt *counters, dc dataPathConfig, logf func(string
 	}
 	d.rx.sizes = make([]int, maxBatch)
 	d.rx.out = make([][]byte, 0, maxBatch)
+	if t.BatchSize() > 1 {
+		// A device with offloads coalesces TCP segments (GRO) when written to.
+		h := newRxHeadState()
+		d.rx.heads = &h
+	}
 	if !dc.RefuseCompressed {
 		// Without a scratch buffer OpenTo refuses compressed payloads.
 		d.rx.scratch = make([]byte, 64<<10)
@@ -468,6 +483,17 @@ func (d *dataPath) RoutineTunToSocket() {
 	defer d.logf("data path: tun reader stopped")
 	for {
 		n, err := d.tun.Read(d.tx.bufs, d.tx.sizes, d.txOff)
+		if p := d.tx.poll; p != nil && err == nil {
+			// Gather what is already queued into the same send.
+			for n <= len(d.tx.bufs)-maxBatch && p.readable() {
+				var m int
+				m, err = d.tun.Read(d.tx.bufs[n:], d.tx.sizes[n:], d.txOff)
+				n += m
+				if err != nil {
+					break
+				}
+			}
+		}
 		if b := d.block6.cfg.Load(); b != nil && n > 0 {
 			n = d.answerIPv6(b, n) // block-ipv6 (blockipv6.go)
 		}
@@ -616,6 +642,9 @@ func nextRxPause(p time.Duration, n int) time.Duration {
 func (d *dataPath) openAndWrite(c *connRef, n int) {
 	ks := d.keys.Load()
 	out := d.rx.out[:0]
+	if d.rx.heads != nil {
+		d.rx.heads.reset()
+	}
 	var bytes uint64
 	var pings, bad, dropped, partial int
 	var replayed, authFailed, oversized, noKey int
@@ -744,7 +773,11 @@ func (d *dataPath) openAndWrite(c *connRef, n int) {
 			clampMSS(buf[start:start+len(payload)], ks.mss)
 		}
 		bytes += uint64(len(payload))
-		out = append(out, buf[start-tunWriteOffset:start+len(payload)])
+		p := buf[start-tunWriteOffset : start+len(payload)]
+		if d.rx.heads != nil {
+			p = d.rx.heads.place(p)
+		}
+		out = append(out, p)
 	}
 	if bad > 0 {
 		d.cnt.decryptErrors.Add(uint64(bad))
