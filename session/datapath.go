@@ -263,6 +263,9 @@ type dataPath struct {
 		sizes   []int
 		out     [][]byte
 		scratch []byte
+		// heads holds the segments that start coalesced tun writes (grohead.go); nil
+		// when the tun device does not coalesce.
+		heads *rxHeadState
 	}
 }
 
@@ -332,6 +335,11 @@ func newDataPath(t tunDevice, cnt *counters, dc dataPathConfig, logf func(string
 	}
 	d.rx.sizes = make([]int, maxBatch)
 	d.rx.out = make([][]byte, 0, maxBatch)
+	if t.BatchSize() > 1 {
+		// A device with offloads coalesces TCP segments (GRO) when written to.
+		h := newRxHeadState()
+		d.rx.heads = &h
+	}
 	if !dc.RefuseCompressed {
 		// Without a scratch buffer OpenTo refuses compressed payloads.
 		d.rx.scratch = make([]byte, 64<<10)
@@ -616,6 +624,9 @@ func nextRxPause(p time.Duration, n int) time.Duration {
 func (d *dataPath) openAndWrite(c *connRef, n int) {
 	ks := d.keys.Load()
 	out := d.rx.out[:0]
+	if d.rx.heads != nil {
+		d.rx.heads.reset()
+	}
 	var bytes uint64
 	var pings, bad, dropped, partial int
 	var replayed, authFailed, oversized, noKey int
@@ -744,7 +755,11 @@ func (d *dataPath) openAndWrite(c *connRef, n int) {
 			clampMSS(buf[start:start+len(payload)], ks.mss)
 		}
 		bytes += uint64(len(payload))
-		out = append(out, buf[start-tunWriteOffset:start+len(payload)])
+		p := buf[start-tunWriteOffset : start+len(payload)]
+		if d.rx.heads != nil {
+			p = d.rx.heads.place(p)
+		}
+		out = append(out, p)
 	}
 	if bad > 0 {
 		d.cnt.decryptErrors.Add(uint64(bad))

@@ -10,8 +10,9 @@
 #   BENCH_LOSS=0,0.05,0.1,0.2,0.3     loss levels, each way
 #   BENCH_DEADLINE=30s                success deadline per handshake
 #   BENCH_TRACE=1                     print every handshake's control packets
+#   BENCH_RECONNECT=1                 also time a reconnect (SIGUSR1) to a ping through the tunnel
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . tests/labctl.sh
 run_labctl faults -ovpnd bin/ovpnd -handshakes "${BENCH_HANDSHAKES:-6}" -loss "${BENCH_LOSS:-0,0.05,0.1,0.2,0.3}" \
-  -deadline "${BENCH_DEADLINE:-30s}" ${BENCH_TRACE:+-trace}
+  -deadline "${BENCH_DEADLINE:-30s}" ${BENCH_TRACE:+-trace} ${BENCH_RECONNECT:+-reconnect}

@@ -3,7 +3,7 @@
 //
 //	labctl demo  [-client ovpnd|openvpn] [-ovpnd PATH]
 //	labctl bench [-ovpnd PATH] [-duration 6s] [-runs 3]
-//	labctl faults [-ovpnd PATH] [-handshakes 6] [-loss 0,0.05,0.1,0.2,0.3] [-deadline 30s] [-trace]
+//	labctl faults [-ovpnd PATH] [-handshakes 6] [-loss 0,0.05,0.1,0.2,0.3] [-deadline 30s] [-trace] [-reconnect]
 //	labctl rekey [-ovpnd PATH] [-duration 20s] [-runs 3] [-rate 200mbit] [-reneg-sec 0] [-reneg-bytes 33554432] [-gap 200ms]
 //	labctl handshake [-ovpnd PATH] [-n 5]
 //	labctl memory [-ovpnd PATH] [-ovpnctl PATH] [-duration 60s] [-reneg-sec 2] [-sessions 10] [-clients openvpn,ovpnd]
@@ -116,13 +116,14 @@ func main() {
 		loss := fs.String("loss", "0,0.05,0.1,0.2,0.3", "comma-separated datagram loss levels, each direction")
 		deadline := fs.Duration("deadline", 30*time.Second, "a handshake succeeds when a ping goes through within this")
 		trace := fs.Bool("trace", false, "print every handshake's control packets (x: dropped)")
+		reconnect := fs.Bool("reconnect", false, "also time a reconnect (SIGUSR1) to a ping through the new tunnel after each successful handshake")
 		fs.Parse(os.Args[2:])
 		levels, err := parseLevels(*loss)
 		if err != nil {
 			fmt.Fprintf(os.Stderr, "labctl faults: -loss: %v\n", err)
 			os.Exit(2)
 		}
-		faults(t, *ovpnd, max(*n, 1), levels, max(*deadline, time.Second), *trace)
+		faults(t, *ovpnd, max(*n, 1), levels, max(*deadline, time.Second), *trace, *reconnect)
 	case "rekey":
 		dur := fs.Duration("duration", 20*time.Second, "iperf3 duration per direction")
 		runs := fs.Int("runs", 3, "runs of every client, alternated")
@@ -701,7 +702,7 @@ func printTable(results map[string]*result, dur time.Duration, runs int) {
 // start to the tunnel address (handshake and push done), and it succeeds when a ping goes
 // through the tunnel within deadline of the start. The relay's packet log gives the control
 // packets each handshake exposed to loss before its tunnel came up.
-func faults(t *cli, ovpndPath string, n int, levels []float64, deadline time.Duration, trace bool) {
+func faults(t *cli, ovpndPath string, n int, levels []float64, deadline time.Duration, trace, reconnect bool) {
 	if abs, err := absPath(ovpndPath); err == nil {
 		ovpndPath = abs
 	}
@@ -747,7 +748,7 @@ func faults(t *cli, ovpndPath string, n int, levels []float64, deadline time.Dur
 					t.Fatalf("%v", err)
 				}
 				logged := len(relay.Output())
-				r := faultHandshake(l, srv, args, deadline)
+				r := faultHandshake(l, srv, args, deadline, reconnect)
 				r.countPackets(relay.Output()[logged:])
 				res.runs[kind] = append(res.runs[kind], r)
 				if r.err != nil {
@@ -759,12 +760,22 @@ func faults(t *cli, ovpndPath string, n int, levels []float64, deadline time.Dur
 				if trace {
 					fmt.Printf("        %s\n", strings.Join(r.trace, "\n        "))
 				}
+				if reconnect {
+					if r.reErr != nil {
+						fmt.Printf("        reconnect failed: %v\n", r.reErr)
+					} else {
+						fmt.Printf("        reconnect (SIGUSR1) to a ping through the tunnel: %v\n", r.reconnect.Round(time.Millisecond))
+						if trace {
+							fmt.Printf("          %s\n", strings.Join(r.reTrace, "\n          "))
+						}
+					}
+				}
 			}
 		}
 		relay.Stop(5 * time.Second)
 		results = append(results, res)
 	}
-	printFaults(results, kinds, n, deadline)
+	printFaults(results, kinds, n, deadline, reconnect)
 }
 
 // faultRun is one handshake through the impaired relay.
@@ -778,6 +789,12 @@ type faultRun struct {
 	// trace lists those packets: milliseconds since the start, direction, opcode name, length,
 	// and an x when dropped.
 	trace []string
+	// reconnect is the time from SIGUSR1 to the first ping answered through the new tunnel;
+	// reErr says why there was none (both only with -reconnect, after a successful run).
+	reconnect time.Duration
+	reErr     error
+	reStart   time.Time // when SIGUSR1 was sent
+	reTrace   []string  // the control packets from then to the reconnect's ping
 }
 
 // opNames are OpenVPN's control opcodes (ssl_pkt.h), for the packet trace.
@@ -789,7 +806,16 @@ func (r *faultRun) countPackets(log string) {
 	if r.err != nil {
 		return
 	}
-	from, to := r.start.UnixNano(), r.start.Add(r.up).UnixNano()
+	r.sent, r.lost, r.trace = packetWindow(log, r.start, r.start.Add(r.up))
+	if r.reErr == nil && r.reconnect > 0 {
+		_, _, r.reTrace = packetWindow(log, r.reStart, r.reStart.Add(r.reconnect))
+	}
+}
+
+// packetWindow counts the control packets in the relay's log between from and to, and lists
+// them.
+func packetWindow(log string, start, end time.Time) (sent, lost [2]int, trace []string) {
+	from, to := start.UnixNano(), end.UnixNano()
 	for line := range strings.SplitSeq(log, "\n") {
 		f := strings.Fields(line)
 		if len(f) != 6 || f[0] != "pkt" {
@@ -804,18 +830,19 @@ func (r *faultRun) countPackets(log string) {
 		if f[2] == "s2c" {
 			d = 1
 		}
-		r.sent[d]++
+		sent[d]++
 		mark := ""
 		if f[5] == "drop" {
-			r.lost[d]++
+			lost[d]++
 			mark = " x"
 		}
 		name := opNames[op]
 		if name == "" {
 			name = "op" + f[3]
 		}
-		r.trace = append(r.trace, fmt.Sprintf("%5dms %s %-11s %4s%s", (at-from)/1e6, f[2], name, f[4], mark))
+		trace = append(trace, fmt.Sprintf("%5dms %s %-11s %4s%s", (at-from)/1e6, f[2], name, f[4], mark))
 	}
+	return sent, lost, trace
 }
 
 // levelResult is every handshake at one loss level, by client.
@@ -840,16 +867,38 @@ func (lr levelResult) summary(kind string) (med time.Duration, ok int, c2s, s2c 
 	if len(ups) == 0 {
 		return 0, 0, 0, 0
 	}
-	sort.Slice(ups, func(a, b int) bool { return ups[a] < ups[b] })
+	sortDurations(ups)
 	sort.Ints(cs)
 	sort.Ints(ss)
 	return ups[len(ups)/2], len(ups), cs[len(cs)/2], ss[len(ss)/2]
 }
 
+// reconnects is the median time from SIGUSR1 to a ping through the new tunnel, over the runs
+// that got one, and how many did.
+func (lr levelResult) reconnects(kind string) (med time.Duration, ok, tried int) {
+	var v []time.Duration
+	for _, r := range lr.runs[kind] {
+		if r.err != nil {
+			continue
+		}
+		tried++
+		if r.reErr == nil {
+			v = append(v, r.reconnect)
+		}
+	}
+	if len(v) == 0 {
+		return 0, 0, tried
+	}
+	sortDurations(v)
+	return v[len(v)/2], len(v), tried
+}
+
+func sortDurations(v []time.Duration) { sort.Slice(v, func(a, b int) bool { return v[a] < v[b] }) }
+
 // printFaults prints one row per loss level and client, and whether ovpnd met the target (median
 // at most OpenVPN's, success rate at least OpenVPN's) at every level. A failed run counts as
 // not coming up at all, so the median is over the successful runs only.
-func printFaults(results []levelResult, kinds []string, n int, deadline time.Duration) {
+func printFaults(results []levelResult, kinds []string, n int, deadline time.Duration, reconnect bool) {
 	fmt.Printf("\nfaults: loss each way, 20 ± 10 ms one-way delay (reordering), %d handshakes per client and level, alternated;\n"+
 		"success = tunnel up and a ping through it within %v; median over the successful handshakes;\n"+
 		"control packets = median per handshake, from start to tunnel up, both directions counted at the relay\n", n, deadline)
@@ -880,12 +929,33 @@ func printFaults(results []levelResult, kinds []string, n int, deadline time.Dur
 		verdict = "no"
 	}
 	fmt.Printf("ovpnd median <= OpenVPN's and success >= OpenVPN's at every level: %s\n", verdict)
+	if !reconnect {
+		return
+	}
+	fmt.Printf("\nreconnect: SIGUSR1 to the first ping answered through the new tunnel (pings every 50 ms), after each successful run\n")
+	fmt.Printf("%-6s %-8s %9s %12s %14s\n", "loss", "client", "success", "median", "ovpnd/openvpn")
+	for _, lr := range results {
+		mo, _, _ := lr.reconnects("openvpn")
+		md, _, _ := lr.reconnects("ovpnd")
+		ratio := "n/a"
+		if mo > 0 && md > 0 {
+			ratio = fmt.Sprintf("%.2fx", float64(md)/float64(mo))
+		}
+		for _, k := range kinds {
+			med, ok, tried := lr.reconnects(k)
+			r := ""
+			if k == "ovpnd" {
+				r = ratio
+			}
+			fmt.Printf("%-6s %-8s %9s %12v %14s\n", fmt.Sprintf("%.0f%%", lr.loss*100), k, fmt.Sprintf("%d/%d", ok, tried), med.Round(time.Millisecond), r)
+		}
+	}
 }
 
 // faultHandshake starts a client and measures the time from its start to its tunnel address
 // (the handshake and push done), then checks that a ping goes through within deadline of the
 // start, and stops the client.
-func faultHandshake(l *lab.Lab, srv *lab.Server, args []string, deadline time.Duration) faultRun {
+func faultHandshake(l *lab.Lab, srv *lab.Server, args []string, deadline time.Duration, reconnect bool) faultRun {
 	client, d, err := timedConnect(l, srv, args, deadline)
 	if err != nil {
 		return faultRun{err: err}
@@ -898,11 +968,45 @@ func faultHandshake(l *lab.Lab, srv *lab.Server, args []string, deadline time.Du
 	end := client.Started().Add(deadline)
 	for time.Now().Before(end) {
 		if _, err := l.Ping(srv.TunnelAddr(), 3, time.Second); err == nil {
+			if reconnect {
+				r.reStart = time.Now()
+				r.reconnect, r.reErr = timedReconnect(l, srv, client, deadline)
+			}
 			return r
 		}
 	}
 	r.err = fmt.Errorf("tunnel up, but no ping answered within %v", deadline)
 	return r
+}
+
+// timedReconnect sends the client SIGUSR1 (both OpenVPN and ovpnd drop the connection and
+// connect again) and measures until a ping through the tunnel is answered, pinging every
+// 50 ms from 100 ms after the signal, when the old connection is surely gone.
+func timedReconnect(l *lab.Lab, srv *lab.Server, client *lab.Process, deadline time.Duration) (time.Duration, error) {
+	if err := syscall.Kill(client.PID(), syscall.SIGUSR1); err != nil {
+		return 0, fmt.Errorf("signalling the client: %w", err)
+	}
+	sent := time.Now()
+	time.Sleep(100 * time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), deadline+5*time.Second)
+	defer cancel()
+	ping := exec.CommandContext(ctx, "ip", "netns", "exec", l.ClientNS, "ping", "-n", "-i", "0.05", "-W", "1",
+		"-w", strconv.Itoa(int(deadline.Seconds())), srv.TunnelAddr())
+	out, err := ping.StdoutPipe()
+	if err != nil {
+		return 0, err
+	}
+	if err := ping.Start(); err != nil {
+		return 0, fmt.Errorf("starting ping: %w", err)
+	}
+	defer func() { ping.Process.Kill(); ping.Wait() }()
+	sc := bufio.NewScanner(out)
+	for sc.Scan() {
+		if strings.Contains(sc.Text(), "bytes from") {
+			return time.Since(sent), nil
+		}
+	}
+	return 0, fmt.Errorf("no ping answered within %v of SIGUSR1", deadline)
 }
 
 // parseLevels reads a comma-separated list of loss probabilities.
