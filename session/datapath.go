@@ -256,6 +256,9 @@ type dataPath struct {
 		bufs  [][]byte
 		sizes []int
 		out   [][]byte
+		// poll, if the device can be polled, lets one send gather what is
+		// queued (txbatch_linux.go); bufs then hold txBatch packets.
+		poll *tunPoller
 	}
 	rx struct {
 		bufs    [][]byte
@@ -319,12 +322,16 @@ func newDataPath(t tunDevice, cnt *counters, dc dataPathConfig, logf func(string
 	d.txOff = (dc.Headroom + fragment.HeaderSize + 15) &^ 15
 	mtu := max(dc.MTU, 1500)
 	d.txBufSize = d.txOff + mtu + dc.Tailroom + 256
-	d.tx.bufs = make([][]byte, maxBatch)
+	txn := maxBatch
+	if d.tx.poll = newTunPoller(t); d.tx.poll != nil {
+		txn = txBatch
+	}
+	d.tx.bufs = make([][]byte, txn)
 	for i := range d.tx.bufs {
 		d.tx.bufs[i] = make([]byte, d.txBufSize)
 	}
-	d.tx.sizes = make([]int, maxBatch)
-	d.tx.out = make([][]byte, 0, maxBatch)
+	d.tx.sizes = make([]int, txn)
+	d.tx.out = make([][]byte, 0, txn)
 	d.rx.bufs = make([][]byte, maxBatch)
 	for i := range d.rx.bufs {
 		d.rx.bufs[i] = make([]byte, rxBufSize)
@@ -476,6 +483,17 @@ func (d *dataPath) RoutineTunToSocket() {
 	defer d.logf("data path: tun reader stopped")
 	for {
 		n, err := d.tun.Read(d.tx.bufs, d.tx.sizes, d.txOff)
+		if p := d.tx.poll; p != nil && err == nil {
+			// Gather what is already queued into the same send.
+			for n <= len(d.tx.bufs)-maxBatch && p.readable() {
+				var m int
+				m, err = d.tun.Read(d.tx.bufs[n:], d.tx.sizes[n:], d.txOff)
+				n += m
+				if err != nil {
+					break
+				}
+			}
+		}
 		if b := d.block6.cfg.Load(); b != nil && n > 0 {
 			n = d.answerIPv6(b, n) // block-ipv6 (blockipv6.go)
 		}

@@ -84,6 +84,18 @@ type udpConn struct {
 		errno syscall.Errno
 		fn    func(fd uintptr) bool
 		gso   bool
+		// lim is where the current sendmmsg stops (nhdrs, or one message at
+		// a time while pacing); pace spaces the messages of a batch.
+		lim  int
+		pace pacer
+		// spread is how long the current batch of total bytes is spread over
+		// (0: send it at once).
+		spread time.Duration
+		total  int
+		gap    time.Duration // the pause due before the next message
+		// gsoMax is the largest segment coalesced with UDP GSO, lowered when
+		// the kernel refuses segments above the path MTU.
+		gsoMax int
 	}
 
 	// ctrlMu serialises the rare control-path writes among themselves.
@@ -220,6 +232,7 @@ func newUDPConn(c *net.UDPConn, remote netip.AddrPort, batch int, tryGSO bool) (
 	u.wr.iovs = make([]unix.Iovec, batch)
 	u.wr.oob = make([]byte, batch*unix.CmsgSpace(2))
 	u.wr.fn = u.sendmmsg
+	u.wr.gsoMax = maxGSOBytes
 	if tryGSO {
 		_ = u.rc.Control(func(fd uintptr) {
 			_, err := unix.GetsockoptInt(int(fd), unix.IPPROTO_UDP, unix.UDP_SEGMENT)
@@ -428,7 +441,7 @@ func groSegmentSize(oob []byte, n int) int {
 }
 
 func (u *udpConn) sendmmsg(fd uintptr) bool {
-	n, _, e := unix.Syscall6(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(&u.wr.hdrs[u.wr.sent])), uintptr(u.wr.nhdrs-u.wr.sent), unix.MSG_DONTWAIT, 0, 0)
+	n, _, e := unix.Syscall6(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(&u.wr.hdrs[u.wr.sent])), uintptr(u.wr.lim-u.wr.sent), unix.MSG_DONTWAIT, 0, 0)
 	if e == unix.EAGAIN || e == unix.EWOULDBLOCK || e == unix.EINTR {
 		return false
 	}
@@ -443,6 +456,15 @@ func (u *udpConn) sendmmsg(fd uintptr) bool {
 // packets go to the kernel as one message whose iovecs point at the packets in place,
 // segmented by the kernel (or the NIC), which saves most of the per-datagram cost.
 func (u *udpConn) WriteBatch(pkts [][]byte) error {
+	total := 0
+	for _, p := range pkts {
+		total += len(p)
+	}
+	// Only a batch of more than one GSO message can be spread out.
+	u.wr.spread, u.wr.total, u.wr.gap = u.wr.pace.spread(time.Now(), total), total, 0
+	if total <= maxGSOBytes {
+		u.wr.spread = 0
+	}
 	for len(pkts) > 0 {
 		n := min(len(pkts), len(u.wr.hdrs))
 		err := u.writeBatch(pkts[:n])
@@ -463,12 +485,33 @@ retry:
 	}
 	u.wr.sent = 0
 	for u.wr.sent < u.wr.nhdrs {
+		u.wr.lim = u.wr.nhdrs
+		if u.wr.spread > 0 {
+			// Paced: a pause for the previous message's share of the
+			// spread, then one message per call.
+			if u.wr.gap > 0 {
+				paceSleep(u.wr.gap)
+			}
+			u.wr.gap = paceGap(u.wr.spread, msgLen(&u.wr.hdrs[u.wr.sent]), u.wr.total)
+			u.wr.lim = u.wr.sent + 1
+		}
 		u.wr.errno = 0
 		if err := u.rc.Write(u.wr.fn); err != nil {
 			return err
 		}
 		switch u.wr.errno {
 		case 0:
+		case unix.EMSGSIZE, unix.EINVAL:
+			h := &u.wr.hdrs[u.wr.sent]
+			if gso && h.Hdr.Iovlen > 1 {
+				// The segments are larger than the route's MTU (a large
+				// tun-mtu, IP fragments): send the rest of the batch
+				// again, coalescing only smaller segments from now on.
+				u.wr.gsoMax = int(h.Hdr.Iov.Len) - 1
+				pkts = pkts[u.packetsBefore(u.wr.sent):]
+				goto retry
+			}
+			return os.NewSyscallError("sendmmsg", u.wr.errno)
 		case unix.EIO:
 			if gso {
 				// EIO from a GSO send means the route's device cannot do the
@@ -492,6 +535,25 @@ retry:
 	return nil
 }
 
+// packetsBefore counts the packets packed into the messages before m.
+func (u *udpConn) packetsBefore(m int) int {
+	n := 0
+	for i := 0; i < m; i++ {
+		n += int(u.wr.hdrs[i].Hdr.Iovlen)
+	}
+	return n
+}
+
+// msgLen is the number of bytes a packed message carries.
+func msgLen(h *unix.Mmsghdr) int {
+	iovs := unsafe.Slice(h.Hdr.Iov, h.Hdr.Iovlen)
+	n := 0
+	for i := range iovs {
+		n += int(iovs[i].Len)
+	}
+	return n
+}
+
 // pack lays out pkts as mmsghdrs, coalescing runs for GSO when enabled.
 func (u *udpConn) pack(pkts [][]byte, gso bool) {
 	nh := 0
@@ -505,7 +567,7 @@ func (u *udpConn) pack(pkts [][]byte, gso bool) {
 		total := 0
 		for j < len(pkts) {
 			l := len(pkts[j])
-			if j > i && (!gso || l > seg || total+l > maxGSOBytes || j-i >= maxGSOSegments) {
+			if j > i && (!gso || l > seg || seg > u.wr.gsoMax || total+l > maxGSOBytes || j-i >= maxGSOSegments) {
 				break
 			}
 			u.wr.iovs[j].Base = unsafe.SliceData(pkts[j])

@@ -16,3 +16,9 @@ cd "$(dirname "$0")/.."
 command -v iperf3 >/dev/null || { echo "bench: iperf3 missing: run .ci/install-deps" >&2; exit 1; }
 . tests/labctl.sh
 run_labctl bench -ovpnd bin/ovpnd -duration "${BENCH_DURATION:-6s}" -runs "${BENCH_RUNS:-3}"
+# Burstiness of uploads: TCP retransmits inside the tunnel on the plain veth and on a 100 Mbit/s
+# uplink (tbf, 20 ms queue), OpenVPN's client and ovpnd alternated.
+#   BENCH_PACING_RUNS=3  runs per client and link (0: skip)
+if [ "${BENCH_PACING_RUNS:-3}" -gt 0 ]; then
+  run_labctl pacing -ovpnd bin/ovpnd -duration "${BENCH_DURATION:-6s}" -runs "${BENCH_PACING_RUNS:-3}"
+fi

@@ -7,6 +7,7 @@
 //	labctl rekey [-ovpnd PATH] [-duration 20s] [-runs 3] [-rate 200mbit] [-reneg-sec 0] [-reneg-bytes 33554432] [-gap 200ms]
 //	labctl handshake [-ovpnd PATH] [-n 5]
 //	labctl memory [-ovpnd PATH] [-ovpnctl PATH] [-duration 60s] [-reneg-sec 2] [-sessions 10] [-clients openvpn,ovpnd]
+//	labctl pacing [-ovpnd PATH] [-duration 6s] [-runs 3] [-rate 100m] [-queue 20ms] [-ovpnd-b PATH]
 //
 // Everything it creates (namespaces, processes, temp dirs) is removed on exit, on failure and
 // on SIGINT/SIGTERM.
@@ -85,7 +86,7 @@ func step(format string, args ...any) {
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: labctl demo|bench|faults|rekey|memory|handshake [flags]")
+		fmt.Fprintln(os.Stderr, "usage: labctl demo|bench|faults|rekey|memory|handshake|pacing [flags]")
 		os.Exit(2)
 	}
 	t := &cli{}
@@ -145,6 +146,14 @@ func main() {
 		clients := fs.String("clients", "openvpn,ovpnd", "clients measured across rekeys, in this order")
 		fs.Parse(os.Args[2:])
 		memoryBench(t, *ovpnd, *ovpnctl, *dur, max(*reneg, 1), *sessions, strings.Split(*clients, ","))
+	case "pacing":
+		dur := fs.Duration("duration", 6*time.Second, "iperf3 upload time per run")
+		runs := fs.Int("runs", 3, "runs of every client per link, alternated (medians reported)")
+		rate := fs.String("rate", "100m", "uplink rate limit for the second link setting, in tc units without \"bit\" (empty: none)")
+		queue := fs.String("queue", "20ms", "queue of the rate-limited link, as tbf latency")
+		other := fs.String("ovpnd-b", "", "a second ovpnd binary measured alongside (A/B of a change)")
+		fs.Parse(os.Args[2:])
+		pacing(t, *ovpnd, *other, *dur, max(*runs, 1), *rate, *queue)
 	default:
 		fmt.Fprintf(os.Stderr, "labctl: unknown command %q\n", os.Args[1])
 		os.Exit(2)
