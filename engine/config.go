@@ -190,6 +190,11 @@ type Config struct {
 	Challenge *Challenge
 
 	TLSTimeout    time.Duration // --tls-timeout
+	// PathRTT and PathRTTVar are an earlier connection's measurement of the round trip to the
+	// same server (Client.RTT): the control channel's retransmission timing starts from them
+	// instead of a 1 s first retransmission, as TCP seeds a new connection from its per-
+	// destination metrics. Zero: none.
+	PathRTT, PathRTTVar time.Duration
 	HandWindow    time.Duration // --hand-window
 	TranWindow    time.Duration // --tran-window
 	RenegInterval time.Duration // --reneg-sec (<0 disables)
