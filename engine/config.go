@@ -189,20 +189,20 @@ type Config struct {
 	// (EventAuthChallenge): this connection logs in as its username with its answer.
 	Challenge *Challenge
 
-	TLSTimeout time.Duration // --tls-timeout
+	TLSTimeout    time.Duration // --tls-timeout
+	HandWindow    time.Duration // --hand-window
+	TranWindow    time.Duration // --tran-window
+	RenegInterval time.Duration // --reneg-sec (<0 disables)
+	RenegBytes    uint64        // --reneg-bytes
+	RenegPackets  uint64        // --reneg-pkts
+	Ping          time.Duration // --ping
+	PingRestart   time.Duration // --ping-restart
+	PingExit      time.Duration // --ping-exit
 	// PathRTT and PathRTTVar are an earlier connection's measurement of the round trip to the
 	// same server (Client.RTT): the control channel's retransmission timing starts from them
 	// instead of a 1 s first retransmission, as TCP seeds a new connection from its per-
 	// destination metrics. Zero: none.
 	PathRTT, PathRTTVar time.Duration
-	HandWindow          time.Duration // --hand-window
-	TranWindow          time.Duration // --tran-window
-	RenegInterval       time.Duration // --reneg-sec (<0 disables)
-	RenegBytes          uint64        // --reneg-bytes
-	RenegPackets        uint64        // --reneg-pkts
-	Ping                time.Duration // --ping
-	PingRestart         time.Duration // --ping-restart
-	PingExit            time.Duration // --ping-exit
 	// PushPolicy is the profile's pull-filter rules and route-nopull, applied to the push.
 	PushPolicy push.Policy
 	// PushRequestInterval is how often PUSH_REQUEST is repeated until a reply arrives.
