@@ -69,8 +69,9 @@ func TestOvpndFloat(t *testing.T) {
 				t.Fatalf("tunnel did not follow the server to %s: %v", floatedAddr, err)
 			}
 			t.Logf("first ping through the tunnel %v after the server's replies moved", time.Since(moved).Round(10*time.Millisecond))
-			if !strings.Contains(client.Output(), "float: the server now sends from "+floatedAddr+":") {
-				t.Error("ovpnd did not report the move")
+			// The socket reader moves the peer at once; the control loop logs it after.
+			if err := client.WaitOutput(ctx, "float: the server now sends from "+floatedAddr+":"); err != nil {
+				t.Errorf("ovpnd did not report the move: %v", err)
 			}
 			// With the old address gone, only packets sent to the new one reach the server.
 			if out, err := l.ServerExec(ctx, "ip", "addr", "del", lab.ServerUnderlay4+"/24", "dev", "veth0"); err != nil {

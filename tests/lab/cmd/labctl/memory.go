@@ -122,7 +122,7 @@ func memoryRekeys(t *cli, ovpndPath string, dur time.Duration, renegSec int, kin
 		}
 		samples[kind] = s
 	}
-	fmt.Printf("\nmemory across rekeys: reneg-sec %d, iperf3 TCP traffic (10 s runs, directions alternated) for %v per client\n", renegSec, dur)
+	fmt.Printf("\nmemory across rekeys: reneg-sec %d, iperf3 TCP traffic (10 s runs, up and down alternated) for %v per client\n", renegSec, dur)
 	fmt.Printf("%-34s %22s %22s %14s\n", "client RSS (MB)", "openvpn 2.6", "ovpnd", "ovpnd/openvpn")
 	ov, od := samples["openvpn"], samples["ovpnd"]
 	if len(ov) == 0 || len(od) == 0 {
@@ -135,7 +135,7 @@ func memoryRekeys(t *cli, ovpndPath string, dur time.Duration, renegSec int, kin
 			float64(b.mem.rss)/float64(a.mem.rss))
 	}
 	last := len(ov) - 1
-	fmt.Printf("%-34s %22.1f %22.1f\n", "growth, first traffic to end (MB)", mb(ov[last].mem.rss-ov[1].mem.rss), mb(od[last].mem.rss-od[1].mem.rss))
+	fmt.Printf("%-34s %22.1f %22.1f\n", "growth, 20 s of traffic to end (MB)", mb(ov[last].mem.rss-ov[1].mem.rss), mb(od[last].mem.rss-od[1].mem.rss))
 	fmt.Printf("%-34s %22.1f %22.1f %13.2fx\n", "peak RSS, VmHWM (MB)", mb(ov[last].mem.hwm), mb(od[last].mem.hwm), float64(od[last].mem.hwm)/float64(ov[last].mem.hwm))
 	for _, kind := range []string{"openvpn", "ovpnd"} {
 		fmt.Printf("    %s at the end: %v\n", kind, samples[kind][last].mem)
@@ -143,8 +143,9 @@ func memoryRekeys(t *cli, ovpndPath string, dur time.Duration, renegSec int, kin
 }
 
 // memRekeyRun connects one client, samples its memory when the tunnel is up, then runs iperf3
-// in 10 s pieces (alternating direction) until dur has passed, sampling after the first piece
-// and at the end, and stops the client.
+// in 10 s pieces, upload and download alternating, until dur has passed, sampling after the
+// first upload and download (both directions' buffers in use) and at the end, and stops the
+// client.
 func memRekeyRun(l *lab.Lab, srv *lab.Server, args []string, dur time.Duration) ([]memSample, error) {
 	client := l.StartClientProcess(args...)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
@@ -166,7 +167,7 @@ func memRekeyRun(l *lab.Lab, srv *lab.Server, args []string, dur time.Duration) 
 		}
 		// The first handshake's line is in base too: count renegotiations only.
 		out = append(out, memSample{when, strings.Count(srv.Log(), "Control Channel: TLS") - base, m})
-		fmt.Printf("    %-8s %-22s %v\n", filepath.Base(args[0]), when+":", m)
+		fmt.Printf("    %-8s %-24s %v\n", filepath.Base(args[0]), when+":", m)
 		return nil
 	}
 	fail := func(err error) ([]memSample, error) {
@@ -178,19 +179,21 @@ func memRekeyRun(l *lab.Lab, srv *lab.Server, args []string, dur time.Duration) 
 	}
 	const piece = 10 * time.Second
 	start := time.Now()
-	for i := 0; i == 0 || time.Since(start) < dur-piece/2; i++ {
+	for i := 0; i < 2 || time.Since(start) < dur-piece/2; i++ {
 		res, err := l.Iperf(srv.TunnelAddr(), piece, i%2 == 1)
 		if err != nil {
 			return fail(fmt.Errorf("iperf3: %w\n%s", err, client.Output()))
 		}
-		if i == 0 {
-			fmt.Printf("    %-8s first iperf3 run: %.0f Mbit/s\n", filepath.Base(args[0]), res.BitsPerSecond/1e6)
-			if err := sample("after first traffic"); err != nil {
+		if i < 2 {
+			fmt.Printf("    %-8s iperf3 %-17s %.0f Mbit/s\n", filepath.Base(args[0]), map[bool]string{false: "up:", true: "down:"}[i == 1], res.BitsPerSecond/1e6)
+		}
+		if i == 1 {
+			if err := sample("after 10 s up + 10 s down"); err != nil {
 				return fail(err)
 			}
 		}
 	}
-	if err := sample(fmt.Sprintf("after %v", time.Since(start).Round(time.Second))); err != nil {
+	if err := sample(fmt.Sprintf("after %v of traffic", time.Since(start).Round(time.Second))); err != nil {
 		return fail(err)
 	}
 	if err := client.Stop(15 * time.Second); err != nil {

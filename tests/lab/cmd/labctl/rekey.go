@@ -99,8 +99,12 @@ type rekeyRun struct {
 	kind    string
 	reverse bool
 	mbps    float64
+	retrans int
 	rekeys  int
 	stalls  []stall
+	// took is how long each rekey the server started during the run took, from its soft
+	// reset to the completed handshake.
+	took []time.Duration
 }
 
 // rekeyClient connects one client and runs iperf3 up, then down, sampling the receiver's tun.
@@ -123,19 +127,23 @@ func rekeyClient(l *lab.Lab, srv *lab.Server, args []string, dur, gap time.Durat
 		if reverse {
 			pid = client.PID()
 		}
-		handshakes := func() int { return strings.Count(srv.Log(), "Control Channel: TLS") }
-		before := handshakes()
+		handshakes := func() (started, done int) {
+			log := srv.Log()
+			return strings.Count(log, "TLS: soft reset"), strings.Count(log, "Control Channel: TLS")
+		}
+		_, before := handshakes()
 		s := startTunSampler(pid, handshakes)
 		res, err := l.Iperf(srv.TunnelAddr(), dur, reverse)
-		samples, rekeyAt, serr := s.stop()
+		samples, rekeyAt, took, serr := s.stop()
 		if err != nil {
 			return nil, err
 		}
 		if serr != nil {
 			return nil, serr
 		}
-		r := rekeyRun{reverse: reverse, mbps: res.BitsPerSecond / 1e6, rekeys: handshakes() - before,
-			stalls: atRekeys(findStalls(samples, gap), rekeyAt)}
+		_, after := handshakes()
+		r := rekeyRun{reverse: reverse, mbps: res.BitsPerSecond / 1e6, retrans: res.Retransmits, rekeys: after - before,
+			stalls: atRekeys(findStalls(samples, gap), rekeyAt), took: took}
 		dir := "up  "
 		if reverse {
 			dir = "down"
@@ -148,8 +156,12 @@ func rekeyClient(l *lab.Lab, srv *lab.Server, args []string, dur, gap time.Durat
 				near++
 			}
 		}
-		fmt.Printf("    %s: %.0f Mbit/s, %d rekeys, %d stalls > %v (%d at a rekey, longest %v)\n", dir, r.mbps, r.rekeys,
-			len(r.stalls), gap, near, worst.Round(time.Millisecond))
+		var slowest time.Duration
+		for _, d := range r.took {
+			slowest = max(slowest, d)
+		}
+		fmt.Printf("    %s: %.0f Mbit/s, %d TCP retransmits, %d rekeys (slowest %v), %d stalls > %v (%d at a rekey, longest %v)\n",
+			dir, r.mbps, r.retrans, r.rekeys, slowest.Round(10*time.Millisecond), len(r.stalls), gap, near, worst.Round(time.Millisecond))
 		out = append(out, r)
 	}
 	return out, nil
@@ -164,20 +176,27 @@ type tunSample struct {
 	bytes uint64
 }
 
-// rekeyPoll is how often the server's log is looked at for completed handshakes.
-const rekeyPoll = 50 * time.Millisecond
+// rekeyPoll is how often the server's log is looked at for rekeys (the resolution of their
+// times), and lateRekey is when a rekey counts as late.
+const (
+	rekeyPoll = 10 * time.Millisecond
+	lateRekey = time.Second
+)
 
-// tunSampler reads /proc/PID/net/dev until stopped, and notes when the count of completed
-// handshakes goes up.
+// tunSampler reads /proc/PID/net/dev until stopped, and notes when the server starts a rekey
+// and when it completes a handshake.
 type tunSampler struct {
 	stopc   chan struct{}
 	wg      sync.WaitGroup
 	samples []tunSample
-	rekeyAt []time.Time
+	rekeyAt []time.Time     // handshakes completed
+	took    []time.Duration // soft reset to completed handshake
 	err     error
 }
 
-func startTunSampler(pid int, handshakes func() int) *tunSampler {
+// startTunSampler samples pid's tun counters; handshakes counts the server's soft resets and
+// completed handshakes so far.
+func startTunSampler(pid int, handshakes func() (started, done int)) *tunSampler {
 	s := &tunSampler{stopc: make(chan struct{})}
 	path := fmt.Sprintf("/proc/%d/net/dev", pid)
 	s.wg.Add(1)
@@ -185,12 +204,21 @@ func startTunSampler(pid int, handshakes func() int) *tunSampler {
 		defer s.wg.Done()
 		tick := time.NewTicker(rekeySample)
 		defer tick.Stop()
-		seen, polled := handshakes(), time.Now()
+		started, done := handshakes()
+		var pending []time.Time // soft resets not yet completed
+		polled := time.Now()
 		for {
 			if now := time.Now(); now.Sub(polled) >= rekeyPoll {
-				if n := handshakes(); n > seen {
+				st, dn := handshakes()
+				for ; started < st; started++ {
+					pending = append(pending, now)
+				}
+				for ; done < dn; done++ {
 					s.rekeyAt = append(s.rekeyAt, now)
-					seen = n
+					if len(pending) > 0 {
+						s.took = append(s.took, now.Sub(pending[0]))
+						pending = pending[1:]
+					}
 				}
 				polled = now
 			}
@@ -215,10 +243,10 @@ func startTunSampler(pid int, handshakes func() int) *tunSampler {
 	return s
 }
 
-func (s *tunSampler) stop() ([]tunSample, []time.Time, error) {
+func (s *tunSampler) stop() ([]tunSample, []time.Time, []time.Duration, error) {
 	close(s.stopc)
 	s.wg.Wait()
-	return s.samples, s.rekeyAt, s.err
+	return s.samples, s.rekeyAt, s.took, s.err
 }
 
 // tunRxBytes sums the receive byte counters of the tun devices in a /proc/net/dev text: what
@@ -301,9 +329,10 @@ func printRekeyTable(all []rekeyRun, kinds []string, dur time.Duration, runs int
 		"alternated; a stall is > %v without a byte delivered into the receiver's tun; load average now %s\n",
 		reneg, rate, dur, runs, gap, strings.Join(strings.Fields(string(load))[:3], " "))
 	type agg struct {
-		rekeys, stalls, near int
-		total, worst         time.Duration
-		mbps                 []float64
+		rekeys, stalls, near, retrans int
+		total, worst                  time.Duration
+		mbps                          []float64
+		took                          []float64 // seconds
 	}
 	sum := map[string]map[bool]*agg{}
 	for _, k := range kinds {
@@ -321,6 +350,10 @@ func printRekeyTable(all []rekeyRun, kinds []string, dur time.Duration, runs int
 			}
 		}
 		a.mbps = append(a.mbps, r.mbps)
+		a.retrans += r.retrans
+		for _, d := range r.took {
+			a.took = append(a.took, d.Seconds())
+		}
 	}
 	median := func(v []float64) float64 {
 		if len(v) == 0 {
@@ -357,6 +390,26 @@ func printRekeyTable(all []rekeyRun, kinds []string, dur time.Duration, runs int
 		o, d := sum["openvpn"][rev], sum["ovpnd"][rev]
 		fmt.Printf("%-34s %16.0f %16.0f %14s\n", "throughput "+dir+", median (Mbit/s)", median(o.mbps), median(d.mbps), ratio(median(d.mbps), median(o.mbps)))
 		fmt.Printf("%-34s %16d %16d\n", "rekeys "+dir, o.rekeys, d.rekeys)
+		late := func(a *agg) int {
+			n := 0
+			for _, s := range a.took {
+				if s > lateRekey.Seconds() {
+					n++
+				}
+			}
+			return n
+		}
+		longest := func(a *agg) float64 {
+			m := 0.0
+			for _, s := range a.took {
+				m = max(m, s)
+			}
+			return m
+		}
+		fmt.Printf("%-34s %16.2f %16.2f %14s\n", "rekey time "+dir+", median (s)", median(o.took), median(d.took), ratio(median(d.took), median(o.took)))
+		fmt.Printf("%-34s %16.2f %16.2f\n", "rekey time "+dir+", longest (s)", longest(o), longest(d))
+		fmt.Printf("%-34s %16s %16s\n", "rekeys over "+lateRekey.String()+" "+dir, fmt.Sprintf("%d/%d", late(o), len(o.took)), fmt.Sprintf("%d/%d", late(d), len(d.took)))
+		fmt.Printf("%-34s %16d %16d %14s\n", "TCP retransmits "+dir, o.retrans, d.retrans, ratio(float64(d.retrans), float64(o.retrans)))
 		fmt.Printf("%-34s %16d %16d %14s\n", "stalls "+dir, o.stalls, d.stalls, ratio(perRekey(d), perRekey(o))+"/rekey")
 		fmt.Printf("%-34s %16d %16d\n", "  of them at a rekey", o.near, d.near)
 		fmt.Printf("%-34s %16v %16v\n", "stalled time "+dir, o.total.Round(time.Millisecond), d.total.Round(time.Millisecond))
