@@ -130,6 +130,13 @@ type runner struct {
 
 	creds credentials
 	order []int // connection indexes in try order
+	// pathRTT is the control channel's round trip that the last connection measured to
+	// remote: the next attempt to the same address starts its retransmission timing from it
+	// (engine.Config.PathRTT). Owned by the goroutine running attempts.
+	pathRTT struct {
+		remote       netip.AddrPort
+		srtt, rttvar time.Duration
+	}
 	// proxyCreds are proxy credentials asked for earlier (proxy.go).
 	proxyCreds *proxyCreds
 }
