@@ -460,11 +460,8 @@ func (u *udpConn) WriteBatch(pkts [][]byte) error {
 	for _, p := range pkts {
 		total += len(p)
 	}
-	// Only a batch of more than one GSO message can be spread out.
+	// A batch that fits one GSO message goes out at once (pack decides).
 	u.wr.spread, u.wr.total, u.wr.gap = u.wr.pace.spread(time.Now(), total), total, 0
-	if total <= maxGSOBytes {
-		u.wr.spread = 0
-	}
 	for len(pkts) > 0 {
 		n := min(len(pkts), len(u.wr.hdrs))
 		err := u.writeBatch(pkts[:n])
@@ -486,7 +483,7 @@ retry:
 	u.wr.sent = 0
 	for u.wr.sent < u.wr.nhdrs {
 		u.wr.lim = u.wr.nhdrs
-		if u.wr.spread > 0 {
+		if u.wr.spread > 0 && gso && u.wr.nhdrs > 1 {
 			// Paced: a pause for the previous message's share of the
 			// spread, then one message per call.
 			if u.wr.gap > 0 {
@@ -563,11 +560,12 @@ func (u *udpConn) pack(pkts [][]byte, gso bool) {
 		h.Hdr = unix.Msghdr{Iov: &u.wr.iovs[i]}
 		h.Len = 0
 		seg := len(pkts[i])
+		burst := u.wr.pace.burst(seg) // the message size for the send rate (pacing_linux.go)
 		j := i
 		total := 0
 		for j < len(pkts) {
 			l := len(pkts[j])
-			if j > i && (!gso || l > seg || seg > u.wr.gsoMax || total+l > maxGSOBytes || j-i >= maxGSOSegments) {
+			if j > i && (!gso || l > seg || seg > u.wr.gsoMax || total+l > burst || j-i >= maxGSOSegments) {
 				break
 			}
 			u.wr.iovs[j].Base = unsafe.SliceData(pkts[j])
