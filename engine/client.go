@@ -323,7 +323,7 @@ func (c *Client) Start(now time.Time) {
 }
 
 func (c *Client) newKeyState(now time.Time, id uint8) (*keyState, error) {
-	rc := reliable.Config{Timeout: c.cfg.TLSTimeout}
+	rc := reliable.Config{Timeout: c.cfg.TLSTimeout, SRTT: c.cfg.PathRTT, RTTVar: c.cfg.PathRTTVar}
 	if c.primary != nil {
 		// A renegotiation runs over the same path: start from the round trip measured so far.
 		rc.SRTT, rc.RTTVar = c.primary.rel.RTT()
@@ -352,6 +352,15 @@ func nextKeyID(id uint8) uint8 {
 		id = 1
 	}
 	return id
+}
+
+// RTT is the control channel's smoothed round-trip time and its variation, zero until
+// measured; a reconnection to the same server passes them on as Config.PathRTT and PathRTTVar.
+func (c *Client) RTT() (srtt, rttvar time.Duration) {
+	if c.primary == nil {
+		return 0, 0
+	}
+	return c.primary.rel.RTT()
 }
 
 // SetCredentials answers EventNeedCredentials.

@@ -198,6 +198,11 @@ type Config struct {
 	Ping          time.Duration // --ping
 	PingRestart   time.Duration // --ping-restart
 	PingExit      time.Duration // --ping-exit
+	// PathRTT and PathRTTVar are an earlier connection's measurement of the round trip to the
+	// same server (Client.RTT): the control channel's retransmission timing starts from them
+	// instead of a 1 s first retransmission, as TCP seeds a new connection from its per-
+	// destination metrics. Zero: none.
+	PathRTT, PathRTTVar time.Duration
 	// PushPolicy is the profile's pull-filter rules and route-nopull, applied to the push.
 	PushPolicy push.Policy
 	// PushRequestInterval is how often PUSH_REQUEST is repeated until a reply arrives.

@@ -203,3 +203,39 @@ func offsets(ts []time.Time, from time.Time) []time.Duration {
 	}
 	return out
 }
+
+// TestReconnectStartsFromPathRTT: a connection measures the round trip (Client.RTT); the next
+// connection to the same server, given it as Config.PathRTT, resends a lost hard reset after
+// the RTO of that measurement (the 200 ms floor here) instead of the unmeasured 1 s.
+func TestReconnectStartsFromPathRTT(t *testing.T) {
+	first := newLink(t, WrapTLSCrypt, nil, serverOpts{Push: []string{basicPush}, EKM: true})
+	first.c.Start(first.now)
+	runPath(t, first, 25*time.Millisecond, 10*time.Second, pathHooks{}, func() bool { return first.has(StateConnected) })
+	srtt, rttvar := first.c.RTT()
+	if srtt != 50*time.Millisecond || rttvar <= 0 || rttvar > 25*time.Millisecond {
+		t.Fatalf("RTT = %v ± %v, want 50 ms over a 25 ms one-way path", srtt, rttvar)
+	}
+
+	cfg := testConfig(t, testPKI(t))
+	cfg.PathRTT, cfg.PathRTTVar = srtt, rttvar
+	l := newLink(t, WrapTLSCrypt, cfg, serverOpts{Push: []string{basicPush}, EKM: true})
+	var sends []time.Time
+	h := pathHooks{
+		sent: func(now time.Time, toServer bool, pkt []byte) {
+			if toServer && opcode(pkt) == wire.OpHardResetClientV2 {
+				sends = append(sends, now)
+			}
+		},
+		drop: func(now time.Time, toServer bool, pkt []byte) bool {
+			return toServer && opcode(pkt) == wire.OpHardResetClientV2 && len(sends) == 1
+		},
+	}
+	l.c.Start(l.now)
+	runPath(t, l, 25*time.Millisecond, 10*time.Second, h, func() bool { return l.has(StateConnected) })
+	if !l.has(StateConnected) {
+		t.Fatalf("not connected: %v %v", l.states, l.errs)
+	}
+	if len(sends) != 2 || sends[1].Sub(sends[0]) != 200*time.Millisecond {
+		t.Fatalf("hard reset sent at %v, want a resend 200 ms after the first", offsets(sends, sends[0]))
+	}
+}

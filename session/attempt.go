@@ -101,6 +101,9 @@ func (r *runner) attempt(ctx context.Context, conn *config.Connection, remote ne
 		}
 	}
 	ec.Fragment = fragmentLink(fragmentFromConfig(r.cfg), transportOf(pc))
+	if p := r.pathRTT; p.remote == remote && p.srtt > 0 {
+		ec.PathRTT, ec.PathRTTVar = p.srtt, p.rttvar
+	}
 	eng, err := engine.NewClient(ec)
 	if err != nil {
 		pc.Close()
@@ -145,6 +148,9 @@ func (r *runner) attempt(ctx context.Context, conn *config.Connection, remote ne
 	a.wg.Wait()
 	// Route-delay work of this connection does not outlive it.
 	r.stopDelay()
+	if srtt, rttvar := eng.RTT(); srtt > 0 {
+		r.pathRTT.remote, r.pathRTT.srtt, r.pathRTT.rttvar = remote, srtt, rttvar
+	}
 	eng.Close()
 	for len(a.ctrl) > 0 {
 		putCtrl(<-a.ctrl)

@@ -18,6 +18,7 @@ import (
 	"github.com/ovpnd/ovpnd/engine"
 	"github.com/ovpnd/ovpnd/engine/datachannel"
 	"github.com/ovpnd/ovpnd/engine/push"
+	"github.com/ovpnd/ovpnd/internal/memtrim"
 	"github.com/ovpnd/ovpnd/routing"
 )
 
@@ -76,6 +77,8 @@ func (s *Session) Run(ctx context.Context) (err error) {
 		r.creds = credentials{user: t.User, token: t.Token, tokenUser: t.TokenUser}
 	}
 	defer func() {
+		// Leave the executable in the page cache, for the next start of the binary.
+		defer memtrim.RefillExecutable()
 		if terr := r.teardown(); terr != nil {
 			s.logf(0, "teardown: %v", terr)
 			if err == nil {
@@ -130,6 +133,13 @@ type runner struct {
 
 	creds credentials
 	order []int // connection indexes in try order
+	// pathRTT is the control channel's round trip that the last connection measured to
+	// remote: the next attempt to the same address starts its retransmission timing from it
+	// (engine.Config.PathRTT). Owned by the goroutine running attempts.
+	pathRTT struct {
+		remote       netip.AddrPort
+		srtt, rttvar time.Duration
+	}
 	// proxyCreds are proxy credentials asked for earlier (proxy.go).
 	proxyCreds *proxyCreds
 }
@@ -234,6 +244,11 @@ func (r *runner) run(ctx context.Context) error {
 		// it the kernel unregistering the device): the next attempt starts wait after the
 		// last one ended, as connect-retry asks, and no later.
 		until := time.Now().Add(wait)
+		if out.connected {
+			// The connection paged the executable out (memtrim.AfterConnect); the next
+			// one runs its code again.
+			memtrim.RefillExecutable()
+		}
 		s.setState(StateReconnecting, out.reason)
 		if !r.persistTun() || r.tunFailed {
 			r.closeTun()

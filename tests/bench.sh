@@ -11,6 +11,7 @@
 # environment (kernel, CPUs, load, versions). The ovpnd column reads "n/a (bin/ovpnd missing)"
 # until the binary is built. Needs root.
 #   BENCH_DURATION=6s  iperf3 time per direction     BENCH_RUNS=3  runs per client
+# Then labctl pacing: upload retransmits on the veth and on a 100 Mbit/s uplink (BENCH_PACING_RUNS=3).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v iperf3 >/dev/null || { echo "bench: iperf3 missing: run .ci/install-deps" >&2; exit 1; }

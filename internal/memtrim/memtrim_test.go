@@ -72,28 +72,3 @@ func TestAfterRekeySpacesCollections(t *testing.T) {
 		t.Errorf("AfterRekey within %v of a collection collected again: forced GCs %d -> %d", minInterval, m1.NumForcedGC, m2.NumForcedGC)
 	}
 }
-
-func TestPrivateCopies(t *testing.T) {
-	smaps := []byte(`00400000-00903000 r-xp 00000000 fe:00 123 /usr/bin/ovpnd
-Size:               5132 kB
-Anonymous:             0 kB
-VmFlags: rd ex mr mw me
-00903000-00e13000 r--p 00503000 fe:00 123 /usr/bin/ovpnd
-Size:               5184 kB
-Anonymous:            12 kB
-VmFlags: rd mr mw me
-00e13000-00e49000 r--p 00a13000 fe:00 123 /usr/bin/ovpnd
-Size:                216 kB
-VmFlags: rd mr mw me
-7f4261a73000-7f4261ac6000 r--p 00156000 fe:00 77 /usr/lib/x86_64-linux-gnu/libc.so.6
-Anonymous:             0 kB
-`)
-	got := privateCopies(smaps)
-	if got[0x400000] || !got[0x903000] || !got[0xe13000] || got[0x7f4261a73000] {
-		t.Fatalf("privateCopies = %v: want 0x903000 (12 kB anonymous) and 0xe13000 (no count), not the clean ones", got)
-	}
-	// readOnlyMappings reads the same text.
-	if r := readOnlyMappings(smaps, "/usr/bin/ovpnd"); len(r) != 3 || r[2] != [2]uintptr{0xe13000, 0xe49000} {
-		t.Fatalf("readOnlyMappings of smaps = %x", r)
-	}
-}
