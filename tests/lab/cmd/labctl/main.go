@@ -762,6 +762,9 @@ func faults(t *cli, ovpndPath string, n int, levels []float64, deadline time.Dur
 				res.runs[kind] = append(res.runs[kind], r)
 				if r.err != nil {
 					fmt.Printf("    %d/%d %-8s failed: %v\n", i+1, n, kind, lastLines(r.err.Error(), 6))
+					if trace {
+						fmt.Printf("        %s\n", strings.Join(r.trace, "\n        "))
+					}
 					continue
 				}
 				fmt.Printf("    %d/%d %-8s tunnel up after %-8v control packets to it: c2s %d (%d lost), s2c %d (%d lost)\n",
@@ -813,6 +816,8 @@ var opNames = map[int]string{1: "HR_C_V1", 2: "HR_S_V1", 3: "SOFT_RESET", 4: "CO
 // and counts the control packets between the run's start and its tunnel coming up.
 func (r *faultRun) countPackets(log string) {
 	if r.err != nil {
+		// A failed run's trace covers all it sent, to show where it stalled.
+		_, _, r.trace = packetWindow(log, r.start, time.Now())
 		return
 	}
 	r.sent, r.lost, r.trace = packetWindow(log, r.start, r.start.Add(r.up))
@@ -965,9 +970,10 @@ func printFaults(results []levelResult, kinds []string, n int, deadline time.Dur
 // (the handshake and push done), then checks that a ping goes through within deadline of the
 // start, and stops the client.
 func faultHandshake(l *lab.Lab, srv *lab.Server, args []string, deadline time.Duration, reconnect bool) faultRun {
+	before := time.Now()
 	client, d, err := timedConnect(l, srv, args, deadline)
 	if err != nil {
-		return faultRun{err: err}
+		return faultRun{err: err, start: before}
 	}
 	r := faultRun{start: client.Started(), up: d}
 	defer func() {
