@@ -77,7 +77,7 @@ type fragState struct {
 	reasm *fragment.Reassembler
 }
 
-func newFragState(cfg fragmentConfig, mtu, txBufSize int) *fragState {
+func newFragState(cfg fragmentConfig, mtu, txBufSize, rxBufSize int) *fragState {
 	f := &fragState{
 		cfg:   cfg,
 		frag:  fragment.NewFragmenter(uint8(rand.Uint32())),

@@ -10,9 +10,9 @@ import (
  * The tun package coalesces the TCP segments of a batch (GRO) by appending each segment's
  * payload to the buffer of the flow's first segment, as far as that buffer's capacity goes,
  * and writes every coalesced packet with one system call. The socket reader's buffers
- * (rxBufSize) hold about ten segments; a write of 64 KiB instead of 16 KiB takes a quarter
- * of the write calls and of the kernel's per-packet TCP work, and the receiver's TCP then
- * sends a quarter of the ACKs, each of which the tun reader must read, seal and send. Giving
+ * (rxBufSizeFor: a page at the usual MTU) hold two segments; a write of 64 KiB takes a
+ * twentieth of the write calls and of the kernel's per-packet TCP work, and the receiver's TCP
+ * then sends far fewer ACKs, each of which the tun reader must read, seal and send. Giving
  * all 128 buffers 64 KiB would cost 8 MiB of memory once every buffer has been a head;
  * instead, while a batch is prepared, the segment that will start a flow's coalesced packet
  * is copied (one segment per up to 64 KiB) into one of a few large head buffers.

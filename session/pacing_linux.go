@@ -20,24 +20,25 @@ import (
  *     gigabit rates and shrink to a few datagrams at 100 Mbit/s;
  *   - the tun reader collects what queued up in the device while it was busy,
  *     and the socket would send it all at once. A batch of more than one
- *     message is sent message by message, spread over half the time in which
- *     it was handed over (so the sender still catches up at twice the rate it
- *     fell behind at), at most paceMaxSpread.
+ *     message is sent message by message at paceGain times the recent send
+ *     rate (so the sender still catches up), spread over at most
+ *     paceMaxSpread; a batch of the usual size for the rate needs no pause.
  *
  * The rate is a moving average of bytes handed over per interval between
  * batches, over about paceWindow.
  */
 
 const (
-	// paceGain is how much faster than it arrived a batch is sent.
+	// paceGain is how much faster than the recent send rate a batch is sent.
 	paceGain = 2
 	// paceMaxSpread bounds the time one batch is spread over: after an idle
 	// spell the interval says nothing about how fast the data came.
 	paceMaxSpread = 2 * time.Millisecond
 	// paceMinGap is the shortest pause worth a sleep; shorter gaps are sent
 	// back to back, since a sleep costs a wake-up and takes at least the
-	// thread's timer slack (50 µs).
-	paceMinGap = 20 * time.Microsecond
+	// thread's timer slack (50 µs). At gigabit rates the gaps are shorter, so
+	// the sender does not sleep there.
+	paceMinGap = 100 * time.Microsecond
 	// paceBurst is how much data at the send rate one GSO message carries.
 	paceBurst = time.Millisecond
 	// paceWindow is the time constant of the send rate's moving average.
@@ -63,7 +64,7 @@ func (p *pacer) burst(seg int) int {
 }
 
 // spread returns how long to spread a batch of total bytes handed over at
-// now over, and records now: zero for the first batch.
+// now over, and records the batch in the send rate: zero for the first batch.
 func (p *pacer) spread(now time.Time, total int) time.Duration {
 	prev := p.last
 	p.last = now
@@ -71,13 +72,20 @@ func (p *pacer) spread(now time.Time, total int) time.Duration {
 		return 0
 	}
 	dt := now.Sub(prev)
-	if dt > 0 {
-		// A time-weighted moving average: an idle spell of a window or more
-		// replaces the rate outright.
-		a := min(float64(dt)/float64(paceWindow), 1)
-		p.rate += a * (float64(total)/dt.Seconds() - p.rate)
+	if dt <= 0 {
+		return 0
 	}
-	return min(dt/paceGain, paceMaxSpread)
+	// A time-weighted moving average: the first interval, or an idle spell
+	// of a window or more, sets the rate outright.
+	a := min(float64(dt)/float64(paceWindow), 1)
+	if p.rate == 0 {
+		a = 1
+	}
+	p.rate += a * (float64(total)/dt.Seconds() - p.rate)
+	// The batch leaves at paceGain times the recent rate: a batch that took
+	// longer than usual to gather (the reader was busy or off the CPU) is
+	// spread out, one gathered at the usual pace goes out (almost) at once.
+	return min(time.Duration(float64(total)/(paceGain*p.rate)*1e9), paceMaxSpread)
 }
 
 // gap is the pause after a message of n bytes out of a batch of total bytes

@@ -243,8 +243,8 @@ func TestSendSideAllocatesNothing(t *testing.T) {
 	defer u.Close()
 	pkts := numberedPackets(100, func(int) int { return 1400 })
 	if a := testing.AllocsPerRun(20, func() {
-		// As if handed over 100 µs after the previous batch: spread over 50 µs.
-		u.wr.pace.last = time.Now().Add(-100 * time.Microsecond)
+		// As if handed over 1 ms after the previous batch: spread over 500 µs.
+		u.wr.pace.last = time.Now().Add(-time.Millisecond)
 		if err := u.WriteBatch(pkts); err != nil {
 			t.Fatal(err)
 		}

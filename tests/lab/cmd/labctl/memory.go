@@ -91,6 +91,13 @@ func (m procMem) String() string {
 
 func mb(kb int) float64 { return float64(kb) / 1024 }
 
+func met(ok bool) string {
+	if ok {
+		return "met"
+	}
+	return "NOT met"
+}
+
 // memSample is a client's memory after some renegotiations.
 type memSample struct {
 	when   string
@@ -140,6 +147,9 @@ func memoryRekeys(t *cli, ovpndPath string, dur time.Duration, renegSec int, kin
 	for _, kind := range []string{"openvpn", "ovpnd"} {
 		fmt.Printf("    %s at the end: %v\n", kind, samples[kind][last].mem)
 	}
+	fmt.Printf("target (issue 14): RSS <= 1.0x OpenVPN's: tunnel up %s, at the end %s; flat across rekeys: %+.1f MB (OpenVPN %+.1f MB)\n",
+		met(float64(od[0].mem.rss)/float64(ov[0].mem.rss) <= 1), met(float64(od[last].mem.rss)/float64(ov[last].mem.rss) <= 1),
+		mb(od[last].mem.rss-od[1].mem.rss), mb(ov[last].mem.rss-ov[1].mem.rss))
 }
 
 // memRekeyRun connects one client, samples its memory when the tunnel is up, then runs iperf3
@@ -301,6 +311,7 @@ func memorySessions(t *cli, ovpndPath, ovpnctlPath string, n int) {
 	row(fmt.Sprintf("PSS, %d tunnels", n), sum.pss, all.pss)
 	row(fmt.Sprintf("anonymous, %d tunnels", n), sum.anon, all.anon)
 	row("RSS per additional tunnel", sum.rss/n, (all.rss-one.rss)/max(n-1, 1))
+	fmt.Printf("target (issue 14): daemon RSS <= 0.5x the %d processes': %s (%.2fx)\n", n, met(float64(all.rss) <= 0.5*float64(sum.rss)), float64(all.rss)/float64(sum.rss))
 }
 
 // pingEach pings the server's tunnel address through each of the first n tunnel devices

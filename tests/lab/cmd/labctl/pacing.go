@@ -192,8 +192,14 @@ func udpRcvbufErrors(ns string) int {
 	if err != nil {
 		return -1
 	}
+	return parseRcvbufErrors(string(out))
+}
+
+// parseRcvbufErrors finds RcvbufErrors in the Udp lines of /proc/net/snmp: a line of names,
+// then a line of values (-1 if absent).
+func parseRcvbufErrors(snmp string) int {
 	var names []string
-	for line := range strings.SplitSeq(string(out), "\n") {
+	for line := range strings.SplitSeq(snmp, "\n") {
 		if !strings.HasPrefix(line, "Udp: ") {
 			continue
 		}
@@ -204,10 +210,12 @@ func udpRcvbufErrors(ns string) int {
 		}
 		for i, n := range names {
 			if n == "RcvbufErrors" && i < len(f) {
-				v, _ := strconv.Atoi(f[i])
-				return v
+				if v, err := strconv.Atoi(f[i]); err == nil {
+					return v
+				}
 			}
 		}
+		return -1
 	}
 	return -1
 }
@@ -216,16 +224,23 @@ func udpRcvbufErrors(ns string) int {
 func qdiscDrops(ns string) int {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	out, err := exec.CommandContext(ctx, "tc", "-n", ns, "-s", "qdisc", "show", "dev", "veth0").Output()
+	out, err := exec.CommandContext(ctx, "tc", "-n", ns, "-s", "qdisc", "show", "dev", "veth0", "root").Output()
 	if err != nil {
 		return 0
 	}
-	total := 0
-	for line := range strings.SplitSeq(string(out), "\n") {
+	return parseQdiscDrops(string(out))
+}
+
+// parseQdiscDrops reads the first "dropped N" count of `tc -s qdisc show` output: the root
+// qdisc's, which includes its children's.
+func parseQdiscDrops(out string) int {
+	for line := range strings.SplitSeq(out, "\n") {
 		if _, rest, ok := strings.Cut(line, "dropped "); ok {
-			v, _ := strconv.Atoi(strings.TrimRight(strings.Fields(rest)[0], ","))
-			total += v
+			if f := strings.Fields(rest); len(f) > 0 {
+				v, _ := strconv.Atoi(strings.TrimRight(f[0], ","))
+				return v
+			}
 		}
 	}
-	return total
+	return 0
 }
