@@ -168,7 +168,9 @@ func (l *lockedLedger) release() error {
 }
 
 func (l *lockedLedger) write() error {
-	return writeRecord(l.path, l.ledger)
+	// The originals of rewritten resolv.conf files must be on the disk before the files
+	// change (see writeRecord); everything else the ledger holds dies with the kernel.
+	return writeRecord(l.path, l.ledger, len(l.ledger.ResolvConfs) > 0)
 }
 
 func readLedger(path string) (*ledger, error) {

@@ -112,12 +112,19 @@ func (s *state) alive() bool {
 }
 
 func writeState(path string, s *state) error {
-	return writeRecord(path, s)
+	// Only a rewritten resolv.conf outlives a reboot; routes, addresses, the tun device and
+	// resolved's link settings go with the kernel, so a record of them need not reach the
+	// disk before the change it describes.
+	return writeRecord(path, s, s.DNS != nil && s.DNS.ResolvConf != "")
 }
 
 // writeRecord writes v as JSON to path through a fresh temporary file (never following a
-// planted link) and a rename, so a crash leaves the old record or the new one, never half.
-func writeRecord(path string, v any) error {
+// planted link) and a rename, so a process crash leaves the old record or the new one,
+// never half. A durable record is also flushed to the disk, file and directory, before the
+// call returns: it describes host state that survives a reboot (a rewritten resolv.conf),
+// which the next boot's cleanup can undo only if the record was on the disk first. The
+// others skip the two flushes, which cost milliseconds on every connect.
+func writeRecord(path string, v any, durable bool) error {
 	b, err := json.MarshalIndent(v, "", "  ")
 	if err != nil {
 		return err
@@ -128,7 +135,7 @@ func writeRecord(path string, v any) error {
 		return err
 	}
 	_, err = f.Write(append(b, '\n'))
-	if err == nil {
+	if err == nil && durable {
 		err = f.Sync()
 	}
 	if cerr := f.Close(); err == nil {
@@ -138,7 +145,26 @@ func writeRecord(path string, v any) error {
 		os.Remove(tmp)
 		return err
 	}
-	return os.Rename(tmp, path)
+	if err := os.Rename(tmp, path); err != nil {
+		return err
+	}
+	if durable {
+		return syncDir(filepath.Dir(path))
+	}
+	return nil
+}
+
+// syncDir flushes a directory, so that a rename in it is on the disk.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	err = d.Sync()
+	if cerr := d.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }
 
 func readState(path string) (*state, error) {
