@@ -457,6 +457,9 @@ func (c *Client) handleControl(now time.Time, keyID uint8, pkt []byte) {
 		c.warn("dropping %v whose acks name session %x", p.Opcode, p.RemoteSessionID[:])
 		return
 	}
+	// Only now, with the packet known to be the accepted server session's,
+	// may its replay id move the window (wrap.Wrapper.Accept).
+	c.wrapperFor(keyID).Accept()
 	ks := c.keyStateFor(p.KeyID)
 	if ks == nil {
 		if p.Opcode == wire.OpSoftResetV1 && c.primary != nil && c.primary.state == ksActive &&

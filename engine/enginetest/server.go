@@ -295,6 +295,7 @@ func (s *Server) Handle(now time.Time, pkt []byte) {
 		s.t.Errorf("server: unwrap %v: %v", op, err)
 		return
 	}
+	w.Accept()
 	switch p.Opcode {
 	case wire.OpHardResetClientV2, wire.OpHardResetClientV3:
 		if !s.haveClient {

@@ -17,6 +17,10 @@ import (
 // time-backtrack (default 15 s), an out-of-order packet is also rejected
 // once any newer packet has been in the window for longer than that, so a
 // captured packet cannot be slipped in late.
+//
+// As in OpenVPN, where this state belongs to the accepted remote session,
+// Unwrap only checks a packet; it is recorded when the caller Accepts it,
+// after finding it is from the session it talks to.
 
 const (
 	// ReplayWindow is the number of packet ids below the highest one
@@ -38,6 +42,12 @@ type replayWindow struct {
 	// recv[id%ReplayWindow] is the local unix time at which id was
 	// accepted; only consulted for ids whose seen bit is set.
 	recv [ReplayWindow]int64
+
+	// The packet the last successful Unwrap returned, recorded only when
+	// the caller accepts it (see Wrapper.Accept).
+	pending              bool
+	pendingID, pendingTS uint32
+	pendingSecs          int64
 }
 
 // check reports whether (id, ts) may be accepted at now, without recording
@@ -65,6 +75,24 @@ func (r *replayWindow) check(id, ts uint32, now int64) error {
 		}
 	}
 	return nil
+}
+
+// hold remembers (id, ts), which passed check at now, for accept; a
+// later hold or drop replaces it.
+func (r *replayWindow) hold(id, ts uint32, now int64) {
+	r.pending, r.pendingID, r.pendingTS, r.pendingSecs = true, id, ts, now
+}
+
+// drop forgets the held packet (its Unwrap failed after the check).
+func (r *replayWindow) drop() { r.pending = false }
+
+// accept records the held packet, if any. Nothing was committed between
+// its check and now (commits only happen here), so the check still holds.
+func (r *replayWindow) accept() {
+	if r.pending {
+		r.pending = false
+		r.commit(r.pendingID, r.pendingTS, r.pendingSecs)
+	}
 }
 
 // commit records an accepted (id, ts); check must have passed.

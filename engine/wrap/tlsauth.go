@@ -125,6 +125,8 @@ func NewTLSAuth(key *statickey.Key, direction int, digest string) (Wrapper, erro
 
 func (w *tlsAuth) Overhead() int { return w.size + packetIDLen }
 
+func (w *tlsAuth) Accept() { w.replay.accept() }
+
 func (w *tlsAuth) Wrap(dst []byte, p *wire.ControlPacket, now time.Time) ([]byte, error) {
 	if err := checkOutgoing(p); err != nil {
 		return dst, fmt.Errorf("tls-auth: %w", err)
@@ -151,6 +153,7 @@ func (w *tlsAuth) Wrap(dst []byte, p *wire.ControlPacket, now time.Time) ([]byte
 }
 
 func (w *tlsAuth) Unwrap(pkt []byte, now time.Time) (wire.ControlPacket, error) {
+	w.replay.drop()
 	op, keyID, err := controlHeader(pkt)
 	if err != nil {
 		return wire.ControlPacket{}, fmt.Errorf("tls-auth: %w", err)
@@ -177,6 +180,6 @@ func (w *tlsAuth) Unwrap(pkt []byte, now time.Time) (wire.ControlPacket, error) 
 	if err := p.DecodeBody(op, keyID, wire.SessionID(pkt[1:sidEnd]), pkt[bodyAt:]); err != nil {
 		return wire.ControlPacket{}, fmt.Errorf("tls-auth: %w", err)
 	}
-	w.replay.commit(id, ts, secs)
+	w.replay.hold(id, ts, secs)
 	return *p, nil
 }

@@ -153,6 +153,8 @@ func newTLSCrypt(key *statickey.Key, client bool, name string) (*tlsCrypt, error
 
 func (w *tlsCrypt) Overhead() int { return TLSCryptOverhead }
 
+func (w *tlsCrypt) Accept() { w.replay.accept() }
+
 func (w *tlsCrypt) Wrap(dst []byte, p *wire.ControlPacket, now time.Time) ([]byte, error) {
 	if err := checkOutgoing(p); err != nil {
 		return dst, fmt.Errorf("%s: %w", w.name, err)
@@ -173,6 +175,7 @@ func (w *tlsCrypt) Wrap(dst []byte, p *wire.ControlPacket, now time.Time) ([]byt
 }
 
 func (w *tlsCrypt) Unwrap(pkt []byte, now time.Time) (wire.ControlPacket, error) {
+	w.replay.drop()
 	op, keyID, err := controlHeader(pkt)
 	if err != nil {
 		return wire.ControlPacket{}, fmt.Errorf("%s: %w", w.name, err)
@@ -198,6 +201,6 @@ func (w *tlsCrypt) Unwrap(pkt []byte, now time.Time) (wire.ControlPacket, error)
 	if err := p.DecodeBody(op, keyID, wire.SessionID(pkt[1:9]), body); err != nil {
 		return wire.ControlPacket{}, fmt.Errorf("%s: %w", w.name, err)
 	}
-	w.replay.commit(id, ts, secs)
+	w.replay.hold(id, ts, secs)
 	return *p, nil
 }

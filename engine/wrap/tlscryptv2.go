@@ -195,6 +195,13 @@ func (s *TLSCryptV2Server) Unwrap(pkt []byte, now time.Time) (wire.ControlPacket
 	return p, nil
 }
 
+// Accept records the replay id of the packet the last Unwrap returned.
+func (s *TLSCryptV2Server) Accept() {
+	if s.tc != nil {
+		s.tc.Accept()
+	}
+}
+
 var (
 	_ Wrapper = (*none)(nil)
 	_ Wrapper = (*tlsAuth)(nil)

@@ -26,8 +26,17 @@ type Wrapper interface {
 	Wrap(dst []byte, p *wire.ControlPacket, now time.Time) ([]byte, error)
 	// Unwrap authenticates (in constant time), decrypts, replay-checks and
 	// parses one packet. The result's Acks and Payload alias pkt or a
-	// buffer inside the Wrapper, valid until the next Unwrap call.
+	// buffer inside the Wrapper, valid until the next Unwrap call. It does
+	// not record the packet's replay id: see Accept.
 	Unwrap(pkt []byte, now time.Time) (wire.ControlPacket, error)
+	// Accept records the replay id of the packet the last Unwrap returned,
+	// once the caller knows it belongs to the session it talks to. Like
+	// OpenVPN, whose replay state lives in the accepted remote session, a
+	// packet that authenticates but comes from another session (an old one,
+	// or the server's answer to a retransmitted reset) must not move the
+	// window: its newer timestamp would make every later packet of the real
+	// session look stale. Accept after a failed Unwrap does nothing.
+	Accept()
 	// Overhead is the number of bytes wrapping adds to a plain packet (for
 	// tls-crypt-v2 clients, including the WKc that the first packets carry).
 	Overhead() int
@@ -112,3 +121,6 @@ func (w *none) Unwrap(pkt []byte, _ time.Time) (wire.ControlPacket, error) {
 }
 
 func (w *none) Overhead() int { return 0 }
+
+// Accept does nothing: without tls-auth or tls-crypt there is no replay id.
+func (w *none) Accept() {}

@@ -364,8 +364,8 @@ func TestReplay(t *testing.T) {
 				first.Opcode = wire.OpHardResetClientV2
 			}
 			enc := must(client.Wrap(nil, &first, t0))
-			must(server.Unwrap(enc, t0))
-			if _, err := server.Unwrap(enc, t0); !errors.Is(err, ErrReplay) {
+			must(acceptUnwrap(server, enc, t0))
+			if _, err := acceptUnwrap(server, enc, t0); !errors.Is(err, ErrReplay) {
 				t.Fatalf("first packet replayed: %v, want ErrReplay", err)
 			}
 			var pkts [][]byte
@@ -375,22 +375,22 @@ func TestReplay(t *testing.T) {
 			// Newest first, then older ones out of order: all fine within
 			// the window, then each is a replay.
 			n := len(pkts) - 1
-			must(server.Unwrap(pkts[n], t0))
+			must(acceptUnwrap(server, pkts[n], t0))
 			for i := n - 1; i >= n-ReplayWindow+1; i-- {
-				if _, err := server.Unwrap(pkts[i], t0.Add(time.Second)); err != nil {
+				if _, err := acceptUnwrap(server, pkts[i], t0.Add(time.Second)); err != nil {
 					t.Fatalf("out-of-order packet %d: %v", i, err)
 				}
 			}
 			for _, i := range []int{n, n - 1, n - ReplayWindow + 1} {
-				if _, err := server.Unwrap(pkts[i], t0); !errors.Is(err, ErrReplay) {
+				if _, err := acceptUnwrap(server, pkts[i], t0); !errors.Is(err, ErrReplay) {
 					t.Errorf("replayed packet %d: %v, want ErrReplay", i, err)
 				}
 			}
 			// One below the window is too old, never seen or not.
-			if _, err := server.Unwrap(pkts[n-ReplayWindow], t0); !errors.Is(err, ErrReplay) {
+			if _, err := acceptUnwrap(server, pkts[n-ReplayWindow], t0); !errors.Is(err, ErrReplay) {
 				t.Errorf("packet outside the window: %v, want ErrReplay", err)
 			}
-			if _, err := server.Unwrap(pkts[0], t0); !errors.Is(err, ErrReplay) {
+			if _, err := acceptUnwrap(server, pkts[0], t0); !errors.Is(err, ErrReplay) {
 				t.Errorf("packet far outside the window: %v, want ErrReplay", err)
 			}
 		})
@@ -405,11 +405,11 @@ func TestReplayTimeBacktrack(t *testing.T) {
 	a := must(client.Wrap(nil, &p, t0))
 	b := must(client.Wrap(nil, &p, t0))
 	c := must(client.Wrap(nil, &p, t0))
-	must(server.Unwrap(c, t0))
+	must(acceptUnwrap(server, c, t0))
 	// b trails c by ReplayTime seconds: still fine.
-	must(server.Unwrap(b, t0.Add(ReplayTime*time.Second)))
+	must(acceptUnwrap(server, b, t0.Add(ReplayTime*time.Second)))
 	// a trails c (and b) by more: rejected, though never seen.
-	if _, err := server.Unwrap(a, t0.Add((ReplayTime+1)*time.Second)); !errors.Is(err, ErrReplay) {
+	if _, err := acceptUnwrap(server, a, t0.Add((ReplayTime+1)*time.Second)); !errors.Is(err, ErrReplay) {
 		t.Errorf("late packet: %v, want ErrReplay", err)
 	}
 }
@@ -425,11 +425,11 @@ func TestReplaySenderTimestamp(t *testing.T) {
 		old[i] = must(oldClient.Wrap(nil, &p, t0))
 	}
 	fresh := must(newClient.Wrap(nil, &p, t0.Add(time.Minute)))
-	must(server.Unwrap(old[1], t0))
+	must(acceptUnwrap(server, old[1], t0))
 	// A later session timestamp starts a new series, even at id 1.
-	must(server.Unwrap(fresh, t0))
+	must(acceptUnwrap(server, fresh, t0))
 	// Now the earlier series is over.
-	if _, err := server.Unwrap(old[2], t0); !errors.Is(err, ErrReplay) || !strings.Contains(err.Error(), "timestamp") {
+	if _, err := acceptUnwrap(server, old[2], t0); !errors.Is(err, ErrReplay) || !strings.Contains(err.Error(), "timestamp") {
 		t.Errorf("older timestamp: %v, want ErrReplay", err)
 	}
 }
@@ -767,6 +767,63 @@ func BenchmarkUnwrap(b *testing.B) {
 				if _, err := server.Unwrap(enc, t0); err != nil {
 					b.Fatal(err)
 				}
+			}
+		})
+	}
+}
+
+// acceptUnwrap unwraps pkt and, if that works, accepts it as the engine does
+// for a packet of its session.
+func acceptUnwrap(w Wrapper, pkt []byte, now time.Time) (wire.ControlPacket, error) {
+	p, err := w.Unwrap(pkt, now)
+	if err == nil {
+		w.Accept()
+	}
+	return p, err
+}
+
+// A packet that authenticates but is not accepted (the engine found it is
+// from another session) must leave the window alone: before Accept existed,
+// such a packet with a newer timestamp made the real session's packets
+// "older" and the handshake stalled.
+func TestReplayUnacceptedPacketLeavesWindow(t *testing.T) {
+	key := pktKey(t)
+	p := wire.ControlPacket{Opcode: wire.OpControlV1, SessionID: wire.SessionID{1}}
+	for _, tc := range []struct {
+		name   string
+		client func() Wrapper
+		server Wrapper
+	}{
+		{"tls-auth", func() Wrapper { return must(NewTLSAuth(key, 1, "SHA256")) }, must(NewTLSAuth(key, 0, "SHA256"))},
+		{"tls-crypt", func() Wrapper { return must(NewTLSCrypt(key, true)) }, must(NewTLSCrypt(key, false))},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			real, other := tc.client(), tc.client()
+			pkts := make([][]byte, 3)
+			for i := range pkts {
+				pkts[i] = must(real.Wrap(nil, &p, t0))
+			}
+			stray := must(other.Wrap(nil, &p, t0.Add(time.Minute)))
+			must(acceptUnwrap(tc.server, pkts[0], t0))
+			// The stray packet authenticates and is newer, but is never
+			// accepted; nor is a replay, though Accept follows it.
+			must(tc.server.Unwrap(stray, t0))
+			if _, err := tc.server.Unwrap(pkts[0], t0); !errors.Is(err, ErrReplay) {
+				t.Fatalf("replay of an accepted packet: %v, want ErrReplay", err)
+			}
+			tc.server.Accept()
+			// The real session carries on, in and out of order.
+			must(acceptUnwrap(tc.server, pkts[2], t0))
+			must(acceptUnwrap(tc.server, pkts[1], t0))
+			for i, pkt := range pkts {
+				if _, err := tc.server.Unwrap(pkt, t0); !errors.Is(err, ErrReplay) {
+					t.Errorf("replay of accepted packet %d: %v, want ErrReplay", i, err)
+				}
+			}
+			// Accepting the stray packet does start its newer series.
+			must(acceptUnwrap(tc.server, stray, t0))
+			if _, err := tc.server.Unwrap(must(real.Wrap(nil, &p, t0)), t0); !errors.Is(err, ErrReplay) {
+				t.Errorf("older series after accepting a newer one: %v, want ErrReplay", err)
 			}
 		})
 	}
