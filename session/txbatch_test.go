@@ -147,42 +147,6 @@ func TestPaceSpread(t *testing.T) {
 	}
 }
 
-// TestPaceBurst: GSO messages carry about a millisecond of data at the send
-// rate, within two segments and the GSO limit.
-func TestPaceBurst(t *testing.T) {
-	var p pacer
-	if b := p.burst(1400); b != maxGSOBytes {
-		t.Errorf("burst before any rate: %d, want %d", b, maxGSOBytes)
-	}
-	t0 := time.Unix(1000, 0)
-	p.spread(t0, 1)
-	// 12500 bytes every millisecond, for a few windows: 100 Mbit/s.
-	now := t0
-	for range 50 {
-		now = now.Add(time.Millisecond)
-		p.spread(now, 12500)
-	}
-	if b := p.burst(1400); b < 12000 || b > 12500 {
-		t.Errorf("burst at 100 Mbit/s: %d bytes, want about 12500", b)
-	}
-	if b := p.burst(9000); b != 18000 {
-		t.Errorf("burst with 9000-byte segments: %d, want two segments", b)
-	}
-	// After an idle second, the rate starts over from what comes.
-	now = now.Add(time.Second)
-	p.spread(now, 1400)
-	if b := p.burst(1400); b != 2800 {
-		t.Errorf("burst after an idle second: %d, want two segments", b)
-	}
-	for range 50 {
-		now = now.Add(time.Millisecond)
-		p.spread(now, 125000) // 1 Gbit/s
-	}
-	if b := p.burst(1400); b != maxGSOBytes {
-		t.Errorf("burst at 1 Gbit/s: %d, want the GSO limit %d", b, maxGSOBytes)
-	}
-}
-
 // TestUDPPacedBatch sends a batch of several GSO messages spread over a few
 // milliseconds, one message per call with pauses between, and checks that
 // every datagram arrives, in order.

@@ -560,12 +560,11 @@ func (u *udpConn) pack(pkts [][]byte, gso bool) {
 		h.Hdr = unix.Msghdr{Iov: &u.wr.iovs[i]}
 		h.Len = 0
 		seg := len(pkts[i])
-		burst := u.wr.pace.burst(seg) // the message size for the send rate (pacing_linux.go)
 		j := i
 		total := 0
 		for j < len(pkts) {
 			l := len(pkts[j])
-			if j > i && (!gso || l > seg || seg > u.wr.gsoMax || total+l > burst || j-i >= maxGSOSegments) {
+			if j > i && (!gso || l > seg || seg > u.wr.gsoMax || total+l > maxGSOBytes || j-i >= maxGSOSegments) {
 				break
 			}
 			u.wr.iovs[j].Base = unsafe.SliceData(pkts[j])
