@@ -67,19 +67,7 @@ func freeHeap() {
 // the next time it runs (a reconnect, the next start of the binary): RefillExecutable reads
 // them back before that. Errors are ignored: nothing depends on the advice being taken.
 func PageOutExecutable() {
-	exe, err := os.Readlink("/proc/self/exe")
-	if err != nil {
-		return
-	}
-	maps, err := os.ReadFile("/proc/self/maps")
-	if err != nil {
-		return
-	}
-	for _, r := range readOnlyMappings(maps, exe) {
-		// The ranges are mappings, not Go memory: the raw calls need no slice over them.
-		unix.Syscall(unix.SYS_MADVISE, r[0], r[1]-r[0], unix.MADV_RANDOM)
-		unix.Syscall(unix.SYS_MADVISE, r[0], r[1]-r[0], unix.MADV_PAGEOUT)
-	}
+	adviseExecutable(unix.MADV_RANDOM, unix.MADV_PAGEOUT)
 }
 
 // RefillExecutable reads the executable's read-only mappings back into the page cache
@@ -91,6 +79,11 @@ func PageOutExecutable() {
 // reconnect 1.02x. The session calls it before it reconnects after a connection that was up
 // and when it ends; the next AfterConnect trims the resident set again. Errors are ignored.
 func RefillExecutable() {
+	adviseExecutable(unix.MADV_WILLNEED)
+}
+
+// adviseExecutable gives each read-only mapping of the executable the advice, in order.
+func adviseExecutable(advice ...int) {
 	exe, err := os.Readlink("/proc/self/exe")
 	if err != nil {
 		return
@@ -100,7 +93,10 @@ func RefillExecutable() {
 		return
 	}
 	for _, r := range readOnlyMappings(maps, exe) {
-		unix.Syscall(unix.SYS_MADVISE, r[0], r[1]-r[0], unix.MADV_WILLNEED)
+		for _, a := range advice {
+			// The ranges are mappings, not Go memory: the raw call needs no slice over them.
+			unix.Syscall(unix.SYS_MADVISE, r[0], r[1]-r[0], uintptr(a))
+		}
 	}
 }
 

@@ -32,17 +32,9 @@ func TestOvpndFloat(t *testing.T) {
 				co.Extra = []string{"float"}
 			}
 			cfg := l.WriteFile("client.conf", srv.ClientConfig(co))
-			client := startOvpnd(t, l, cfg)
-			dumpOnFailure(t, client, srv)
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
-			if _, err := l.WaitTunnel(ctx, client, srv.ClientTunnelAddr()); err != nil {
-				t.Fatal(err)
-			}
-			if err := l.WaitPing(srv.TunnelAddr(), 5*time.Second); err != nil {
-				t.Fatal(err)
-			}
-			handshakes := strings.Count(srv.Log(), "Peer Connection Initiated")
+			client, handshakes := connectOvpnd(ctx, t, l, srv, cfg)
 
 			// The server now sends to the client from floatedAddr; what the client sends
 			// still reaches it at the old address.

@@ -23,17 +23,9 @@ func TestOvpndRoamNewAddress(t *testing.T) {
 	l := lab.New(t, lab.Options{})
 	srv := l.StartServer(lab.ServerOptions{Wrap: "tls-crypt"})
 	cfg := l.WriteFile("client.conf", srv.ClientConfig(lab.ClientOptions{}))
-	client := startOvpnd(t, l, cfg)
-	dumpOnFailure(t, client, srv)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	if _, err := l.WaitTunnel(ctx, client, srv.ClientTunnelAddr()); err != nil {
-		t.Fatal(err)
-	}
-	if err := l.WaitPing(srv.TunnelAddr(), 5*time.Second); err != nil {
-		t.Fatal(err)
-	}
-	handshakes := strings.Count(srv.Log(), "Peer Connection Initiated")
+	client, handshakes := connectOvpnd(ctx, t, l, srv, cfg)
 
 	// Keep the old address from taking the new one with it: without promote_secondaries the
 	// kernel deletes an interface's secondary addresses with its primary.
@@ -74,17 +66,9 @@ func TestOvpndRoamRouteGone(t *testing.T) {
 	l := lab.New(t, lab.Options{})
 	srv := l.StartServer(lab.ServerOptions{Wrap: "tls-crypt"})
 	cfg := l.WriteFile("client.conf", srv.ClientConfig(lab.ClientOptions{}))
-	client := startOvpnd(t, l, cfg)
-	dumpOnFailure(t, client, srv)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if _, err := l.WaitTunnel(ctx, client, srv.ClientTunnelAddr()); err != nil {
-		t.Fatal(err)
-	}
-	if err := l.WaitPing(srv.TunnelAddr(), 5*time.Second); err != nil {
-		t.Fatal(err)
-	}
-	handshakes := strings.Count(srv.Log(), "Peer Connection Initiated")
+	client, handshakes := connectOvpnd(ctx, t, l, srv, cfg)
 	run := func(args ...string) {
 		t.Helper()
 		if out, err := l.ClientExec(ctx, args...); err != nil {
@@ -113,4 +97,19 @@ func TestOvpndRoamRouteGone(t *testing.T) {
 		t.Errorf("ovpnd did not report the path coming back: %v", err)
 	}
 	checkTraffic(t, l, srv.TunnelAddr())
+}
+
+// connectOvpnd starts ovpnd on the profile at cfg, waits (within ctx) for its tunnel and a ping
+// through it, and returns the client with the number of handshakes the server has completed.
+func connectOvpnd(ctx context.Context, t *testing.T, l *lab.Lab, srv *lab.Server, cfg string) (*lab.Process, int) {
+	t.Helper()
+	client := startOvpnd(t, l, cfg)
+	dumpOnFailure(t, client, srv)
+	if _, err := l.WaitTunnel(ctx, client, srv.ClientTunnelAddr()); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.WaitPing(srv.TunnelAddr(), 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	return client, strings.Count(srv.Log(), "Peer Connection Initiated")
 }
