@@ -125,11 +125,9 @@ func handshakeCycle(l *lab.Lab, srv *lab.Server, w *addrWatch, args []string) (s
 	w.drain()
 	client := l.StartClientProcess(args...)
 	defer func() {
-		if serr := client.Stop(15 * time.Second); serr != nil && err == nil {
-			err = fmt.Errorf("stopping client: %w", serr)
+		if serr := stopClient(client); serr != nil && err == nil {
+			err = serr
 		}
-		// The server must notice the exit before the next connect reuses the address.
-		time.Sleep(500 * time.Millisecond)
 	}()
 	at, err := w.waitAdded(client, false, 20*time.Second)
 	if err != nil {

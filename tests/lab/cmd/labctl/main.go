@@ -445,11 +445,17 @@ func benchClient(l *lab.Lab, srv *lab.Server, args []string, dur time.Duration, 
 		client.Kill()
 		return err
 	}
-	if err := client.Stop(15 * time.Second); err != nil {
+	return stopClient(client)
+}
+
+// stopClient stops a client with SIGTERM and then gives the server time to notice the exit,
+// so that the next client's connect does not collide with the old one on the same address.
+func stopClient(client *lab.Process) error {
+	err := client.Stop(15 * time.Second)
+	time.Sleep(500 * time.Millisecond)
+	if err != nil {
 		return fmt.Errorf("stopping client: %w", err)
 	}
-	// The server must notice the exit before the next connect reuses the address.
-	time.Sleep(500 * time.Millisecond)
 	return nil
 }
 
@@ -976,10 +982,7 @@ func faultHandshake(l *lab.Lab, srv *lab.Server, args []string, deadline time.Du
 		return faultRun{err: err, start: before}
 	}
 	r := faultRun{start: client.Started(), up: d}
-	defer func() {
-		client.Stop(15 * time.Second)
-		time.Sleep(500 * time.Millisecond)
-	}()
+	defer stopClient(client)
 	end := client.Started().Add(deadline)
 	for time.Now().Before(end) {
 		if _, err := l.Ping(srv.TunnelAddr(), 3, time.Second); err == nil {

@@ -206,11 +206,9 @@ func memRekeyRun(l *lab.Lab, srv *lab.Server, args []string, dur time.Duration) 
 	if err := sample(fmt.Sprintf("after %v of traffic", time.Since(start).Round(time.Second))); err != nil {
 		return fail(err)
 	}
-	if err := client.Stop(15 * time.Second); err != nil {
-		return nil, fmt.Errorf("stopping client: %w", err)
+	if err := stopClient(client); err != nil {
+		return nil, err
 	}
-	// The server must notice the exit before the next client reuses the address.
-	time.Sleep(500 * time.Millisecond)
 	return out, nil
 }
 

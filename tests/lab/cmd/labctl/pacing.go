@@ -155,11 +155,7 @@ func pacingUpload(l *lab.Lab, srv *lab.Server, args []string, dur time.Duration)
 	if err != nil {
 		return r, err
 	}
-	defer func() {
-		client.Stop(15 * time.Second)
-		// The server must notice the exit before the next connect reuses the address.
-		time.Sleep(500 * time.Millisecond)
-	}()
+	defer stopClient(client)
 	if err := l.WaitPing(srv.TunnelAddr(), 10*time.Second); err != nil {
 		return r, err
 	}

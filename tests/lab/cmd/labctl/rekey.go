@@ -113,11 +113,7 @@ func rekeyClient(l *lab.Lab, srv *lab.Server, args []string, dur, gap time.Durat
 	if err != nil {
 		return nil, err
 	}
-	defer func() {
-		client.Stop(15 * time.Second)
-		// The server must notice the exit before the next connect reuses the address.
-		time.Sleep(500 * time.Millisecond)
-	}()
+	defer stopClient(client)
 	if err := l.WaitPing(srv.TunnelAddr(), 10*time.Second); err != nil {
 		return nil, err
 	}
