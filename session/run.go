@@ -467,6 +467,9 @@ func (r *runner) closeTun() error {
 			}
 		}
 		<-r.txDone
+		// Every attempt waited for its socket reader before it returned, and the tun
+		// reader is done: nothing uses the packet buffers any more.
+		r.dp.releaseMem()
 		r.tun, r.dp, r.link = nil, nil, ""
 	}
 	return errors.Join(errs...)
