@@ -32,3 +32,21 @@ func setLinkUp(name string) error {
 	}
 	return nil
 }
+
+// linkIndex is the interface index of name, from one ioctl: net.InterfaceByName reads
+// every interface of the host to find one.
+func linkIndex(name string) (int, error) {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return 0, fmt.Errorf("looking up %s: %w", name, err)
+	}
+	defer unix.Close(fd)
+	ifr, err := unix.NewIfreq(name)
+	if err != nil {
+		return 0, fmt.Errorf("looking up %s: %w", name, err)
+	}
+	if err := unix.IoctlIfreq(fd, unix.SIOCGIFINDEX, ifr); err != nil {
+		return 0, fmt.Errorf("looking up %s: %w", name, err)
+	}
+	return int(ifr.Uint32()), nil
+}

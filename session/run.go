@@ -393,8 +393,8 @@ func (r *runner) openTun() error {
 	}
 	r.tun, r.link = t, link
 	if r.watcher != nil {
-		if ifc, err := net.InterfaceByName(link); err == nil {
-			r.watcher.setTunIndex(ifc.Index)
+		if i, err := linkIndex(link); err == nil {
+			r.watcher.setTunIndex(i)
 		}
 	}
 	r.dp = newDataPath(t, &r.s.cnt, dataPathConfig{Headroom: datachannel.Headroom, Tailroom: datachannel.Tailroom, MTU: r.maxMTU,
