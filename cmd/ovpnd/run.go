@@ -51,9 +51,15 @@ func runCmd(args []string, _, stderr io.Writer) int {
 		return 2
 	}
 
-	cleanStale(*stateDir, logger.Printf)
-
+	// Undoing what crashed instances left behind and reading the profile do not depend on
+	// each other: they run side by side, and the session starts once both are done.
+	cleaned := make(chan struct{})
+	go func() {
+		defer close(cleaned)
+		cleanStale(*stateDir, logger.Printf)
+	}()
 	cfg, warns, err := config.LoadWith(path, config.LoadOptions{Passphrase: askPassphraseTerminal})
+	<-cleaned
 	for _, w := range warns {
 		logger.Print(w.String())
 	}
