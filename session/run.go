@@ -209,6 +209,9 @@ func (r *runner) run(ctx context.Context) error {
 	for {
 		conn := &r.cfg.Connections[r.order[pos]]
 		out := r.connectEntry(ctx, conn)
+		// A connection that came up ended it already (memtrim.AfterConnect); a first attempt
+		// that failed must not leave the process without garbage collection.
+		memtrim.EndHold()
 		switch out.kind {
 		case outExit:
 			return nil

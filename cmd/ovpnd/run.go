@@ -15,6 +15,7 @@ import (
 	"github.com/ovpnd/ovpnd/config"
 	"github.com/ovpnd/ovpnd/daemon"
 	api "github.com/ovpnd/ovpnd/dbus"
+	"github.com/ovpnd/ovpnd/internal/memtrim"
 	"github.com/ovpnd/ovpnd/routing"
 	"github.com/ovpnd/ovpnd/session"
 )
@@ -50,6 +51,10 @@ func runCmd(args []string, _, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "ovpnd run: --resolv-conf %q: not an absolute path\n", *resolvConf)
 		return 2
 	}
+
+	// No garbage collection until the first connection is up or has failed
+	// (internal/memtrim): with 16 MiB as the heap's bound meanwhile.
+	memtrim.HoldCollection(16 << 20)
 
 	// Undoing what crashed instances left behind and reading the profile do not depend on
 	// each other: they run side by side, and the session starts once both are done.
