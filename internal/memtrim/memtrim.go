@@ -3,7 +3,8 @@
 // its live set after a handshake is the handshake's garbage, which the runtime would
 // otherwise keep (the heap goal is twice the live heap) and return only slowly. And most of
 // the executable's code and read-only data — configuration parsing, netlink and D-Bus
-// set-up, start-up — runs only while connecting: on Linux 6.18 a page fault maps a whole
+// set-up, start-up, the TLS handshake — runs only while connecting or rekeying: on Linux
+// 6.18 a page fault maps a whole
 // large folio of the file, so nearly all of a 10 MB binary stays resident for the process's
 // life unless it is paged out.
 package memtrim
@@ -42,23 +43,30 @@ func AfterConnect() {
 }
 
 // AfterRekey is for a tunnel that just installed renegotiated keys: it returns the heap's
-// free pages to the kernel, unless that happened less than a second ago. The code a rekey
-// runs stays mapped: it runs again at the next one.
+// free pages to the kernel and pages the executable out again, unless that happened less
+// than a second ago. A rekey runs much code the data path does not (TLS, certificate
+// checks, key derivation: about 3 MB of the executable's pages in the bench's session), and
+// it runs again only at the next rekey, an hour later with OpenVPN's default reneg-sec; the
+// data path's own code (about 1 MB) comes back a page at a time. It blocks for a garbage
+// collection (a few ms).
 func AfterRekey() {
 	mu.Lock()
 	defer mu.Unlock()
-	freeHeap()
+	if freeHeap() {
+		PageOutExecutable()
+	}
 }
 
 // freeHeap runs a garbage collection and releases every free span to the kernel, at most
-// once per minInterval. mu is held.
-func freeHeap() {
+// once per minInterval; it reports whether it did. mu is held.
+func freeHeap() bool {
 	now := time.Now()
 	if !lastFree.IsZero() && now.Sub(lastFree) < minInterval {
-		return
+		return false
 	}
 	lastFree = now
 	debug.FreeOSMemory()
+	return true
 }
 
 // PageOutExecutable asks the kernel to reclaim the pages of the executable's read-only

@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestReadOnlyMappings(t *testing.T) {
@@ -70,5 +71,20 @@ func TestAfterRekeySpacesCollections(t *testing.T) {
 	}
 	if m2.NumForcedGC != m1.NumForcedGC {
 		t.Errorf("AfterRekey within %v of a collection collected again: forced GCs %d -> %d", minInterval, m1.NumForcedGC, m2.NumForcedGC)
+	}
+}
+
+// TestAfterRekeyPagesOut checks that a rekey, like a connect, pages the executable out: the
+// TLS code a rekey runs is not needed again until the next one.
+func TestAfterRekeyPagesOut(t *testing.T) {
+	mu.Lock()
+	lastFree = time.Time{} // as if the last collection were long ago
+	mu.Unlock()
+	before := rssFile(t)
+	AfterRekey()
+	after := rssFile(t)
+	t.Logf("RssFile %d KiB -> %d KiB", before, after)
+	if after >= before {
+		t.Errorf("RssFile %d KiB after AfterRekey, %d KiB before", after, before)
 	}
 }
