@@ -13,7 +13,7 @@ root=$stage/root
 umask 022
 
 # Binaries: statically linked, without cgo, like the `make build` binaries that `make bench`
-# measures (docs/architecture.md, "Start-up"): no dynamic loader, no libc start-up and no
+# measures (docs/architecture.md, "Handshake time"): no dynamic loader, no libc start-up and no
 # relocations to apply at every start (a PIE's ~47,000 dirty ~1.1 MB of private memory per
 # process), and no shared libraries to keep resident. User and group lookups read
 # /etc/passwd and /etc/group (os/user's pure Go code); host names resolve through
