@@ -12,8 +12,6 @@ import (
 	"sync"
 	"time"
 
-	"golang.zx2c4.com/wireguard/tun"
-
 	"github.com/ovpnd/ovpnd/config"
 	"github.com/ovpnd/ovpnd/engine"
 	"github.com/ovpnd/ovpnd/engine/datachannel"
@@ -428,23 +426,6 @@ func maxTunMTU(c *config.Config) int {
 	return max(c.TunMTU, engine.DefaultTunMTU, ceil)
 }
 
-func openKernelTun(name string, mtu int) (tunDevice, string, error) {
-	d, err := tun.CreateTUN(name, mtu)
-	if err != nil {
-		return nil, "", err
-	}
-	link, err := d.Name()
-	if err != nil {
-		d.Close()
-		return nil, "", err
-	}
-	if err := setLinkUp(link); err != nil {
-		d.Close()
-		return nil, "", err
-	}
-	return d, link, nil
-}
-
 // closeTun removes the network settings and closes the device.
 func (r *runner) closeTun() error {
 	var errs []error
@@ -460,10 +441,9 @@ func (r *runner) closeTun() error {
 		r.dp.closing.Store(true)
 		if err := r.tun.Close(); err != nil {
 			if errors.Is(err, os.ErrClosed) {
-				// wireguard's NativeTun.Close races with its own netlink listener
-				// and reports "file already closed" for a descriptor it closed
-				// itself: the device is gone either way, and a clean stop must
-				// not turn into exit status 1.
+				// A device whose descriptor is closed already is gone either way
+				// (the tun package's monitored devices closed it from their own
+				// netlink listener): a clean stop must not turn into exit status 1.
 				r.s.logf(3, "closing tun device: %v", err)
 			} else {
 				errs = append(errs, fmt.Errorf("closing tun device: %w", err))
