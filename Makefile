@@ -11,8 +11,10 @@ RACE_PKGS := ./engine/... ./session/... ./routing/... ./daemon/... ./dbus/...
 
 all: build
 
+# Static binaries without cgo, as packaging/deb/build.sh ships them: no dynamic loader or libc
+# start-up, and no shared libraries resident (docs/architecture.md, "Handshake time").
 build:
-	$(GO) build -trimpath -o $(BIN)/ ./cmd/...
+	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/ ./cmd/...
 
 deps:
 	./.ci/install-deps

@@ -87,7 +87,7 @@ func (r *Router) recordExternal(l *ledger, cfg *Config) error {
 	}
 	// The per-tunnel record first, as for applied changes: a crash after
 	// this leaves a record whose cleanup releases the claims.
-	if werr := writeState(r.path, &r.st); werr != nil {
+	if werr := r.saveState(); werr != nil {
 		return errors.Join(err, fmt.Errorf("routing: recording state: %w", werr))
 	}
 	t := l.tunnel(r.instance, true)

@@ -1,6 +1,7 @@
 package routing
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -115,6 +116,7 @@ type lockedLedger struct {
 	*ledger
 	f    *os.File
 	path string
+	read []byte // the file's content when locked: release skips writing the same back
 }
 
 // lockLedger takes the host lock of stateDir (waiting for other processes)
@@ -139,8 +141,12 @@ func lockLedger(stateDir string, logf func(string, ...any)) (*lockedLedger, erro
 		return nil, fmt.Errorf("taking the host lock: %w", err)
 	}
 	l := &lockedLedger{f: f, path: filepath.Join(stateDir, ledgerName)}
-	l.ledger, err = readLedger(l.path)
+	l.read, err = readRecord(l.path, maxLedgerSize)
+	if err == nil {
+		l.ledger, err = parseLedger(l.read)
+	}
 	if err != nil {
+		l.read = nil
 		if !errors.Is(err, os.ErrNotExist) {
 			logf("starting a new host ledger: %v", err)
 		}
@@ -168,9 +174,16 @@ func (l *lockedLedger) release() error {
 }
 
 func (l *lockedLedger) write() error {
+	b, err := marshalRecord(l.ledger)
+	if err != nil {
+		return err
+	}
+	if bytes.Equal(b, l.read) {
+		return nil
+	}
 	// The originals of rewritten resolv.conf files must be on the disk before the files
 	// change (see writeRecord); everything else the ledger holds dies with the kernel.
-	return writeRecord(l.path, l.ledger, len(l.ledger.ResolvConfs) > 0)
+	return writeRecordBytes(l.path, b, len(l.ledger.ResolvConfs) > 0)
 }
 
 func readLedger(path string) (*ledger, error) {

@@ -1,6 +1,7 @@
 package routing
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"log"
@@ -71,6 +72,7 @@ type Router struct {
 
 	mu     sync.Mutex
 	st     state
+	saved  []byte // the content saveState last wrote to path
 	dns    dnsBackend
 	last   *Config
 	closed bool
@@ -319,7 +321,7 @@ func (r *Router) apply(l *ledger, p *desired) error {
 		cur.MTUSet, cur.MTULink, cur.OrigMTU = true, p.link.Index, p.link.MTU
 	}
 	cur.Link, cur.LinkIndex = p.link.Name, p.link.Index
-	if err := writeState(r.path, cur); err != nil {
+	if err := r.saveState(); err != nil {
 		// Without a record a crash would leave changes nobody can undo.
 		return errors.Join(append(errs, fmt.Errorf("routing: recording state: %w", err))...)
 	}
@@ -427,7 +429,7 @@ func (r *Router) apply(l *ledger, p *desired) error {
 	cur.DNS = r.dns.record()
 	r.recordTunnel(l, p)
 
-	if err := writeState(r.path, cur); err != nil {
+	if err := r.saveState(); err != nil {
 		errs = append(errs, fmt.Errorf("routing: recording state: %w", err))
 	}
 	return errors.Join(errs...)
@@ -437,7 +439,26 @@ func (r *Router) apply(l *ledger, p *desired) error {
 // with r.mu held (from Set or Close).
 func (r *Router) persistDNS(rec *dnsRecord) error {
 	r.st.DNS = rec
-	return writeState(r.path, &r.st)
+	return r.saveState()
+}
+
+// saveState writes the Router's record (r.st) unless the file already says the same: Set
+// records the union of old and new state before it changes the kernel and the outcome after,
+// which are usually equal.
+func (r *Router) saveState() error {
+	b, err := marshalRecord(&r.st)
+	if err != nil {
+		return err
+	}
+	if bytes.Equal(b, r.saved) {
+		return nil
+	}
+	r.saved = nil
+	if err := writeRecordBytes(r.path, b, r.st.durable()); err != nil {
+		return err
+	}
+	r.saved = b
+	return nil
 }
 
 // recordTunnel keeps the tunnel's entry in the ledger current: what the

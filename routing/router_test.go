@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -565,7 +566,7 @@ func TestInstanceInUse(t *testing.T) {
 	st, _ := readState(filepath.Join(dir, "t"+stateSuffix))
 	st.PID = 1
 	st.StartTime = procStartTime(1)
-	if err := writeState(filepath.Join(dir, "t"+stateSuffix), st); err != nil {
+	if err := writeRecord(filepath.Join(dir, "t"+stateSuffix), st, false); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := New(Options{StateDir: dir, Instance: "t", Logf: t.Logf, DNSMode: ModeNone, kernel: k}); err == nil {
@@ -704,7 +705,7 @@ func FuzzParseState(f *testing.F) {
 	s.NetGW = map[netip.Addr]path{server4: {Gw: ma("192.168.1.1"), LinkIndex: 2}}
 	s.DNS = &dnsRecord{Mode: ModeResolvConf, Applied: true, ResolvConf: "/etc/resolv.conf"}
 	dir := f.TempDir()
-	if err := writeState(filepath.Join(dir, "s"), &s); err != nil {
+	if err := writeRecord(filepath.Join(dir, "s"), &s, false); err != nil {
 		f.Fatal(err)
 	}
 	b, _ := os.ReadFile(filepath.Join(dir, "s"))
@@ -746,4 +747,39 @@ func FuzzParseLedger(f *testing.F) {
 			_ = undoState(k, l, s, filepath.Join(t.TempDir(), "s"), nil, func(string, ...any) {})
 		}
 	})
+}
+
+// TestUnchangedRecordsNotRewritten: a Set that changes nothing rewrites neither the tunnel's
+// record nor the host ledger (each rewrite is a new file renamed into place, so the inode
+// tells), and a Set that changes something rewrites both.
+func TestUnchangedRecordsNotRewritten(t *testing.T) {
+	k := lanEnv(t, true)
+	dir := t.TempDir()
+	r := newTestRouter(t, k, dir, "t")
+	if err := r.Set(baseCfg()); err != nil {
+		t.Fatal(err)
+	}
+	inode := func(name string) uint64 {
+		t.Helper()
+		fi, err := os.Stat(filepath.Join(dir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fi.Sys().(*syscall.Stat_t).Ino
+	}
+	state, host := inode("t"+stateSuffix), inode(ledgerName)
+	if err := r.Set(baseCfg()); err != nil {
+		t.Fatal(err)
+	}
+	if inode("t"+stateSuffix) != state || inode(ledgerName) != host {
+		t.Error("the same Config again rewrote the records")
+	}
+	cfg := baseCfg()
+	cfg.Routes = append(cfg.Routes, Route{Dst: mp("10.77.0.0/16")})
+	if err := r.Set(cfg); err != nil {
+		t.Fatal(err)
+	}
+	if inode("t"+stateSuffix) == state || inode(ledgerName) == host {
+		t.Error("a new route left a record unwritten")
+	}
 }

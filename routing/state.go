@@ -111,11 +111,13 @@ func (s *state) alive() bool {
 	return st == 0 || s.StartTime == 0 || st == s.StartTime
 }
 
-func writeState(path string, s *state) error {
-	// Only a rewritten resolv.conf outlives a reboot; routes, addresses, the tun device and
-	// resolved's link settings go with the kernel, so a record of them need not reach the
-	// disk before the change it describes.
-	return writeRecord(path, s, s.DNS != nil && s.DNS.ResolvConf != "")
+// durable reports whether the record must reach the disk before the change it describes.
+// Only a rewritten resolv.conf outlives a reboot; routes, addresses, the tun device and
+// resolved's link settings go with the kernel. A session in resolv.conf mode that has not
+// written the file (no DNS pushed) has nothing a reboot keeps, so its connects skip the two
+// flushes, which cost milliseconds each.
+func (s *state) durable() bool {
+	return s.DNS != nil && s.DNS.ResolvConf != "" && s.DNS.Applied
 }
 
 // writeRecord writes v as JSON to path through a fresh temporary file (never following a
@@ -125,16 +127,30 @@ func writeState(path string, s *state) error {
 // which the next boot's cleanup can undo only if the record was on the disk first. The
 // others skip the two flushes, which cost milliseconds on every connect.
 func writeRecord(path string, v any, durable bool) error {
-	b, err := json.MarshalIndent(v, "", "  ")
+	b, err := marshalRecord(v)
 	if err != nil {
 		return err
 	}
+	return writeRecordBytes(path, b, durable)
+}
+
+// marshalRecord is a record's content as writeRecord writes it.
+func marshalRecord(v any) ([]byte, error) {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return nil, err
+	}
+	return append(b, '\n'), nil
+}
+
+// writeRecordBytes is writeRecord for content marshalRecord made.
+func writeRecordBytes(path string, b []byte, durable bool) error {
 	tmp := path + ".tmp"
 	f, err := createExclusive(tmp, 0o600)
 	if err != nil {
 		return err
 	}
-	_, err = f.Write(append(b, '\n'))
+	_, err = f.Write(b)
 	if err == nil && durable {
 		err = f.Sync()
 	}

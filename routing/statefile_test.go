@@ -74,3 +74,21 @@ func TestCreateExclusiveNeverFollowsSymlinks(t *testing.T) {
 		t.Errorf("tmp is %v, %v; want a regular file", fi, err)
 	}
 }
+
+func TestStateDurableOnlyWithRewrittenResolvConf(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		dns  *dnsRecord
+		want bool
+	}{
+		{"no DNS backend", nil, false},
+		{"resolved", &dnsRecord{Mode: ModeResolved, LinkIndex: 7, Applied: true}, false},
+		{"resolv.conf, not written", &dnsRecord{Mode: ModeResolvConf, ResolvConf: "/etc/resolv.conf"}, false},
+		{"resolv.conf, written", &dnsRecord{Mode: ModeResolvConf, ResolvConf: "/etc/resolv.conf", Applied: true}, true},
+	} {
+		s := state{DNS: tc.dns}
+		if got := s.durable(); got != tc.want {
+			t.Errorf("%s: durable() = %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}

@@ -70,11 +70,29 @@ type attempt struct {
 func (r *runner) attempt(ctx context.Context, conn *config.Connection, remote netip.AddrPort) outcome {
 	s := r.s
 	s.setState(StateConnecting, fmt.Sprintf("%s:%v", conn.Proto, remote))
-	if err := r.openTun(); err != nil {
-		return outcome{kind: outFatal, err: err}
+	// A new tun device is opened while the transport is dialled and the engine set up:
+	// nothing needs the device before the socket reader starts, and opening it (the kernel
+	// registering a network device, the tun package starting its listeners, about a
+	// millisecond) need not delay the first packet. tunOpened waits for it; every path
+	// out of this function passes through it.
+	var tunErr chan error
+	if r.tun == nil {
+		tunErr = make(chan error, 1)
+		go func() { tunErr <- r.openTun() }()
+	}
+	tunOpened := func() error {
+		if tunErr == nil {
+			return nil
+		}
+		err := <-tunErr
+		tunErr = nil
+		return err
 	}
 	pc, err := r.dial(ctx, conn, remote)
 	if err != nil {
+		if terr := tunOpened(); terr != nil {
+			return outcome{kind: outFatal, err: terr}
+		}
 		if ctx.Err() != nil {
 			return outcome{kind: outExit}
 		}
@@ -91,6 +109,7 @@ func (r *runner) attempt(ctx context.Context, conn *config.Connection, remote ne
 	ec, err := engineConfig(r.cfg, conn, remote.Addr().Is6(), creds, nil)
 	if err != nil {
 		pc.Close()
+		tunOpened()
 		return outcome{kind: outFatal, err: fmt.Errorf("building protocol configuration: %w", err)}
 	}
 	if c := s.crl; c != nil {
@@ -107,7 +126,13 @@ func (r *runner) attempt(ctx context.Context, conn *config.Connection, remote ne
 	eng, err := engine.NewClient(ec)
 	if err != nil {
 		pc.Close()
+		tunOpened()
 		return outcome{kind: outFatal, err: fmt.Errorf("starting protocol engine: %w", err)}
+	}
+	if err := tunOpened(); err != nil {
+		pc.Close()
+		eng.Close()
+		return outcome{kind: outFatal, err: err}
 	}
 	actx, cancel := context.WithCancel(ctx)
 	a := &attempt{

@@ -235,6 +235,9 @@ type dataPath struct {
 	txOff, txBufSize int
 
 	closing atomic.Bool // the tun device is being closed
+	// mem backs the packet buffers; release it (releaseMem) only once the tun reader and
+	// the socket reader have returned.
+	mem *bufArena
 	// keyUsed wakes the control loop when the first packet opens under a keySet's Next key,
 	// so the engine switches to it at once (engine.Activity.NextKeyUsed).
 	keyUsed chan struct{}
@@ -330,16 +333,25 @@ func newDataPath(t tunDevice, cnt *counters, dc dataPathConfig, logf func(string
 	if d.tx.poll = newTunPoller(t); d.tx.poll != nil {
 		txn = txBatch
 	}
+	rxSize := rxBufSizeFor(dc)
+	heads := t.BatchSize() > 1 // a device with offloads coalesces TCP segments (GRO) when written to
+	sizes := []int{txn * arenaSize(d.txBufSize), maxBatch * arenaSize(rxSize)}
+	if heads {
+		sizes = append(sizes, rxHeads*arenaSize(rxHeadSize))
+	}
+	if !dc.RefuseCompressed {
+		sizes = append(sizes, rxScratchSize)
+	}
+	d.mem = newBufArena(arenaSize(sizes...))
 	d.tx.bufs = make([][]byte, txn)
 	for i := range d.tx.bufs {
-		d.tx.bufs[i] = make([]byte, d.txBufSize)
+		d.tx.bufs[i] = d.mem.take(d.txBufSize)
 	}
 	d.tx.sizes = make([]int, txn)
 	d.tx.out = make([][]byte, 0, txn)
-	rxSize := rxBufSizeFor(dc)
 	d.rx.bufs = make([][]byte, maxBatch)
 	for i := range d.rx.bufs {
-		d.rx.bufs[i] = make([]byte, rxSize)
+		d.rx.bufs[i] = d.mem.take(rxSize)
 	}
 	d.rx.rbufs = make([][]byte, maxBatch)
 	for i := range d.rx.rbufs {
@@ -347,19 +359,27 @@ func newDataPath(t tunDevice, cnt *counters, dc dataPathConfig, logf func(string
 	}
 	d.rx.sizes = make([]int, maxBatch)
 	d.rx.out = make([][]byte, 0, maxBatch)
-	if t.BatchSize() > 1 {
-		// A device with offloads coalesces TCP segments (GRO) when written to.
-		h := newRxHeadState()
+	if heads {
+		h := newRxHeadState(d.mem.take)
 		d.rx.heads = &h
 	}
 	if !dc.RefuseCompressed {
 		// Without a scratch buffer OpenTo refuses compressed payloads.
-		d.rx.scratch = make([]byte, 64<<10)
+		d.rx.scratch = d.mem.take(rxScratchSize)
 	}
 	if dc.Fragment.N > 0 {
 		d.frag = newFragState(dc.Fragment, mtu, d.txBufSize, rxSize)
 	}
 	return d
+}
+
+// rxScratchSize is the decompression scratch buffer: the largest decompressed payload.
+const rxScratchSize = 64 << 10
+
+// releaseMem gives the packet buffers back to the kernel. The tun reader
+// (RoutineTunToSocket) and every socket reader (RoutineSocketToTun) must have returned.
+func (d *dataPath) releaseMem() {
+	d.mem.release()
 }
 
 // rxBufSizeFor is the socket receive buffer size for dc: the largest packet a server

@@ -48,10 +48,11 @@ type rxHeadState struct {
 	used  int
 }
 
-func newRxHeadState() rxHeadState {
+// newRxHeadState takes its head buffers from alloc.
+func newRxHeadState(alloc func(n int) []byte) rxHeadState {
 	h := rxHeadState{bufs: make([][]byte, rxHeads)}
 	for i := range h.bufs {
-		h.bufs[i] = make([]byte, rxHeadSize)
+		h.bufs[i] = alloc(rxHeadSize)
 	}
 	return h
 }

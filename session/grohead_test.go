@@ -34,7 +34,7 @@ func inHead(h *rxHeadState, p []byte) bool {
 
 func TestRxHeadsPlace(t *testing.T) {
 	for _, v6 := range []bool{false, true} {
-		h := newRxHeadState()
+		h := newRxHeadState(func(n int) []byte { return make([]byte, n) })
 		var got []bool // whether each segment became a head
 		place := func(p []byte) {
 			t.Helper()
@@ -86,7 +86,7 @@ func TestRxHeadsZeroAllocs(t *testing.T) {
 	if israce.Enabled {
 		t.Skip("allocation counts are meaningless under -race")
 	}
-	h := newRxHeadState()
+	h := newRxHeadState(func(n int) []byte { return make([]byte, n) })
 	batch := make([][]byte, maxBatch)
 	for i := range batch {
 		batch[i] = segment(i%3 == 0, uint16(1+i%2), uint32(i/2*1400), tcpFlagACK, 1400)
@@ -110,7 +110,7 @@ func FuzzRxHeadsPlace(f *testing.F) {
 		if len(a) > 0xFFFF || len(b) > 0xFFFF {
 			return
 		}
-		h := newRxHeadState()
+		h := newRxHeadState(func(n int) []byte { return make([]byte, n) })
 		for _, ip := range [][]byte{a, b, a, b, b} {
 			p := append(make([]byte, tunWriteOffset), ip...)
 			q := h.place(p)

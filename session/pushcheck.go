@@ -31,26 +31,30 @@ func readHostNet(server netip.Addr) (hostNet, error) {
 	if err != nil {
 		return h, fmt.Errorf("listing interfaces: %w", err)
 	}
+	// Addresses of tun devices (this tunnel's and others') and of loopback do not count,
+	// nor those of a link that appeared after the list. One dump of every address: asking
+	// per link dumps them all once per link.
+	count := make(map[int]bool, len(links))
 	for _, l := range links {
 		a := l.Attrs()
-		if _, tun := l.(*netlink.Tuntap); tun || a.Flags&net.FlagLoopback != 0 {
+		if _, tun := l.(*netlink.Tuntap); !tun && a.Flags&net.FlagLoopback == 0 {
+			count[a.Index] = true
+		}
+	}
+	addrs, err := netlink.AddrList(nil, netlink.FAMILY_ALL)
+	if err != nil {
+		return h, fmt.Errorf("listing addresses: %w", err)
+	}
+	for _, ad := range addrs {
+		if ad.IPNet == nil || !count[ad.LinkIndex] {
 			continue
 		}
-		addrs, err := netlink.AddrList(l, netlink.FAMILY_ALL)
-		if err != nil {
-			return h, fmt.Errorf("listing addresses of %s: %w", a.Name, err)
+		ip, ok := netip.AddrFromSlice(ad.IP)
+		if !ok {
+			continue
 		}
-		for _, ad := range addrs {
-			if ad.IPNet == nil {
-				continue
-			}
-			ip, ok := netip.AddrFromSlice(ad.IP)
-			if !ok {
-				continue
-			}
-			ones, _ := ad.Mask.Size()
-			h.Links = append(h.Links, netip.PrefixFrom(ip.Unmap(), ones))
-		}
+		ones, _ := ad.Mask.Size()
+		h.Links = append(h.Links, netip.PrefixFrom(ip.Unmap(), ones))
 	}
 	return h, nil
 }

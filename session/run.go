@@ -12,8 +12,6 @@ import (
 	"sync"
 	"time"
 
-	"golang.zx2c4.com/wireguard/tun"
-
 	"github.com/ovpnd/ovpnd/config"
 	"github.com/ovpnd/ovpnd/engine"
 	"github.com/ovpnd/ovpnd/engine/datachannel"
@@ -209,6 +207,9 @@ func (r *runner) run(ctx context.Context) error {
 	for {
 		conn := &r.cfg.Connections[r.order[pos]]
 		out := r.connectEntry(ctx, conn)
+		// A connection that came up ended it already (memtrim.AfterConnect); a first attempt
+		// that failed must not leave the process without garbage collection.
+		memtrim.EndHold()
 		switch out.kind {
 		case outExit:
 			return nil
@@ -393,8 +394,8 @@ func (r *runner) openTun() error {
 	}
 	r.tun, r.link = t, link
 	if r.watcher != nil {
-		if ifc, err := net.InterfaceByName(link); err == nil {
-			r.watcher.setTunIndex(ifc.Index)
+		if i, err := linkIndex(link); err == nil {
+			r.watcher.setTunIndex(i)
 		}
 	}
 	r.dp = newDataPath(t, &r.s.cnt, dataPathConfig{Headroom: datachannel.Headroom, Tailroom: datachannel.Tailroom, MTU: r.maxMTU,
@@ -425,23 +426,6 @@ func maxTunMTU(c *config.Config) int {
 	return max(c.TunMTU, engine.DefaultTunMTU, ceil)
 }
 
-func openKernelTun(name string, mtu int) (tunDevice, string, error) {
-	d, err := tun.CreateTUN(name, mtu)
-	if err != nil {
-		return nil, "", err
-	}
-	link, err := d.Name()
-	if err != nil {
-		d.Close()
-		return nil, "", err
-	}
-	if err := setLinkUp(link); err != nil {
-		d.Close()
-		return nil, "", err
-	}
-	return d, link, nil
-}
-
 // closeTun removes the network settings and closes the device.
 func (r *runner) closeTun() error {
 	var errs []error
@@ -457,16 +441,18 @@ func (r *runner) closeTun() error {
 		r.dp.closing.Store(true)
 		if err := r.tun.Close(); err != nil {
 			if errors.Is(err, os.ErrClosed) {
-				// wireguard's NativeTun.Close races with its own netlink listener
-				// and reports "file already closed" for a descriptor it closed
-				// itself: the device is gone either way, and a clean stop must
-				// not turn into exit status 1.
+				// A device whose descriptor is closed already is gone either way
+				// (the tun package's monitored devices closed it from their own
+				// netlink listener): a clean stop must not turn into exit status 1.
 				r.s.logf(3, "closing tun device: %v", err)
 			} else {
 				errs = append(errs, fmt.Errorf("closing tun device: %w", err))
 			}
 		}
 		<-r.txDone
+		// Every attempt waited for its socket reader before it returned, and the tun
+		// reader is done: nothing uses the packet buffers any more.
+		r.dp.releaseMem()
 		r.tun, r.dp, r.link = nil, nil, ""
 	}
 	return errors.Join(errs...)

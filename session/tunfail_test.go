@@ -1,9 +1,11 @@
 package session
 
 import (
+	"errors"
 	"io/fs"
 	"net/netip"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -86,5 +88,36 @@ func TestTunFailureReconnects(t *testing.T) {
 	st.s.Disconnect()
 	if err := st.result(t); err != nil {
 		t.Fatalf("Run: %v", err)
+	}
+}
+
+// TestTunOpenFailureIsFatal: the tun device opens while the transport is dialled; when it
+// cannot be opened the session still ends with that error, as before the two overlapped.
+func TestTunOpenFailureIsFatal(t *testing.T) {
+	u := startUDPServer(t, enginetest.Options{})
+	cfg := runloopProfile(t, u, "")
+	cfg.Dev, cfg.DevType = "tun", 0
+	var opened atomic.Int32
+	st := startSession(t, cfg, Options{
+		openTun: func(string, int) (tunDevice, string, error) {
+			opened.Add(1)
+			return nil, "", syscall.EPERM
+		},
+		newRouter: func(routing.Options) (netRouter, error) { return &closingRouter{}, nil },
+		watchRoutes: func(ch chan<- netlink.RouteUpdate, done <-chan struct{}, _ func(error)) error {
+			go func() { <-done; close(ch) }()
+			return nil
+		},
+		readHost: func(netip.Addr) (hostNet, error) { return hostNet{}, nil },
+	})
+	err := st.result(t)
+	if err == nil || !errors.Is(err, syscall.EPERM) || !strings.Contains(err.Error(), "opening tun device") {
+		t.Fatalf("Run = %v, want the tun device's error", err)
+	}
+	if n := opened.Load(); n != 1 {
+		t.Errorf("%d opens, want 1", n)
+	}
+	if s := st.s.Status(); s.State != StateFailed {
+		t.Errorf("state %v, want failed", s.State)
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/ovpnd/ovpnd/config"
 	"github.com/ovpnd/ovpnd/daemon"
 	api "github.com/ovpnd/ovpnd/dbus"
+	"github.com/ovpnd/ovpnd/internal/memtrim"
 	"github.com/ovpnd/ovpnd/routing"
 	"github.com/ovpnd/ovpnd/session"
 )
@@ -51,9 +52,19 @@ func runCmd(args []string, _, stderr io.Writer) int {
 		return 2
 	}
 
-	cleanStale(*stateDir, logger.Printf)
+	// No garbage collection until the first connection is up or has failed
+	// (internal/memtrim): with 16 MiB as the heap's bound meanwhile.
+	memtrim.HoldCollection(16 << 20)
 
+	// Undoing what crashed instances left behind and reading the profile do not depend on
+	// each other: they run side by side, and the session starts once both are done.
+	cleaned := make(chan struct{})
+	go func() {
+		defer close(cleaned)
+		cleanStale(*stateDir, logger.Printf)
+	}()
 	cfg, warns, err := config.LoadWith(path, config.LoadOptions{Passphrase: askPassphraseTerminal})
+	<-cleaned
 	for _, w := range warns {
 		logger.Print(w.String())
 	}

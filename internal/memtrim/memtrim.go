@@ -30,10 +30,12 @@ var (
 	lastFree time.Time
 )
 
-// AfterConnect is for a tunnel that just came up: it returns the heap's free pages to the
-// kernel (FreeHeap) and pages out the executable's read-only mappings (PageOutExecutable).
+// AfterConnect is for a tunnel that just came up: it ends a HoldCollection, returns the
+// heap's free pages to the kernel (FreeHeap) and pages out the executable's read-only
+// mappings (PageOutExecutable).
 // It blocks for a garbage collection (a few ms).
 func AfterConnect() {
+	EndHold()
 	mu.Lock()
 	defer mu.Unlock()
 	freeHeap()
