@@ -174,23 +174,35 @@ func fmtDurations(v []time.Duration) string {
 }
 
 // handshakes is `labctl handshake`: n handshake cycles of each client, alternated, without
-// the throughput runs; it prints every figure and the medians.
-func handshakes(t *cli, ovpndPath string, n int) {
+// the throughput runs; it prints every figure and the medians. otherPath, if set, is a second
+// ovpnd build measured alongside ("ovpnd-b"), to compare a change against its base in the
+// same run.
+func handshakes(t *cli, ovpndPath, otherPath string, n int) {
 	if abs, err := absPath(ovpndPath); err == nil {
 		ovpndPath = abs
+	}
+	kinds := []string{"openvpn", "ovpnd"}
+	if otherPath != "" {
+		if abs, err := absPath(otherPath); err == nil {
+			otherPath = abs
+		}
+		kinds = append(kinds, "ovpnd-b")
 	}
 	printEnvironment()
 	step("building the lab and starting %s server (UDP, tls-crypt, AES-256-GCM)", openvpnVersion())
 	l := lab.New(t, lab.Options{})
 	srv := l.StartServer(benchServer)
 	cfg := l.WriteFile("client.ovpn", srv.ClientConfig(lab.ClientOptions{}))
-	kinds := []string{"openvpn", "ovpnd"}
 	starts := map[string][]time.Duration{}
 	reconnects := map[string][]time.Duration{}
 	for i := range n {
 		for j := range kinds {
 			kind := kinds[(i+j)%len(kinds)]
-			args, err := clientArgs(kind, ovpndPath, cfg)
+			path := ovpndPath
+			if kind == "ovpnd-b" {
+				path = otherPath
+			}
+			args, err := clientArgs(strings.TrimSuffix(kind, "-b"), path, cfg)
 			if err != nil {
 				t.Fatalf("%v", err)
 			}
@@ -205,13 +217,22 @@ func handshakes(t *cli, ovpndPath string, n int) {
 	}
 	load, _ := os.ReadFile("/proc/loadavg")
 	fmt.Printf("\nhandshakes: %d per client, alternated; load average now %s\n", n, strings.Join(strings.Fields(string(load))[:3], " "))
-	fmt.Printf("%-36s %12s %12s %14s\n", "metric (median, ms)", "openvpn 2.6", "ovpnd", "ovpnd/openvpn")
+	header := fmt.Sprintf("%-36s %12s %12s %14s", "metric (median, ms)", "openvpn 2.6", "ovpnd", "ovpnd/openvpn")
+	if otherPath != "" {
+		header += fmt.Sprintf(" %12s %14s", "ovpnd-b", "b/openvpn")
+	}
+	fmt.Println(header)
 	for _, m := range []struct {
 		name string
 		v    map[string][]time.Duration
 	}{{"start to tunnel address", starts}, {"SIGUSR1 to tunnel address again", reconnects}} {
 		o, d := medianDuration(m.v["openvpn"]), medianDuration(m.v["ovpnd"])
-		fmt.Printf("%-36s %12.1f %12.1f %13.2fx\n", m.name, float64(o)/1e6, float64(d)/1e6, float64(d)/float64(o))
+		line := fmt.Sprintf("%-36s %12.1f %12.1f %13.2fx", m.name, float64(o)/1e6, float64(d)/1e6, float64(d)/float64(o))
+		if otherPath != "" {
+			b := medianDuration(m.v["ovpnd-b"])
+			line += fmt.Sprintf(" %12.1f %13.2fx", float64(b)/1e6, float64(b)/float64(o))
+		}
+		fmt.Println(line)
 	}
 	for _, kind := range kinds {
 		fmt.Printf("    %s start: %s; reconnect: %s\n", kind, fmtDurations(starts[kind]), fmtDurations(reconnects[kind]))

@@ -5,7 +5,7 @@
 //	labctl bench [-ovpnd PATH] [-duration 6s] [-runs 3]
 //	labctl faults [-ovpnd PATH] [-handshakes 6] [-loss 0,0.05,0.1,0.2,0.3] [-deadline 30s] [-trace] [-reconnect]
 //	labctl rekey [-ovpnd PATH] [-duration 20s] [-runs 3] [-rate 200mbit] [-reneg-sec 0] [-reneg-bytes 33554432] [-gap 200ms]
-//	labctl handshake [-ovpnd PATH] [-n 5]
+//	labctl handshake [-ovpnd PATH] [-n 5] [-ovpnd-b PATH]
 //	labctl memory [-ovpnd PATH] [-ovpnctl PATH] [-duration 60s] [-reneg-sec 2] [-sessions 10] [-clients openvpn,ovpnd]
 //	labctl pacing [-ovpnd PATH] [-duration 6s] [-runs 3] [-rate 100m] [-queue 20ms] [-ovpnd-b PATH]
 //
@@ -136,8 +136,9 @@ func main() {
 		rekey(t, *ovpnd, *dur, max(*runs, 1), *rate, max(*renegSec, 0), max(*renegBytes, 0), *gap)
 	case "handshake":
 		n := fs.Int("n", 5, "handshake cycles per client (alternated)")
+		other := fs.String("ovpnd-b", "", "a second ovpnd binary measured alongside (A/B of a change)")
 		fs.Parse(os.Args[2:])
-		handshakes(t, *ovpnd, max(*n, 1))
+		handshakes(t, *ovpnd, *other, max(*n, 1))
 	case "memory":
 		ovpnctl := fs.String("ovpnctl", "bin/ovpnctl", "path of the ovpnctl binary (starts the daemon's sessions)")
 		dur := fs.Duration("duration", 60*time.Second, "iperf3 traffic per client while the server renegotiates (0: skip)")
