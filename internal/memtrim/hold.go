@@ -8,7 +8,7 @@ import (
 
 // A process's first connection allocates a few MB in a few ms (configuration, certificates,
 // the tun device's tables, the TLS handshake), which makes the garbage collector run in the
-// middle of it: about 2 ms of a start to tunnel up in `make bench`, with the collection's
+// middle of it: about 2 ms of a start to tunnel up in `labctl handshake`, with the collection's
 // pauses and its assists on the handshake's goroutines. Nothing of that is worth
 // collecting before the tunnel is up, when AfterConnect collects anyway.
 
