@@ -178,16 +178,8 @@ func fmtDurations(v []time.Duration) string {
 // ovpnd build measured alongside ("ovpnd-b"), to compare a change against its base in the
 // same run.
 func handshakes(t *cli, ovpndPath, otherPath string, n int) {
-	if abs, err := absPath(ovpndPath); err == nil {
-		ovpndPath = abs
-	}
-	kinds := []string{"openvpn", "ovpnd"}
-	if otherPath != "" {
-		if abs, err := absPath(otherPath); err == nil {
-			otherPath = abs
-		}
-		kinds = append(kinds, "ovpnd-b")
-	}
+	clients := newABClients(ovpndPath, otherPath)
+	kinds := clients.kinds
 	printEnvironment()
 	step("building the lab and starting %s server (UDP, tls-crypt, AES-256-GCM)", openvpnVersion())
 	l := lab.New(t, lab.Options{})
@@ -198,11 +190,7 @@ func handshakes(t *cli, ovpndPath, otherPath string, n int) {
 	for i := range n {
 		for j := range kinds {
 			kind := kinds[(i+j)%len(kinds)]
-			path := ovpndPath
-			if kind == "ovpnd-b" {
-				path = otherPath
-			}
-			args, err := clientArgs(strings.TrimSuffix(kind, "-b"), path, cfg)
+			args, err := clients.args(kind, cfg)
 			if err != nil {
 				t.Fatalf("%v", err)
 			}

@@ -178,6 +178,61 @@ func clientArgs(kind, ovpndPath, config string) ([]string, error) {
 	return nil, fmt.Errorf("unknown client %q", kind)
 }
 
+// abClients are the clients a run alternates: OpenVPN's and ovpnd, and "ovpnd-b" when a
+// second ovpnd build is given, to compare a change against its base in the same run.
+type abClients struct {
+	kinds        []string
+	ovpnd, other string
+}
+
+func newABClients(ovpndPath, otherPath string) abClients {
+	if abs, err := absPath(ovpndPath); err == nil {
+		ovpndPath = abs
+	}
+	c := abClients{kinds: []string{"openvpn", "ovpnd"}, ovpnd: ovpndPath, other: otherPath}
+	if otherPath != "" {
+		if abs, err := absPath(otherPath); err == nil {
+			c.other = abs
+		}
+		c.kinds = append(c.kinds, "ovpnd-b")
+	}
+	return c
+}
+
+// args is the command line of client kind with the given profile.
+func (c abClients) args(kind, config string) ([]string, error) {
+	if kind == "ovpnd-b" {
+		return clientArgs("ovpnd", c.other, config)
+	}
+	return clientArgs(kind, c.ovpnd, config)
+}
+
+// connectedClient starts a client and waits for its tunnel and a ping through it. The
+// caller stops it (stopClient); on failure it is stopped already.
+func connectedClient(l *lab.Lab, srv *lab.Server, args []string) (*lab.Process, error) {
+	client, _, err := timedConnect(l, srv, args, 20*time.Second)
+	if err != nil {
+		return nil, err
+	}
+	if err := l.WaitPing(srv.TunnelAddr(), 10*time.Second); err != nil {
+		stopClient(client)
+		return nil, err
+	}
+	return client, nil
+}
+
+// medianFloat is the median of v (which it sorts), 0 for none.
+func medianFloat(v []float64) float64 {
+	if len(v) == 0 {
+		return 0
+	}
+	sort.Float64s(v)
+	if len(v)%2 == 1 {
+		return v[len(v)/2]
+	}
+	return (v[len(v)/2-1] + v[len(v)/2]) / 2
+}
+
 var benchServer = lab.ServerOptions{Proto: "udp", Wrap: "tls-crypt", DataCiphers: []string{"AES-256-GCM"}}
 
 func demo(t *cli, kind, ovpndPath string) {
@@ -410,11 +465,7 @@ func summarize(runs []run, why string) *result {
 		for i, x := range runs {
 			v[i] = get(x)
 		}
-		sort.Float64s(v)
-		if len(v)%2 == 1 {
-			return v[len(v)/2]
-		}
-		return (v[len(v)/2-1] + v[len(v)/2]) / 2
+		return medianFloat(v)
 	}
 	r.rtt = time.Duration(med(func(x run) float64 { return float64(x.rtt) }))
 	r.up.BitsPerSecond = med(func(x run) float64 { return x.up.BitsPerSecond })

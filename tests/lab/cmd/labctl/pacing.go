@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -36,17 +35,8 @@ type pacingRun struct {
 }
 
 func pacing(t *cli, ovpndPath, otherPath string, dur time.Duration, runs int, rate, queue string) {
-	if abs, err := absPath(ovpndPath); err == nil {
-		ovpndPath = abs
-	}
-	kinds := []string{"openvpn", "ovpnd"}
-	if otherPath != "" {
-		// A second ovpnd build, to compare a change against its base in the same run.
-		if abs, err := absPath(otherPath); err == nil {
-			otherPath = abs
-		}
-		kinds = append(kinds, "ovpnd-b")
-	}
+	clients := newABClients(ovpndPath, otherPath)
+	kinds := clients.kinds
 	if _, err := exec.LookPath("iperf3"); err != nil {
 		t.Fatalf("iperf3 not installed: run .ci/install-deps")
 	}
@@ -75,11 +65,7 @@ func pacing(t *cli, ovpndPath, otherPath string, dur time.Duration, runs int, ra
 		for i := range runs {
 			for j := range kinds {
 				kind := kinds[(i+j)%len(kinds)]
-				path := ovpndPath
-				if kind == "ovpnd-b" {
-					path = otherPath
-				}
-				args, err := clientArgs(strings.TrimSuffix(kind, "-b"), path, cfg)
+				args, err := clients.args(kind, cfg)
 				if err != nil {
 					t.Fatalf("%v", err)
 				}
@@ -134,31 +120,21 @@ func pacing(t *cli, ovpndPath, otherPath string, dur time.Duration, runs int, ra
 }
 
 func median(runs []pacingRun, get func(pacingRun) float64) float64 {
-	if len(runs) == 0 {
-		return 0
-	}
 	v := make([]float64, len(runs))
 	for i, r := range runs {
 		v[i] = get(r)
 	}
-	sort.Float64s(v)
-	if len(v)%2 == 1 {
-		return v[len(v)/2]
-	}
-	return (v[len(v)/2-1] + v[len(v)/2]) / 2
+	return medianFloat(v)
 }
 
 // pacingUpload connects a client, runs one upload and stops the client.
 func pacingUpload(l *lab.Lab, srv *lab.Server, args []string, dur time.Duration) (pacingRun, error) {
 	var r pacingRun
-	client, _, err := timedConnect(l, srv, args, 20*time.Second)
+	client, err := connectedClient(l, srv, args)
 	if err != nil {
 		return r, err
 	}
 	defer stopClient(client)
-	if err := l.WaitPing(srv.TunnelAddr(), 10*time.Second); err != nil {
-		return r, err
-	}
 	if os.Getenv("LABCTL_SHOW_PID") != "" {
 		fmt.Printf("    client pid %d\n", client.PID())
 	}

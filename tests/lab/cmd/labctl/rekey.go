@@ -109,14 +109,11 @@ type rekeyRun struct {
 
 // rekeyClient connects one client and runs iperf3 up, then down, sampling the receiver's tun.
 func rekeyClient(l *lab.Lab, srv *lab.Server, args []string, dur, gap time.Duration) ([]rekeyRun, error) {
-	client, _, err := timedConnect(l, srv, args, 20*time.Second)
+	client, err := connectedClient(l, srv, args)
 	if err != nil {
 		return nil, err
 	}
 	defer stopClient(client)
-	if err := l.WaitPing(srv.TunnelAddr(), 10*time.Second); err != nil {
-		return nil, err
-	}
 	var out []rekeyRun
 	for _, reverse := range []bool{false, true} {
 		pid := srv.PID() // uploads are delivered into the server's tun
